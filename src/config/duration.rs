@@ -1,0 +1,1 @@
+//! Implementer: "500ms" / "60s" / "5m" / "1h" parser.

@@ -1,0 +1,17 @@
+//! JOSE building blocks shared by DPoP proofs and JWT access tokens: compact JWS parsing,
+//! public JWKs and their RFC 7638 thumbprints, the algorithm allow-list and signature
+//! verification with ring. Pure: no I/O, no clock.
+//!
+//! `sign` is the client side (keygen, proof minting) used by the CLI, tests and benches.
+
+pub mod alg;
+pub mod jwk;
+pub mod jws;
+pub mod sign;
+
+pub use alg::{Algorithm, AlgorithmSet};
+pub use jwk::{JwkError, PublicJwk, Thumbprint};
+pub use jws::{CompactJws, JwsError};
+
+/// base64url without padding (RFC 7515 §2), the only encoding JOSE uses.
+pub(crate) use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;

@@ -1,0 +1,1 @@
+//! Implementer: moka cache of verified tokens keyed by SHA-256(token); entries never outlive exp.
