@@ -64,3 +64,9 @@ impl Clock for FixedClock {
         UnixTime(self.0.load(Ordering::Relaxed))
     }
 }
+
+/// A monotonic instant, for measuring durations (metrics, timeouts); never for checks.
+#[allow(clippy::disallowed_methods)] // reason: clock.rs is where clock reads live
+pub fn monotonic() -> std::time::Instant {
+    std::time::Instant::now()
+}
