@@ -1,0 +1,224 @@
+//! The command line (CONTRACT.md): `run`, `check`, `keygen`, `proof`. Exit codes: 0 success,
+//! 64 usage or configuration error, 1 start or runtime failure.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::jose::sign::{self, PrivateJwk, ProofClaims};
+use crate::jose::Algorithm;
+use crate::server::Running;
+
+/// Exit code for a usage or configuration error (sysexits EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+
+#[derive(Parser, Debug)]
+#[command(name = "dpop-gateway", version, about = "Enforces OAuth 2.0 DPoP (RFC 9449) in front of HTTP APIs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        /// Config file (default: $DPOP_GATEWAY_CONFIG, then config/gateway.yaml).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config and print it resolved, secrets masked.
+    Check {
+        /// Config file (default: $DPOP_GATEWAY_CONFIG, then config/gateway.yaml).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
+    /// Print a new private JWK (for testing clients).
+    Keygen {
+        /// ES256, ES384, EdDSA, RS256 or PS256.
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+    },
+    /// Print a fresh DPoP proof signed with a private JWK.
+    Proof {
+        /// A file holding a private JWK (as printed by `keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The HTTP method.
+        #[arg(long)]
+        method: String,
+        /// The target URL.
+        #[arg(long)]
+        url: String,
+        /// The access token (adds `ath`).
+        #[arg(long)]
+        token: Option<String>,
+        /// A server nonce (from `DPoP-Nonce`).
+        #[arg(long)]
+        nonce: Option<String>,
+    },
+}
+
+/// Parses the arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Run { config } => run(config),
+        Command::Check { config } => check(config),
+        Command::Keygen { alg } => keygen(&alg),
+        Command::Proof {
+            key,
+            method,
+            url,
+            token,
+            nonce,
+        } => proof(&key, method, url, token, nonce),
+    }
+}
+
+fn config_path(arg: Option<PathBuf>) -> PathBuf {
+    arg.or_else(|| std::env::var_os("DPOP_GATEWAY_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("config/gateway.yaml"))
+}
+
+fn load(arg: Option<PathBuf>) -> Result<Config, ExitCode> {
+    Config::load(&config_path(arg)).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+fn check(arg: Option<PathBuf>) -> ExitCode {
+    match load(arg) {
+        Ok(config) => {
+            print!("{}", config.to_masked_yaml());
+            ExitCode::SUCCESS
+        }
+        // The contract: `check` exits 1 on an invalid config.
+        Err(_) => ExitCode::from(1),
+    }
+}
+
+fn run(arg: Option<PathBuf>) -> ExitCode {
+    let config = match load(arg) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    crate::telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dpop-gateway: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let running = match Running::start(config, clock).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                eprintln!("dpop-gateway: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("shutting down: not ready, draining in-flight requests");
+        running.shutdown().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn keygen(alg: &str) -> ExitCode {
+    let Some(alg) = Algorithm::from_name(alg) else {
+        eprintln!("dpop-gateway keygen: unknown --alg {alg:?} (ES256, ES384, EdDSA, RS256, PS256)");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    match PrivateJwk::generate(alg) {
+        Ok(key) => {
+            println!("{}", key.to_json());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dpop-gateway keygen: {e:?}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn proof(
+    key: &std::path::Path,
+    method: String,
+    url: String,
+    token: Option<String>,
+    nonce: Option<String>,
+) -> ExitCode {
+    let text = match std::fs::read_to_string(key) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("dpop-gateway proof: {}: {e}", key.display());
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let key = match PrivateJwk::from_json(&text) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("dpop-gateway proof: {e:?}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    // htu carries no query or fragment (RFC 9449 §4.2).
+    let htu = url.split(['?', '#']).next().unwrap_or(&url).to_owned();
+    let claims = ProofClaims {
+        htm: method,
+        htu,
+        iat: SystemClock.now().as_secs(),
+        jti: sign::random_jti(),
+        access_token: token,
+        nonce,
+    };
+    match key.mint_proof(&claims) {
+        Ok(p) => {
+            println!("{p}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dpop-gateway proof: {e:?}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Every metric the gateway exports, in one struct registered in an owned registry. Label values
+//! come from closed sets (route prefixes from the config, method classes, `ErrorCode` and check
+//! names), never from paths, tokens, keys or client ids. All names start with `dpop_gateway_`.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Request and upstream latency buckets, in seconds: from 25 µs (a cached-token ES256 check is
+/// about 70 µs) to 30 s (the default `upstream.request_timeout`).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.000_025, 0.000_05, 0.000_075, 0.000_1, 0.000_15, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Verification buckets: proof + token checks alone, 10 µs (cache hits) to 50 ms (RSA-4096).
+pub const VERIFY_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_075, 0.000_1, 0.000_15, 0.000_2, 0.000_3, 0.000_5,
+    0.001, 0.002_5, 0.005, 0.01, 0.05,
+];
+
+/// The gateway's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `dpop_gateway_requests_total{route,method,outcome,reason}`.
+    pub requests: IntCounterVec,
+    /// `dpop_gateway_request_duration_seconds{route,outcome}`.
+    pub request_duration: HistogramVec,
+    /// `dpop_gateway_verification_duration_seconds`: proof, nonce, token and replay checks.
+    pub verification_duration: Histogram,
+    /// `dpop_gateway_upstream_duration_seconds`: until the upstream's response headers.
+    pub upstream_duration: Histogram,
+    /// `dpop_gateway_upstream_errors_total{kind}`.
+    pub upstream_errors: IntCounterVec,
+    /// `dpop_gateway_in_flight_requests`.
+    pub in_flight: IntGauge,
+    /// `dpop_gateway_open_connections{listener}`.
+    pub open_connections: IntGaugeVec,
+    /// `dpop_gateway_replay_cache_entries`.
+    pub replay_entries: IntGauge,
+    /// `dpop_gateway_replay_cache_capacity`.
+    pub replay_capacity: IntGauge,
+    /// `dpop_gateway_replay_cache_full_total`: proofs refused because the cache was full of live
+    /// entries (a live entry is never evicted).
+    pub replay_full: IntCounter,
+    /// `dpop_gateway_replay_store_errors_total{policy}`: store unreachable or slow.
+    pub replay_store_errors: IntCounterVec,
+    /// `dpop_gateway_token_cache_requests_total{result}`: `hit` or `miss`.
+    pub token_cache: IntCounterVec,
+    /// `dpop_gateway_tls_reloads_total{result}`.
+    pub tls_reloads: IntCounterVec,
+}
+
+/// A request method as a bounded label.
+pub fn method_class(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// Creates and registers every metric in a fresh registry.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let m = Metrics {
+            requests: IntCounterVec::new(
+                Opts::new(
+                    "dpop_gateway_requests_total",
+                    "Requests by route, method, outcome (forwarded or the refusal's error code) and reason.",
+                ),
+                &["route", "method", "outcome", "reason"],
+            )?,
+            request_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "dpop_gateway_request_duration_seconds",
+                    "Time from request head to response head, by route and outcome.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["route", "outcome"],
+            )?,
+            verification_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "dpop_gateway_verification_duration_seconds",
+                    "Time spent checking proof, nonce, token and replay for one request.",
+                )
+                .buckets(VERIFY_BUCKETS.to_vec()),
+            )?,
+            upstream_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "dpop_gateway_upstream_duration_seconds",
+                    "Time until the upstream's response headers.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )?,
+            upstream_errors: IntCounterVec::new(
+                Opts::new("dpop_gateway_upstream_errors_total", "Upstream failures by kind."),
+                &["kind"],
+            )?,
+            in_flight: IntGauge::new(
+                "dpop_gateway_in_flight_requests",
+                "Requests being handled now.",
+            )?,
+            open_connections: IntGaugeVec::new(
+                Opts::new("dpop_gateway_open_connections", "Client connections open now."),
+                &["listener"],
+            )?,
+            replay_entries: IntGauge::new(
+                "dpop_gateway_replay_cache_entries",
+                "Live entries in the in-memory replay cache.",
+            )?,
+            replay_capacity: IntGauge::new(
+                "dpop_gateway_replay_cache_capacity",
+                "Configured capacity of the in-memory replay cache.",
+            )?,
+            replay_full: IntCounter::new(
+                "dpop_gateway_replay_cache_full_total",
+                "Proofs refused with 503 because the replay cache was full of live entries.",
+            )?,
+            replay_store_errors: IntCounterVec::new(
+                Opts::new(
+                    "dpop_gateway_replay_store_errors_total",
+                    "Replay store failures (unreachable or past timeout), by the on_error policy applied.",
+                ),
+                &["policy"],
+            )?,
+            token_cache: IntCounterVec::new(
+                Opts::new(
+                    "dpop_gateway_token_cache_requests_total",
+                    "Verified-token cache lookups by result (hit, miss).",
+                ),
+                &["result"],
+            )?,
+            tls_reloads: IntCounterVec::new(
+                Opts::new(
+                    "dpop_gateway_tls_reloads_total",
+                    "TLS certificate reloads by result (success, failure).",
+                ),
+                &["result"],
+            )?,
+            registry,
+        };
+        m.register_all()?;
+        let build = IntGaugeVec::new(
+            Opts::new("dpop_gateway_build_info", "Build information; the value is 1."),
+            &["version"],
+        )?;
+        m.registry.register(Box::new(build.clone()))?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Ok(m)
+    }
+
+    fn register_all(&self) -> Result<(), prometheus::Error> {
+        let r = &self.registry;
+        r.register(Box::new(self.requests.clone()))?;
+        r.register(Box::new(self.request_duration.clone()))?;
+        r.register(Box::new(self.verification_duration.clone()))?;
+        r.register(Box::new(self.upstream_duration.clone()))?;
+        r.register(Box::new(self.upstream_errors.clone()))?;
+        r.register(Box::new(self.in_flight.clone()))?;
+        r.register(Box::new(self.open_connections.clone()))?;
+        r.register(Box::new(self.replay_entries.clone()))?;
+        r.register(Box::new(self.replay_capacity.clone()))?;
+        r.register(Box::new(self.replay_full.clone()))?;
+        r.register(Box::new(self.replay_store_errors.clone()))?;
+        r.register(Box::new(self.token_cache.clone()))?;
+        r.register(Box::new(self.tls_reloads.clone()))?;
+        Ok(())
+    }
+
+    /// Records one finished request.
+    pub fn record_request(
+        &self,
+        route: &str,
+        method: &'static str,
+        outcome: &'static str,
+        reason: &'static str,
+        elapsed: Duration,
+    ) {
+        self.requests
+            .with_label_values(&[route, method, outcome, reason])
+            .inc();
+        self.request_duration
+            .with_label_values(&[route, outcome])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if encoder.encode(&self.registry.gather(), &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

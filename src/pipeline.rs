@@ -1,0 +1,338 @@
+//! THE request path. [`handle`] runs the steps below in order; each returns
+//! `Result<_, Refusal>`, and a refusal becomes a response in one place (`refusal.rs`).
+//!
+//! ```text
+//! 1 route::find               auth: none (or a CORS preflight) => go to 7
+//! 2 credentials::extract      one DPoP, one Authorization, scheme  -> 400 invalid_request
+//! 3 dpop::verify       (pure) typ alg jwk sig htm htu iat ath      -> 401 invalid_dpop_proof
+//! 4 nonce::check       (pure) when enabled (a later change)        -> 401 use_dpop_nonce
+//! 5 token::validate           JWT/JWKS, then cnf.jkt binding       -> 401 invalid_token | 503
+//! 6 replay::check_and_insert  last, so only fully valid proofs use an entry -> 401 | 503
+//! 7 forward::prepare_request  strip DPoP + hop-by-hop + spoofed identity; set identity, X-Forwarded-*
+//! 8 forward::send             stream to upstream                   -> 502 | 504
+//! always: metrics + one access-log line
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{HeaderValue, ACCESS_CONTROL_EXPOSE_HEADERS, ORIGIN};
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use crate::body::{self, GatewayBody, IdleTimeoutBody};
+use crate::clock::{self, Clock};
+use crate::config::{AuthMode, ForwardConfig, OnError};
+use crate::dpop::{self, ProofPolicy, ProofRequest, VerifiedProof};
+use crate::forward::{headers as fwd_headers, ForwardError, Forwarder};
+use crate::metrics::{self, Metrics};
+use crate::refusal::{ChallengeContext, Refusal};
+use crate::replay::{Admission, ReplayStore, StoreError};
+use crate::request_uri::{self, UriPolicy};
+use crate::route::Router;
+use crate::token::{self, Scheme, TokenInfo, TokenValidator};
+use crate::credentials;
+
+/// Everything the request path needs, built once at start and shared by every connection.
+pub struct State {
+    /// The routes.
+    pub router: Router,
+    /// How `htu` is computed.
+    pub uri_policy: UriPolicy,
+    /// Proof checks.
+    pub proof_policy: ProofPolicy,
+    /// Token checks.
+    pub tokens: TokenValidator,
+    /// The replay store.
+    pub replay: ReplayStore,
+    /// `replay_cache.on_error`.
+    pub on_error: OnError,
+    /// The upstream client.
+    pub forwarder: Forwarder,
+    /// `forward`.
+    pub forward: ForwardConfig,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// `algs="…"` for challenges.
+    pub algs: String,
+    /// `cors.allow_origins` (`*` allows any).
+    pub cors_allow_origins: Vec<String>,
+    /// `limits.idle_timeout`, between body reads.
+    pub idle_timeout: std::time::Duration,
+}
+
+/// What the listener knows about the connection a request came on.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnMeta {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// `http` or `https`, as the client connected.
+    pub scheme: &'static str,
+}
+
+/// The result of the checks: only [`check`] builds one, and only it lets a request reach the
+/// upstream with an identity.
+struct Authorized {
+    token: String,
+    info: Arc<TokenInfo>,
+    proof: Option<VerifiedProof>,
+}
+
+/// How a handled request ended, for metrics and the access log.
+struct Outcome {
+    outcome: &'static str,
+    reason: &'static str,
+    jkt: Option<String>,
+}
+
+/// Handles one request: checks, then forwards or refuses. Never fails.
+pub async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    conn: ConnMeta,
+) -> Result<Response<GatewayBody>, std::convert::Infallible> {
+    let start = clock::monotonic();
+    state.metrics.in_flight.inc();
+    let method = req.method().clone();
+    let origin = req.headers().get(ORIGIN).cloned();
+    let route_label = state
+        .router
+        .find(req.uri().path())
+        .map_or("unmatched", |r| r.prefix.as_str())
+        .to_owned();
+
+    let (mut resp, outcome) = match run(&state, req, conn).await {
+        Ok((resp, jkt)) => (
+            resp,
+            Outcome {
+                outcome: "forwarded",
+                reason: "none",
+                jkt,
+            },
+        ),
+        Err(refusal) => {
+            let parts = refusal.parts();
+            if let Refusal::UpstreamUnavailable(e) = &refusal {
+                state.metrics.upstream_errors.with_label_values(&[e.kind()]).inc();
+            } else if let Refusal::UpstreamTimeout = &refusal {
+                state.metrics.upstream_errors.with_label_values(&["timeout"]).inc();
+            }
+            tracing::debug!(reason = parts.reason, description = %refusal.description(), "refused");
+            let ctx = ChallengeContext {
+                algs: state.algs.clone(),
+                resource_metadata: None,
+                nonce: None,
+                allow_origin: origin.as_ref().filter(|o| state.origin_allowed(o)).cloned(),
+            };
+            (
+                refusal.respond(&ctx),
+                Outcome {
+                    outcome: parts.code.as_str(),
+                    reason: parts.reason,
+                    jkt: None,
+                },
+            )
+        }
+    };
+    if origin.is_some() {
+        // RFC 9449 §7.1: browsers may only read these if they are exposed.
+        resp.headers_mut().append(
+            ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("WWW-Authenticate, DPoP-Nonce"),
+        );
+    }
+
+    let elapsed = start.elapsed();
+    let method_label = metrics::method_class(&method);
+    state.metrics.record_request(
+        &route_label,
+        method_label,
+        outcome.outcome,
+        outcome.reason,
+        elapsed,
+    );
+    state.metrics.in_flight.dec();
+    tracing::info!(
+        target: "dpop_gateway::access",
+        method = %method,
+        route = %route_label,
+        status = resp.status().as_u16(),
+        outcome = outcome.outcome,
+        reason = outcome.reason,
+        duration_us = elapsed.as_micros() as u64,
+        jkt = outcome.jkt.as_deref().unwrap_or("-"),
+        client = %conn.remote,
+    );
+    Ok(resp)
+}
+
+/// Steps 1-8. Returns the upstream response and the proof key's thumbprint (for the log).
+async fn run(
+    state: &State,
+    req: Request<Incoming>,
+    conn: ConnMeta,
+) -> Result<(Response<GatewayBody>, Option<String>), Refusal> {
+    let (mut parts, incoming) = req.into_parts();
+
+    // 1 route
+    let auth = state
+        .router
+        .find(parts.uri.path())
+        .map_or(AuthMode::Dpop, |r| r.auth);
+    let authorized = if auth == AuthMode::None || is_cors_preflight(&parts.method, &parts.headers)
+    {
+        None
+    } else {
+        let verify_start = clock::monotonic();
+        let a = check(state, &parts, conn, auth).await;
+        state
+            .metrics
+            .verification_duration
+            .observe(verify_start.elapsed().as_secs_f64());
+        Some(a?)
+    };
+    let jkt = authorized
+        .as_ref()
+        .and_then(|a| a.proof.as_ref())
+        .map(|p| p.jkt().to_string());
+
+    // 7 headers
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .cloned()
+        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let ctx = fwd_headers::ForwardContext {
+        config: &state.forward,
+        identity: authorized.as_ref().map(|a| fwd_headers::Identity {
+            token: &a.token,
+            info: &a.info,
+            jkt: a.proof.as_ref().map(VerifiedProof::jkt),
+        }),
+        client_addr: conn.remote.ip(),
+        proto: conn.scheme,
+        host: host.as_ref(),
+    };
+    fwd_headers::prepare_request(&mut parts.headers, &ctx);
+
+    // 8 send, streaming the body
+    let body = body::boxed(IdleTimeoutBody::new(incoming, state.idle_timeout));
+    let upstream_start = clock::monotonic();
+    let result = state.forwarder.send(Request::from_parts(parts, body)).await;
+    state
+        .metrics
+        .upstream_duration
+        .observe(upstream_start.elapsed().as_secs_f64());
+    match result {
+        Ok(resp) => Ok((resp, jkt)),
+        Err(ForwardError::Timeout) => Err(Refusal::UpstreamTimeout),
+        Err(e) => Err(Refusal::UpstreamUnavailable(e)),
+    }
+}
+
+/// Steps 2-6: the checks. Only this function builds an [`Authorized`].
+async fn check(
+    state: &State,
+    parts: &http::request::Parts,
+    conn: ConnMeta,
+    auth: AuthMode,
+) -> Result<Authorized, Refusal> {
+    // 2 credentials
+    let creds = credentials::extract(&parts.headers)?.ok_or(Refusal::NoCredentials)?;
+    let now = state.clock.now();
+
+    // 3 proof (a Bearer request's proof, if any, is not used: the binding check refuses a bound
+    // token sent as Bearer)
+    let proof = match (creds.scheme, creds.proof) {
+        (Scheme::Dpop, Some(proof)) => {
+            let htu = request_uri::request_uri(
+                &state.uri_policy,
+                conn.scheme,
+                &parts.uri,
+                &parts.headers,
+            )
+            .ok_or(Refusal::InvalidRequest("the request names no host"))?;
+            let request = ProofRequest {
+                method: parts.method.as_str(),
+                htu: &htu,
+                access_token: Some(creds.token),
+            };
+            Some(dpop::verify(proof, &request, &state.proof_policy, now).map_err(Refusal::Proof)?)
+        }
+        (Scheme::Dpop, None) => return Err(Refusal::ProofMissing),
+        (Scheme::Bearer, _) => None,
+    };
+
+    // 4 nonce: added with server nonces.
+
+    // 5 token, then its binding to the proof's key
+    let info = state
+        .tokens
+        .validate(creds.token, now)
+        .await
+        .map_err(Refusal::Token)?;
+    token::check_binding(
+        &info,
+        creds.scheme,
+        proof.as_ref().map(VerifiedProof::jkt),
+        auth == AuthMode::DpopOrBearer,
+    )
+    .map_err(Refusal::Token)?;
+
+    // 6 replay: last, so that only a fully valid proof uses an entry
+    if let Some(p) = &proof {
+        match state.replay.check_and_insert(p.replay_key(), now).await {
+            Ok(Admission::Fresh) => {}
+            Ok(Admission::Replayed) => return Err(Refusal::Replayed),
+            Err(StoreError::Full { retry_after }) => {
+                state.metrics.replay_full.inc();
+                return Err(Refusal::ReplayStoreFull { retry_after });
+            }
+            Err(StoreError::Unavailable(why)) => match state.on_error {
+                OnError::Reject => {
+                    state
+                        .metrics
+                        .replay_store_errors
+                        .with_label_values(&["reject"])
+                        .inc();
+                    tracing::warn!(error = %why, "replay store unavailable; refusing (on_error: reject)");
+                    return Err(Refusal::ReplayStoreUnavailable);
+                }
+                OnError::Allow => {
+                    state
+                        .metrics
+                        .replay_store_errors
+                        .with_label_values(&["allow"])
+                        .inc();
+                    tracing::warn!(error = %why, "replay store unavailable; forwarding (on_error: allow)");
+                }
+            },
+        }
+    }
+
+    Ok(Authorized {
+        token: creds.token.to_owned(),
+        info,
+        proof,
+    })
+}
+
+/// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`. Forwarded
+/// without a proof: browsers never attach credentials to it, and the upstream owns its policy.
+fn is_cors_preflight(method: &Method, headers: &http::HeaderMap) -> bool {
+    method == Method::OPTIONS
+        && headers.contains_key(ORIGIN)
+        && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+// === impl State ===
+
+impl State {
+    fn origin_allowed(&self, origin: &HeaderValue) -> bool {
+        self.cors_allow_origins
+            .iter()
+            .any(|o| o == "*" || origin.as_bytes() == o.as_bytes())
+    }
+}

@@ -1,0 +1,197 @@
+//! Starting and stopping the gateway: builds the shared [`State`] from a [`Config`], binds the
+//! main and admin listeners, and returns a [`Running`] handle that drains on shutdown.
+
+pub mod listener;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, Readiness};
+use crate::clock::Clock;
+use crate::config::{Config, KeySource, ReplayBackend, TokenFormat};
+use crate::dpop::ProofPolicy;
+use crate::forward::Forwarder;
+use crate::metrics::Metrics;
+use crate::pipeline::State;
+use crate::replay::{memory::MemoryStore, ReplayStore};
+use crate::request_uri::UriPolicy;
+use crate::route::Router;
+use crate::token::jwt::{JwkSet, JwtPolicy, JwtValidator};
+use crate::token::TokenValidator;
+
+/// How often TLS files are checked for a change (the contract promises 30 s).
+const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Verified access tokens kept in memory at most.
+const TOKEN_CACHE_CAPACITY: u64 = 100_000;
+
+/// Why the gateway could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+/// A running gateway.
+pub struct Running {
+    /// The main listener's bound address.
+    pub addr: SocketAddr,
+    /// The admin listener's bound address.
+    pub admin_addr: SocketAddr,
+    /// The metrics (for tests and embedding).
+    pub metrics: Metrics,
+    ready: Readiness,
+    shutdown: watch::Sender<bool>,
+    main: JoinHandle<()>,
+    admin: JoinHandle<()>,
+}
+
+// === impl StartError ===
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+// === impl Running ===
+
+impl Running {
+    /// Builds everything and binds the listeners; the gateway serves when this returns.
+    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, StartError> {
+        let metrics = Metrics::new().map_err(|e| StartError(format!("metrics: {e}")))?;
+        let state = Arc::new(build_state(&config, clock, metrics.clone())?);
+        let tls = match &config.tls {
+            Some(t) => {
+                let acceptor = tls::ReloadingAcceptor::new(&t.cert, &t.key)
+                    .map_err(|e| StartError(format!("tls: {e}")))?;
+                let acceptor = Arc::new(acceptor);
+                acceptor.spawn_watcher(t.cert.clone(), t.key.clone(), TLS_RELOAD_INTERVAL);
+                Some(acceptor)
+            }
+            None => None,
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| StartError(format!("listen {}: {e}", config.listen)))?;
+        let admin_listener = TcpListener::bind(config.admin_listen)
+            .await
+            .map_err(|e| StartError(format!("admin_listen {}: {e}", config.admin_listen)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError(format!("listen: {e}")))?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|e| StartError(format!("admin_listen: {e}")))?;
+
+        let (shutdown, rx) = watch::channel(false);
+        let ready = Readiness::default();
+        let main = tokio::spawn(listener::serve(
+            listener,
+            tls,
+            state,
+            config.limits.clone(),
+            rx.clone(),
+            config.shutdown_timeout,
+        ));
+        let admin = tokio::spawn(admin::serve(admin_listener, metrics.clone(), ready.clone(), rx));
+        ready.set_ready();
+        tracing::info!(%addr, %admin_addr, "dpop-gateway listening");
+        Ok(Running {
+            addr,
+            admin_addr,
+            metrics,
+            ready,
+            shutdown,
+            main,
+            admin,
+        })
+    }
+
+    /// Begins shutdown: not ready at once, stop accepting, drain in-flight requests for at most
+    /// `shutdown_timeout`. Resolves when the main listener has drained.
+    pub async fn shutdown(self) {
+        self.ready.set_not_ready();
+        let _ = self.shutdown.send(true);
+        let _ = self.main.await;
+        let _ = self.admin.await;
+    }
+}
+
+fn build_state(config: &Config, clock: Arc<dyn Clock>, metrics: Metrics) -> Result<State, StartError> {
+    let at = &config.access_token;
+    let tokens = match (at.format, &at.keys) {
+        (TokenFormat::Jwt, KeySource::File(path)) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| StartError(format!("access_token.jwks_file {}: {e}", path.display())))?;
+            let keys = JwkSet::from_json(&bytes)
+                .map_err(|e| StartError(format!("access_token.jwks_file {}: {e}", path.display())))?;
+            if keys.keys.is_empty() {
+                return Err(StartError(format!(
+                    "access_token.jwks_file {}: no usable signing key",
+                    path.display()
+                )));
+            }
+            let policy = JwtPolicy {
+                issuer: at.issuer.clone(),
+                audience: at.audience.clone().unwrap_or_default(),
+                algorithms: at.algorithms,
+                leeway: at.leeway.as_secs(),
+                require_typ: at.require_typ,
+            };
+            TokenValidator::Jwt(JwtValidator::new(policy, keys, TOKEN_CACHE_CAPACITY))
+        }
+        (TokenFormat::Jwt, _) => {
+            return Err(StartError(
+                "access_token: jwks_uri and issuer discovery are not supported yet; use jwks_file"
+                    .into(),
+            ))
+        }
+        (TokenFormat::Introspection, _) => {
+            return Err(StartError(
+                "access_token.format: introspection is not supported yet".into(),
+            ))
+        }
+    };
+    let ttl = config.dpop.proof_max_age.as_secs() + config.dpop.clock_skew.as_secs();
+    let replay = match &config.replay_cache.backend {
+        ReplayBackend::Memory { capacity } => {
+            metrics.replay_capacity.set(i64::try_from(*capacity).unwrap_or(i64::MAX));
+            ReplayStore::Memory(MemoryStore::new(*capacity, ttl))
+        }
+        ReplayBackend::Redis { .. } => {
+            return Err(StartError(
+                "replay_cache.backend: redis is not supported yet".into(),
+            ))
+        }
+    };
+    Ok(State {
+        router: Router::new(&config.routes, config.dpop.nonce.enabled),
+        uri_policy: UriPolicy {
+            public_url: config.public_url.clone(),
+            trust_forwarded: config.trust_forwarded_headers,
+        },
+        proof_policy: ProofPolicy {
+            algorithms: config.dpop.algorithms,
+            max_age: config.dpop.proof_max_age.as_secs(),
+            clock_skew: config.dpop.clock_skew.as_secs(),
+            max_proof_bytes: config.limits.max_proof_bytes,
+            require_ath: config.dpop.require_ath,
+        },
+        tokens,
+        replay,
+        on_error: config.replay_cache.on_error,
+        forwarder: Forwarder::new(&config.upstream),
+        forward: config.forward.clone(),
+        metrics,
+        clock,
+        algs: config.dpop.algorithms.to_names(),
+        cors_allow_origins: config.cors_allow_origins.clone(),
+        idle_timeout: config.limits.idle_timeout,
+    })
+}
