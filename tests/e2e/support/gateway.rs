@@ -32,6 +32,8 @@ pub struct Issuer {
 pub struct Options {
     /// The `routes:` block (YAML list).
     pub routes: String,
+    /// `dpop.algorithms`.
+    pub dpop_algorithms: String,
     /// Extra lines under `dpop:`.
     pub dpop: String,
     /// `replay_cache.capacity`.
@@ -135,6 +137,7 @@ impl Default for Options {
   - { path_prefix: "/mixed", auth: dpop_or_bearer }
   - { path_prefix: "/", auth: dpop }"#
                 .into(),
+            dpop_algorithms: "[ES256, ES384, EdDSA, RS256, PS256]".into(),
             dpop: String::new(),
             replay_capacity: 100_000,
             extra: String::new(),
@@ -237,7 +240,7 @@ upstream:
   request_timeout: {rt}
 routes:{routes}
 dpop:
-  algorithms: [ES256, ES384, EdDSA, RS256, PS256]
+  algorithms: {algs}
   proof_max_age: 60s
   clock_skew: 5s
 {dpop}
@@ -254,6 +257,7 @@ access_token:
 "#,
         rt = opts.request_timeout,
         routes = opts.routes,
+        algs = opts.dpop_algorithms,
         dpop = indent(&opts.dpop),
         cap = opts.replay_capacity,
         jwks = issuer.jwks_path.display(),

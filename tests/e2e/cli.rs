@@ -1,0 +1,132 @@
+//! The built binary, as an operator runs it: `check` on good and bad configs, `keygen`, and a
+//! `keygen` + `proof` pair accepted by a running `run`.
+
+use std::io::Write;
+use std::process::{Command, Output};
+
+use crate::support::temp_dir;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dpop-gateway"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c.env_remove("DPOP_GATEWAY_CONFIG");
+    c
+}
+
+fn check_file(text: &str) -> (Output, String) {
+    let dir = temp_dir("cli-check");
+    let path = dir.join("gateway.yaml");
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = bin().args(["check", "-c"]).arg(&path).output().unwrap();
+    (out, path.display().to_string())
+}
+
+#[test]
+fn shipped_config_passes_check() {
+    let out = bin().args(["check", "-c", "config/gateway.yaml"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("listen:"), "{printed}");
+}
+
+const GOOD: &str = r#"listen: "127.0.0.1:8443"
+upstream:
+  url: "http://127.0.0.1:8080"
+access_token:
+  issuer: "https://as.example.com"
+  audience: "https://api.example.com"
+  jwks_file: config/demo/jwks.json
+"#;
+
+#[test]
+fn check_reports_file_line_column_for_each_kind_of_error() {
+    let cases: &[(&str, &str, &str)] = &[
+        // (text, expected "line:column", a word of the message)
+        (
+            &GOOD.replace("listen: \"127.0.0.1:8443\"", "listen: \"127.0.0.1:8443\"\nlisen: 1"),
+            ":2:1:",
+            "lisen",
+        ),
+        (
+            &format!("{GOOD}dpop:\n  proof_max_age: 5 minutes\n"),
+            ":9:18:",
+            "proof_max_age",
+        ),
+        (
+            &format!("{GOOD}dpop:\n  require_ath: maybe\n"),
+            ":9:16:",
+            "require_ath",
+        ),
+        (
+            &GOOD.replace("http://127.0.0.1:8080", "${UNSET_FOR_TEST_12345}"),
+            ":3:8:",
+            "UNSET_FOR_TEST_12345",
+        ),
+        (
+            &format!("{GOOD}dpop:\n  algorithms: [HS256]\n"),
+            ":9:",
+            "HS256",
+        ),
+    ];
+    for (text, position, word) in cases {
+        let (out, path) = check_file(text);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with(&path), "names the file: {err}");
+        assert!(err.contains(position), "want {position} in {err}");
+        assert!(err.contains(word), "want {word} in {err}");
+    }
+}
+
+#[test]
+fn check_masks_secrets() {
+    let text = format!(
+        "{GOOD}replay_cache:\n  backend: redis\n  redis_url: \"redis://user:hunter2@127.0.0.1:6379\"\n"
+    );
+    let (out, _) = check_file(&text);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(printed.contains("***"), "{printed}");
+}
+
+#[test]
+fn keygen_prints_a_private_jwk_for_every_algorithm() {
+    for alg in ["ES256", "ES384", "EdDSA"] {
+        let out = bin().args(["keygen", "--alg", alg]).output().unwrap();
+        assert!(out.status.success());
+        let jwk: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(jwk["alg"], alg);
+        assert!(jwk["d"].is_string());
+    }
+    let out = bin().args(["keygen", "--alg", "HS256"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn proof_command_prints_a_proof_for_the_url() {
+    let dir = temp_dir("cli-proof");
+    let out = bin().args(["keygen"]).output().unwrap();
+    let key_path = dir.join("client.jwk");
+    std::fs::write(&key_path, &out.stdout).unwrap();
+    let out = bin()
+        .args(["proof", "--key"])
+        .arg(&key_path)
+        .args(["--method", "GET", "--url", "https://api.example.com/x?q=1", "--token", "abc"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let proof = String::from_utf8(out.stdout).unwrap();
+    let payload = proof.trim().split('.').nth(1).unwrap();
+    use base64::Engine;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["htm"], "GET");
+    assert_eq!(claims["htu"], "https://api.example.com/x");
+    assert!(claims["ath"].is_string());
+}

@@ -1,0 +1,304 @@
+//! One test per proof check (RFC 9449 §4.3): a request that violates only that check is refused
+//! with the contract's status and `error` code, and the upstream receives nothing. Each test
+//! first shows the same request, unmodified, is forwarded — so the refusal is caused by the one
+//! change.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use dpop_gateway::jose::sign::{self, PrivateJwk};
+use dpop_gateway::jose::Algorithm;
+use serde_json::{json, Map, Value};
+
+use crate::support::{now, www_error, json_body, Options, TestGateway};
+
+/// Valid proof parts for `GET /resource` with `token`.
+fn parts(gw: &TestGateway, key: &PrivateJwk, token: &str) -> (Map<String, Value>, Value) {
+    let mut header = Map::new();
+    header.insert("typ".into(), json!("dpop+jwt"));
+    header.insert("jwk".into(), Value::Object(key.public_jwk()));
+    let claims = json!({
+        "jti": sign::random_jti(),
+        "htm": "GET",
+        "htu": gw.url("/resource"),
+        "iat": now(),
+        "ath": sign::ath(token),
+    });
+    (header, claims)
+}
+
+/// Sends `GET /resource` with `token` and a proof built from (possibly altered) parts.
+async fn send_with(
+    gw: &TestGateway,
+    key: &PrivateJwk,
+    token: &str,
+    alter: impl FnOnce(&mut Map<String, Value>, &mut Value),
+) -> http::Response<bytes::Bytes> {
+    let (mut header, mut claims) = parts(gw, key, token);
+    alter(&mut header, &mut claims);
+    let proof = key.sign_jws(header, &claims).expect("sign");
+    gw.call("GET", "/resource")
+        .dpop_token(token)
+        .proof(&proof)
+        .send()
+        .await
+}
+
+/// Asserts a 401 `invalid_dpop_proof` and that the upstream saw nothing new.
+fn assert_refused(resp: &http::Response<bytes::Bytes>, gw: &TestGateway, seen_before: usize) {
+    assert_eq!(resp.status(), 401, "body: {:?}", resp.body());
+    assert_eq!(www_error(resp).as_deref(), Some("invalid_dpop_proof"));
+    assert_eq!(json_body(resp)["error"], "invalid_dpop_proof");
+    assert_eq!(gw.upstream.requests().len(), seen_before, "upstream must see nothing");
+}
+
+/// Runs the pair: unaltered is forwarded, altered is refused.
+async fn check_pair(alter: impl FnOnce(&mut Map<String, Value>, &mut Value)) {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = gw.issuer.token_for(&key);
+    let ok = send_with(&gw, &key, &token, |_, _| {}).await;
+    assert_eq!(ok.status(), 200, "the unaltered proof passes");
+    assert_eq!(gw.upstream.requests().len(), 1);
+    let resp = send_with(&gw, &key, &token, alter).await;
+    assert_refused(&resp, &gw, 1);
+}
+
+#[tokio::test]
+async fn wrong_typ_is_refused() {
+    check_pair(|h, _| {
+        h.insert("typ".into(), json!("JWT"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn missing_jwk_is_refused() {
+    check_pair(|h, _| {
+        h.remove("jwk");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn jwk_with_private_member_is_refused() {
+    check_pair(|h, _| {
+        if let Some(Value::Object(jwk)) = h.get_mut("jwk") {
+            jwk.insert("d".into(), json!("AAAA"));
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn htm_mismatch_is_refused() {
+    check_pair(|_, c| c["htm"] = json!("POST")).await;
+}
+
+#[tokio::test]
+async fn htu_mismatch_is_refused() {
+    check_pair(|_, c| c["htu"] = json!("http://other.example/resource")).await;
+}
+
+#[tokio::test]
+async fn htu_other_path_is_refused() {
+    check_pair(|_, c| c["htu"] = json!(c["htu"].as_str().unwrap().replace("/resource", "/other")))
+        .await;
+}
+
+#[tokio::test]
+async fn stale_iat_is_refused() {
+    check_pair(|_, c| c["iat"] = json!(now() - 120)).await;
+}
+
+#[tokio::test]
+async fn future_iat_is_refused() {
+    check_pair(|_, c| c["iat"] = json!(now() + 60)).await;
+}
+
+#[tokio::test]
+async fn missing_iat_is_refused() {
+    check_pair(|_, c| {
+        c.as_object_mut().unwrap().remove("iat");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn missing_jti_is_refused() {
+    check_pair(|_, c| {
+        c.as_object_mut().unwrap().remove("jti");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn missing_ath_is_refused() {
+    check_pair(|_, c| {
+        c.as_object_mut().unwrap().remove("ath");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_ath_is_refused() {
+    check_pair(|_, c| c["ath"] = json!(sign::ath("another-token"))).await;
+}
+
+#[tokio::test]
+async fn bad_signature_is_refused() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = gw.issuer.token_for(&key);
+    let (header, claims) = parts(&gw, &key, &token);
+    let proof = key.sign_jws(header, &claims).unwrap();
+    // Sign the same claims with another key but keep this key's jwk: a forged proof.
+    let other = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let (mut header2, _) = parts(&gw, &key, &token);
+    header2.insert("jwk".into(), Value::Object(key.public_jwk()));
+    let forged = other.sign_jws(header2, &claims).unwrap();
+    assert_ne!(proof, forged);
+    let resp = gw.call("GET", "/resource").dpop_token(&token).proof(&forged).send().await;
+    assert_refused(&resp, &gw, 0);
+    let resp = gw.call("GET", "/resource").dpop_token(&token).proof(&proof).send().await;
+    assert_eq!(resp.status(), 200);
+}
+
+/// Builds a compact JWS by hand (for algorithms no signer should produce).
+fn raw_jws(header: &Value, claims: &Value, sig: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(claims.to_string()),
+        B64.encode(sig)
+    )
+}
+
+#[tokio::test]
+async fn alg_none_and_hs256_are_refused() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = gw.issuer.token_for(&key);
+    for alg in ["none", "HS256"] {
+        let (header, claims) = parts(&gw, &key, &token);
+        let mut header = Value::Object(header);
+        header["alg"] = json!(alg);
+        let proof = raw_jws(&header, &claims, if alg == "none" { b"" } else { b"mac" });
+        let resp = gw.call("GET", "/resource").dpop_token(&token).proof(&proof).send().await;
+        assert_refused(&resp, &gw, 0);
+    }
+}
+
+#[tokio::test]
+async fn alg_outside_the_allow_list_is_refused() {
+    let gw = TestGateway::start_with(Options {
+        dpop_algorithms: "[ES256]".into(),
+        ..Options::default()
+    })
+    .await;
+    let key = PrivateJwk::generate(Algorithm::EdDSA).unwrap();
+    let token = gw.issuer.token_for(&key);
+    let resp = gw.authorized(&key, "GET", "/resource").send().await;
+    assert_refused(&resp, &gw, 0);
+    let www = resp.headers()["www-authenticate"].to_str().unwrap();
+    assert!(www.contains("algs=\"ES256\""), "{www}");
+    let es = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    assert_eq!(gw.authorized(&es, "GET", "/resource").send().await.status(), 200);
+    drop(token);
+}
+
+#[tokio::test]
+async fn oversized_proof_is_refused() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = gw.issuer.token_for(&key);
+    let resp = send_with(&gw, &key, &token, |_, c| c["pad"] = json!("x".repeat(9000))).await;
+    assert_refused(&resp, &gw, 0);
+}
+
+#[tokio::test]
+async fn garbage_proof_is_refused() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = gw.issuer.token_for(&key);
+    for garbage in ["not-a-jws", "a.b.c", "....", "eyJ.eyJ.@@@"] {
+        let resp = gw.call("GET", "/resource").dpop_token(&token).proof(garbage).send().await;
+        assert_refused(&resp, &gw, 0);
+    }
+}
+
+#[tokio::test]
+async fn dpop_scheme_without_proof_is_refused() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = gw.issuer.token_for(&key);
+    let resp = gw.call("GET", "/resource").dpop_token(&token).send().await;
+    assert_refused(&resp, &gw, 0);
+}
+
+#[tokio::test]
+async fn no_credentials_get_a_bare_challenge() {
+    let gw = TestGateway::start().await;
+    let resp = gw.call("GET", "/resource").send().await;
+    assert_eq!(resp.status(), 401);
+    let www = resp.headers()["www-authenticate"].to_str().unwrap();
+    assert!(www.starts_with("DPoP algs=\""), "{www}");
+    assert!(!www.contains("error="), "{www}");
+    assert!(gw.upstream.requests().is_empty());
+}
+
+#[tokio::test]
+async fn two_dpop_headers_are_a_bad_request() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = gw.issuer.token_for(&key);
+    let p1 = crate::support::proof(&key, "GET", &gw.url("/resource"), Some(&token));
+    let p2 = crate::support::proof(&key, "GET", &gw.url("/resource"), Some(&token));
+    let resp = gw
+        .call("GET", "/resource")
+        .dpop_token(&token)
+        .proof(&p1)
+        .proof(&p2)
+        .send()
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(www_error(&resp).as_deref(), Some("invalid_request"));
+    assert!(gw.upstream.requests().is_empty());
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_a_bad_request() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = gw.issuer.token_for(&key);
+    let p = crate::support::proof(&key, "GET", &gw.url("/resource"), Some(&token));
+    let resp = gw
+        .call("GET", "/resource")
+        .dpop_token(&token)
+        .dpop_token(&token)
+        .proof(&p)
+        .send()
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(www_error(&resp).as_deref(), Some("invalid_request"));
+    assert!(gw.upstream.requests().is_empty());
+}
+
+#[tokio::test]
+async fn every_algorithm_is_accepted_end_to_end() {
+    let gw = TestGateway::start().await;
+    for alg in [Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA] {
+        let key = PrivateJwk::generate(alg).unwrap();
+        let resp = gw.authorized(&key, "GET", "/resource").send().await;
+        assert_eq!(resp.status(), 200, "{alg}");
+    }
+    for (alg, file) in [
+        (Algorithm::RS256, include_str!("../fixtures/rs256-client.jwk")),
+        (Algorithm::PS256, include_str!("../fixtures/ps256-client.jwk")),
+    ] {
+        let key = PrivateJwk::from_json(file).unwrap();
+        assert_eq!(key.alg(), alg);
+        let resp = gw.authorized(&key, "GET", "/resource").send().await;
+        assert_eq!(resp.status(), 200, "{alg}");
+    }
+    assert_eq!(gw.upstream.requests().len(), 5);
+}

@@ -1,0 +1,59 @@
+//! The main listener with rustls: an HTTPS client trusting a test CA gets through over
+//! HTTP/1.1 and HTTP/2 (ALPN), and the proof's `htu` is the `https` URL.
+
+use dpop_gateway::jose::sign::PrivateJwk;
+use dpop_gateway::jose::Algorithm;
+
+use crate::support::client::Mode;
+use crate::support::tls::TestPki;
+use crate::support::{Options, TestGateway};
+
+#[tokio::test]
+async fn https_clients_get_through_over_h1_and_h2() {
+    let pki = TestPki::new();
+    let gw = TestGateway::start_with(Options {
+        extra: format!(
+            "tls:\n  cert: \"{}\"\n  key: \"{}\"",
+            pki.cert_path.display(),
+            pki.key_path.display()
+        ),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(gw.scheme, "https");
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let h1 = gw
+        .authorized(&key, "GET", "/over-h1")
+        .mode(Mode::H1Tls(pki.client_config(&[b"http/1.1"])))
+        .send()
+        .await;
+    assert_eq!(h1.status(), 200);
+    let h2 = gw
+        .authorized(&key, "GET", "/over-h2")
+        .mode(Mode::H2Tls(pki.client_config(&[b"h2"])))
+        .send()
+        .await;
+    assert_eq!(h2.status(), 200);
+    let seen = gw.upstream.requests();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|r| r.headers["x-forwarded-proto"] == "https"));
+    assert!(seen.iter().all(|r| r.headers.get("dpop").is_none()));
+
+    // A proof naming the plain-http URL does not match the https listener.
+    let token = gw.issuer.token_for(&key);
+    let wrong = crate::support::proof(
+        &key,
+        "GET",
+        &format!("http://{}/over-h1", gw.addr),
+        Some(&token),
+    );
+    let resp = gw
+        .call("GET", "/over-h1")
+        .dpop_token(&token)
+        .proof(&wrong)
+        .mode(Mode::H1Tls(pki.client_config(&[b"http/1.1"])))
+        .send()
+        .await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(gw.upstream.requests().len(), 2);
+}

@@ -1,0 +1,169 @@
+//! Access-token checks (RFC 9068 §4) and the DPoP binding rules (RFC 9449 §6.1, §7.1, §7.2):
+//! each violation is refused with `invalid_token` and the upstream receives nothing.
+
+use dpop_gateway::jose::sign::PrivateJwk;
+use dpop_gateway::jose::Algorithm;
+use serde_json::{json, Value};
+
+use crate::support::{now, proof, www_error, TestGateway};
+
+/// Sends `GET /resource` with `token` as DPoP and a valid proof by `key`.
+async fn send(gw: &TestGateway, key: &PrivateJwk, token: &str) -> http::Response<bytes::Bytes> {
+    let p = proof(key, "GET", &gw.url("/resource"), Some(token));
+    gw.call("GET", "/resource").dpop_token(token).proof(&p).send().await
+}
+
+fn assert_invalid_token(resp: &http::Response<bytes::Bytes>, gw: &TestGateway) {
+    assert_eq!(resp.status(), 401, "body: {:?}", resp.body());
+    assert_eq!(www_error(resp).as_deref(), Some("invalid_token"));
+    assert!(gw.upstream.requests().is_empty(), "upstream must see nothing");
+}
+
+/// A token whose claims are the valid ones with `alter` applied.
+fn altered(gw: &TestGateway, key: &PrivateJwk, alter: impl FnOnce(&mut Value)) -> String {
+    let mut c = gw.issuer.claims(Some(key.thumbprint().to_string()));
+    alter(&mut c);
+    gw.issuer.sign(&c)
+}
+
+async fn refused_claims(alter: impl FnOnce(&mut Value)) {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = altered(&gw, &key, alter);
+    let resp = send(&gw, &key, &token).await;
+    assert_invalid_token(&resp, &gw);
+}
+
+#[tokio::test]
+async fn valid_bound_token_is_forwarded() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = altered(&gw, &key, |_| {});
+    assert_eq!(send(&gw, &key, &token).await.status(), 200);
+}
+
+#[tokio::test]
+async fn token_bound_to_another_key_is_refused() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let thief = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = gw.issuer.token_for(&key);
+    let resp = send(&gw, &thief, &token).await;
+    assert_invalid_token(&resp, &gw);
+}
+
+#[tokio::test]
+async fn wrong_issuer_is_refused() {
+    refused_claims(|c| c["iss"] = json!("https://evil.example.com")).await;
+}
+
+#[tokio::test]
+async fn wrong_audience_is_refused() {
+    refused_claims(|c| c["aud"] = json!("https://other-api.example.com")).await;
+}
+
+#[tokio::test]
+async fn audience_array_containing_ours_is_accepted() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = altered(&gw, &key, |c| {
+        c["aud"] = json!(["https://x.example", "https://api.example.com"])
+    });
+    assert_eq!(send(&gw, &key, &token).await.status(), 200);
+}
+
+#[tokio::test]
+async fn expired_token_is_refused() {
+    refused_claims(|c| c["exp"] = json!(now() - 120)).await;
+}
+
+#[tokio::test]
+async fn not_yet_valid_token_is_refused() {
+    refused_claims(|c| c["nbf"] = json!(now() + 600)).await;
+}
+
+#[tokio::test]
+async fn token_without_exp_is_refused() {
+    refused_claims(|c| {
+        c.as_object_mut().unwrap().remove("exp");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn token_with_jwt_typ_is_refused() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let claims = gw.issuer.claims(Some(key.thumbprint().to_string()));
+    let token = gw.issuer.sign_with_header(&claims, "JWT", Some("test-issuer-1"));
+    assert_invalid_token(&send(&gw, &key, &token).await, &gw);
+}
+
+#[tokio::test]
+async fn token_with_unknown_kid_is_refused() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let claims = gw.issuer.claims(Some(key.thumbprint().to_string()));
+    let token = gw.issuer.sign_with_header(&claims, "at+jwt", Some("someone-else"));
+    assert_invalid_token(&send(&gw, &key, &token).await, &gw);
+}
+
+#[tokio::test]
+async fn token_signed_by_another_issuer_key_is_refused() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let rogue = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let claims = gw.issuer.claims(Some(key.thumbprint().to_string()));
+    let mut header = serde_json::Map::new();
+    header.insert("typ".into(), json!("at+jwt"));
+    header.insert("kid".into(), json!("test-issuer-1"));
+    let token = rogue.sign_jws(header, &claims).unwrap();
+    assert_invalid_token(&send(&gw, &key, &token).await, &gw);
+}
+
+#[tokio::test]
+async fn unbound_token_with_dpop_scheme_is_refused() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = gw.issuer.sign(&gw.issuer.claims(None));
+    assert_invalid_token(&send(&gw, &key, &token).await, &gw);
+}
+
+#[tokio::test]
+async fn bound_token_sent_as_bearer_is_refused() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = gw.issuer.token_for(&key);
+    // Downgrade on a route that allows Bearer: still refused, the token is bound.
+    let resp = gw.call("GET", "/mixed/x").bearer(&token).send().await;
+    assert_invalid_token(&resp, &gw);
+    let resp = gw.call("GET", "/resource").bearer(&token).send().await;
+    assert_invalid_token(&resp, &gw);
+}
+
+#[tokio::test]
+async fn unbound_bearer_token_passes_only_on_dpop_or_bearer_routes() {
+    let gw = TestGateway::start().await;
+    let token = gw.issuer.sign(&gw.issuer.claims(None));
+    let resp = gw.call("GET", "/mixed/x").bearer(&token).send().await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(gw.upstream.requests().len(), 1);
+    let resp = gw.call("GET", "/resource").bearer(&token).send().await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(www_error(&resp).as_deref(), Some("invalid_token"));
+    assert_eq!(gw.upstream.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn dpop_on_dpop_or_bearer_route_still_checks_the_proof() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let thief = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = gw.issuer.token_for(&key);
+    let p = proof(&thief, "GET", &gw.url("/mixed/x"), Some(&token));
+    let resp = gw.call("GET", "/mixed/x").dpop_token(&token).proof(&p).send().await;
+    assert_invalid_token(&resp, &gw);
+    let p = proof(&key, "GET", &gw.url("/mixed/x"), Some(&token));
+    let resp = gw.call("GET", "/mixed/x").dpop_token(&token).proof(&p).send().await;
+    assert_eq!(resp.status(), 200);
+}
