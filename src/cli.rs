@@ -61,6 +61,30 @@ enum Command {
         #[arg(long)]
         nonce: Option<String>,
     },
+    /// Print a signed JWT access token (RFC 9068) for local testing, e.g. with the demo issuer key.
+    Token {
+        /// The issuer's private JWK (its `kid`, if any, goes in the header).
+        #[arg(long)]
+        issuer_key: PathBuf,
+        /// Bind the token to this client's private or public JWK (sets `cnf.jkt`).
+        #[arg(long)]
+        bind: Option<PathBuf>,
+        /// `iss`.
+        #[arg(long, default_value = "https://as.example.com")]
+        iss: String,
+        /// `aud`.
+        #[arg(long, default_value = "https://api.example.com")]
+        aud: String,
+        /// `sub`.
+        #[arg(long, default_value = "demo-user")]
+        sub: String,
+        /// `scope`.
+        #[arg(long, default_value = "read")]
+        scope: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
 }
 
 /// Parses the arguments and runs the command.
@@ -84,6 +108,24 @@ pub fn main() -> ExitCode {
             token,
             nonce,
         } => proof(&key, method, url, token, nonce),
+        Command::Token {
+            issuer_key,
+            bind,
+            iss,
+            aud,
+            sub,
+            scope,
+            ttl,
+        } => {
+            let claims = TokenClaims {
+                iss,
+                aud,
+                sub,
+                scope,
+                ttl,
+            };
+            token(&issuer_key, bind.as_deref(), &claims)
+        }
     }
 }
 
@@ -218,6 +260,87 @@ fn proof(
         }
         Err(e) => {
             eprintln!("dpop-gateway proof: {e:?}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The claims `dpop-gateway token` puts in a test access token.
+struct TokenClaims {
+    iss: String,
+    aud: String,
+    sub: String,
+    scope: String,
+    ttl: u64,
+}
+
+fn read_key(path: &std::path::Path) -> Result<(PrivateJwk, serde_json::Value), ExitCode> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("dpop-gateway: {}: {e}", path.display());
+        ExitCode::from(EXIT_USAGE)
+    })?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        eprintln!("dpop-gateway: {}: {e}", path.display());
+        ExitCode::from(EXIT_USAGE)
+    })?;
+    let key = PrivateJwk::from_json(&text).map_err(|e| {
+        eprintln!("dpop-gateway: {}: {e:?}", path.display());
+        ExitCode::from(EXIT_USAGE)
+    })?;
+    Ok((key, json))
+}
+
+fn token(issuer_key: &std::path::Path, bind: Option<&std::path::Path>, c: &TokenClaims) -> ExitCode {
+    let (key, json) = match read_key(issuer_key) {
+        Ok(k) => k,
+        Err(code) => return code,
+    };
+    let now = SystemClock.now().as_secs();
+    let mut claims = serde_json::json!({
+        "iss": c.iss,
+        "aud": c.aud,
+        "sub": c.sub,
+        "scope": c.scope,
+        "client_id": "dpop-gateway-cli",
+        "iat": now,
+        "exp": now + c.ttl,
+        "jti": sign::random_jti(),
+    });
+    if let Some(bind) = bind {
+        let text = match std::fs::read_to_string(bind) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("dpop-gateway token: {}: {e}", bind.display());
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
+        let jkt = match PrivateJwk::from_json(&text) {
+            Ok(k) => k.thumbprint(),
+            Err(_) => match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text)
+                .ok()
+                .and_then(|m| crate::jose::PublicJwk::from_json(&m).ok())
+            {
+                Some(k) => k.thumbprint(),
+                None => {
+                    eprintln!("dpop-gateway token: {}: not a JWK", bind.display());
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            },
+        };
+        claims["cnf"] = serde_json::json!({ "jkt": jkt.to_string() });
+    }
+    let mut header = serde_json::Map::new();
+    header.insert("typ".into(), serde_json::json!("at+jwt"));
+    if let Some(kid) = json.get("kid") {
+        header.insert("kid".into(), kid.clone());
+    }
+    match key.sign_jws(header, &claims) {
+        Ok(t) => {
+            println!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dpop-gateway token: {e:?}");
             ExitCode::from(1)
         }
     }
