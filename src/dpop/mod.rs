@@ -8,10 +8,13 @@
 pub mod error;
 pub mod htu;
 
-pub use error::{ProofCheck, ProofError};
+pub use error::{ProofCheck, ProofError, MAX_JTI_BYTES};
+
+use base64::Engine as _;
+use serde_json::{Map, Value};
 
 use crate::clock::UnixTime;
-use crate::jose::{Algorithm, AlgorithmSet, Thumbprint};
+use crate::jose::{Algorithm, AlgorithmSet, CompactJws, JwsError, PublicJwk, Thumbprint, B64};
 
 /// What the gateway's configuration says about proofs.
 #[derive(Clone, Debug)]
@@ -81,7 +84,14 @@ impl VerifiedProof {
     /// A 128-bit key for the replay store: SHA-256 over (thumbprint, jti), truncated. Scoping the
     /// jti by key means one client cannot burn another's jti values (RFC 9449 §11.1).
     pub fn replay_key(&self) -> [u8; 16] {
-        todo!()
+        // The thumbprint has a fixed length, so (jkt, jti) pairs cannot collide by concatenation.
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(self.jkt.as_bytes());
+        ctx.update(self.jti.as_bytes());
+        let digest = ctx.finish();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest.as_ref()[..16]);
+        key
     }
 }
 
@@ -92,5 +102,805 @@ pub fn verify(
     policy: &ProofPolicy,
     now: UnixTime,
 ) -> Result<VerifiedProof, ProofError> {
-    todo!("{proof}{request:?}{policy:?}{now:?}")
+    // Point 1-2: one well-formed JWT, bounded before anything is decoded.
+    let jws = CompactJws::parse(proof, policy.max_proof_bytes).map_err(|e| match e {
+        JwsError::TooLarge { len, max } => ProofError::TooLarge { len, max },
+        other => ProofError::Malformed(other),
+    })?;
+    let header: Map<String, Value> =
+        serde_json::from_slice(&jws.header).map_err(|_| ProofError::HeaderNotJson)?;
+    let (alg, jwk) = check_header(&header, policy.algorithms)?;
+    // Point 6: the signature, before any claim is trusted.
+    jwk.verify(alg, jws.signing_input, &jws.signature)
+        .map_err(|_| ProofError::Signature)?;
+    let claims: Map<String, Value> =
+        serde_json::from_slice(&jws.payload).map_err(|_| ProofError::ClaimsNotJson)?;
+    let jti = check_jti(&claims)?;
+    check_htm(&claims, request.method)?;
+    check_htu(&claims, request.htu)?;
+    let iat = check_iat(&claims, policy, now)?;
+    if let Some(token) = request.access_token {
+        check_ath(&claims, token, policy.require_ath)?;
+    }
+    // Point 10: the nonce is checked by `crate::nonce`; here it is only captured.
+    let nonce = optional_str(&claims, "nonce")?.map(str::to_owned);
+    Ok(VerifiedProof {
+        jkt: jwk.thumbprint(),
+        jti: jti.to_owned(),
+        iat,
+        alg,
+        nonce,
+    })
+}
+
+/// Points 4, 5 and 7: `typ`, `alg` and a public `jwk` that can verify `alg`.
+fn check_header(
+    header: &Map<String, Value>,
+    allowed: AlgorithmSet,
+) -> Result<(Algorithm, PublicJwk), ProofError> {
+    match header.get("typ") {
+        Some(Value::String(t)) if t == "dpop+jwt" => {}
+        Some(Value::String(t)) => {
+            return Err(ProofError::Typ {
+                got: Some(t.clone()),
+            })
+        }
+        _ => return Err(ProofError::Typ { got: None }),
+    }
+    let alg = match header.get("alg") {
+        Some(Value::String(name)) => Algorithm::from_name(name)
+            .filter(|a| allowed.contains(*a))
+            .ok_or_else(|| ProofError::AlgNotAllowed {
+                got: Some(name.clone()),
+            })?,
+        _ => return Err(ProofError::AlgNotAllowed { got: None }),
+    };
+    let Some(Value::Object(jwk)) = header.get("jwk") else {
+        return Err(ProofError::JwkMissing);
+    };
+    let jwk = PublicJwk::from_json(jwk).map_err(ProofError::Jwk)?;
+    // A key that names its own algorithm is used with that algorithm only (RFC 7517 §4.4).
+    if !jwk.fits(alg) || jwk.alg().is_some_and(|a| a != alg) {
+        return Err(ProofError::JwkDoesNotFit { alg });
+    }
+    Ok((alg, jwk))
+}
+
+/// Point 8: `jti` is a non-empty string of bounded length.
+fn check_jti(claims: &Map<String, Value>) -> Result<&str, ProofError> {
+    let jti = optional_str(claims, "jti")?
+        .filter(|j| !j.is_empty())
+        .ok_or(ProofError::JtiMissing)?;
+    if jti.len() > MAX_JTI_BYTES {
+        return Err(ProofError::JtiTooLong {
+            len: jti.len(),
+            max: MAX_JTI_BYTES,
+        });
+    }
+    Ok(jti)
+}
+
+/// Point 8: `htm` is the request method, compared exactly (RFC 9110 §9.1: case-sensitive).
+fn check_htm(claims: &Map<String, Value>, method: &str) -> Result<(), ProofError> {
+    let htm = optional_str(claims, "htm")?.ok_or(ProofError::HtmMissing)?;
+    if htm != method {
+        return Err(ProofError::HtmMismatch {
+            expected: method.to_owned(),
+            got: htm.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Point 9: `htu` and the request URI are equal after RFC 3986 §6.2.2-6.2.3 normalisation.
+fn check_htu(claims: &Map<String, Value>, request_htu: &str) -> Result<(), ProofError> {
+    let htu = optional_str(claims, "htu")?.ok_or(ProofError::HtuMissing)?;
+    let got = htu::normalize(htu).map_err(ProofError::HtuInvalid)?;
+    let expected = htu::normalize(request_htu).map_err(ProofError::RequestUriInvalid)?;
+    if got != expected {
+        return Err(ProofError::HtuMismatch { expected, got });
+    }
+    Ok(())
+}
+
+/// Point 11: `now - max_age <= iat <= now + skew`. A fractional `iat` is floored (a JWT
+/// NumericDate may be non-integer, RFC 7519 §2).
+fn check_iat(
+    claims: &Map<String, Value>,
+    policy: &ProofPolicy,
+    now: UnixTime,
+) -> Result<UnixTime, ProofError> {
+    let iat = match claims.get("iat") {
+        None => return Err(ProofError::IatMissing),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(secs) => secs,
+            // Negative or fractional: `as` saturates (negative -> 0, huge -> u64::MAX), which
+            // then fails the window check below.
+            None => n.as_f64().map_or(0, |f| f.floor() as u64),
+        },
+        Some(_) => return Err(ProofError::ClaimType { claim: "iat" }),
+    };
+    let now = now.as_secs();
+    if iat.saturating_add(policy.max_age) < now {
+        return Err(ProofError::IatTooOld {
+            iat,
+            now,
+            max_age: policy.max_age,
+        });
+    }
+    if iat > now.saturating_add(policy.clock_skew) {
+        return Err(ProofError::IatInFuture {
+            iat,
+            now,
+            skew: policy.clock_skew,
+        });
+    }
+    Ok(UnixTime(iat))
+}
+
+/// Point 12: with a token, `ath` is base64url(SHA-256(token)). Both sides are public hashes,
+/// so a plain comparison leaks nothing.
+fn check_ath(claims: &Map<String, Value>, token: &str, required: bool) -> Result<(), ProofError> {
+    let Some(got) = optional_str(claims, "ath")? else {
+        return if required {
+            Err(ProofError::AthMissing)
+        } else {
+            Ok(())
+        };
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    // 32 bytes are 43 base64url characters: no allocation on the success path.
+    let mut expected = [0u8; 43];
+    let written = B64.encode_slice(digest, &mut expected).unwrap_or_default();
+    let expected = &expected[..written];
+    if got.as_bytes() == expected {
+        return Ok(());
+    }
+    Err(ProofError::AthMismatch {
+        expected: String::from_utf8_lossy(expected).into_owned(),
+        got: got.to_owned(),
+    })
+}
+
+/// A claim that must be a string when present.
+fn optional_str<'a>(
+    claims: &'a Map<String, Value>,
+    claim: &'static str,
+) -> Result<Option<&'a str>, ProofError> {
+    match claims.get(claim) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ProofError::ClaimType { claim }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jose::sign::{self, PrivateJwk, ProofClaims};
+    use serde_json::json;
+
+    const NOW: u64 = 1_700_000_000;
+    const URL: &str = "https://api.example.com/resource";
+
+    fn fixtures() -> Value {
+        serde_json::from_str(include_str!("../../tests/fixtures/vectors.json")).unwrap()
+    }
+
+    fn policy() -> ProofPolicy {
+        ProofPolicy {
+            algorithms: Algorithm::ALL.into_iter().collect(),
+            max_age: 60,
+            clock_skew: 5,
+            max_proof_bytes: 8192,
+            require_ath: true,
+        }
+    }
+
+    fn get(token: Option<&str>) -> ProofRequest<'_> {
+        ProofRequest {
+            method: "GET",
+            htu: URL,
+            access_token: token,
+        }
+    }
+
+    fn claims() -> Map<String, Value> {
+        match json!({"jti": "j-1", "htm": "GET", "htu": URL, "iat": NOW}) {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    fn header(key: &PrivateJwk) -> Map<String, Value> {
+        let mut h = Map::new();
+        h.insert("typ".into(), "dpop+jwt".into());
+        h.insert("jwk".into(), Value::Object(key.public_jwk()));
+        h
+    }
+
+    /// A proof signed by `key` with `claims` changed by `edit`.
+    fn proof_with(key: &PrivateJwk, edit: impl FnOnce(&mut Map<String, Value>)) -> String {
+        let mut c = claims();
+        edit(&mut c);
+        key.sign_jws(header(key), &Value::Object(c)).unwrap()
+    }
+
+    /// A proof whose header is `header` and whose signature is junk (for checks before it).
+    fn unsigned(header: &Value) -> String {
+        format!(
+            "{}.{}.AAAA",
+            B64.encode(header.to_string()),
+            B64.encode(Value::Object(claims()).to_string())
+        )
+    }
+
+    fn es256() -> PrivateJwk {
+        PrivateJwk::generate(Algorithm::ES256).unwrap()
+    }
+
+    fn check(proof: &str) -> Result<VerifiedProof, ProofError> {
+        verify(proof, &get(None), &policy(), UnixTime(NOW))
+    }
+
+    // --- published vectors ---
+
+    #[test]
+    fn rfc9449_figure2_proof_verifies_at_its_time() {
+        let v = &fixtures()["rfc9449_figure2_proof"];
+        let req = ProofRequest {
+            method: "POST",
+            htu: "https://server.example.com/token",
+            access_token: None,
+        };
+        let ok = verify(
+            v["proof"].as_str().unwrap(),
+            &req,
+            &policy(),
+            UnixTime(1562262616),
+        )
+        .unwrap();
+        assert_eq!(ok.jkt().to_string(), v["jkt"].as_str().unwrap());
+        assert_eq!(ok.jti(), "-BwC3ESc6acc2lTc");
+        assert_eq!(ok.iat(), UnixTime(1562262616));
+        assert_eq!(ok.alg(), Algorithm::ES256);
+        assert_eq!(ok.nonce(), None);
+    }
+
+    #[test]
+    fn rfc9449_figure2_proof_fails_each_one_field_change() {
+        let v = &fixtures()["rfc9449_figure2_proof"];
+        let proof = v["proof"].as_str().unwrap();
+        let at = 1562262616;
+        let req = ProofRequest {
+            method: "POST",
+            htu: "https://server.example.com/token",
+            access_token: None,
+        };
+        let run = |req: &ProofRequest<'_>, now: u64| verify(proof, req, &policy(), UnixTime(now));
+        assert!(matches!(
+            run(
+                &ProofRequest {
+                    method: "GET",
+                    ..req
+                },
+                at
+            ),
+            Err(ProofError::HtmMismatch { .. })
+        ));
+        assert!(matches!(
+            run(
+                &ProofRequest {
+                    htu: "https://server.example.com/other",
+                    ..req
+                },
+                at
+            ),
+            Err(ProofError::HtuMismatch { .. })
+        ));
+        assert_eq!(
+            run(&req, at + 61).unwrap_err(),
+            ProofError::IatTooOld {
+                iat: at,
+                now: at + 61,
+                max_age: 60
+            }
+        );
+        assert!(run(&req, at + 60).is_ok());
+        assert_eq!(
+            run(&req, at - 6).unwrap_err(),
+            ProofError::IatInFuture {
+                iat: at,
+                now: at - 6,
+                skew: 5
+            }
+        );
+        assert!(run(&req, at - 5).is_ok());
+
+        // A flipped signature byte.
+        let (input, sig) = proof.rsplit_once('.').unwrap();
+        let mut sig = B64.decode(sig).unwrap();
+        sig[10] ^= 1;
+        let flipped = format!("{input}.{}", B64.encode(&sig));
+        assert_eq!(run_proof(&flipped, &req, at), Err(ProofError::Signature));
+
+        // typ changed: refused on typ, before the (now broken) signature.
+        let (h, rest) = proof.split_once('.').unwrap();
+        let mut header: Value = serde_json::from_slice(&B64.decode(h).unwrap()).unwrap();
+        header["typ"] = json!("jwt");
+        let retyped = format!("{}.{rest}", B64.encode(header.to_string()));
+        assert_eq!(
+            run_proof(&retyped, &req, at),
+            Err(ProofError::Typ {
+                got: Some("jwt".into())
+            })
+        );
+    }
+
+    fn run_proof(proof: &str, req: &ProofRequest<'_>, now: u64) -> Result<(), ProofError> {
+        verify(proof, req, &policy(), UnixTime(now)).map(|_| ())
+    }
+
+    #[test]
+    fn rfc9449_protected_resource_proof_verifies_with_its_token() {
+        let v = &fixtures()["rfc9449_figure_protected_resource_request"];
+        let token = v["request"]["authorization"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("DPoP ")
+            .unwrap();
+        assert_eq!(
+            token,
+            fixtures()["rfc9449_ath"]["access_token"].as_str().unwrap()
+        );
+        let req = ProofRequest {
+            method: "GET",
+            htu: "https://resource.example.org/protectedresource",
+            access_token: Some(token),
+        };
+        let proof = v["proof"].as_str().unwrap();
+        let ok = verify(proof, &req, &policy(), UnixTime(1562262618)).unwrap();
+        assert_eq!(ok.jkt().to_string(), v["jkt"].as_str().unwrap());
+
+        // The wrong token for its ath.
+        let wrong = ProofRequest {
+            access_token: Some("another-token"),
+            ..req
+        };
+        assert!(matches!(
+            verify(proof, &wrong, &policy(), UnixTime(1562262618)),
+            Err(ProofError::AthMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn mutated_claims_of_the_rfc_proof_fail_when_re_signed() {
+        // The RFC's private key is not published: re-sign its claims with a test key.
+        let v = &fixtures()["rfc9449_figure_protected_resource_request"];
+        let proof = v["proof"].as_str().unwrap();
+        let payload: Value =
+            serde_json::from_slice(&B64.decode(proof.split('.').nth(1).unwrap()).unwrap()).unwrap();
+        let key = es256();
+        let token = fixtures()["rfc9449_ath"]["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let req = ProofRequest {
+            method: "GET",
+            htu: "https://resource.example.org/protectedresource",
+            access_token: Some(&token),
+        };
+        let at = UnixTime(1562262618);
+        let sign = |claim: &str, value: Value| {
+            let mut p = payload.clone();
+            if !claim.is_empty() {
+                p[claim] = value;
+            }
+            key.sign_jws(header(&key), &p).unwrap()
+        };
+        assert!(verify(&sign("", Value::Null), &req, &policy(), at).is_ok());
+        let cases = [
+            ("htm", json!("POST"), ProofCheck::Htm),
+            (
+                "htu",
+                json!("https://resource.example.org/other"),
+                ProofCheck::Htu,
+            ),
+            ("iat", json!(1562262618 - 61), ProofCheck::Iat),
+            ("ath", json!(sign::ath("other")), ProofCheck::Ath),
+            ("jti", json!(""), ProofCheck::Jti),
+        ];
+        for (claim, value, want) in cases {
+            let err = verify(&sign(claim, value), &req, &policy(), at).unwrap_err();
+            assert_eq!(err.check(), want, "{claim}");
+        }
+    }
+
+    // --- one pair per check ---
+
+    #[test]
+    fn every_algorithm_round_trips() {
+        for alg in Algorithm::ALL {
+            let key = PrivateJwk::generate(alg).unwrap();
+            let proof = key
+                .mint_proof(&ProofClaims {
+                    htm: "GET".into(),
+                    htu: URL.into(),
+                    iat: NOW,
+                    jti: sign::random_jti(),
+                    access_token: Some("tok".into()),
+                    nonce: Some("n-1".into()),
+                })
+                .unwrap();
+            let ok = verify(&proof, &get(Some("tok")), &policy(), UnixTime(NOW)).unwrap();
+            assert_eq!(ok.alg(), alg);
+            assert_eq!(ok.jkt(), key.thumbprint());
+            assert_eq!(ok.nonce(), Some("n-1"));
+        }
+    }
+
+    #[test]
+    fn size_is_checked_first() {
+        let proof = proof_with(&es256(), |_| {});
+        let tight = ProofPolicy {
+            max_proof_bytes: proof.len(),
+            ..policy()
+        };
+        assert!(verify(&proof, &get(None), &tight, UnixTime(NOW)).is_ok());
+        let tighter = ProofPolicy {
+            max_proof_bytes: proof.len() - 1,
+            ..policy()
+        };
+        let err = verify(&proof, &get(None), &tighter, UnixTime(NOW)).unwrap_err();
+        assert_eq!(
+            err,
+            ProofError::TooLarge {
+                len: proof.len(),
+                max: proof.len() - 1
+            }
+        );
+        assert_eq!(err.check(), ProofCheck::Size);
+    }
+
+    #[test]
+    fn syntax_errors_are_refused() {
+        assert!(matches!(
+            check("a.b"),
+            Err(ProofError::Malformed(JwsError::NotThreeParts))
+        ));
+        assert!(matches!(check("a+b.c.d"), Err(ProofError::Malformed(_))));
+        let not_object = format!("{}.e30.AAAA", B64.encode("[1,2]"));
+        assert_eq!(check(&not_object).unwrap_err(), ProofError::HeaderNotJson);
+        let not_json = format!("{}.e30.AAAA", B64.encode("{"));
+        assert_eq!(check(&not_json).unwrap_err(), ProofError::HeaderNotJson);
+        // Claims that are not an object, properly signed: only the claims are wrong.
+        let key = es256();
+        let array_claims = key.sign_jws(header(&key), &json!([1, 2])).unwrap();
+        assert_eq!(check(&array_claims).unwrap_err(), ProofError::ClaimsNotJson);
+        assert_eq!(
+            check(&array_claims).unwrap_err().check(),
+            ProofCheck::Syntax
+        );
+    }
+
+    #[test]
+    fn typ_must_be_exactly_dpop_jwt() {
+        let key = es256();
+        let mut h = json!({"typ": "DPoP+jwt", "alg": "ES256", "jwk": key.public_jwk()});
+        assert_eq!(
+            check(&unsigned(&h)).unwrap_err(),
+            ProofError::Typ {
+                got: Some("DPoP+jwt".into())
+            }
+        );
+        h.as_object_mut().unwrap().remove("typ");
+        assert_eq!(
+            check(&unsigned(&h)).unwrap_err(),
+            ProofError::Typ { got: None }
+        );
+        h["typ"] = json!("dpop+jwt");
+        // Now past typ, it fails only on the junk signature.
+        assert_eq!(check(&unsigned(&h)).unwrap_err(), ProofError::Signature);
+    }
+
+    #[test]
+    fn alg_must_be_known_asymmetric_and_allowed() {
+        let key = es256();
+        for alg in ["none", "HS256", "ES512", "es256"] {
+            let h = json!({"typ": "dpop+jwt", "alg": alg, "jwk": key.public_jwk()});
+            assert_eq!(
+                check(&unsigned(&h)).unwrap_err(),
+                ProofError::AlgNotAllowed {
+                    got: Some(alg.into())
+                }
+            );
+        }
+        let h = json!({"typ": "dpop+jwt", "jwk": key.public_jwk()});
+        assert_eq!(
+            check(&unsigned(&h)).unwrap_err(),
+            ProofError::AlgNotAllowed { got: None }
+        );
+        // Known but not in dpop.algorithms.
+        let proof = proof_with(&key, |_| {});
+        let only_eddsa = ProofPolicy {
+            algorithms: [Algorithm::EdDSA].into_iter().collect(),
+            ..policy()
+        };
+        assert_eq!(
+            verify(&proof, &get(None), &only_eddsa, UnixTime(NOW))
+                .unwrap_err()
+                .check(),
+            ProofCheck::Alg
+        );
+        assert!(check(&proof).is_ok());
+    }
+
+    #[test]
+    fn jwk_must_be_present_public_and_fit_alg() {
+        let key = es256();
+        let h = json!({"typ": "dpop+jwt", "alg": "ES256"});
+        assert_eq!(check(&unsigned(&h)).unwrap_err(), ProofError::JwkMissing);
+        let h = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": "not an object"});
+        assert_eq!(check(&unsigned(&h)).unwrap_err(), ProofError::JwkMissing);
+
+        let private: Value = serde_json::from_str(&key.to_json()).unwrap();
+        let h = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": private});
+        assert!(matches!(
+            check(&unsigned(&h)).unwrap_err(),
+            ProofError::Jwk(crate::jose::JwkError::PrivateMember(_))
+        ));
+
+        let h = json!({"typ": "dpop+jwt", "alg": "ES384", "jwk": key.public_jwk()});
+        assert_eq!(
+            check(&unsigned(&h)).unwrap_err(),
+            ProofError::JwkDoesNotFit {
+                alg: Algorithm::ES384
+            }
+        );
+        let mut jwk = key.public_jwk();
+        jwk.insert("alg".into(), "ES384".into());
+        let h = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+        assert_eq!(check(&unsigned(&h)).unwrap_err().check(), ProofCheck::Jwk);
+    }
+
+    #[test]
+    fn signature_must_verify_with_the_header_key() {
+        let key = es256();
+        let other = es256();
+        // Signed by `other`, but carrying `key`'s jwk.
+        let forged = other
+            .sign_jws(header(&key), &Value::Object(claims()))
+            .unwrap();
+        assert_eq!(check(&forged).unwrap_err(), ProofError::Signature);
+        assert!(check(&proof_with(&key, |_| {})).is_ok());
+    }
+
+    #[test]
+    fn jti_must_be_a_bounded_non_empty_string() {
+        let key = es256();
+        assert_eq!(
+            check(&proof_with(&key, |c| {
+                c.remove("jti");
+            }))
+            .unwrap_err(),
+            ProofError::JtiMissing
+        );
+        assert_eq!(
+            check(&proof_with(&key, |c| {
+                c.insert("jti".into(), "".into());
+            }))
+            .unwrap_err(),
+            ProofError::JtiMissing
+        );
+        assert_eq!(
+            check(&proof_with(&key, |c| {
+                c.insert("jti".into(), 5.into());
+            }))
+            .unwrap_err(),
+            ProofError::ClaimType { claim: "jti" }
+        );
+        assert_eq!(
+            check(&proof_with(&key, |c| {
+                c.insert("jti".into(), "x".repeat(257).into());
+            }))
+            .unwrap_err(),
+            ProofError::JtiTooLong { len: 257, max: 256 }
+        );
+        assert!(check(&proof_with(&key, |c| {
+            c.insert("jti".into(), "x".repeat(256).into());
+        }))
+        .is_ok());
+    }
+
+    #[test]
+    fn htm_must_equal_the_method_case_sensitively() {
+        let key = es256();
+        assert_eq!(
+            check(&proof_with(&key, |c| {
+                c.insert("htm".into(), "get".into());
+            }))
+            .unwrap_err(),
+            ProofError::HtmMismatch {
+                expected: "GET".into(),
+                got: "get".into()
+            }
+        );
+        assert_eq!(
+            check(&proof_with(&key, |c| {
+                c.remove("htm");
+            }))
+            .unwrap_err(),
+            ProofError::HtmMissing
+        );
+    }
+
+    #[test]
+    fn htu_is_compared_after_normalisation() {
+        let key = es256();
+        let equivalent = "HTTPS://API.example.com:443/%72esource?query=1#frag";
+        assert!(check(&proof_with(&key, |c| {
+            c.insert("htu".into(), equivalent.into());
+        }))
+        .is_ok());
+        assert_eq!(
+            check(&proof_with(&key, |c| {
+                c.insert("htu".into(), "https://api.example.com/Resource".into());
+            }))
+            .unwrap_err(),
+            ProofError::HtuMismatch {
+                expected: URL.into(),
+                got: "https://api.example.com/Resource".into()
+            }
+        );
+        assert!(matches!(
+            check(&proof_with(&key, |c| {
+                c.insert("htu".into(), "/resource".into());
+            }))
+            .unwrap_err(),
+            ProofError::HtuInvalid(htu::HtuError::NotAbsolute)
+        ));
+        assert_eq!(
+            check(&proof_with(&key, |c| {
+                c.remove("htu");
+            }))
+            .unwrap_err(),
+            ProofError::HtuMissing
+        );
+        let proof = proof_with(&key, |_| {});
+        let bad_request = ProofRequest {
+            htu: "not a uri",
+            ..get(None)
+        };
+        assert_eq!(
+            verify(&proof, &bad_request, &policy(), UnixTime(NOW))
+                .unwrap_err()
+                .check(),
+            ProofCheck::Htu
+        );
+    }
+
+    #[test]
+    fn iat_window_and_type() {
+        let key = es256();
+        let at = |iat: Value| {
+            proof_with(&key, |c| {
+                c.insert("iat".into(), iat);
+            })
+        };
+        assert!(check(&at(json!(NOW - 60))).is_ok());
+        assert_eq!(
+            check(&at(json!(NOW - 61))).unwrap_err(),
+            ProofError::IatTooOld {
+                iat: NOW - 61,
+                now: NOW,
+                max_age: 60
+            }
+        );
+        assert!(check(&at(json!(NOW + 5))).is_ok());
+        assert_eq!(
+            check(&at(json!(NOW + 6))).unwrap_err(),
+            ProofError::IatInFuture {
+                iat: NOW + 6,
+                now: NOW,
+                skew: 5
+            }
+        );
+        // Fractional iat is floored: NOW + 5.9 -> NOW + 5.
+        assert_eq!(
+            check(&at(json!(NOW as f64 + 5.9))).unwrap().iat(),
+            UnixTime(NOW + 5)
+        );
+        assert!(matches!(
+            check(&at(json!(-1))).unwrap_err(),
+            ProofError::IatTooOld { iat: 0, .. }
+        ));
+        assert!(matches!(
+            check(&at(json!(1e300))).unwrap_err(),
+            ProofError::IatInFuture { .. }
+        ));
+        assert_eq!(
+            check(&at(json!("1700000000"))).unwrap_err(),
+            ProofError::ClaimType { claim: "iat" }
+        );
+        assert_eq!(
+            check(&proof_with(&key, |c| {
+                c.remove("iat");
+            }))
+            .unwrap_err(),
+            ProofError::IatMissing
+        );
+    }
+
+    #[test]
+    fn ath_is_checked_only_when_a_token_is_presented() {
+        let key = es256();
+        let with_ath = proof_with(&key, |c| {
+            c.insert("ath".into(), sign::ath("tok").into());
+        });
+        let without = proof_with(&key, |_| {});
+        let run = |p: &str, tok: Option<&str>, require: bool| {
+            let pol = ProofPolicy {
+                require_ath: require,
+                ..policy()
+            };
+            verify(p, &get(tok), &pol, UnixTime(NOW)).map(|_| ())
+        };
+        assert_eq!(run(&with_ath, Some("tok"), true), Ok(()));
+        assert_eq!(
+            run(&without, Some("tok"), true),
+            Err(ProofError::AthMissing)
+        );
+        assert_eq!(run(&without, Some("tok"), false), Ok(()));
+        assert!(matches!(
+            run(&with_ath, Some("other"), false),
+            Err(ProofError::AthMismatch { .. })
+        ));
+        // No token presented: ath is not looked at.
+        assert_eq!(run(&with_ath, None, true), Ok(()));
+        assert_eq!(run(&without, None, true), Ok(()));
+        let typed = proof_with(&key, |c| {
+            c.insert("ath".into(), 1.into());
+        });
+        assert_eq!(
+            run(&typed, Some("tok"), true),
+            Err(ProofError::ClaimType { claim: "ath" })
+        );
+    }
+
+    #[test]
+    fn nonce_is_captured_and_unknown_members_ignored() {
+        let key = es256();
+        let proof = proof_with(&key, |c| {
+            c.insert("nonce".into(), "n-42".into());
+            c.insert("extra".into(), json!({"anything": [1, 2]}));
+        });
+        assert_eq!(check(&proof).unwrap().nonce(), Some("n-42"));
+        let mut h = header(&key);
+        h.insert("kid".into(), "ignored".into());
+        h.insert("x-custom".into(), json!(1));
+        assert!(check(&key.sign_jws(h, &Value::Object(claims())).unwrap()).is_ok());
+        let typed = proof_with(&key, |c| {
+            c.insert("nonce".into(), 1.into());
+        });
+        assert_eq!(
+            check(&typed).unwrap_err(),
+            ProofError::ClaimType { claim: "nonce" }
+        );
+    }
+
+    #[test]
+    fn replay_key_is_scoped_by_key_and_jti() {
+        let a = es256();
+        let b = es256();
+        let key_of = |k: &PrivateJwk, jti: &str| {
+            check(&proof_with(k, |c| {
+                c.insert("jti".into(), jti.into());
+            }))
+            .unwrap()
+            .replay_key()
+        };
+        assert_eq!(key_of(&a, "j"), key_of(&a, "j"));
+        assert_ne!(key_of(&a, "j"), key_of(&a, "k"));
+        assert_ne!(key_of(&a, "j"), key_of(&b, "j"));
+    }
 }

@@ -84,12 +84,17 @@ impl AlgorithmSet {
 
     /// The allowed algorithms, in [`Algorithm::ALL`] order.
     pub fn iter(self) -> impl Iterator<Item = Algorithm> {
-        Algorithm::ALL.into_iter().filter(move |a| self.contains(*a))
+        Algorithm::ALL
+            .into_iter()
+            .filter(move |a| self.contains(*a))
     }
 
     /// Space-separated names, as in `WWW-Authenticate: DPoP algs="ES256 EdDSA"` (RFC 9449 §7.1).
     pub fn to_names(self) -> String {
-        self.iter().map(Algorithm::as_str).collect::<Vec<_>>().join(" ")
+        self.iter()
+            .map(Algorithm::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 

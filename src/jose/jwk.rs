@@ -1,10 +1,14 @@
 //! Public JWKs (RFC 7517) as they appear in a DPoP proof's `jwk` header and in a JWKS, their
-//! RFC 7638 thumbprints, and signature verification with ring.
+//! RFC 7638 thumbprints, and signature verification with ring. No I/O.
 //!
 //! A JWK carrying any private member (`d`, `p`, `q`, `dp`, `dq`, `qi`, `oth`, `k`) is refused:
 //! RFC 9449 §4.3 point 7.
 
-use super::Algorithm;
+use base64::Engine as _;
+use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
+use serde_json::{Map, Value};
+
+use super::{Algorithm, B64};
 
 /// A SHA-256 JWK thumbprint (RFC 7638), what `cnf.jkt` carries.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -13,18 +17,77 @@ pub struct Thumbprint([u8; 32]);
 /// A parsed public key with what a JWK says about it.
 #[derive(Clone, Debug)]
 pub struct PublicJwk {
-    // fields are the implementer's choice; thumbprint computed once at parse time
-    _private: (),
+    key: KeyMaterial,
+    kid: Option<String>,
+    alg: Option<Algorithm>,
+    thumbprint: Thumbprint,
 }
 
 /// Why a JWK was refused, or why a signature did not verify.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JwkError {
-    /// Implementer: one variant per violation (missing member, unsupported kty/crv, private
-    /// member present, bad base64url, wrong coordinate length, RSA modulus under 2048 bits, key
-    /// type does not fit the algorithm, signature invalid).
-    Todo,
+    /// A member the key type requires is absent (RFC 7518 §6).
+    MissingMember(&'static str),
+    /// A member is present but is not a JSON string.
+    NotAString(&'static str),
+    /// A private member is present (RFC 9449 §4.3 point 7; RFC 7517 §9.1 for a JWKS).
+    PrivateMember(&'static str),
+    /// `kty` is not `EC`, `OKP` or `RSA`.
+    UnsupportedKty(String),
+    /// `crv` is not one we verify with (`P-256`, `P-384` for EC; `Ed25519` for OKP).
+    UnsupportedCrv(String),
+    /// The `alg` member names an algorithm we do not support.
+    UnsupportedAlg(String),
+    /// A key member is not unpadded base64url.
+    BadBase64(&'static str),
+    /// A coordinate does not have the curve's exact length (RFC 7518 §6.2.1.2: full length,
+    /// leading zeros kept; RFC 8037 §2 for `x` of Ed25519).
+    CoordinateLength {
+        /// `x` or `y`.
+        member: &'static str,
+        /// The curve's coordinate length, in bytes.
+        expected: usize,
+        /// The decoded length.
+        got: usize,
+    },
+    /// The RSA modulus is shorter than 2048 bits (RFC 7518 §3.3).
+    RsaKeyTooSmall {
+        /// The modulus length, in bits.
+        bits: usize,
+    },
+    /// The RSA modulus is longer than 8192 bits (ring's bound; also a cost bound).
+    RsaKeyTooLarge {
+        /// The modulus length, in bits.
+        bits: usize,
+    },
+    /// The key's type or curve cannot verify this algorithm.
+    DoesNotFit {
+        /// The algorithm asked for.
+        alg: Algorithm,
+    },
+    /// The signature did not verify.
+    BadSignature,
 }
+
+/// The key bytes, in the form ring takes them.
+#[derive(Clone, Debug)]
+enum KeyMaterial {
+    /// Uncompressed point `0x04 || x || y` (SEC 1 §2.3.3).
+    Ec { curve: EcCurve, point: Box<[u8]> },
+    /// The 32-byte public key.
+    Ed25519([u8; 32]),
+    /// Big-endian modulus and exponent, leading zero bytes stripped (ring refuses them).
+    Rsa { n: Box<[u8]>, e: Box<[u8]> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EcCurve {
+    P256,
+    P384,
+}
+
+/// Members that only a private (or symmetric) key has (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037).
+const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
 // === impl Thumbprint ===
 
@@ -41,14 +104,38 @@ impl Thumbprint {
 
     /// Parses the base64url form used by `cnf.jkt`; `None` unless it decodes to exactly 32 bytes.
     pub fn from_b64(s: &str) -> Option<Self> {
-        todo!("{s}")
+        // 32 bytes are 43 base64url characters; checking first keeps decode_slice exact.
+        if s.len() != 43 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        match B64.decode_slice(s, &mut out) {
+            Ok(32) => Some(Self(out)),
+            _ => None,
+        }
+    }
+
+    /// SHA-256 over `parts` concatenated (the canonical JSON of RFC 7638 §3.2).
+    fn digest(parts: &[&[u8]]) -> Self {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for part in parts {
+            ctx.update(part);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        Self(out)
     }
 }
 
 impl std::fmt::Display for Thumbprint {
     /// base64url, no padding (the `cnf.jkt` form).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        todo!("{}", f.width().unwrap_or(0))
+        let mut buf = [0u8; 43];
+        let n = B64
+            .encode_slice(self.0, &mut buf)
+            .map_err(|_| std::fmt::Error)?;
+        let s = std::str::from_utf8(&buf[..n]).map_err(|_| std::fmt::Error)?;
+        f.write_str(s)
     }
 }
 
@@ -62,32 +149,494 @@ impl std::fmt::Debug for Thumbprint {
 
 impl PublicJwk {
     /// Parses a public JWK from its JSON object (a proof's `jwk` header or a JWKS entry).
-    pub fn from_json(obj: &serde_json::Map<String, serde_json::Value>) -> Result<Self, JwkError> {
-        todo!("{obj:?}")
+    pub fn from_json(obj: &Map<String, Value>) -> Result<Self, JwkError> {
+        if let Some(name) = PRIVATE_MEMBERS.into_iter().find(|m| obj.contains_key(*m)) {
+            return Err(JwkError::PrivateMember(name));
+        }
+        let kid = optional_str(obj, "kid")?.map(str::to_owned);
+        let alg = match optional_str(obj, "alg")? {
+            None => None,
+            Some(name) => Some(
+                Algorithm::from_name(name)
+                    .ok_or_else(|| JwkError::UnsupportedAlg(name.to_owned()))?,
+            ),
+        };
+        let (key, thumbprint) = match required_str(obj, "kty")? {
+            "EC" => parse_ec(obj)?,
+            "OKP" => parse_okp(obj)?,
+            "RSA" => parse_rsa(obj)?,
+            other => return Err(JwkError::UnsupportedKty(other.to_owned())),
+        };
+        Ok(Self {
+            key,
+            kid,
+            alg,
+            thumbprint,
+        })
     }
 
     /// The RFC 7638 thumbprint (computed once, at parse time).
     pub fn thumbprint(&self) -> Thumbprint {
-        todo!()
+        self.thumbprint
     }
 
     /// The `kid` member, if any.
     pub fn kid(&self) -> Option<&str> {
-        todo!()
+        self.kid.as_deref()
     }
 
-    /// The `alg` member, if any and known.
+    /// The `alg` member, if any and known. (An unknown `alg` is refused by [`Self::from_json`].)
     pub fn alg(&self) -> Option<Algorithm> {
-        todo!()
+        self.alg
     }
 
     /// Whether this key's type (and curve) can verify `alg`.
     pub fn fits(&self, alg: Algorithm) -> bool {
-        todo!("{alg}")
+        match (&self.key, alg) {
+            (KeyMaterial::Ec { curve, .. }, Algorithm::ES256) => *curve == EcCurve::P256,
+            (KeyMaterial::Ec { curve, .. }, Algorithm::ES384) => *curve == EcCurve::P384,
+            (KeyMaterial::Ed25519(_), Algorithm::EdDSA) => true,
+            (KeyMaterial::Rsa { .. }, Algorithm::RS256 | Algorithm::PS256) => true,
+            _ => false,
+        }
     }
 
     /// Verifies `signature` over `message` with `alg` (which must fit the key).
     pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> Result<(), JwkError> {
-        todo!("{alg}{message:?}{signature:?}")
+        let verified = match (&self.key, alg) {
+            (KeyMaterial::Ec { curve, point }, Algorithm::ES256) if *curve == EcCurve::P256 => {
+                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                    .verify(message, signature)
+            }
+            (KeyMaterial::Ec { curve, point }, Algorithm::ES384) if *curve == EcCurve::P384 => {
+                UnparsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, point)
+                    .verify(message, signature)
+            }
+            (KeyMaterial::Ed25519(x), Algorithm::EdDSA) => {
+                UnparsedPublicKey::new(&signature::ED25519, x).verify(message, signature)
+            }
+            (KeyMaterial::Rsa { n, e }, Algorithm::RS256) => RsaPublicKeyComponents { n, e }
+                .verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, signature),
+            (KeyMaterial::Rsa { n, e }, Algorithm::PS256) => RsaPublicKeyComponents { n, e }
+                .verify(&signature::RSA_PSS_2048_8192_SHA256, message, signature),
+            _ => return Err(JwkError::DoesNotFit { alg }),
+        };
+        verified.map_err(|_| JwkError::BadSignature)
+    }
+}
+
+/// EC (RFC 7518 §6.2.1): thumbprint members `crv`, `kty`, `x`, `y`.
+fn parse_ec(obj: &Map<String, Value>) -> Result<(KeyMaterial, Thumbprint), JwkError> {
+    let crv = required_str(obj, "crv")?;
+    let (curve, len) = match crv {
+        "P-256" => (EcCurve::P256, 32),
+        "P-384" => (EcCurve::P384, 48),
+        other => return Err(JwkError::UnsupportedCrv(other.to_owned())),
+    };
+    let x = required_str(obj, "x")?;
+    let y = required_str(obj, "y")?;
+    let mut point = vec![0u8; 1 + 2 * len];
+    point[0] = 0x04;
+    decode_exact(x, "x", &mut point[1..=len])?;
+    decode_exact(y, "y", &mut point[1 + len..])?;
+    // RFC 7638 §3.2: members in lexicographic order, no whitespace. Every value is either a
+    // constant or validated base64url, so none needs JSON escaping.
+    let thumbprint = Thumbprint::digest(&[
+        b"{\"crv\":\"",
+        crv.as_bytes(),
+        b"\",\"kty\":\"EC\",\"x\":\"",
+        x.as_bytes(),
+        b"\",\"y\":\"",
+        y.as_bytes(),
+        b"\"}",
+    ]);
+    let key = KeyMaterial::Ec {
+        curve,
+        point: point.into_boxed_slice(),
+    };
+    Ok((key, thumbprint))
+}
+
+/// OKP (RFC 8037 §2): thumbprint members `crv`, `kty`, `x`.
+fn parse_okp(obj: &Map<String, Value>) -> Result<(KeyMaterial, Thumbprint), JwkError> {
+    let crv = required_str(obj, "crv")?;
+    if crv != "Ed25519" {
+        return Err(JwkError::UnsupportedCrv(crv.to_owned()));
+    }
+    let x = required_str(obj, "x")?;
+    let mut key = [0u8; 32];
+    decode_exact(x, "x", &mut key)?;
+    let thumbprint = Thumbprint::digest(&[
+        b"{\"crv\":\"Ed25519\",\"kty\":\"OKP\",\"x\":\"",
+        x.as_bytes(),
+        b"\"}",
+    ]);
+    Ok((KeyMaterial::Ed25519(key), thumbprint))
+}
+
+/// RSA (RFC 7518 §6.3.1): thumbprint members `e`, `kty`, `n`, values as given (RFC 7638 §3.1).
+fn parse_rsa(obj: &Map<String, Value>) -> Result<(KeyMaterial, Thumbprint), JwkError> {
+    let n_b64 = required_str(obj, "n")?;
+    let e_b64 = required_str(obj, "e")?;
+    let n = strip_leading_zeros(B64.decode(n_b64).map_err(|_| JwkError::BadBase64("n"))?);
+    let e = strip_leading_zeros(B64.decode(e_b64).map_err(|_| JwkError::BadBase64("e"))?);
+    let bits = match n.first() {
+        Some(first) => n.len() * 8 - first.leading_zeros() as usize,
+        None => 0,
+    };
+    if bits < 2048 {
+        return Err(JwkError::RsaKeyTooSmall { bits });
+    }
+    if bits > 8192 {
+        return Err(JwkError::RsaKeyTooLarge { bits });
+    }
+    let thumbprint = Thumbprint::digest(&[
+        b"{\"e\":\"",
+        e_b64.as_bytes(),
+        b"\",\"kty\":\"RSA\",\"n\":\"",
+        n_b64.as_bytes(),
+        b"\"}",
+    ]);
+    let key = KeyMaterial::Rsa {
+        n: n.into_boxed_slice(),
+        e: e.into_boxed_slice(),
+    };
+    Ok((key, thumbprint))
+}
+
+fn required_str<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, JwkError> {
+    optional_str(obj, name)?.ok_or(JwkError::MissingMember(name))
+}
+
+fn optional_str<'a>(
+    obj: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<&'a str>, JwkError> {
+    match obj.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(JwkError::NotAString(name)),
+    }
+}
+
+/// Decodes `encoded` into exactly `out.len()` bytes.
+fn decode_exact(encoded: &str, member: &'static str, out: &mut [u8]) -> Result<(), JwkError> {
+    let expected = out.len();
+    // Unpadded base64 of n bytes is ceil(4n/3) characters; any other length is either invalid
+    // base64 or the wrong size, and decode_slice is only exact when the length matches.
+    if encoded.len() != (expected * 4).div_ceil(3) {
+        let decoded = B64
+            .decode(encoded)
+            .map_err(|_| JwkError::BadBase64(member))?;
+        return Err(JwkError::CoordinateLength {
+            member,
+            expected,
+            got: decoded.len(),
+        });
+    }
+    match B64.decode_slice(encoded, out) {
+        Ok(n) if n == expected => Ok(()),
+        _ => Err(JwkError::BadBase64(member)),
+    }
+}
+
+fn strip_leading_zeros(mut bytes: Vec<u8>) -> Vec<u8> {
+    let zeros = bytes.iter().take_while(|b| **b == 0).count();
+    if zeros > 0 {
+        bytes.drain(..zeros);
+    }
+    bytes
+}
+
+// === impl JwkError ===
+
+impl std::fmt::Display for JwkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwkError::MissingMember(m) => write!(f, "JWK member `{m}` is missing"),
+            JwkError::NotAString(m) => write!(f, "JWK member `{m}` is not a string"),
+            JwkError::PrivateMember(m) => write!(f, "JWK has private member `{m}`"),
+            JwkError::UnsupportedKty(k) => write!(f, "JWK kty {:?} is not supported", clip(k)),
+            JwkError::UnsupportedCrv(c) => write!(f, "JWK crv {:?} is not supported", clip(c)),
+            JwkError::UnsupportedAlg(a) => write!(f, "JWK alg {:?} is not supported", clip(a)),
+            JwkError::BadBase64(m) => write!(f, "JWK member `{m}` is not base64url"),
+            JwkError::CoordinateLength {
+                member,
+                expected,
+                got,
+            } => write!(f, "JWK `{member}` is {got} bytes, expected {expected}"),
+            JwkError::RsaKeyTooSmall { bits } => {
+                write!(f, "RSA key is {bits} bits, fewer than 2048")
+            }
+            JwkError::RsaKeyTooLarge { bits } => {
+                write!(f, "RSA key is {bits} bits, more than 8192")
+            }
+            JwkError::DoesNotFit { alg } => write!(f, "JWK cannot verify {alg}"),
+            JwkError::BadSignature => f.write_str("signature does not verify"),
+        }
+    }
+}
+
+impl std::error::Error for JwkError {}
+
+/// At most 32 characters of a client-supplied value, for error messages.
+fn clip(s: &str) -> &str {
+    match s.char_indices().nth(32) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    fn fixtures() -> Value {
+        serde_json::from_str(include_str!("../../tests/fixtures/vectors.json")).unwrap()
+    }
+
+    fn rfc9449_jwk() -> Map<String, Value> {
+        obj(fixtures()["rfc9449_figure2_proof"]["jwk"].clone())
+    }
+
+    #[test]
+    fn rfc9449_ec_key_thumbprint() {
+        let v = fixtures();
+        let jwk = PublicJwk::from_json(&rfc9449_jwk()).unwrap();
+        assert_eq!(
+            jwk.thumbprint().to_string(),
+            v["rfc9449_figure2_proof"]["jkt"].as_str().unwrap()
+        );
+        assert!(jwk.fits(Algorithm::ES256));
+        assert!(!jwk.fits(Algorithm::ES384));
+        assert!(!jwk.fits(Algorithm::RS256));
+        assert!(!jwk.fits(Algorithm::EdDSA));
+    }
+
+    #[test]
+    fn rfc7638_rsa_key_thumbprint() {
+        let v = fixtures();
+        let jwk = PublicJwk::from_json(&obj(v["rfc7638_rsa_thumbprint"]["jwk"].clone())).unwrap();
+        assert_eq!(
+            jwk.thumbprint().to_string(),
+            v["rfc7638_rsa_thumbprint"]["jkt"].as_str().unwrap()
+        );
+        assert!(jwk.fits(Algorithm::RS256));
+        assert!(jwk.fits(Algorithm::PS256));
+        assert!(!jwk.fits(Algorithm::ES256));
+    }
+
+    #[test]
+    fn leading_zero_ec_key_thumbprint_uses_padded_coordinate() {
+        let v = fixtures();
+        let jwk =
+            PublicJwk::from_json(&obj(v["ec_key_with_leading_zero_x"]["jwk"].clone())).unwrap();
+        assert_eq!(
+            jwk.thumbprint().to_string(),
+            v["ec_key_with_leading_zero_x"]["jkt"].as_str().unwrap()
+        );
+    }
+
+    #[test]
+    fn member_order_in_the_input_does_not_change_the_thumbprint() {
+        let a = PublicJwk::from_json(&rfc9449_jwk()).unwrap();
+        let mut reordered = Map::new();
+        for k in ["y", "x", "kty", "crv"] {
+            reordered.insert(k.into(), rfc9449_jwk()[k].clone());
+        }
+        reordered.insert("kid".into(), json!("extra members are not hashed"));
+        let b = PublicJwk::from_json(&reordered).unwrap();
+        assert_eq!(a.thumbprint(), b.thumbprint());
+        assert_eq!(b.kid(), Some("extra members are not hashed"));
+    }
+
+    #[test]
+    fn every_private_member_is_refused() {
+        for member in PRIVATE_MEMBERS {
+            let mut jwk = rfc9449_jwk();
+            jwk.insert(member.into(), json!("AAAA"));
+            assert_eq!(
+                PublicJwk::from_json(&jwk).unwrap_err(),
+                JwkError::PrivateMember(member)
+            );
+        }
+    }
+
+    #[test]
+    fn missing_and_mistyped_members_are_refused() {
+        for member in ["kty", "crv", "x", "y"] {
+            let mut jwk = rfc9449_jwk();
+            jwk.remove(member);
+            assert_eq!(
+                PublicJwk::from_json(&jwk).unwrap_err(),
+                JwkError::MissingMember(member)
+            );
+            let mut jwk = rfc9449_jwk();
+            jwk.insert(member.into(), json!(1));
+            assert_eq!(
+                PublicJwk::from_json(&jwk).unwrap_err(),
+                JwkError::NotAString(member)
+            );
+        }
+        let mut jwk = rfc9449_jwk();
+        jwk.insert("kid".into(), json!(7));
+        assert_eq!(
+            PublicJwk::from_json(&jwk).unwrap_err(),
+            JwkError::NotAString("kid")
+        );
+    }
+
+    #[test]
+    fn unsupported_kty_crv_and_alg_are_refused() {
+        let mut jwk = rfc9449_jwk();
+        jwk.insert("kty".into(), json!("oct"));
+        assert_eq!(
+            PublicJwk::from_json(&jwk).unwrap_err(),
+            JwkError::UnsupportedKty("oct".into())
+        );
+        let mut jwk = rfc9449_jwk();
+        jwk.insert("crv".into(), json!("secp256k1"));
+        assert_eq!(
+            PublicJwk::from_json(&jwk).unwrap_err(),
+            JwkError::UnsupportedCrv("secp256k1".into())
+        );
+        let okp = obj(json!({"kty": "OKP", "crv": "X25519", "x": B64.encode([1u8; 32])}));
+        assert_eq!(
+            PublicJwk::from_json(&okp).unwrap_err(),
+            JwkError::UnsupportedCrv("X25519".into())
+        );
+        let mut jwk = rfc9449_jwk();
+        jwk.insert("alg".into(), json!("HS256"));
+        assert_eq!(
+            PublicJwk::from_json(&jwk).unwrap_err(),
+            JwkError::UnsupportedAlg("HS256".into())
+        );
+        let mut jwk = rfc9449_jwk();
+        jwk.insert("alg".into(), json!("ES256"));
+        assert_eq!(
+            PublicJwk::from_json(&jwk).unwrap().alg(),
+            Some(Algorithm::ES256)
+        );
+    }
+
+    #[test]
+    fn coordinates_must_have_the_curve_length() {
+        let mut jwk = rfc9449_jwk();
+        // 31 bytes: a leading zero dropped, which RFC 7518 §6.2.1.2 forbids.
+        jwk.insert("x".into(), json!(B64.encode([7u8; 31])));
+        assert_eq!(
+            PublicJwk::from_json(&jwk).unwrap_err(),
+            JwkError::CoordinateLength {
+                member: "x",
+                expected: 32,
+                got: 31
+            }
+        );
+        let mut jwk = rfc9449_jwk();
+        jwk.insert("y".into(), json!(B64.encode([7u8; 33])));
+        assert_eq!(
+            PublicJwk::from_json(&jwk).unwrap_err(),
+            JwkError::CoordinateLength {
+                member: "y",
+                expected: 32,
+                got: 33
+            }
+        );
+        let okp = obj(json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode([1u8; 31])}));
+        assert!(matches!(
+            PublicJwk::from_json(&okp).unwrap_err(),
+            JwkError::CoordinateLength {
+                member: "x",
+                expected: 32,
+                got: 31
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_base64_is_refused() {
+        let mut jwk = rfc9449_jwk();
+        // Right length, wrong alphabet.
+        jwk.insert(
+            "x".into(),
+            json!("l8tFrhx+34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs"),
+        );
+        assert_eq!(
+            PublicJwk::from_json(&jwk).unwrap_err(),
+            JwkError::BadBase64("x")
+        );
+        let mut jwk = rfc9449_jwk();
+        jwk.insert(
+            "y".into(),
+            json!("9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA="),
+        );
+        assert_eq!(
+            PublicJwk::from_json(&jwk).unwrap_err(),
+            JwkError::BadBase64("y")
+        );
+    }
+
+    #[test]
+    fn rsa_modulus_under_2048_bits_is_refused() {
+        // 2047 bits: top byte 0x7f. A leading zero byte does not count.
+        let mut n = vec![0xffu8; 256];
+        n[0] = 0x7f;
+        n.insert(0, 0);
+        let jwk = obj(json!({"kty": "RSA", "n": B64.encode(&n), "e": "AQAB"}));
+        assert_eq!(
+            PublicJwk::from_json(&jwk).unwrap_err(),
+            JwkError::RsaKeyTooSmall { bits: 2047 }
+        );
+        let jwk = obj(json!({"kty": "RSA", "n": B64.encode([0xffu8; 256]), "e": "AQAB"}));
+        assert!(PublicJwk::from_json(&jwk).is_ok());
+    }
+
+    #[test]
+    fn rsa_1024_bit_key_from_the_rsa_crate_is_refused() {
+        use rsa::traits::PublicKeyParts;
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
+        let jwk = obj(json!({
+            "kty": "RSA",
+            "n": B64.encode(key.n().to_bytes_be()),
+            "e": B64.encode(key.e().to_bytes_be()),
+        }));
+        assert_eq!(
+            PublicJwk::from_json(&jwk).unwrap_err(),
+            JwkError::RsaKeyTooSmall { bits: 1024 }
+        );
+    }
+
+    #[test]
+    fn verify_refuses_an_algorithm_the_key_does_not_fit() {
+        let jwk = PublicJwk::from_json(&rfc9449_jwk()).unwrap();
+        assert_eq!(
+            jwk.verify(Algorithm::RS256, b"m", &[0; 64]).unwrap_err(),
+            JwkError::DoesNotFit {
+                alg: Algorithm::RS256
+            }
+        );
+        assert_eq!(
+            jwk.verify(Algorithm::ES256, b"m", &[0; 64]).unwrap_err(),
+            JwkError::BadSignature
+        );
+    }
+
+    #[test]
+    fn thumbprint_b64_round_trips_and_needs_32_bytes() {
+        let t = Thumbprint::from_b64("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I").unwrap();
+        assert_eq!(t.to_string(), "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I");
+        assert_eq!(Thumbprint::from_bytes(*t.as_bytes()), t);
+        assert!(Thumbprint::from_b64("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4").is_none());
+        assert!(Thumbprint::from_b64("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I=").is_none());
+        assert!(Thumbprint::from_b64("0ZcOCORZNYy+DWpqq30jZyJGHTN0d2HglBV3uiguA4I").is_none());
+        assert!(Thumbprint::from_b64("").is_none());
     }
 }
