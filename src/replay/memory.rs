@@ -161,7 +161,9 @@ impl MemoryStore {
         // The high 64 bits pick the shard; the low 64 bits are the set's hash.
         let index = ((key >> 64) as usize) & self.shard_mask;
         let mutex = &self.shards[index];
-        mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        mutex
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -262,7 +264,10 @@ mod tests {
         let store = MemoryStore::new(1000, 60);
         store.check_and_insert(key(1), T0).unwrap();
         let at_expiry = UnixTime(T0.0 + 60);
-        assert_eq!(store.check_and_insert(key(1), at_expiry), Ok(Admission::Replayed));
+        assert_eq!(
+            store.check_and_insert(key(1), at_expiry),
+            Ok(Admission::Replayed)
+        );
     }
 
     #[test]
@@ -331,13 +336,19 @@ mod tests {
         assert_eq!(store.shards.len(), 4);
         assert_eq!(store.capacity(), 5000);
         for n in 0..1250 {
-            assert_eq!(store.check_and_insert(key_in_shard(2, n), T0), Ok(Admission::Fresh));
+            assert_eq!(
+                store.check_and_insert(key_in_shard(2, n), T0),
+                Ok(Admission::Fresh)
+            );
         }
         assert!(matches!(
             store.check_and_insert(key_in_shard(2, 1250), T0),
             Err(StoreError::Full { .. })
         ));
-        assert_eq!(store.check_and_insert(key_in_shard(3, 0), T0), Ok(Admission::Fresh));
+        assert_eq!(
+            store.check_and_insert(key_in_shard(3, 0), T0),
+            Ok(Admission::Fresh)
+        );
     }
 
     #[test]
@@ -392,7 +403,11 @@ mod tests {
             // Keys as a digest would give them: spread over every bit.
             let mut k = [0u8; 16];
             k[..8].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
-            k[8..].copy_from_slice(&n.wrapping_mul(0xC2B2_AE3D_27D4_EB4F).rotate_left(17).to_le_bytes());
+            k[8..].copy_from_slice(
+                &n.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+                    .rotate_left(17)
+                    .to_le_bytes(),
+            );
             let _ = store.check_and_insert(k, T0);
             n += 1;
         }

@@ -1,0 +1,3 @@
+//! The listeners.
+
+pub mod tls;
