@@ -1,0 +1,234 @@
+//! The one body type the gateway passes around ([`GatewayBody`]: streamed, boxed), its
+//! constructors, and [`IdleTimeoutBody`], which fails a body whose next frame is too slow to
+//! come (`limits.idle_timeout` between body reads).
+//!
+//! Bodies are never collected here: frames go through as they arrive.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Empty, Full};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+
+/// Any error a body can fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A streamed request or response body, as the gateway passes it between client and upstream.
+pub type GatewayBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+pin_project! {
+    /// Wraps a body and fails it with [`IdleTimeout`] when no frame arrives within `timeout`
+    /// of the first read or of the previous frame. The clock starts at the first poll, so a
+    /// body that waits its turn (the upstream is still connecting) is not timed out early.
+    pub struct IdleTimeoutBody<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        sleep: Sleep,
+        timeout: Duration,
+        armed: bool,
+        failed: bool,
+    }
+}
+
+/// The error of an [`IdleTimeoutBody`] whose peer went quiet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdleTimeout {
+    /// The allowed gap between frames.
+    pub after: Duration,
+}
+
+// === impl GatewayBody helpers ===
+
+/// A body of `bytes`, sent whole.
+pub fn full(bytes: impl Into<Bytes>) -> GatewayBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> GatewayBody {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Boxes any body of `Bytes` (hyper's `Incoming`, a wrapped body, ...) as a [`GatewayBody`].
+pub fn boxed<B>(b: B) -> GatewayBody
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    b.map_err(Into::into).boxed_unsync()
+}
+
+// === impl IdleTimeoutBody ===
+
+impl<B> IdleTimeoutBody<B> {
+    /// Wraps `inner`: at most `timeout` may pass between frames.
+    pub fn new(inner: B, timeout: Duration) -> Self {
+        Self {
+            inner,
+            sleep: tokio::time::sleep(timeout),
+            timeout,
+            armed: false,
+            failed: false,
+        }
+    }
+}
+
+impl<B> Body for IdleTimeoutBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        if *this.failed {
+            return Poll::Ready(None);
+        }
+        if !*this.armed {
+            *this.armed = true;
+            this.sleep
+                .as_mut()
+                .reset(tokio::time::Instant::now() + *this.timeout);
+        }
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.sleep
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + *this.timeout);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.sleep.poll(cx) {
+                Poll::Ready(()) => {
+                    *this.failed = true;
+                    Poll::Ready(Some(Err(Box::new(IdleTimeout {
+                        after: *this.timeout,
+                    }))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+// === impl IdleTimeout ===
+
+impl std::fmt::Display for IdleTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no body data for {:?} (idle_timeout)", self.after)
+    }
+}
+
+impl std::error::Error for IdleTimeout {}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // reason: tests
+mod tests {
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// A body fed by hand: each message is one data frame; dropping the sender ends it.
+    struct ChannelBody(mpsc::Receiver<Bytes>);
+
+    impl Body for ChannelBody {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            self.0.poll_recv(cx).map(|m| m.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    fn channel_body() -> (mpsc::Sender<Bytes>, ChannelBody) {
+        let (tx, rx) = mpsc::channel(4);
+        (tx, ChannelBody(rx))
+    }
+
+    #[tokio::test]
+    async fn full_and_empty_bodies_carry_their_bytes() {
+        let b = full("hello").collect().await.unwrap().to_bytes();
+        assert_eq!(&b[..], b"hello");
+        assert!(empty().is_end_stream());
+        let b = boxed(Full::new(Bytes::from_static(b"x")))
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(&b.to_bytes()[..], b"x");
+    }
+
+    #[tokio::test]
+    async fn frames_arriving_within_the_timeout_pass_through() {
+        let (tx, body) = channel_body();
+        let body = IdleTimeoutBody::new(body, Duration::from_millis(600));
+        let feeder = tokio::spawn(async move {
+            for _ in 0..5 {
+                // Each gap is well under the timeout; together they exceed it.
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                tx.send(Bytes::from_static(b"ab")).await.unwrap();
+            }
+        });
+        let collected = body.collect().await.unwrap().to_bytes();
+        assert_eq!(collected.len(), 10);
+        feeder.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_gap_longer_than_the_timeout_fails_the_body() {
+        let (tx, body) = channel_body();
+        let body = IdleTimeoutBody::new(body, Duration::from_millis(200));
+        let feeder = tokio::spawn(async move {
+            tx.send(Bytes::from_static(b"ab")).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let _ = tx.send(Bytes::from_static(b"late")).await;
+        });
+        let Err(err) = body.collect().await else {
+            panic!("an idle body must fail")
+        };
+        let idle = err.downcast_ref::<IdleTimeout>().expect("an IdleTimeout");
+        assert_eq!(idle.after, Duration::from_millis(200));
+        feeder.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_clock_starts_at_the_first_read() {
+        let (tx, body) = channel_body();
+        let body = IdleTimeoutBody::new(body, Duration::from_millis(600));
+        // Not read for longer than the timeout: no error, the wait was not the peer's.
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let feeder = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tx.send(Bytes::from_static(b"ok")).await.unwrap();
+        });
+        let collected = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&collected[..], b"ok");
+        feeder.await.unwrap();
+    }
+}

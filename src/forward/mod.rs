@@ -1,0 +1,337 @@
+//! Forwarding to the upstream: a pooled keep-alive HTTP/1.1 client, the request URI rewritten
+//! onto `upstream.url`, bodies streamed both ways, and the wait for response headers bounded by
+//! `upstream.request_timeout`.
+//!
+//! Header policy (what is stripped and set) lives in [`headers`]; the pipeline applies it before
+//! [`Forwarder::send`], which only adds a `Host` when the request has none (HTTP/2) and removes
+//! hop-by-hop headers from the response. Upgrades (WebSocket) are not forwarded: `Upgrade` and
+//! `Connection` are hop-by-hop and are removed.
+
+pub mod headers;
+
+use std::time::Duration;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{header, HeaderValue, Request, Response, Uri, Version};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::body::{self, GatewayBody};
+use crate::config::UpstreamConfig;
+
+/// TCP keepalive probes on idle pooled connections, so a silently dropped upstream is noticed.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// How long an idle pooled connection is kept; under the usual 60-120 s upstream idle timeouts.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+
+/// Sends requests to the upstream over pooled connections.
+#[derive(Clone)]
+pub struct Forwarder {
+    client: Client<HttpConnector, GatewayBody>,
+    scheme: Scheme,
+    authority: Authority,
+    /// The path of `upstream.url` without its trailing `/` (empty for none).
+    prefix: String,
+    request_timeout: Duration,
+}
+
+/// Why a request could not be forwarded.
+#[derive(Debug)]
+pub enum ForwardError {
+    /// No connection to the upstream (refused, unreachable, or `connect_timeout` passed).
+    Connect(String),
+    /// No response headers within `upstream.request_timeout`.
+    Timeout {
+        /// The configured `request_timeout`.
+        after: Duration,
+    },
+    /// Anything else: the connection broke, the upstream answered something that is not HTTP,
+    /// or the request could not be built.
+    Other(String),
+}
+
+// === impl Forwarder ===
+
+impl Forwarder {
+    /// A forwarder to `cfg.url`; connections are opened on first use.
+    pub fn new(cfg: &UpstreamConfig) -> Forwarder {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(cfg.connect_timeout));
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(TCP_KEEPALIVE));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector);
+        let parts = cfg.url.clone().into_parts();
+        let prefix = parts
+            .path_and_query
+            .as_ref()
+            .map(|p| p.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        Forwarder {
+            client,
+            scheme: parts.scheme.unwrap_or(Scheme::HTTP),
+            // Config validation guarantees an authority; an empty one fails each request.
+            authority: parts
+                .authority
+                .unwrap_or_else(|| Authority::from_static("invalid")),
+            prefix,
+            request_timeout: cfg.request_timeout,
+        }
+    }
+
+    /// Sends `req` (headers already prepared, see [`headers::prepare_request`]) to the upstream
+    /// and returns its response once the headers are in; both bodies stream.
+    pub async fn send(
+        &self,
+        mut req: Request<GatewayBody>,
+    ) -> Result<Response<GatewayBody>, ForwardError> {
+        // An HTTP/2 request carries its host in `:authority`; the upstream speaks HTTP/1.1 and
+        // legacy APIs build URLs from `Host`, so it must see the one the client used.
+        if !req.headers().contains_key(header::HOST) {
+            if let Some(authority) = req.uri().authority() {
+                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                    req.headers_mut().insert(header::HOST, host);
+                }
+            }
+        }
+        *req.uri_mut() = self.upstream_uri(req.uri())?;
+        *req.version_mut() = Version::HTTP_11;
+
+        let response =
+            match tokio::time::timeout(self.request_timeout, self.client.request(req)).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) if e.is_connect() => return Err(ForwardError::Connect(error_chain(&e))),
+                Ok(Err(e)) => return Err(ForwardError::Other(error_chain(&e))),
+                Err(_elapsed) => {
+                    return Err(ForwardError::Timeout {
+                        after: self.request_timeout,
+                    })
+                }
+            };
+        let (mut parts, incoming) = response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, body::boxed(incoming)))
+    }
+
+    /// `upstream.url` + the request's path and query; the client's scheme and authority
+    /// (absolute-form, `:authority`) are not used.
+    fn upstream_uri(&self, uri: &Uri) -> Result<Uri, ForwardError> {
+        let path_and_query = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let path_and_query = if path_and_query.starts_with('/') {
+            format!("{}{path_and_query}", self.prefix)
+        } else {
+            // `OPTIONS *` (RFC 9110 §7.1): the asterisk goes through as it is.
+            path_and_query.to_owned()
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| ForwardError::Other(format!("upstream URI: {e}")))
+    }
+}
+
+/// An error and its sources, `: `-joined (hyper's top-level messages alone are vague).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+// === impl ForwardError ===
+
+impl ForwardError {
+    /// A closed label for metrics: `connect`, `timeout` or `protocol`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ForwardError::Connect(_) => "connect",
+            ForwardError::Timeout { .. } => "timeout",
+            ForwardError::Other(_) => "protocol",
+        }
+    }
+}
+
+impl std::fmt::Display for ForwardError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForwardError::Connect(msg) => write!(f, "cannot connect to the upstream: {msg}"),
+            ForwardError::Timeout { after } => {
+                write!(
+                    f,
+                    "the upstream sent no response headers within {after:?} (request_timeout)"
+                )
+            }
+            ForwardError::Other(msg) => write!(f, "forwarding to the upstream failed: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for ForwardError {}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // reason: tests
+mod tests {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    use hyper::body::Incoming;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    fn config(url: &str, request_timeout: Duration) -> UpstreamConfig {
+        UpstreamConfig {
+            url: url.parse().unwrap(),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout,
+        }
+    }
+
+    /// An upstream that answers `METHOD URI HOST BODY-LEN` (and sleeps on `/slow`).
+    async fn upstream() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let svc = service_fn(|req: Request<Incoming>| async move {
+                        if req.uri().path() == "/slow" {
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                        }
+                        let head = format!(
+                            "{} {} {} ",
+                            req.method(),
+                            req.uri(),
+                            req.headers()
+                                .get("host")
+                                .and_then(|h| h.to_str().ok())
+                                .unwrap_or("-"),
+                        );
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let mut resp = Response::new(http_body_util::Full::new(Bytes::from(
+                            format!("{head}{}", body.len()),
+                        )));
+                        resp.headers_mut()
+                            .insert("connection", HeaderValue::from_static("x-hop"));
+                        resp.headers_mut()
+                            .insert("x-hop", HeaderValue::from_static("1"));
+                        Ok::<_, Infallible>(resp)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn text(resp: Response<GatewayBody>) -> String {
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn forwards_path_and_query_to_the_upstream() {
+        let addr = upstream().await;
+        let fwd = Forwarder::new(&config(&format!("http://{addr}"), Duration::from_secs(5)));
+        let req = Request::post("/v1/items?id=7&x=%20")
+            .header("host", "api.example.com")
+            .body(body::full("hello"))
+            .unwrap();
+        let resp = fwd.send(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers().get("x-hop").is_none(), "hop-by-hop stripped");
+        assert!(resp.headers().get("connection").is_none());
+        assert_eq!(
+            text(resp).await,
+            "POST /v1/items?id=7&x=%20 api.example.com 5"
+        );
+    }
+
+    #[tokio::test]
+    async fn prepends_the_upstream_path_prefix() {
+        let addr = upstream().await;
+        let fwd = Forwarder::new(&config(
+            &format!("http://{addr}/api/"),
+            Duration::from_secs(5),
+        ));
+        let req = Request::get("/v1?q=1")
+            .header("host", "h")
+            .body(body::empty())
+            .unwrap();
+        let resp = fwd.send(req).await.unwrap();
+        assert_eq!(text(resp).await, "GET /api/v1?q=1 h 0");
+    }
+
+    #[tokio::test]
+    async fn absolute_form_and_http2_requests_use_only_path_and_query_and_keep_their_host() {
+        let addr = upstream().await;
+        let fwd = Forwarder::new(&config(&format!("http://{addr}"), Duration::from_secs(5)));
+        let req = Request::get("https://api.example.com:8443/x?y")
+            .version(Version::HTTP_2)
+            .body(body::empty())
+            .unwrap();
+        let resp = fwd.send(req).await.unwrap();
+        assert_eq!(text(resp).await, "GET /x?y api.example.com:8443 0");
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_a_connect_error() {
+        // Bind then drop: the port is (almost certainly) closed.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let fwd = Forwarder::new(&config(&format!("http://{addr}"), Duration::from_secs(5)));
+        let req = Request::get("/").body(body::empty()).unwrap();
+        let err = fwd.send(req).await.unwrap_err();
+        assert!(matches!(err, ForwardError::Connect(_)), "{err}");
+        assert_eq!(err.kind(), "connect");
+    }
+
+    #[tokio::test]
+    async fn slow_upstream_is_a_timeout() {
+        let addr = upstream().await;
+        let fwd = Forwarder::new(&config(
+            &format!("http://{addr}"),
+            Duration::from_millis(200),
+        ));
+        let req = Request::get("/slow").body(body::empty()).unwrap();
+        let err = fwd.send(req).await.unwrap_err();
+        assert!(
+            matches!(err, ForwardError::Timeout { after } if after == Duration::from_millis(200)),
+            "{err}"
+        );
+        assert_eq!(err.kind(), "timeout");
+    }
+
+    #[test]
+    fn error_kinds_are_a_closed_set_and_display_says_what_failed() {
+        let e = ForwardError::Other("connection closed".into());
+        assert_eq!(e.kind(), "protocol");
+        assert!(e.to_string().contains("connection closed"));
+        let t = ForwardError::Timeout {
+            after: Duration::from_secs(30),
+        };
+        assert!(t.to_string().contains("30s"));
+    }
+}
