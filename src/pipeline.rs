@@ -227,7 +227,7 @@ async fn run(
         .observe(upstream_start.elapsed().as_secs_f64());
     match result {
         Ok(resp) => Ok((resp, jkt)),
-        Err(ForwardError::Timeout) => Err(Refusal::UpstreamTimeout),
+        Err(ForwardError::Timeout { .. }) => Err(Refusal::UpstreamTimeout),
         Err(e) => Err(Refusal::UpstreamUnavailable(e)),
     }
 }

@@ -68,7 +68,7 @@ impl Running {
         let state = Arc::new(build_state(&config, clock, metrics.clone())?);
         let tls = match &config.tls {
             Some(t) => {
-                let acceptor = tls::ReloadingAcceptor::new(&t.cert, &t.key)
+                let acceptor = tls::ReloadingAcceptor::load(&t.cert, &t.key)
                     .map_err(|e| StartError(format!("tls: {e}")))?;
                 let acceptor = Arc::new(acceptor);
                 acceptor.spawn_watcher(t.cert.clone(), t.key.clone(), TLS_RELOAD_INTERVAL);

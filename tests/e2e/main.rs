@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod harness;
 mod proof_checks;
 mod replay;
 mod tls;

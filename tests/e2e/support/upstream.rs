@@ -159,7 +159,7 @@ async fn handle(
             .body(body::full(json.to_string()))
             .expect("response")
     };
-    let response = if path == "/slow" {
+    let response = if path.ends_with("/slow") {
         let ms = param(query, "ms").unwrap_or(1000);
         tokio::time::sleep(Duration::from_millis(ms)).await;
         default()
