@@ -8,7 +8,7 @@ pub mod jwt;
 use std::sync::Arc;
 
 use crate::clock::UnixTime;
-use crate::jose::Thumbprint;
+use crate::jose::{Algorithm, Thumbprint};
 
 /// What the gateway learned from a valid access token.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -28,18 +28,121 @@ pub struct TokenInfo {
 /// Why a token was refused (or could not be checked).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenError {
-    /// Implementer: one variant per check (Malformed, Typ, AlgNotAllowed, UnknownKid, Signature,
-    /// Issuer{expected,got}, Audience{expected}, Expired{exp,now}, NotYetValid{nbf,now},
-    /// CnfMalformed, ...). Binding failures (`NotBound`, `JktMismatch`, `BoundTokenAsBearer`)
-    /// are here too.
-    Todo,
+    /// Not a compact JWS, a header or claims that are not JSON objects, a claim of the wrong
+    /// type (RFC 9068 §4 step 1; RFC 7519 §7.2).
+    Malformed(String),
+    /// `typ` is not `at+jwt` / `application/at+jwt` (RFC 9068 §4 step 2); `None` when absent.
+    Typ {
+        /// The token's `typ`.
+        got: Option<String>,
+    },
+    /// `alg` is missing, unknown or not in `access_token.algorithms` (RFC 9068 §4 step 5).
+    AlgNotAllowed {
+        /// The token's `alg`; `None` when absent or not a string.
+        got: Option<String>,
+    },
+    /// No key in the JWKS has this `kid`; with no `kid`, the set does not have exactly one key
+    /// for the algorithm (RFC 7515 §4.1.4).
+    UnknownKid {
+        /// The token's `kid`.
+        kid: Option<String>,
+    },
+    /// The key named by `kid` cannot verify `alg` (its type, curve or own `alg` differ).
+    KeyMismatch {
+        /// The token's `alg`.
+        alg: Algorithm,
+    },
+    /// The signature does not verify (RFC 9068 §4 step 6).
+    Signature,
+    /// `iss` is not the configured issuer (RFC 9068 §4 step 3).
+    Issuer {
+        /// `access_token.issuer`.
+        expected: String,
+        /// The token's `iss`; `None` when absent or not a string.
+        got: Option<String>,
+    },
+    /// `aud` does not contain the configured audience (RFC 9068 §4 step 4).
+    Audience {
+        /// `access_token.audience`.
+        expected: String,
+    },
+    /// `exp` is absent (RFC 9068 §2.2: required).
+    ExpMissing,
+    /// `exp` has passed, leeway included (RFC 9068 §4 step 7).
+    Expired {
+        /// The token's `exp`.
+        exp: u64,
+        /// The gateway's time.
+        now: u64,
+    },
+    /// `nbf` is still ahead, leeway included (RFC 7519 §4.1.5).
+    NotYetValid {
+        /// The token's `nbf`.
+        nbf: u64,
+        /// The gateway's time.
+        now: u64,
+    },
+    /// `iat` is in the future beyond the leeway (RFC 7519 §4.1.6).
+    IssuedInFuture {
+        /// The token's `iat`.
+        iat: u64,
+        /// The gateway's time.
+        now: u64,
+    },
+    /// `cnf` is not an object, or `cnf.jkt` is not a base64url SHA-256 thumbprint
+    /// (RFC 9449 §6.1).
+    CnfMalformed,
+    /// A DPoP-scheme request whose token is not bound with `cnf.jkt` (RFC 9449 §7.1), or a
+    /// Bearer token on a route that requires DPoP.
+    NotBound,
+    /// The token's `cnf.jkt` is not the proof key's thumbprint (RFC 9449 §4.3 point 12, §6.1).
+    JktMismatch {
+        /// The token's `cnf.jkt`.
+        expected: Thumbprint,
+        /// The proof key's thumbprint.
+        got: Thumbprint,
+    },
+    /// A DPoP-bound token sent with the Bearer scheme: a downgrade (RFC 9449 §7.2).
+    BoundTokenAsBearer,
+    /// Introspection said `active: false` (RFC 7662 §2.2).
+    Inactive,
+    /// The token service could not be asked (introspection down): a 503, not a 401.
+    Unavailable(String),
 }
 
 /// The token check that failed: a closed set for metric labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TokenCheck {
-    /// Implementer's closed set, with `as_str()` and `ALL`.
-    Todo,
+    /// Not a JWT / not JSON / a claim of the wrong type.
+    Malformed,
+    /// `typ`.
+    Typ,
+    /// `alg`.
+    Alg,
+    /// Key selection: unknown `kid`, or a key that does not fit `alg`.
+    Kid,
+    /// Signature.
+    Signature,
+    /// `iss`.
+    Iss,
+    /// `aud`.
+    Aud,
+    /// `exp` missing or passed.
+    Exp,
+    /// `nbf`.
+    Nbf,
+    /// `iat` in the future.
+    Iat,
+    /// `cnf` malformed.
+    Cnf,
+    /// Not bound, or bound to another key.
+    Binding,
+    /// A bound token sent as Bearer.
+    Downgrade,
+    /// Introspection: inactive.
+    Inactive,
+    /// The token service is unavailable.
+    Unavailable,
 }
 
 /// How the presented token's scheme relates to DPoP (RFC 9449 §7.1, RFC 6750 §2.1).
@@ -76,5 +179,245 @@ pub fn check_binding(
     proof_jkt: Option<Thumbprint>,
     bearer_allowed: bool,
 ) -> Result<(), TokenError> {
-    todo!("{info:?}{scheme:?}{proof_jkt:?}{bearer_allowed}")
+    match scheme {
+        Scheme::Dpop => {
+            // RFC 9449 §7.1: a DPoP-scheme token is bound; §4.3 point 12: to this proof's key.
+            let (Some(expected), Some(got)) = (info.jkt, proof_jkt) else {
+                return Err(TokenError::NotBound);
+            };
+            // No early exit on the first differing byte (ring's verify_slices_are_equal, which
+            // did this, is deprecated in ring 0.17.14).
+            let diff = expected
+                .as_bytes()
+                .iter()
+                .zip(got.as_bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if diff != 0 {
+                return Err(TokenError::JktMismatch { expected, got });
+            }
+            Ok(())
+        }
+        // RFC 9449 §7.2: a bound token must never be accepted as a bearer token.
+        Scheme::Bearer if info.jkt.is_some() => Err(TokenError::BoundTokenAsBearer),
+        Scheme::Bearer if !bearer_allowed => Err(TokenError::NotBound),
+        Scheme::Bearer => Ok(()),
+    }
+}
+
+// === impl TokenError ===
+
+impl TokenError {
+    /// Which check failed.
+    pub fn check(&self) -> TokenCheck {
+        match self {
+            TokenError::Malformed(_) => TokenCheck::Malformed,
+            TokenError::Typ { .. } => TokenCheck::Typ,
+            TokenError::AlgNotAllowed { .. } => TokenCheck::Alg,
+            TokenError::UnknownKid { .. } | TokenError::KeyMismatch { .. } => TokenCheck::Kid,
+            TokenError::Signature => TokenCheck::Signature,
+            TokenError::Issuer { .. } => TokenCheck::Iss,
+            TokenError::Audience { .. } => TokenCheck::Aud,
+            TokenError::ExpMissing | TokenError::Expired { .. } => TokenCheck::Exp,
+            TokenError::NotYetValid { .. } => TokenCheck::Nbf,
+            TokenError::IssuedInFuture { .. } => TokenCheck::Iat,
+            TokenError::CnfMalformed => TokenCheck::Cnf,
+            TokenError::NotBound | TokenError::JktMismatch { .. } => TokenCheck::Binding,
+            TokenError::BoundTokenAsBearer => TokenCheck::Downgrade,
+            TokenError::Inactive => TokenCheck::Inactive,
+            TokenError::Unavailable(_) => TokenCheck::Unavailable,
+        }
+    }
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenError::Malformed(why) => write!(f, "access token is malformed: {why}"),
+            TokenError::Typ { got: Some(t) } => {
+                write!(f, "access token typ '{}' is not at+jwt", clip(t))
+            }
+            TokenError::Typ { got: None } => f.write_str("access token has no typ"),
+            TokenError::AlgNotAllowed { got: Some(a) } => {
+                write!(f, "access token alg '{}' is not allowed", clip(a))
+            }
+            TokenError::AlgNotAllowed { got: None } => f.write_str("access token has no alg"),
+            TokenError::UnknownKid { kid: Some(k) } => {
+                write!(f, "no key with kid '{}' for the access token", clip(k))
+            }
+            TokenError::UnknownKid { kid: None } => {
+                f.write_str("access token has no kid and no single key fits its alg")
+            }
+            TokenError::KeyMismatch { alg } => {
+                write!(f, "the access token's key cannot verify {alg}")
+            }
+            TokenError::Signature => f.write_str("access token signature does not verify"),
+            TokenError::Issuer { expected, got } => write!(
+                f,
+                "access token iss '{}' is not '{}'",
+                clip(got.as_deref().unwrap_or("")),
+                clip(expected)
+            ),
+            TokenError::Audience { expected } => {
+                write!(f, "access token aud does not contain '{}'", clip(expected))
+            }
+            TokenError::ExpMissing => f.write_str("access token has no exp"),
+            TokenError::Expired { exp, now } => {
+                write!(f, "access token expired at {exp} (now {now})")
+            }
+            TokenError::NotYetValid { nbf, now } => {
+                write!(f, "access token is not valid before {nbf} (now {now})")
+            }
+            TokenError::IssuedInFuture { iat, now } => {
+                write!(f, "access token iat {iat} is in the future (now {now})")
+            }
+            TokenError::CnfMalformed => f.write_str("access token cnf is malformed"),
+            TokenError::NotBound => f.write_str("access token is not bound to a DPoP key"),
+            TokenError::JktMismatch { .. } => {
+                f.write_str("access token is bound to another key than the DPoP proof's")
+            }
+            TokenError::BoundTokenAsBearer => {
+                f.write_str("a DPoP-bound access token was sent as a Bearer token")
+            }
+            TokenError::Inactive => f.write_str("access token is not active"),
+            TokenError::Unavailable(why) => write!(f, "the token service is unavailable: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+// === impl TokenCheck ===
+
+impl TokenCheck {
+    /// Every check, for metric pre-registration.
+    pub const ALL: [TokenCheck; 15] = [
+        TokenCheck::Malformed,
+        TokenCheck::Typ,
+        TokenCheck::Alg,
+        TokenCheck::Kid,
+        TokenCheck::Signature,
+        TokenCheck::Iss,
+        TokenCheck::Aud,
+        TokenCheck::Exp,
+        TokenCheck::Nbf,
+        TokenCheck::Iat,
+        TokenCheck::Cnf,
+        TokenCheck::Binding,
+        TokenCheck::Downgrade,
+        TokenCheck::Inactive,
+        TokenCheck::Unavailable,
+    ];
+
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenCheck::Malformed => "malformed",
+            TokenCheck::Typ => "typ",
+            TokenCheck::Alg => "alg",
+            TokenCheck::Kid => "kid",
+            TokenCheck::Signature => "signature",
+            TokenCheck::Iss => "iss",
+            TokenCheck::Aud => "aud",
+            TokenCheck::Exp => "exp",
+            TokenCheck::Nbf => "nbf",
+            TokenCheck::Iat => "iat",
+            TokenCheck::Cnf => "cnf",
+            TokenCheck::Binding => "binding",
+            TokenCheck::Downgrade => "downgrade",
+            TokenCheck::Inactive => "inactive",
+            TokenCheck::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// At most 128 characters of a token-supplied value, for messages.
+fn clip(s: &str) -> &str {
+    match s.char_indices().nth(128) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jkt(b: u8) -> Thumbprint {
+        Thumbprint::from_bytes([b; 32])
+    }
+
+    fn bound(b: u8) -> TokenInfo {
+        TokenInfo {
+            jkt: Some(jkt(b)),
+            ..TokenInfo::default()
+        }
+    }
+
+    #[test]
+    fn dpop_scheme_needs_a_token_bound_to_the_proof_key() {
+        assert_eq!(
+            check_binding(&bound(1), Scheme::Dpop, Some(jkt(1)), false),
+            Ok(())
+        );
+        assert_eq!(
+            check_binding(&bound(1), Scheme::Dpop, Some(jkt(2)), true),
+            Err(TokenError::JktMismatch {
+                expected: jkt(1),
+                got: jkt(2)
+            })
+        );
+        assert_eq!(
+            check_binding(&TokenInfo::default(), Scheme::Dpop, Some(jkt(1)), true),
+            Err(TokenError::NotBound)
+        );
+        assert_eq!(
+            check_binding(&bound(1), Scheme::Dpop, None, true),
+            Err(TokenError::NotBound)
+        );
+    }
+
+    #[test]
+    fn bound_token_as_bearer_is_a_downgrade() {
+        assert_eq!(
+            check_binding(&bound(1), Scheme::Bearer, None, true),
+            Err(TokenError::BoundTokenAsBearer)
+        );
+        assert_eq!(
+            TokenError::BoundTokenAsBearer.check(),
+            TokenCheck::Downgrade
+        );
+    }
+
+    #[test]
+    fn unbound_bearer_passes_only_where_allowed() {
+        let unbound = TokenInfo::default();
+        assert_eq!(check_binding(&unbound, Scheme::Bearer, None, true), Ok(()));
+        assert_eq!(
+            check_binding(&unbound, Scheme::Bearer, None, false),
+            Err(TokenError::NotBound)
+        );
+    }
+
+    #[test]
+    fn check_labels_are_distinct_and_cover_the_contract() {
+        let labels: Vec<_> = TokenCheck::ALL.iter().map(|c| c.as_str()).collect();
+        let mut sorted = labels.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), labels.len());
+        assert_eq!(
+            TokenError::Unavailable("x".into()).check(),
+            TokenCheck::Unavailable
+        );
+        assert_eq!(TokenError::Inactive.check().as_str(), "inactive");
+    }
+
+    #[test]
+    fn display_never_shows_the_thumbprints_compared() {
+        let e = TokenError::JktMismatch {
+            expected: jkt(1),
+            got: jkt(2),
+        };
+        assert!(!e.to_string().contains(&jkt(1).to_string()));
+    }
 }
