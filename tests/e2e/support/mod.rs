@@ -9,7 +9,7 @@ pub mod upstream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use gateway::{json_body, proof, www_error, Issuer, Options, TestGateway};
+pub use gateway::{json_body, proof, www_error, Options, TestGateway};
 
 /// Seconds since the epoch, as the gateway's system clock reads it.
 #[allow(clippy::disallowed_methods)] // reason: tests mint proofs for the real clock
