@@ -2,12 +2,26 @@
 //!
 //! `load(path)` reads a file; `from_yaml_str(text, origin, env)` does the rest, so tests feed
 //! inline YAML and a `HashMap` for `${NAME}` substitution. Every error is a [`ConfigError`]
-//! rendered as `file:line:column: message` (1-based).
+//! rendered as `file:line:column: message` (1-based), the message starting with the setting's
+//! dotted path (`dpop.proof_max_age: invalid duration "5 minutes" (use 500ms, 60s, 5m or 1h)`).
+//!
+//! The stages, each in its own module:
+//! - `raw`: serde mirror of the YAML, unknown keys refused; each scalar is substituted (`env`)
+//!   and parsed on its own, so serde_yaml reports the value's own line and column;
+//! - `validate`: defaults, required settings and rules between settings, pointing at the key
+//!   that decides (found in the text by `error::locate`, which falls back to the parent key);
+//! - `masked`: the resolved configuration back as YAML for `check`, secrets as `***`.
+//!
+//! `${NAME}` is replaced inside parsed scalars only (a value cannot add YAML structure) and
+//! works for every setting, numbers, durations and booleans included; `$${` writes a literal
+//! `${`. Durations are one integer and one unit: `500ms`, `60s`, `5m`, `1h`.
 
 mod duration;
 mod env;
 mod error;
+mod masked;
 mod raw;
+mod validate;
 
 pub use env::{EnvLookup, ProcessEnv};
 pub use error::ConfigError;
@@ -305,17 +319,25 @@ impl std::fmt::Debug for Secret {
 impl Config {
     /// Reads and validates the file at `path`, with `${NAME}` from the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        todo!("{path:?}")
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: origin.clone(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read the configuration: {e}"),
+        })?;
+        Config::from_yaml_str(&text, &origin, &ProcessEnv)
     }
 
     /// Parses and validates `text`; `origin` names it in errors (a path, or `<inline>`).
     pub fn from_yaml_str(text: &str, origin: &str, env: &dyn EnvLookup) -> Result<Config, ConfigError> {
-        todo!("{text}{origin}{:?}", env.get("X"))
+        let raw = raw::parse(text, env).map_err(|e| ConfigError::from_yaml(origin, &e))?;
+        validate::resolve(raw, text, origin)
     }
 
     /// The resolved configuration as YAML, secrets shown as `***` (what `check` prints).
     pub fn to_masked_yaml(&self) -> String {
-        todo!()
+        masked::to_masked_yaml(self)
     }
 
     /// The DPoP nonce policy for a route: its own `nonce`, else `dpop.nonce.enabled`.

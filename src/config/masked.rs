@@ -1,0 +1,245 @@
+//! The resolved configuration written back as YAML in the input's key layout (what `check`
+//! prints): defaults filled in, `${NAME}` substituted, and `client_secret`, nonce `secrets` and a
+//! password in `redis_url` shown as `***`.
+//!
+//! The output parses back with `from_yaml_str`: strings are written with `${` escaped as `$${`,
+//! and settings that are unset (`public_url`, `tls`, ...) are left out rather than written as
+//! null. One exception by design: a masked nonce secret (`***`) is refused on the way back in as
+//! too short, so that a printed config cannot run with a known nonce key. No I/O.
+
+use std::time::Duration;
+
+use http::HeaderName;
+use serde_yaml::{Mapping, Value};
+
+use super::{
+    duration, env, AuthMode, Config, ForwardAuthorization, KeySource, OnError, ReplayBackend, RouteConfig, TokenFormat,
+};
+use crate::jose::AlgorithmSet;
+
+/// How a secret is shown.
+const MASK: &str = "***";
+
+/// `config` as YAML, secrets masked.
+pub(crate) fn to_masked_yaml(config: &Config) -> String {
+    let c = config;
+    let mut doc = Entries::default();
+    doc.put("listen", text(&c.listen.to_string()));
+    if let Some(tls) = &c.tls {
+        let mut t = Entries::default();
+        t.put("cert", text(&tls.cert.display().to_string()));
+        t.put("key", text(&tls.key.display().to_string()));
+        doc.put("tls", t.into());
+    }
+    doc.put("admin_listen", text(&c.admin_listen.to_string()));
+    doc.put("shutdown_timeout", dur(c.shutdown_timeout));
+    if let Some(url) = &c.public_url {
+        doc.put("public_url", text(&format!("{}://{}", url.scheme, url.authority)));
+    }
+    doc.put("trust_forwarded_headers", Value::Bool(c.trust_forwarded_headers));
+    doc.put("resource_metadata", Entries::one("enabled", Value::Bool(c.resource_metadata)));
+    doc.put("cors", Entries::one("allow_origins", list(c.cors_allow_origins.iter().map(|o| text(o)))));
+    let mut upstream = Entries::default();
+    upstream.put("url", text(&c.upstream.url.to_string()));
+    upstream.put("connect_timeout", dur(c.upstream.connect_timeout));
+    upstream.put("request_timeout", dur(c.upstream.request_timeout));
+    doc.put("upstream", upstream.into());
+    doc.put("routes", list(c.routes.iter().map(route)));
+    doc.put("dpop", dpop(c));
+    doc.put("replay_cache", replay_cache(c));
+    doc.put("access_token", access_token(c));
+    doc.put("forward", forward(c));
+    doc.put("limits", limits(c));
+    serde_yaml::to_string(&Value::from(doc)).unwrap_or_else(|e| format!("# cannot write the configuration: {e}\n"))
+}
+
+/// A mapping in insertion order.
+#[derive(Default)]
+struct Entries(Mapping);
+
+// === impl Entries ===
+
+impl Entries {
+    fn one(key: &str, value: Value) -> Value {
+        let mut e = Entries::default();
+        e.put(key, value);
+        e.into()
+    }
+
+    fn put(&mut self, key: &str, value: Value) {
+        self.0.insert(Value::String(key.to_owned()), value);
+    }
+}
+
+impl From<Entries> for Value {
+    fn from(e: Entries) -> Value {
+        Value::Mapping(e.0)
+    }
+}
+
+/// A string as the input would write it: `${` escaped so that it is not substituted again.
+fn text(s: &str) -> Value {
+    Value::String(env::escape(s))
+}
+
+fn dur(d: Duration) -> Value {
+    Value::String(duration::format(d))
+}
+
+fn num(n: u64) -> Value {
+    Value::Number(n.into())
+}
+
+fn list(items: impl Iterator<Item = Value>) -> Value {
+    Value::Sequence(items.collect())
+}
+
+fn algorithms(set: AlgorithmSet) -> Value {
+    list(set.iter().map(|a| Value::String(a.as_str().to_owned())))
+}
+
+fn route(r: &RouteConfig) -> Value {
+    let mut e = Entries::default();
+    e.put("path_prefix", text(&r.path_prefix));
+    let auth = match r.auth {
+        AuthMode::Dpop => "dpop",
+        AuthMode::DpopOrBearer => "dpop_or_bearer",
+        AuthMode::None => "none",
+    };
+    e.put("auth", text(auth));
+    if let Some(nonce) = r.nonce {
+        e.put("nonce", Value::Bool(nonce));
+    }
+    e.into()
+}
+
+fn dpop(c: &Config) -> Value {
+    let d = &c.dpop;
+    let mut nonce = Entries::default();
+    nonce.put("enabled", Value::Bool(d.nonce.enabled));
+    nonce.put("secrets", list(d.nonce.secrets.iter().map(|_| text(MASK))));
+    nonce.put("lifetime", dur(d.nonce.lifetime));
+    let mut e = Entries::default();
+    e.put("algorithms", algorithms(d.algorithms));
+    e.put("proof_max_age", dur(d.proof_max_age));
+    e.put("clock_skew", dur(d.clock_skew));
+    e.put("require_ath", Value::Bool(d.require_ath));
+    e.put("nonce", nonce.into());
+    e.into()
+}
+
+fn replay_cache(c: &Config) -> Value {
+    let mut e = Entries::default();
+    match &c.replay_cache.backend {
+        ReplayBackend::Memory { capacity } => {
+            e.put("backend", text("memory"));
+            e.put("capacity", num(*capacity as u64));
+        }
+        ReplayBackend::Redis { url, key_prefix, timeout } => {
+            e.put("backend", text("redis"));
+            e.put("redis_url", text(&mask_redis_password(url.expose())));
+            e.put("key_prefix", text(key_prefix));
+            e.put("timeout", dur(*timeout));
+        }
+    }
+    let on_error = match c.replay_cache.on_error {
+        OnError::Reject => "reject",
+        OnError::Allow => "allow",
+    };
+    e.put("on_error", text(on_error));
+    e.into()
+}
+
+/// `redis://user:password@host` → `redis://user:***@host`; user info without `:` may be a
+/// bare password to some clients, so it is masked whole.
+pub(crate) fn mask_redis_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return MASK.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let masked = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:{MASK}"),
+        None => MASK.to_owned(),
+    };
+    format!("{scheme}://{masked}@{host}{tail}")
+}
+
+fn access_token(c: &Config) -> Value {
+    let a = &c.access_token;
+    let mut e = Entries::default();
+    let format = match a.format {
+        TokenFormat::Jwt => "jwt",
+        TokenFormat::Introspection => "introspection",
+    };
+    e.put("format", text(format));
+    e.put("issuer", text(&a.issuer));
+    if let Some(audience) = &a.audience {
+        e.put("audience", text(audience));
+    }
+    match &a.keys {
+        KeySource::Uri(uri) => e.put("jwks_uri", text(uri)),
+        KeySource::File(path) => e.put("jwks_file", text(&path.display().to_string())),
+        KeySource::Discovery => {}
+    }
+    e.put("algorithms", algorithms(a.algorithms));
+    e.put("leeway", dur(a.leeway));
+    e.put("require_typ", Value::Bool(a.require_typ));
+    if let Some(i) = &a.introspection {
+        let mut ie = Entries::default();
+        ie.put("endpoint", text(&i.endpoint));
+        ie.put("client_id", text(&i.client_id));
+        ie.put("client_secret", text(MASK));
+        ie.put("cache_ttl", dur(i.cache_ttl));
+        e.put("introspection", ie.into());
+    }
+    e.into()
+}
+
+fn forward(c: &Config) -> Value {
+    let f = &c.forward;
+    let authorization = match f.authorization {
+        ForwardAuthorization::Bearer => "bearer",
+        ForwardAuthorization::Keep => "keep",
+        ForwardAuthorization::Strip => "strip",
+    };
+    let header = |h: &Option<HeaderName>| h.as_ref().map_or(Value::Null, |h| text(h.as_str()));
+    let mut ids = Entries::default();
+    ids.put("subject", header(&f.identity_headers.subject));
+    ids.put("client_id", header(&f.identity_headers.client_id));
+    ids.put("scope", header(&f.identity_headers.scope));
+    ids.put("jkt", header(&f.identity_headers.jkt));
+    let mut e = Entries::default();
+    e.put("authorization", text(authorization));
+    e.put("identity_headers", ids.into());
+    e.into()
+}
+
+fn limits(c: &Config) -> Value {
+    let l = &c.limits;
+    let mut e = Entries::default();
+    e.put("max_proof_bytes", num(l.max_proof_bytes as u64));
+    e.put("max_header_bytes", num(l.max_header_bytes as u64));
+    e.put("header_read_timeout", dur(l.header_read_timeout));
+    e.put("idle_timeout", dur(l.idle_timeout));
+    e.put("max_connections", num(l.max_connections as u64));
+    e.put("max_concurrent_streams", num(u64::from(l.max_concurrent_streams)));
+    e.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_password_is_masked_and_the_rest_kept() {
+        assert_eq!(mask_redis_password("redis://user:hunter2@db:6379/0"), "redis://user:***@db:6379/0");
+        assert_eq!(mask_redis_password("rediss://:hunter2@db"), "rediss://:***@db");
+        assert_eq!(mask_redis_password("redis://hunter2@db"), "redis://***@db");
+        assert_eq!(mask_redis_password("redis://db:6379"), "redis://db:6379");
+        assert_eq!(mask_redis_password("redis://u:p@ss@db"), "redis://u:***@db");
+    }
+}
