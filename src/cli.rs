@@ -17,7 +17,11 @@ use crate::server::Running;
 pub const EXIT_USAGE: u8 = 64;
 
 #[derive(Parser, Debug)]
-#[command(name = "dpop-gateway", version, about = "Enforces OAuth 2.0 DPoP (RFC 9449) in front of HTTP APIs")]
+#[command(
+    name = "dpop-gateway",
+    version,
+    about = "Enforces OAuth 2.0 DPoP (RFC 9449) in front of HTTP APIs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -158,7 +162,10 @@ fn run(arg: Option<PathBuf>) -> ExitCode {
         Err(code) => return code,
     };
     crate::telemetry::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("dpop-gateway: cannot start the runtime: {e}");
@@ -290,7 +297,11 @@ fn read_key(path: &std::path::Path) -> Result<(PrivateJwk, serde_json::Value), E
     Ok((key, json))
 }
 
-fn token(issuer_key: &std::path::Path, bind: Option<&std::path::Path>, c: &TokenClaims) -> ExitCode {
+fn token(
+    issuer_key: &std::path::Path,
+    bind: Option<&std::path::Path>,
+    c: &TokenClaims,
+) -> ExitCode {
     let (key, json) = match read_key(issuer_key) {
         Ok(k) => k,
         Err(code) => return code,
@@ -316,16 +327,18 @@ fn token(issuer_key: &std::path::Path, bind: Option<&std::path::Path>, c: &Token
         };
         let jkt = match PrivateJwk::from_json(&text) {
             Ok(k) => k.thumbprint(),
-            Err(_) => match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text)
-                .ok()
-                .and_then(|m| crate::jose::PublicJwk::from_json(&m).ok())
-            {
-                Some(k) => k.thumbprint(),
-                None => {
-                    eprintln!("dpop-gateway token: {}: not a JWK", bind.display());
-                    return ExitCode::from(EXIT_USAGE);
+            Err(_) => {
+                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text)
+                    .ok()
+                    .and_then(|m| crate::jose::PublicJwk::from_json(&m).ok())
+                {
+                    Some(k) => k.thumbprint(),
+                    None => {
+                        eprintln!("dpop-gateway token: {}: not a JWK", bind.display());
+                        return ExitCode::from(EXIT_USAGE);
+                    }
                 }
-            },
+            }
         };
         claims["cnf"] = serde_json::json!({ "jkt": jkt.to_string() });
     }

@@ -18,8 +18,8 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 
 /// Verification buckets: proof + token checks alone, 10 µs (cache hits) to 50 ms (RSA-4096).
 pub const VERIFY_BUCKETS: &[f64] = &[
-    0.000_01, 0.000_025, 0.000_05, 0.000_075, 0.000_1, 0.000_15, 0.000_2, 0.000_3, 0.000_5,
-    0.001, 0.002_5, 0.005, 0.01, 0.05,
+    0.000_01, 0.000_025, 0.000_05, 0.000_075, 0.000_1, 0.000_15, 0.000_2, 0.000_3, 0.000_5, 0.001,
+    0.002_5, 0.005, 0.01, 0.05,
 ];
 
 /// The gateway's metrics.
@@ -154,7 +154,10 @@ impl Metrics {
         };
         m.register_all()?;
         let build = IntGaugeVec::new(
-            Opts::new("dpop_gateway_build_info", "Build information; the value is 1."),
+            Opts::new(
+                "dpop_gateway_build_info",
+                "Build information; the value is 1.",
+            ),
             &["version"],
         )?;
         m.registry.register(Box::new(build.clone()))?;

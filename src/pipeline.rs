@@ -23,6 +23,7 @@ use hyper::body::Incoming;
 use crate::body::{self, GatewayBody, IdleTimeoutBody};
 use crate::clock::{self, Clock};
 use crate::config::{AuthMode, ForwardConfig, OnError};
+use crate::credentials;
 use crate::dpop::{self, ProofPolicy, ProofRequest, VerifiedProof};
 use crate::forward::{headers as fwd_headers, ForwardError, Forwarder};
 use crate::metrics::{self, Metrics};
@@ -31,7 +32,6 @@ use crate::replay::{Admission, ReplayStore, StoreError};
 use crate::request_uri::{self, UriPolicy};
 use crate::route::Router;
 use crate::token::{self, Scheme, TokenInfo, TokenValidator};
-use crate::credentials;
 
 /// Everything the request path needs, built once at start and shared by every connection.
 pub struct State {
@@ -115,9 +115,17 @@ pub async fn handle(
         Err(refusal) => {
             let parts = refusal.parts();
             if let Refusal::UpstreamUnavailable(e) = &refusal {
-                state.metrics.upstream_errors.with_label_values(&[e.kind()]).inc();
+                state
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[e.kind()])
+                    .inc();
             } else if let Refusal::UpstreamTimeout = &refusal {
-                state.metrics.upstream_errors.with_label_values(&["timeout"]).inc();
+                state
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&["timeout"])
+                    .inc();
             }
             tracing::debug!(reason = parts.reason, description = %refusal.description(), "refused");
             let ctx = ChallengeContext {
@@ -181,8 +189,7 @@ async fn run(
         .router
         .find(parts.uri.path())
         .map_or(AuthMode::Dpop, |r| r.auth);
-    let authorized = if auth == AuthMode::None || is_cors_preflight(&parts.method, &parts.headers)
-    {
+    let authorized = if auth == AuthMode::None || is_cors_preflight(&parts.method, &parts.headers) {
         None
     } else {
         let verify_start = clock::monotonic();
@@ -199,11 +206,12 @@ async fn run(
         .map(|p| p.jkt().to_string());
 
     // 7 headers
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .cloned()
-        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let host = parts.headers.get(http::header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     let ctx = fwd_headers::ForwardContext {
         config: &state.forward,
         identity: authorized.as_ref().map(|a| fwd_headers::Identity {

@@ -133,9 +133,13 @@ impl Refusal {
                 (503, C::Unavailable, "token_service", false, Some(1))
             }
             Refusal::Token(e) => (401, C::InvalidToken, e.check().as_str(), true, None),
-            Refusal::ReplayStoreFull { retry_after } => {
-                (503, C::Unavailable, "replay_store_full", false, Some(*retry_after))
-            }
+            Refusal::ReplayStoreFull { retry_after } => (
+                503,
+                C::Unavailable,
+                "replay_store_full",
+                false,
+                Some(*retry_after),
+            ),
             Refusal::ReplayStoreUnavailable => {
                 (503, C::Unavailable, "replay_store", false, Some(1))
             }
@@ -206,7 +210,10 @@ fn challenge(code: ErrorCode, description: &str, ctx: &ChallengeContext) -> Head
     if code != ErrorCode::Unauthorized {
         v.push_str(&format!("{sep}error=\"{}\"", code.as_str()));
         sep = ", ";
-        v.push_str(&format!("{sep}error_description=\"{}\"", quoted_safe(description)));
+        v.push_str(&format!(
+            "{sep}error_description=\"{}\"",
+            quoted_safe(description)
+        ));
     }
     v.push_str(&format!("{sep}algs=\"{}\"", ctx.algs));
     if let Some(rm) = &ctx.resource_metadata {
@@ -248,7 +255,10 @@ mod tests {
     fn no_credentials_challenge_has_no_error_code() {
         let resp = Refusal::NoCredentials.respond(&ctx());
         assert_eq!(resp.status(), 401);
-        assert_eq!(resp.headers()[WWW_AUTHENTICATE], "DPoP algs=\"ES256 EdDSA\"");
+        assert_eq!(
+            resp.headers()[WWW_AUTHENTICATE],
+            "DPoP algs=\"ES256 EdDSA\""
+        );
     }
 
     #[test]

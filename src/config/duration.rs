@@ -43,7 +43,9 @@ impl std::fmt::Display for DurationError {
 
 /// Parses `500ms`, `60s`, `5m` or `1h`; `zero_ok` says whether `0s` is meaningful for the setting.
 pub(crate) fn parse(text: &str, zero_ok: bool) -> Result<Duration, DurationError> {
-    let syntax = || DurationError::Syntax { text: text.to_owned() };
+    let syntax = || DurationError::Syntax {
+        text: text.to_owned(),
+    };
     let (digits, millis_per_unit) = UNITS
         .iter()
         .find_map(|(unit, ms)| text.strip_suffix(unit).map(|d| (d, *ms)))
@@ -55,9 +57,13 @@ pub(crate) fn parse(text: &str, zero_ok: bool) -> Result<Duration, DurationError
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(millis_per_unit))
-        .ok_or_else(|| DurationError::Overflow { text: text.to_owned() })?;
+        .ok_or_else(|| DurationError::Overflow {
+            text: text.to_owned(),
+        })?;
     if millis == 0 && !zero_ok {
-        return Err(DurationError::Zero { text: text.to_owned() });
+        return Err(DurationError::Zero {
+            text: text.to_owned(),
+        });
     }
     Ok(Duration::from_millis(millis))
 }
@@ -93,13 +99,32 @@ mod tests {
     #[test]
     fn zero_is_refused_unless_the_setting_allows_it() {
         assert_eq!(parse("0s", true), Ok(Duration::ZERO));
-        assert_eq!(parse("0ms", false), Err(DurationError::Zero { text: "0ms".into() }));
+        assert_eq!(
+            parse("0ms", false),
+            Err(DurationError::Zero { text: "0ms".into() })
+        );
     }
 
     #[test]
     fn other_spellings_are_refused() {
-        for bad in ["", "60", "s", "5 minutes", "1m30s", "1.5s", "-1s", "+1s", "60S", " 60s", "1d"] {
-            assert_eq!(parse(bad, true), Err(DurationError::Syntax { text: bad.into() }), "{bad}");
+        for bad in [
+            "",
+            "60",
+            "s",
+            "5 minutes",
+            "1m30s",
+            "1.5s",
+            "-1s",
+            "+1s",
+            "60S",
+            " 60s",
+            "1d",
+        ] {
+            assert_eq!(
+                parse(bad, true),
+                Err(DurationError::Syntax { text: bad.into() }),
+                "{bad}"
+            );
         }
     }
 
@@ -112,7 +137,10 @@ mod tests {
     #[test]
     fn message_shows_the_accepted_forms() {
         let err = parse("5 minutes", false).unwrap_err();
-        assert_eq!(err.to_string(), r#"invalid duration "5 minutes" (use 500ms, 60s, 5m or 1h)"#);
+        assert_eq!(
+            err.to_string(),
+            r#"invalid duration "5 minutes" (use 500ms, 60s, 5m or 1h)"#
+        );
     }
 
     #[test]

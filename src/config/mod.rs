@@ -330,7 +330,11 @@ impl Config {
     }
 
     /// Parses and validates `text`; `origin` names it in errors (a path, or `<inline>`).
-    pub fn from_yaml_str(text: &str, origin: &str, env: &dyn EnvLookup) -> Result<Config, ConfigError> {
+    pub fn from_yaml_str(
+        text: &str,
+        origin: &str,
+        env: &dyn EnvLookup,
+    ) -> Result<Config, ConfigError> {
         let raw = raw::parse(text, env).map_err(|e| ConfigError::from_yaml(origin, &e))?;
         validate::resolve(raw, text, origin)
     }

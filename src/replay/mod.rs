@@ -37,7 +37,11 @@ pub enum ReplayStore {
 
 impl ReplayStore {
     /// Records `key` unless present; atomic across all callers of this store.
-    pub async fn check_and_insert(&self, key: [u8; 16], now: UnixTime) -> Result<Admission, StoreError> {
+    pub async fn check_and_insert(
+        &self,
+        key: [u8; 16],
+        now: UnixTime,
+    ) -> Result<Admission, StoreError> {
         match self {
             ReplayStore::Memory(m) => m.check_and_insert(key, now),
         }

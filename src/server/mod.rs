@@ -99,7 +99,12 @@ impl Running {
             rx.clone(),
             config.shutdown_timeout,
         ));
-        let admin = tokio::spawn(admin::serve(admin_listener, metrics.clone(), ready.clone(), rx));
+        let admin = tokio::spawn(admin::serve(
+            admin_listener,
+            metrics.clone(),
+            ready.clone(),
+            rx,
+        ));
         ready.set_ready();
         tracing::info!(%addr, %admin_addr, "dpop-gateway listening");
         Ok(Running {
@@ -123,45 +128,52 @@ impl Running {
     }
 }
 
-fn build_state(config: &Config, clock: Arc<dyn Clock>, metrics: Metrics) -> Result<State, StartError> {
+fn build_state(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+) -> Result<State, StartError> {
     let at = &config.access_token;
-    let tokens = match (at.format, &at.keys) {
-        (TokenFormat::Jwt, KeySource::File(path)) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| StartError(format!("access_token.jwks_file {}: {e}", path.display())))?;
-            let keys = JwkSet::from_json(&bytes)
-                .map_err(|e| StartError(format!("access_token.jwks_file {}: {e}", path.display())))?;
-            if keys.keys.is_empty() {
-                return Err(StartError(format!(
-                    "access_token.jwks_file {}: no usable signing key",
-                    path.display()
-                )));
+    let tokens =
+        match (at.format, &at.keys) {
+            (TokenFormat::Jwt, KeySource::File(path)) => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    StartError(format!("access_token.jwks_file {}: {e}", path.display()))
+                })?;
+                let keys = JwkSet::from_json(&bytes).map_err(|e| {
+                    StartError(format!("access_token.jwks_file {}: {e}", path.display()))
+                })?;
+                if keys.keys.is_empty() {
+                    return Err(StartError(format!(
+                        "access_token.jwks_file {}: no usable signing key",
+                        path.display()
+                    )));
+                }
+                let policy = JwtPolicy {
+                    issuer: at.issuer.clone(),
+                    audience: at.audience.clone().unwrap_or_default(),
+                    algorithms: at.algorithms,
+                    leeway: at.leeway.as_secs(),
+                    require_typ: at.require_typ,
+                };
+                TokenValidator::Jwt(JwtValidator::new(policy, keys, TOKEN_CACHE_CAPACITY))
             }
-            let policy = JwtPolicy {
-                issuer: at.issuer.clone(),
-                audience: at.audience.clone().unwrap_or_default(),
-                algorithms: at.algorithms,
-                leeway: at.leeway.as_secs(),
-                require_typ: at.require_typ,
-            };
-            TokenValidator::Jwt(JwtValidator::new(policy, keys, TOKEN_CACHE_CAPACITY))
-        }
-        (TokenFormat::Jwt, _) => {
-            return Err(StartError(
+            (TokenFormat::Jwt, _) => return Err(StartError(
                 "access_token: jwks_uri and issuer discovery are not supported yet; use jwks_file"
                     .into(),
-            ))
-        }
-        (TokenFormat::Introspection, _) => {
-            return Err(StartError(
-                "access_token.format: introspection is not supported yet".into(),
-            ))
-        }
-    };
+            )),
+            (TokenFormat::Introspection, _) => {
+                return Err(StartError(
+                    "access_token.format: introspection is not supported yet".into(),
+                ))
+            }
+        };
     let ttl = config.dpop.proof_max_age.as_secs() + config.dpop.clock_skew.as_secs();
     let replay = match &config.replay_cache.backend {
         ReplayBackend::Memory { capacity } => {
-            metrics.replay_capacity.set(i64::try_from(*capacity).unwrap_or(i64::MAX));
+            metrics
+                .replay_capacity
+                .set(i64::try_from(*capacity).unwrap_or(i64::MAX));
             ReplayStore::Memory(MemoryStore::new(*capacity, ttl))
         }
         ReplayBackend::Redis { .. } => {

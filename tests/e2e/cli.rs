@@ -26,8 +26,15 @@ fn check_file(text: &str) -> (Output, String) {
 
 #[test]
 fn shipped_config_passes_check() {
-    let out = bin().args(["check", "-c", "config/gateway.yaml"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .args(["check", "-c", "config/gateway.yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains("listen:"), "{printed}");
 }
@@ -46,7 +53,10 @@ fn check_reports_file_line_column_for_each_kind_of_error() {
     let cases: &[(&str, &str, &str)] = &[
         // (text, expected "line:column", a word of the message)
         (
-            &GOOD.replace("listen: \"127.0.0.1:8443\"", "listen: \"127.0.0.1:8443\"\nlisen: 1"),
+            &GOOD.replace(
+                "listen: \"127.0.0.1:8443\"",
+                "listen: \"127.0.0.1:8443\"\nlisen: 1",
+            ),
             ":2:1:",
             "lisen",
         ),
@@ -87,7 +97,11 @@ fn check_masks_secrets() {
         "{GOOD}replay_cache:\n  backend: redis\n  redis_url: \"redis://user:hunter2@127.0.0.1:6379\"\n"
     );
     let (out, _) = check_file(&text);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(!printed.contains("hunter2"), "{printed}");
     assert!(printed.contains("***"), "{printed}");
@@ -115,15 +129,28 @@ fn proof_command_prints_a_proof_for_the_url() {
     let out = bin()
         .args(["proof", "--key"])
         .arg(&key_path)
-        .args(["--method", "GET", "--url", "https://api.example.com/x?q=1", "--token", "abc"])
+        .args([
+            "--method",
+            "GET",
+            "--url",
+            "https://api.example.com/x?q=1",
+            "--token",
+            "abc",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let proof = String::from_utf8(out.stdout).unwrap();
     let payload = proof.trim().split('.').nth(1).unwrap();
     use base64::Engine;
     let claims: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap(),
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(claims["htm"], "GET");

@@ -2,7 +2,8 @@
 //! with real TLS. Every refusal test also asserts what the upstream received (nothing).
 // reason: the support modules are a library for this binary; `pub` documents their surface.
 #![allow(unreachable_pub, missing_docs)]
-
+// reason: a failed unwrap in a test or its support code is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

@@ -36,7 +36,9 @@ async fn https_clients_get_through_over_h1_and_h2() {
     assert_eq!(h2.status(), 200);
     let seen = gw.upstream.requests();
     assert_eq!(seen.len(), 2);
-    assert!(seen.iter().all(|r| r.headers["x-forwarded-proto"] == "https"));
+    assert!(seen
+        .iter()
+        .all(|r| r.headers["x-forwarded-proto"] == "https"));
     assert!(seen.iter().all(|r| r.headers.get("dpop").is_none()));
 
     // A proof naming the plain-http URL does not match the https listener.

@@ -30,10 +30,16 @@ async fn valid_get_is_forwarded_without_dpop_and_with_identity() {
     assert_eq!(r.headers.get_all("x-auth-subject").iter().count(), 1);
     assert_eq!(r.headers["x-auth-client-id"], "client-1");
     assert_eq!(r.headers["x-auth-scope"], "read write");
-    assert_eq!(r.headers["x-dpop-jkt"], key.thumbprint().to_string().as_str());
+    assert_eq!(
+        r.headers["x-dpop-jkt"],
+        key.thumbprint().to_string().as_str()
+    );
     assert_eq!(r.headers["x-custom"], "kept");
     let auth = r.headers["authorization"].to_str().unwrap();
-    assert!(auth.starts_with("Bearer "), "rewritten for the legacy API: {auth}");
+    assert!(
+        auth.starts_with("Bearer "),
+        "rewritten for the legacy API: {auth}"
+    );
     assert_eq!(r.headers["x-forwarded-proto"], "http");
     assert_eq!(r.headers["x-forwarded-for"], "127.0.0.1");
 }
@@ -97,8 +103,13 @@ async fn cors_preflight_passes_without_proof_and_refusals_expose_headers() {
         .send()
         .await;
     assert_eq!(resp.status(), 401);
-    assert_eq!(resp.headers()["access-control-allow-origin"], "https://app.example");
-    let exposed = resp.headers()["access-control-expose-headers"].to_str().unwrap();
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let exposed = resp.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
     assert!(exposed.contains("WWW-Authenticate") && exposed.contains("DPoP-Nonce"));
     let resp = gw
         .call("GET", "/resource")

@@ -168,7 +168,11 @@ impl TestGateway {
         let yaml = config_yaml(&opts, &upstream, &issuer);
         let config = Config::from_yaml_str(&yaml, "<test>", &std::collections::HashMap::new())
             .unwrap_or_else(|e| panic!("test config: {e}\n{yaml}"));
-        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let running = Running::start(config, Arc::new(SystemClock))
             .await
             .expect("gateway starts");
