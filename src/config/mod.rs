@@ -87,7 +87,7 @@ pub struct TlsConfig {
 pub struct PublicUrl {
     /// `http` or `https`, lower case.
     pub scheme: String,
-    /// host[:port] as written (normalised later with the request path).
+    /// `host[:port]` as written (normalised later with the request path).
     pub authority: String,
 }
 
