@@ -34,7 +34,8 @@ const CONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
 
 /// The Redis replay store, shared by every connection, core and replica.
 pub struct RedisStore {
-    client: redis::Client,
+    /// Boxed: the client's connection info is large and `ReplayStore` holds this inline.
+    client: Box<redis::Client>,
     slot: RwLock<Slot>,
     key_prefix: String,
     ttl_ms: u64,
@@ -69,6 +70,16 @@ impl RedisStore {
             // The parser's messages are fixed strings, never the URL.
             StoreError::Unavailable(format!("replay_cache.redis_url: {e}"))
         })?;
+        Self::with_client(client, key_prefix, ttl_secs, timeout).await
+    }
+
+    /// [`RedisStore::connect`] with a client already made (tests use one with their own CA).
+    async fn with_client(
+        client: redis::Client,
+        key_prefix: &str,
+        ttl_secs: u64,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let password = client
             .get_connection_info()
             .redis_settings()
@@ -78,7 +89,7 @@ impl RedisStore {
             StoreError::Unavailable(redact(&format!("redis: {e}"), password.as_deref()))
         })?;
         let store = Self {
-            client,
+            client: Box::new(client),
             slot: RwLock::new(Slot {
                 manager,
                 built_at: monotonic(),
@@ -263,6 +274,8 @@ mod tests {
     struct TestRedis {
         port: u16,
         password: Option<String>,
+        /// Extra `redis-server` arguments (TLS).
+        args: Vec<String>,
         child: Option<Child>,
     }
 
@@ -279,6 +292,7 @@ mod tests {
             let mut this = Self {
                 port,
                 password,
+                args: Vec::new(),
                 child: None,
             };
             this.restart();
@@ -299,6 +313,7 @@ mod tests {
             if let Some(p) = &self.password {
                 cmd.args(["--requirepass", p]);
             }
+            cmd.args(&self.args);
             let child = cmd
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -320,6 +335,16 @@ mod tests {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+        }
+
+        /// Sends `signal` (`STOP`, `CONT`) to the server: a hung Redis without closing sockets.
+        fn signal(&self, signal: &str) {
+            let pid = self.child.as_ref().unwrap().id().to_string();
+            let status = Command::new("kill")
+                .args([&format!("-{signal}"), &pid])
+                .status()
+                .unwrap();
+            assert!(status.success());
         }
 
         fn url(&self) -> String {
@@ -573,5 +598,123 @@ mod tests {
         }
         assert!(saw_server_refusal);
         assert!(!s.ping().await);
+    }
+
+    #[tokio::test]
+    async fn hung_redis_is_unavailable_within_the_timeout_then_recovers() {
+        let mut redis = TestRedis::start();
+        let s = store(&redis.url(), "hung").await;
+        assert_eq!(
+            s.check_and_insert([14; 16], NOW).await,
+            Ok(Admission::Fresh)
+        );
+        redis.signal("STOP");
+        let started = monotonic();
+        let got = s.check_and_insert([15; 16], NOW).await;
+        let took = started.elapsed();
+        redis.signal("CONT");
+        assert!(matches!(got, Err(StoreError::Unavailable(_))), "{got:?}");
+        assert!(took < TIMEOUT + Duration::from_secs(1), "took {took:?}");
+        assert!(until_it_works(&s).await, "the store did not recover");
+        // The entry written before the hang is still there.
+        assert_eq!(
+            s.check_and_insert([14; 16], NOW).await,
+            Ok(Admission::Replayed)
+        );
+        redis.stop();
+    }
+
+    #[tokio::test]
+    async fn store_recovers_when_its_password_becomes_valid() {
+        let redis = TestRedis::start_with_password("s3cret");
+        let url = format!("redis://:n3wpass@127.0.0.1:{}", redis.port);
+        let s = store(&url, "repass").await;
+        assert!(matches!(
+            s.check_and_insert([16; 16], NOW).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        // The operator fixes the password on the server side: no gateway restart needed.
+        let mut raw = redis.raw().await;
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("requirepass")
+            .arg("n3wpass")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert!(
+            until_it_works(&s).await,
+            "the store did not pick up the password"
+        );
+    }
+
+    #[tokio::test]
+    async fn rediss_verifies_the_server_with_rustls_ring() {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("dpop-gateway-redis-tls-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let cert_pem = ck.cert.pem();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, &cert_pem).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        let mut redis = TestRedis {
+            port,
+            password: None,
+            args: [
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--tls-cert-file",
+                cert.to_str().unwrap(),
+                "--tls-key-file",
+                key.to_str().unwrap(),
+                "--tls-ca-cert-file",
+                cert.to_str().unwrap(),
+                "--tls-auth-clients",
+                "no",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            child: None,
+        };
+        // `--port` is given twice; the later `--port 0` (no plain listener) wins.
+        redis.restart();
+        let url = format!("rediss://127.0.0.1:{port}");
+        let tls = |root: Vec<u8>| {
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root),
+            };
+            redis::Client::build_with_tls(url.as_str(), certs).unwrap()
+        };
+
+        let trusted = tls(cert_pem.into_bytes());
+        let s = RedisStore::with_client(trusted, &prefix("tls"), TTL, TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.check_and_insert([17; 16], NOW).await,
+            Ok(Admission::Fresh)
+        );
+        assert_eq!(
+            s.check_and_insert([17; 16], NOW).await,
+            Ok(Admission::Replayed)
+        );
+
+        // A server whose certificate the client does not trust is never used.
+        let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let untrusted = tls(other.cert.pem().into_bytes());
+        let s = RedisStore::with_client(untrusted, &prefix("tls"), TTL, TIMEOUT)
+            .await
+            .unwrap();
+        let got = s.check_and_insert([18; 16], NOW).await;
+        assert!(
+            matches!(&got, Err(StoreError::Unavailable(m)) if m.contains("certificate")),
+            "{got:?}"
+        );
+        redis.stop();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
