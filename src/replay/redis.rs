@@ -32,6 +32,9 @@ const CONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
 /// Longest backoff between connection attempts: a restarted Redis is used within about this long.
 const CONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
 
+/// Digits of the hex key encoding.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// The Redis replay store, shared by every connection, core and replica.
 pub struct RedisStore {
     /// Boxed: the client's connection info is large and `ReplayStore` holds this inline.
@@ -191,7 +194,9 @@ impl RedisStore {
             .slot
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if slot.generation != seen || slot.built_at.elapsed() < REBUILD_MIN_INTERVAL {
+        if slot.generation != seen
+            || monotonic().duration_since(slot.built_at) < REBUILD_MIN_INTERVAL
+        {
             return;
         }
         if let Ok(manager) = new_manager(&self.client, self.timeout) {
@@ -216,8 +221,6 @@ impl std::fmt::Debug for RedisStore {
             .finish_non_exhaustive()
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A lazy manager: it connects on first use, so this needs no live server.
 fn new_manager(client: &redis::Client, timeout: Duration) -> Result<ConnectionManager, RedisError> {
