@@ -720,4 +720,25 @@ mod tests {
         redis.stop();
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn store_and_its_futures_can_be_shared_across_tasks() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: T) {}
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let s = rt
+            .block_on(RedisStore::connect(
+                "redis://127.0.0.1:1",
+                "p:",
+                1,
+                Duration::from_millis(50),
+            ))
+            .unwrap();
+        send_sync(&s);
+        send(s.check_and_insert([0; 16], NOW));
+        send(s.ping());
+    }
 }
