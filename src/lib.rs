@@ -30,6 +30,7 @@ pub mod dpop;
 pub mod forward;
 pub mod jose;
 pub mod metrics;
+pub mod nonce;
 pub mod pipeline;
 pub mod refusal;
 pub mod replay;

@@ -2,6 +2,7 @@
 //! shared by every connection and core; the Redis backend shares it between replicas.
 
 pub mod memory;
+pub mod redis;
 
 use crate::clock::UnixTime;
 
@@ -31,6 +32,8 @@ pub enum StoreError {
 pub enum ReplayStore {
     /// In-process.
     Memory(memory::MemoryStore),
+    /// Shared by every replica through Redis.
+    Redis(redis::RedisStore),
 }
 
 // === impl ReplayStore ===
@@ -44,6 +47,7 @@ impl ReplayStore {
     ) -> Result<Admission, StoreError> {
         match self {
             ReplayStore::Memory(m) => m.check_and_insert(key, now),
+            ReplayStore::Redis(r) => r.check_and_insert(key, now).await,
         }
     }
 }
