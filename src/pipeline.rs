@@ -5,7 +5,7 @@
 //! 1 route::find               auth: none (or a CORS preflight) => go to 7
 //! 2 credentials::extract      one DPoP, one Authorization, scheme  -> 400 invalid_request
 //! 3 dpop::verify       (pure) typ alg jwk sig htm htu iat ath      -> 401 invalid_dpop_proof
-//! 4 nonce::check       (pure) when enabled (a later change)        -> 401 use_dpop_nonce
+//! 4 nonce::check       (pure) when the route requires it           -> 401 use_dpop_nonce + DPoP-Nonce
 //! 5 token::validate           JWT/JWKS, then cnf.jkt binding       -> 401 invalid_token | 503
 //! 6 replay::check_and_insert  last, so only fully valid proofs use an entry -> 401 | 503
 //! 7 forward::prepare_request  strip DPoP + hop-by-hop + spoofed identity; set identity, X-Forwarded-*
@@ -27,6 +27,7 @@ use crate::credentials;
 use crate::dpop::{self, ProofPolicy, ProofRequest, VerifiedProof};
 use crate::forward::{headers as fwd_headers, ForwardError, Forwarder};
 use crate::metrics::{self, Metrics};
+use crate::nonce::{NonceKeys, NonceStatus};
 use crate::refusal::{ChallengeContext, Refusal};
 use crate::replay::{Admission, ReplayStore, StoreError};
 use crate::request_uri::{self, UriPolicy};
@@ -61,6 +62,8 @@ pub struct State {
     pub cors_allow_origins: Vec<String>,
     /// `limits.idle_timeout`, between body reads.
     pub idle_timeout: std::time::Duration,
+    /// Server nonces, when `dpop.nonce` has secrets.
+    pub nonces: Option<NonceKeys>,
 }
 
 /// What the listener knows about the connection a request came on.
@@ -78,6 +81,8 @@ struct Authorized {
     token: String,
     info: Arc<TokenInfo>,
     proof: Option<VerifiedProof>,
+    /// The proof's nonce is past half its lifetime: send a new one with the response.
+    renew_nonce: bool,
 }
 
 /// How a handled request ended, for metrics and the access log.
@@ -97,11 +102,9 @@ pub async fn handle(
     state.metrics.in_flight.inc();
     let method = req.method().clone();
     let origin = req.headers().get(ORIGIN).cloned();
-    let route_label = state
-        .router
-        .find(req.uri().path())
-        .map_or("unmatched", |r| r.prefix.as_str())
-        .to_owned();
+    let route = state.router.find(req.uri().path());
+    let route_label = route.map_or("unmatched", |r| r.prefix.as_str()).to_owned();
+    let nonce_route = route.is_some_and(|r| r.nonce);
 
     let (mut resp, outcome) = match run(&state, req, conn).await {
         Ok((resp, jkt)) => (
@@ -128,10 +131,16 @@ pub async fn handle(
                     .inc();
             }
             tracing::debug!(reason = parts.reason, description = %refusal.description(), "refused");
+            // On a nonce route every 401 carries a fresh nonce, so a client's next proof can
+            // use it without another round trip (RFC 9449 §8).
+            let nonce = match (&state.nonces, nonce_route && parts.status == 401) {
+                (Some(keys), true) => Some(keys.issue(state.clock.now())),
+                _ => None,
+            };
             let ctx = ChallengeContext {
                 algs: state.algs.clone(),
                 resource_metadata: None,
-                nonce: None,
+                nonce,
                 allow_origin: origin.as_ref().filter(|o| state.origin_allowed(o)).cloned(),
             };
             (
@@ -185,15 +194,14 @@ async fn run(
     let (mut parts, incoming) = req.into_parts();
 
     // 1 route
-    let auth = state
-        .router
-        .find(parts.uri.path())
-        .map_or(AuthMode::Dpop, |r| r.auth);
+    let route = state.router.find(parts.uri.path());
+    let auth = route.map_or(AuthMode::Dpop, |r| r.auth);
+    let nonce_required = route.is_some_and(|r| r.nonce);
     let authorized = if auth == AuthMode::None || is_cors_preflight(&parts.method, &parts.headers) {
         None
     } else {
         let verify_start = clock::monotonic();
-        let a = check(state, &parts, conn, auth).await;
+        let a = check(state, &parts, conn, auth, nonce_required).await;
         state
             .metrics
             .verification_duration
@@ -204,6 +212,7 @@ async fn run(
         .as_ref()
         .and_then(|a| a.proof.as_ref())
         .map(|p| p.jkt().to_string());
+    let renew_nonce = authorized.as_ref().is_some_and(|a| a.renew_nonce);
 
     // 7 headers
     let host = parts.headers.get(http::header::HOST).cloned().or_else(|| {
@@ -234,7 +243,14 @@ async fn run(
         .upstream_duration
         .observe(upstream_start.elapsed().as_secs_f64());
     match result {
-        Ok(resp) => Ok((resp, jkt)),
+        Ok(mut resp) => {
+            if let (true, Some(keys)) = (renew_nonce, &state.nonces) {
+                if let Ok(v) = HeaderValue::from_str(&keys.issue(state.clock.now())) {
+                    resp.headers_mut().insert("dpop-nonce", v);
+                }
+            }
+            Ok((resp, jkt))
+        }
         Err(ForwardError::Timeout { .. }) => Err(Refusal::UpstreamTimeout),
         Err(e) => Err(Refusal::UpstreamUnavailable(e)),
     }
@@ -246,6 +262,7 @@ async fn check(
     parts: &http::request::Parts,
     conn: ConnMeta,
     auth: AuthMode,
+    nonce_required: bool,
 ) -> Result<Authorized, Refusal> {
     // 2 credentials
     let creds = credentials::extract(&parts.headers)?.ok_or(Refusal::NoCredentials)?;
@@ -273,7 +290,20 @@ async fn check(
         (Scheme::Bearer, _) => None,
     };
 
-    // 4 nonce: added with server nonces.
+    // 4 nonce: after the signature (a forged proof learns nothing), before the replay entry
+    // (a nonce retry must not burn the client's jti)
+    let mut renew_nonce = false;
+    if let (true, Some(p)) = (nonce_required, &proof) {
+        let keys = state
+            .nonces
+            .as_ref()
+            .ok_or(Refusal::UseNonce(crate::nonce::NonceError::NoSecrets))?;
+        match keys.check(p.nonce(), now) {
+            Ok(NonceStatus::Fresh) => {}
+            Ok(NonceStatus::NearExpiry) => renew_nonce = true,
+            Err(e) => return Err(Refusal::UseNonce(e)),
+        }
+    }
 
     // 5 token, then its binding to the proof's key
     let info = state
@@ -324,6 +354,7 @@ async fn check(
         token: creds.token.to_owned(),
         info,
         proof,
+        renew_nonce,
     })
 }
 

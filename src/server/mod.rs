@@ -18,8 +18,9 @@ use crate::config::{Config, KeySource, ReplayBackend, TokenFormat};
 use crate::dpop::ProofPolicy;
 use crate::forward::Forwarder;
 use crate::metrics::Metrics;
+use crate::nonce::NonceKeys;
 use crate::pipeline::State;
-use crate::replay::{memory::MemoryStore, ReplayStore};
+use crate::replay::{memory::MemoryStore, redis::RedisStore, ReplayStore};
 use crate::request_uri::UriPolicy;
 use crate::route::Router;
 use crate::token::jwt::{JwkSet, JwtPolicy, JwtValidator};
@@ -27,6 +28,9 @@ use crate::token::TokenValidator;
 
 /// How often TLS files are checked for a change (the contract promises 30 s).
 const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often the replay store is probed for readiness and its size exported.
+const DEPENDENCY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Verified access tokens kept in memory at most.
 const TOKEN_CACHE_CAPACITY: u64 = 100_000;
@@ -64,8 +68,10 @@ impl std::error::Error for StartError {}
 impl Running {
     /// Builds everything and binds the listeners; the gateway serves when this returns.
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, StartError> {
+        // rustls and the Redis client share the process-wide provider: make it ring, explicitly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let metrics = Metrics::new().map_err(|e| StartError(format!("metrics: {e}")))?;
-        let state = Arc::new(build_state(&config, clock, metrics.clone())?);
+        let state = Arc::new(build_state(&config, clock, metrics.clone()).await?);
         let tls = match &config.tls {
             Some(t) => {
                 let acceptor = tls::ReloadingAcceptor::load(&t.cert, &t.key)
@@ -91,6 +97,7 @@ impl Running {
 
         let (shutdown, rx) = watch::channel(false);
         let ready = Readiness::default();
+        let state_for_watch = state.clone();
         let main = tokio::spawn(listener::serve(
             listener,
             tls,
@@ -103,8 +110,9 @@ impl Running {
             admin_listener,
             metrics.clone(),
             ready.clone(),
-            rx,
+            rx.clone(),
         ));
+        tokio::spawn(watch_dependencies(state_for_watch, ready.clone(), rx));
         ready.set_ready();
         tracing::info!(%addr, %admin_addr, "dpop-gateway listening");
         Ok(Running {
@@ -128,7 +136,31 @@ impl Running {
     }
 }
 
-fn build_state(
+/// Every second: the replay cache's size for the metrics, and whether the shared replay store
+/// answers (readiness), until shutdown.
+async fn watch_dependencies(
+    state: Arc<State>,
+    ready: Readiness,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        match &state.replay {
+            ReplayStore::Memory(m) => {
+                state
+                    .metrics
+                    .replay_entries
+                    .set(i64::try_from(m.len()).unwrap_or(i64::MAX));
+            }
+            ReplayStore::Redis(r) => ready.set_dependencies_ok(r.ping().await),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(DEPENDENCY_CHECK_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn build_state(
     config: &Config,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
@@ -176,11 +208,29 @@ fn build_state(
                 .set(i64::try_from(*capacity).unwrap_or(i64::MAX));
             ReplayStore::Memory(MemoryStore::new(*capacity, ttl))
         }
-        ReplayBackend::Redis { .. } => {
-            return Err(StartError(
-                "replay_cache.backend: redis is not supported yet".into(),
-            ))
-        }
+        ReplayBackend::Redis {
+            url,
+            key_prefix,
+            timeout,
+        } => ReplayStore::Redis(
+            RedisStore::connect(url.expose(), key_prefix, ttl, *timeout)
+                .await
+                .map_err(|e| StartError(format!("replay_cache.redis_url: {e:?}")))?,
+        ),
+    };
+    let nonce = &config.dpop.nonce;
+    let nonces = if nonce.secrets.is_empty() {
+        None
+    } else {
+        let secrets: Vec<&[u8]> = nonce
+            .secrets
+            .iter()
+            .map(|s| s.expose().as_bytes())
+            .collect();
+        Some(
+            NonceKeys::new(&secrets, nonce.lifetime.as_secs())
+                .map_err(|e| StartError(format!("dpop.nonce: {e}")))?,
+        )
     };
     Ok(State {
         router: Router::new(&config.routes, config.dpop.nonce.enabled),
@@ -205,5 +255,6 @@ fn build_state(
         algs: config.dpop.algorithms.to_names(),
         cors_allow_origins: config.cors_allow_origins.clone(),
         idle_timeout: config.limits.idle_timeout,
+        nonces,
     })
 }
