@@ -68,20 +68,24 @@ pub(crate) fn parse(text: &str, zero_ok: bool) -> Result<Duration, DurationError
     Ok(Duration::from_millis(millis))
 }
 
-/// Writes `d` in the largest unit that represents it exactly (`90s`, `5m`, `250ms`, `0s`), so
-/// that [`parse`] reads it back. Sub-millisecond parts cannot come from [`parse`] and are dropped.
+/// Writes `d` as the configuration would: `250ms`, seconds up to a minute (`60s`, as the
+/// documented defaults are written), then the largest exact unit (`5m`, `2h`, `90m`), so that
+/// [`parse`] reads it back. Sub-millisecond parts cannot come from [`parse`] and are dropped.
 pub(crate) fn format(d: Duration) -> String {
     let millis = d.as_millis();
-    if millis == 0 {
-        return "0s".to_owned();
+    if millis % 1000 != 0 {
+        return format!("{millis}ms");
     }
-    for (unit, per) in UNITS.iter().rev() {
-        let per = u128::from(*per);
-        if millis % per == 0 {
-            return format!("{}{unit}", millis / per);
-        }
+    let secs = millis / 1000;
+    if secs <= 60 || secs % 60 != 0 {
+        return format!("{secs}s");
     }
-    format!("{millis}ms")
+    let mins = secs / 60;
+    if mins % 60 == 0 {
+        format!("{}h", mins / 60)
+    } else {
+        format!("{mins}m")
+    }
 }
 
 #[cfg(test)]
@@ -144,13 +148,15 @@ mod tests {
     }
 
     #[test]
-    fn format_uses_the_largest_exact_unit_and_reads_back() {
+    fn format_writes_what_the_documentation_writes_and_reads_back() {
         for (d, s) in [
             (Duration::ZERO, "0s"),
             (Duration::from_millis(250), "250ms"),
             (Duration::from_millis(1500), "1500ms"),
+            (Duration::from_secs(60), "60s"),
             (Duration::from_secs(90), "90s"),
             (Duration::from_secs(300), "5m"),
+            (Duration::from_secs(5400), "90m"),
             (Duration::from_secs(7200), "2h"),
         ] {
             assert_eq!(format(d), s);
