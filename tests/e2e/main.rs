@@ -11,6 +11,7 @@ mod cli;
 mod harness;
 mod proof_checks;
 mod replay;
+mod replicas;
 mod tls;
 mod token;
 mod transparency;

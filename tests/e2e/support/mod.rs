@@ -3,6 +3,8 @@
 
 pub mod client;
 pub mod gateway;
+pub mod process;
+pub mod redis;
 pub mod tls;
 pub mod upstream;
 
