@@ -1,6 +1,7 @@
 //! Starting and stopping the gateway: builds the shared [`State`] from a [`Config`], binds the
 //! main and admin listeners, and returns a [`Running`] handle that drains on shutdown.
 
+pub mod deadline;
 pub mod listener;
 pub mod tls;
 
