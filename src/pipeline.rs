@@ -95,11 +95,13 @@ struct Outcome {
 /// Handles one request: checks, then forwards or refuses. Never fails.
 pub async fn handle(
     state: Arc<State>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     conn: ConnMeta,
 ) -> Result<Response<GatewayBody>, std::convert::Infallible> {
     let start = clock::monotonic();
-    state.metrics.in_flight.inc();
+    // Dropped with the future too (a client that goes away mid-request).
+    let _in_flight = InFlight::new(&state.metrics.in_flight);
+    let request_id = request_id(req.headers_mut());
     let method = req.method().clone();
     let origin = req.headers().get(ORIGIN).cloned();
     let route = state.router.find(req.uri().path());
@@ -170,9 +172,10 @@ pub async fn handle(
         outcome.reason,
         elapsed,
     );
-    state.metrics.in_flight.dec();
+    resp.headers_mut().insert(X_REQUEST_ID, request_id.clone());
     tracing::info!(
         target: "dpop_gateway::access",
+        request_id = request_id.to_str().unwrap_or("-"),
         method = %method,
         route = %route_label,
         status = resp.status().as_u16(),
@@ -356,6 +359,47 @@ async fn check(
         proof,
         renew_nonce,
     })
+}
+
+/// Counts a request in flight for as long as it lives.
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// `X-Request-Id`: the client's (or the proxy's in front), when it is a sane token, else a new
+/// random one; set on the forwarded request, the response and the access log.
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// Longest client-supplied request id kept.
+const MAX_REQUEST_ID: usize = 128;
+
+fn request_id(headers: &mut http::HeaderMap) -> HeaderValue {
+    let mut given = headers.get_all(&X_REQUEST_ID).iter();
+    if let (Some(v), None) = (given.next(), given.next()) {
+        let ok = !v.is_empty()
+            && v.len() <= MAX_REQUEST_ID
+            && v.as_bytes().iter().all(|b| b.is_ascii_graphic());
+        if ok {
+            return v.clone();
+        }
+    }
+    let mut bytes = [0u8; 16];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let value = HeaderValue::from_str(&hex).unwrap_or_else(|_| HeaderValue::from_static("-"));
+    headers.insert(X_REQUEST_ID, value.clone());
+    value
 }
 
 /// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`. Forwarded

@@ -143,3 +143,23 @@ async fn upstream_down_is_502_and_slow_upstream_is_504() {
     // The gateway is still up.
     assert_eq!(gw.call("GET", "/open/x").send().await.status(), 200);
 }
+
+#[tokio::test]
+async fn request_ids_are_kept_or_added_and_forwarded() {
+    let gw = TestGateway::start().await;
+    let resp = gw
+        .call("GET", "/open/a")
+        .header("x-request-id", "abc-123")
+        .send()
+        .await;
+    assert_eq!(resp.headers()["x-request-id"], "abc-123");
+    let resp = gw.call("GET", "/open/b").send().await;
+    let generated = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 32);
+    // A refusal carries one too.
+    let refused = gw.call("GET", "/resource").send().await;
+    assert!(refused.headers().contains_key("x-request-id"));
+    let seen = gw.upstream.requests();
+    assert_eq!(seen[0].headers["x-request-id"], "abc-123");
+    assert_eq!(seen[1].headers["x-request-id"], generated.as_str());
+}
