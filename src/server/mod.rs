@@ -78,7 +78,16 @@ impl Running {
                 let acceptor = tls::ReloadingAcceptor::load(&t.cert, &t.key)
                     .map_err(|e| StartError(format!("tls: {e}")))?;
                 let acceptor = Arc::new(acceptor);
-                acceptor.spawn_watcher(t.cert.clone(), t.key.clone(), TLS_RELOAD_INTERVAL);
+                let reloads = metrics.tls_reloads.clone();
+                acceptor.spawn_watcher_with(
+                    t.cert.clone(),
+                    t.key.clone(),
+                    TLS_RELOAD_INTERVAL,
+                    move |ok| {
+                        let result = if ok { "success" } else { "failure" };
+                        reloads.with_label_values(&[result]).inc();
+                    },
+                );
                 Some(acceptor)
             }
             None => None,

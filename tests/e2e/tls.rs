@@ -80,6 +80,11 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
             let mode = Mode::H1Tls(pki.client_config(&[b"http/1.1"]));
             let resp = gw.call("GET", "/open/x").mode(mode).send().await;
             assert_eq!(resp.status(), 200);
+            let metrics = gw.metrics().await;
+            assert!(
+                metrics.contains("dpop_gateway_tls_reloads_total{result=\"success\"} 1"),
+                "{metrics}"
+            );
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
