@@ -9,6 +9,7 @@ mod support;
 
 mod cli;
 mod harness;
+mod ops;
 mod proof_checks;
 mod replay;
 mod tls;
