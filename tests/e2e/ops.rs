@@ -37,6 +37,7 @@ struct Prometheus {
     child: Child,
     addr: SocketAddr,
     log: PathBuf,
+    dir: PathBuf,
 }
 
 // === impl Prometheus ===
@@ -70,7 +71,12 @@ impl Prometheus {
             .stderr(std::fs::File::create(dir.join("prometheus.err")).unwrap())
             .spawn()
             .unwrap();
-        Prometheus { child, addr, log }
+        Prometheus {
+            child,
+            addr,
+            log,
+            dir,
+        }
     }
 
     /// GET `/api/v1/{endpoint}?query=...`: the `data` of a successful answer, or why not.
@@ -125,6 +131,7 @@ impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
