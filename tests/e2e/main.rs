@@ -10,6 +10,7 @@ mod support;
 mod cli;
 mod harness;
 mod limits;
+mod ops;
 mod proof_checks;
 mod replay;
 mod replicas;
