@@ -65,6 +65,8 @@ enum Command {
         #[arg(long)]
         nonce: Option<String>,
     },
+    /// A self-contained walkthrough on loopback: gateway, echo upstream, local issuer.
+    Demo,
     /// Print a signed JWT access token (RFC 9068) for local testing, e.g. with the demo issuer key.
     Token {
         /// The issuer's private JWK (its `kid`, if any, goes in the header).
@@ -112,6 +114,7 @@ pub fn main() -> ExitCode {
             token,
             nonce,
         } => proof(&key, method, url, token, nonce),
+        Command::Demo => demo(),
         Command::Token {
             issuer_key,
             bind,
@@ -188,6 +191,26 @@ fn run(arg: Option<PathBuf>) -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+fn demo() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dpop-gateway demo: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(crate::demo::run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dpop-gateway demo: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -26,6 +26,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod demo;
 pub mod dpop;
 pub mod forward;
 pub mod jose;

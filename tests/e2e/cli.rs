@@ -157,3 +157,31 @@ fn proof_command_prints_a_proof_for_the_url() {
     assert_eq!(claims["htu"], "https://api.example.com/x");
     assert!(claims["ath"].is_string());
 }
+
+#[test]
+fn demo_walks_through_forwarded_replayed_and_stolen_token_requests() {
+    let out = bin().arg("demo").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let statuses: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("-> ")).collect();
+    assert_eq!(
+        statuses,
+        [
+            "401 Unauthorized",
+            "200 OK",
+            "401 Unauthorized",
+            "401 Unauthorized"
+        ],
+        "{text}"
+    );
+    assert!(text.contains("already used"), "{text}");
+    assert!(text.contains("x-auth-subject: alice"), "{text}");
+    assert!(
+        !text.contains("\"dpop:"),
+        "the upstream never sees the proof: {text}"
+    );
+}
