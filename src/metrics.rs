@@ -153,6 +153,19 @@ impl Metrics {
             registry,
         };
         m.register_all()?;
+        // Small closed label sets start at 0, so rate() and alerts see them before the first event.
+        for kind in ["connect", "timeout", "protocol"] {
+            m.upstream_errors.with_label_values(&[kind]);
+        }
+        for policy in ["reject", "allow"] {
+            m.replay_store_errors.with_label_values(&[policy]);
+        }
+        for result in ["hit", "miss"] {
+            m.token_cache.with_label_values(&[result]);
+        }
+        for result in ["success", "failure"] {
+            m.tls_reloads.with_label_values(&[result]);
+        }
         let build = IntGaugeVec::new(
             Opts::new(
                 "dpop_gateway_build_info",
