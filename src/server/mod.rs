@@ -234,7 +234,7 @@ fn build_tokens(at: &AccessTokenConfig) -> Result<TokenValidator, StartError> {
                 policy,
                 counters,
             )
-            .map(TokenValidator::Introspection)
+            .map(|i| TokenValidator::Introspection(Box::new(i)))
             .map_err(|e| StartError(format!("access_token.introspection: {e}")))
         }
     }

@@ -171,7 +171,7 @@ pub enum TokenValidator {
     /// JWT access tokens with keys from `jwks_uri` or the issuer's metadata.
     RemoteJwt(Arc<jwks::RemoteKeys>),
     /// Opaque tokens, asked about by RFC 7662 introspection.
-    Introspection(introspection::Introspector),
+    Introspection(Box<introspection::Introspector>),
 }
 
 /// What the validator has done with the authorization server so far, for metrics.
