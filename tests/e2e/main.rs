@@ -9,7 +9,10 @@ mod support;
 
 mod cli;
 mod harness;
+mod interop;
+mod introspection;
 mod proof_checks;
+mod remote_keys;
 mod replay;
 mod tls;
 mod token;
