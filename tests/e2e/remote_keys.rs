@@ -6,6 +6,7 @@ use dpop_gateway::jose::sign::PrivateJwk;
 use dpop_gateway::jose::Algorithm;
 
 use crate::support::issuer_server::{eventually, AsMode, IssuerServer, RemoteGateway, AUDIENCE};
+use crate::support::tls::TestPki;
 use crate::support::www_error;
 
 fn client_key() -> PrivateJwk {
@@ -172,4 +173,31 @@ async fn a_flood_of_unknown_kids_makes_at_most_one_fetch() {
     let fetched = server.jwks_fetches() - before;
     assert!(fetched <= 1, "{fetched} JWKS fetches for 100 unknown kids");
     assert!(gw.upstream.requests().is_empty());
+}
+
+#[tokio::test]
+async fn an_https_as_signed_by_a_private_ca_is_trusted_only_with_its_ca_file() {
+    let pki = TestPki::new();
+    let ca_file = pki.dir.join("ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let server = IssuerServer::start_with(Some(&pki)).await;
+    let key = client_key();
+    let token = server.jwt("key-1", &key);
+
+    let untrusted = RemoteGateway::discovering(&server).await;
+    let resp = untrusted.get(&key, &token).await;
+    assert_eq!(resp.status(), 503, "an unknown CA must not be trusted");
+    assert_eq!(server.jwks_fetches(), 0);
+    assert!(untrusted.upstream.requests().is_empty());
+    untrusted.shutdown().await;
+
+    let trusted = RemoteGateway::start(&format!(
+        "  issuer: \"{}\"\n  audience: \"{AUDIENCE}\"\n  ca_file: \"{}\"",
+        server.issuer(),
+        ca_file.display()
+    ))
+    .await;
+    until_ready(&trusted).await;
+    assert_eq!(trusted.get(&key, &token).await.status(), 200);
+    trusted.shutdown().await;
 }

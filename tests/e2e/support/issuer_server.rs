@@ -20,10 +20,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use super::client::{self, Mode};
+use super::tls::TestPki;
 use super::upstream::Upstream;
 use super::{now, proof};
 
@@ -81,11 +84,34 @@ pub struct RemoteGateway {
 // === impl IssuerServer ===
 
 impl IssuerServer {
-    /// Starts on `127.0.0.1:0` with one ES256 key, kid `key-1`.
+    /// Starts on `127.0.0.1:0` (plain HTTP) with one ES256 key, kid `key-1`.
     pub async fn start() -> IssuerServer {
+        Self::start_with(None).await
+    }
+
+    /// As [`IssuerServer::start`], over TLS with `pki`'s server certificate when given (the
+    /// issuer is then `https://127.0.0.1:PORT`).
+    pub async fn start_with(pki: Option<&TestPki>) -> IssuerServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind AS");
         let addr = listener.local_addr().expect("AS address");
-        let issuer = format!("http://{addr}");
+        let tls = pki.map(|pki| {
+            let certs = CertificateDer::pem_file_iter(&pki.cert_path)
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = PrivateKeyDer::from_pem_file(&pki.key_path).unwrap();
+            let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+            tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        });
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let issuer = format!("{scheme}://{addr}");
         let state = Arc::new(AsState {
             metadata_issuer: Mutex::new(issuer.clone()),
             issuer,
@@ -102,22 +128,29 @@ impl IssuerServer {
         let state = Arc::clone(&server.state);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let state = Arc::clone(&state);
+                let (state, tls) = (Arc::clone(&state), tls.clone());
                 tokio::spawn(async move {
                     if state.mode.load(Ordering::SeqCst) == AsMode::Drop as u8 {
                         return; // dropped: the client sees the connection close
                     }
                     let svc = service_fn(move |req| answer(req, Arc::clone(&state)));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        Some(tls) => {
+                            let Ok(stream) = tls.accept(stream).await else {
+                                return;
+                            };
+                            http.serve_connection(TokioIo::new(stream), svc).await
+                        }
+                        None => http.serve_connection(TokioIo::new(stream), svc).await,
+                    };
                 });
             }
         });
         server
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (or `https://`).
     pub fn issuer(&self) -> String {
         self.state.issuer.clone()
     }
