@@ -115,6 +115,8 @@ impl Running {
             ready.clone(),
             rx.clone(),
         ));
+        // Before the latch opens: remote keys are usually not loaded yet.
+        ready.set_dependencies_ok(state_for_watch.tokens.keys_loaded());
         tokio::spawn(watch_dependencies(state_for_watch, ready.clone(), rx));
         ready.set_ready();
         tracing::info!(%addr, %admin_addr, "dpop-gateway listening");
