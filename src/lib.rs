@@ -36,6 +36,7 @@ pub mod pipeline;
 pub mod refusal;
 pub mod replay;
 pub mod request_uri;
+pub mod resource_metadata;
 pub mod route;
 pub mod server;
 pub mod telemetry;

@@ -209,6 +209,9 @@ fn access_token(c: &Config) -> Value {
     e.put("algorithms", algorithms(a.algorithms));
     e.put("leeway", dur(a.leeway));
     e.put("require_typ", Value::Bool(a.require_typ));
+    if let Some(ca_file) = &a.ca_file {
+        e.put("ca_file", text(&ca_file.display().to_string()));
+    }
     if let Some(i) = &a.introspection {
         let mut ie = Entries::default();
         ie.put("endpoint", text(&i.endpoint));

@@ -210,6 +210,9 @@ pub struct AccessTokenConfig {
     pub require_typ: bool,
     /// `introspection` (required when format is introspection).
     pub introspection: Option<IntrospectionConfig>,
+    /// `ca_file` (optional): PEM certificates trusted, besides the system roots, for https to
+    /// the authorization server (metadata, JWKS, introspection): for a private CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `access_token.format`.

@@ -215,6 +215,7 @@ pub(crate) struct RawAccessToken {
     pub(crate) leeway: Option<Scalar<Dur<true>>>,
     pub(crate) require_typ: Option<Scalar<Flag>>,
     pub(crate) introspection: Option<RawIntrospection>,
+    pub(crate) ca_file: Option<Scalar<FilePath>>,
 }
 
 /// `access_token.introspection`.

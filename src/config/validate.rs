@@ -320,6 +320,7 @@ fn access_token(raw: RawAccessToken, cx: &Cx<'_>) -> Result<AccessTokenConfig, C
         leeway: dur(raw.leeway, 30),
         require_typ: flag(raw.require_typ, true),
         introspection,
+        ca_file: value(raw.ca_file).map(|f| f.0),
     })
 }
 

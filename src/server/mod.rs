@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Readiness};
 use crate::clock::Clock;
-use crate::config::{Config, KeySource, ReplayBackend, TokenFormat};
+use crate::config::{AccessTokenConfig, Config, KeySource, ReplayBackend, TokenFormat};
 use crate::dpop::ProofPolicy;
 use crate::forward::Forwarder;
 use crate::metrics::Metrics;
@@ -24,8 +24,11 @@ use crate::pipeline::State;
 use crate::replay::{memory::MemoryStore, redis::RedisStore, ReplayStore};
 use crate::request_uri::UriPolicy;
 use crate::route::Router;
+use crate::token::http::AsClient;
+use crate::token::introspection::{IntrospectionPolicy, Introspector};
+use crate::token::jwks::{KeyLocation, RemoteKeys};
 use crate::token::jwt::{JwkSet, JwtPolicy, JwtValidator};
-use crate::token::TokenValidator;
+use crate::token::{Counters, TokenValidator};
 
 /// How often TLS files are checked for a change (the contract promises 30 s).
 const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
@@ -122,6 +125,8 @@ impl Running {
             ready.clone(),
             rx.clone(),
         ));
+        // Before the latch opens: remote keys are usually not loaded yet.
+        ready.set_dependencies_ok(state_for_watch.tokens.keys_loaded());
         tokio::spawn(watch_dependencies(state_for_watch, ready.clone(), rx));
         ready.set_ready();
         tracing::info!(%addr, %admin_addr, "dpop-gateway listening");
@@ -147,25 +152,102 @@ impl Running {
 }
 
 /// Every second: the replay cache's size for the metrics, and whether the shared replay store
-/// answers (readiness), until shutdown.
+/// answers and the token keys are loaded (readiness), until shutdown.
 async fn watch_dependencies(
     state: Arc<State>,
     ready: Readiness,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        match &state.replay {
+        let store_ok = match &state.replay {
             ReplayStore::Memory(m) => {
                 state
                     .metrics
                     .replay_entries
                     .set(i64::try_from(m.len()).unwrap_or(i64::MAX));
+                true
             }
-            ReplayStore::Redis(r) => ready.set_dependencies_ok(r.ping().await),
-        }
+            ReplayStore::Redis(r) => r.ping().await,
+        };
+        // Not ready until the authorization server's keys were loaded once.
+        ready.set_dependencies_ok(store_ok && state.tokens.keys_loaded());
         tokio::select! {
             _ = tokio::time::sleep(DEPENDENCY_CHECK_INTERVAL) => {}
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The token validator for `access_token`: a `jwks_file` is read now (an error stops the start);
+/// remote keys are fetched in the background (the gateway starts even if the authorization
+/// server is down, and is not ready until they are loaded).
+fn build_tokens(at: &AccessTokenConfig) -> Result<TokenValidator, StartError> {
+    let policy = JwtPolicy {
+        issuer: at.issuer.clone(),
+        audience: at.audience.clone().unwrap_or_default(),
+        algorithms: at.algorithms,
+        leeway: at.leeway.as_secs(),
+        require_typ: at.require_typ,
+    };
+    let client = || {
+        AsClient::new(at.ca_file.as_deref())
+            .map_err(|e| StartError(format!("access_token.ca_file: {e}")))
+    };
+    let counters = Arc::new(Counters::default());
+    match (at.format, &at.keys) {
+        (TokenFormat::Jwt, KeySource::File(path)) => {
+            let bytes = std::fs::read(path).map_err(|e| {
+                StartError(format!("access_token.jwks_file {}: {e}", path.display()))
+            })?;
+            let keys = JwkSet::from_json(&bytes).map_err(|e| {
+                StartError(format!("access_token.jwks_file {}: {e}", path.display()))
+            })?;
+            if keys.keys.is_empty() {
+                return Err(StartError(format!(
+                    "access_token.jwks_file {}: no usable signing key",
+                    path.display()
+                )));
+            }
+            Ok(TokenValidator::Jwt(JwtValidator::new(
+                policy,
+                keys,
+                TOKEN_CACHE_CAPACITY,
+            )))
+        }
+        (TokenFormat::Jwt, source) => {
+            let location = match source {
+                KeySource::Uri(uri) => KeyLocation::Uri(uri.clone()),
+                _ => KeyLocation::Discovery {
+                    issuer: at.issuer.clone(),
+                },
+            };
+            let validator = JwtValidator::new(policy, JwkSet::default(), TOKEN_CACHE_CAPACITY);
+            let keys = Arc::new(RemoteKeys::new(validator, location, client()?, counters));
+            RemoteKeys::spawn_refresh(&keys);
+            Ok(TokenValidator::RemoteJwt(keys))
+        }
+        (TokenFormat::Introspection, _) => {
+            let Some(i) = &at.introspection else {
+                return Err(StartError(
+                    "access_token.introspection: required when format is introspection".into(),
+                ));
+            };
+            let policy = IntrospectionPolicy {
+                issuer: at.issuer.clone(),
+                audience: at.audience.clone(),
+                leeway: at.leeway.as_secs(),
+                cache_ttl: i.cache_ttl,
+            };
+            Introspector::new(
+                i.endpoint.clone(),
+                &i.client_id,
+                i.client_secret.expose(),
+                client()?,
+                policy,
+                counters,
+            )
+            .map(|i| TokenValidator::Introspection(Box::new(i)))
+            .map_err(|e| StartError(format!("access_token.introspection: {e}")))
         }
     }
 }
@@ -175,41 +257,7 @@ async fn build_state(
     clock: Arc<dyn Clock>,
     metrics: Metrics,
 ) -> Result<State, StartError> {
-    let at = &config.access_token;
-    let tokens =
-        match (at.format, &at.keys) {
-            (TokenFormat::Jwt, KeySource::File(path)) => {
-                let bytes = std::fs::read(path).map_err(|e| {
-                    StartError(format!("access_token.jwks_file {}: {e}", path.display()))
-                })?;
-                let keys = JwkSet::from_json(&bytes).map_err(|e| {
-                    StartError(format!("access_token.jwks_file {}: {e}", path.display()))
-                })?;
-                if keys.keys.is_empty() {
-                    return Err(StartError(format!(
-                        "access_token.jwks_file {}: no usable signing key",
-                        path.display()
-                    )));
-                }
-                let policy = JwtPolicy {
-                    issuer: at.issuer.clone(),
-                    audience: at.audience.clone().unwrap_or_default(),
-                    algorithms: at.algorithms,
-                    leeway: at.leeway.as_secs(),
-                    require_typ: at.require_typ,
-                };
-                TokenValidator::Jwt(JwtValidator::new(policy, keys, TOKEN_CACHE_CAPACITY))
-            }
-            (TokenFormat::Jwt, _) => return Err(StartError(
-                "access_token: jwks_uri and issuer discovery are not supported yet; use jwks_file"
-                    .into(),
-            )),
-            (TokenFormat::Introspection, _) => {
-                return Err(StartError(
-                    "access_token.format: introspection is not supported yet".into(),
-                ))
-            }
-        };
+    let tokens = build_tokens(&config.access_token)?;
     let ttl = config.dpop.proof_max_age.as_secs() + config.dpop.clock_skew.as_secs();
     let replay = match &config.replay_cache.backend {
         ReplayBackend::Memory { capacity } => {

@@ -240,17 +240,7 @@ fn check_claims(
             return Err(TokenError::IssuedInFuture { iat, now });
         }
     }
-    let jkt = match claims.get("cnf") {
-        None => None,
-        Some(Value::Object(cnf)) => match cnf.get("jkt") {
-            None => None,
-            Some(Value::String(jkt)) => {
-                Some(Thumbprint::from_b64(jkt).ok_or(TokenError::CnfMalformed)?)
-            }
-            Some(_) => return Err(TokenError::CnfMalformed),
-        },
-        Some(_) => return Err(TokenError::CnfMalformed),
-    };
+    let jkt = cnf_jkt(claims)?;
     let string = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
     // RFC 9068 §2.2.3: `scope` is a space-separated string; some servers send `scp` as an array.
     let scope = string("scope").or_else(|| {
@@ -270,8 +260,24 @@ fn check_claims(
     })
 }
 
+/// RFC 9449 §6.1 (JWT) and §6.2 (introspection): `cnf.jkt`, when present, is a base64url
+/// SHA-256 thumbprint.
+pub(super) fn cnf_jkt(claims: &Map<String, Value>) -> Result<Option<Thumbprint>, TokenError> {
+    match claims.get("cnf") {
+        None => Ok(None),
+        Some(Value::Object(cnf)) => match cnf.get("jkt") {
+            None => Ok(None),
+            Some(Value::String(jkt)) => Thumbprint::from_b64(jkt)
+                .map(Some)
+                .ok_or(TokenError::CnfMalformed),
+            Some(_) => Err(TokenError::CnfMalformed),
+        },
+        Some(_) => Err(TokenError::CnfMalformed),
+    }
+}
+
 /// `now <= exp + leeway`.
-fn check_exp(exp: u64, now: u64, leeway: u64) -> Result<(), TokenError> {
+pub(super) fn check_exp(exp: u64, now: u64, leeway: u64) -> Result<(), TokenError> {
     if now > exp.saturating_add(leeway) {
         return Err(TokenError::Expired { exp, now });
     }
@@ -279,7 +285,7 @@ fn check_exp(exp: u64, now: u64, leeway: u64) -> Result<(), TokenError> {
 }
 
 /// `nbf <= now + leeway`, when there is an `nbf`.
-fn check_nbf(nbf: Option<u64>, now: u64, leeway: u64) -> Result<(), TokenError> {
+pub(super) fn check_nbf(nbf: Option<u64>, now: u64, leeway: u64) -> Result<(), TokenError> {
     match nbf {
         Some(nbf) if nbf > now.saturating_add(leeway) => Err(TokenError::NotYetValid { nbf, now }),
         _ => Ok(()),
@@ -287,7 +293,10 @@ fn check_nbf(nbf: Option<u64>, now: u64, leeway: u64) -> Result<(), TokenError> 
 }
 
 /// A NumericDate claim (RFC 7519 §2: seconds, possibly fractional; floored here).
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, TokenError> {
+pub(super) fn numeric_date(
+    claims: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<u64>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => Ok(Some(match n.as_u64() {

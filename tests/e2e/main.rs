@@ -9,9 +9,12 @@ mod support;
 
 mod cli;
 mod harness;
+mod interop;
+mod introspection;
 mod limits;
 mod ops;
 mod proof_checks;
+mod remote_keys;
 mod replay;
 mod replicas;
 mod tls;

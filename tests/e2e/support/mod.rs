@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod gateway;
+pub mod issuer_server;
 pub mod process;
 pub mod redis;
 pub mod tls;
