@@ -58,10 +58,14 @@ impl Readiness {
 }
 
 /// Serves the admin endpoints until `shutdown` flips.
+/// Called before every `/metrics` answer, to bring pulled values up to date.
+pub(crate) type BeforeScrape = Arc<dyn Fn() + Send + Sync>;
+
 pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Metrics,
     ready: Readiness,
+    before_scrape: BeforeScrape,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -74,8 +78,12 @@ pub(crate) async fn serve(
         };
         let metrics = metrics.clone();
         let ready = ready.clone();
+        let before_scrape = before_scrape.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
+                if req.uri().path() == "/metrics" {
+                    before_scrape();
+                }
                 let resp = respond(&req, &metrics, &ready);
                 async move { Ok::<_, std::convert::Infallible>(resp) }
             });

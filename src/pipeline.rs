@@ -31,6 +31,7 @@ use crate::nonce::{NonceKeys, NonceStatus};
 use crate::refusal::{ChallengeContext, Refusal};
 use crate::replay::{Admission, ReplayStore, StoreError};
 use crate::request_uri::{self, UriPolicy};
+use crate::resource_metadata::{self, ResourceMetadata};
 use crate::route::Router;
 use crate::token::{self, Scheme, TokenInfo, TokenValidator};
 
@@ -64,6 +65,8 @@ pub struct State {
     pub idle_timeout: std::time::Duration,
     /// Server nonces, when `dpop.nonce` has secrets.
     pub nonces: Option<NonceKeys>,
+    /// RFC 9728 protected resource metadata, when `resource_metadata.enabled`.
+    pub resource_metadata: Option<ResourceMetadata>,
 }
 
 /// What the listener knows about the connection a request came on.
@@ -102,11 +105,20 @@ pub async fn handle(
     // Dropped with the future too (a client that goes away mid-request).
     let _in_flight = InFlight::new(&state.metrics.in_flight);
     let request_id = request_id(req.headers_mut());
+    if let Some(mut resp) = serve_resource_metadata(&state, &req, conn) {
+        resp.headers_mut().insert(X_REQUEST_ID, request_id);
+        return Ok(resp);
+    }
     let method = req.method().clone();
     let origin = req.headers().get(ORIGIN).cloned();
     let route = state.router.find(req.uri().path());
     let route_label = route.map_or("unmatched", |r| r.prefix.as_str()).to_owned();
     let nonce_route = route.is_some_and(|r| r.nonce);
+    // Kept for the refusal's `resource_metadata` only when that is enabled.
+    let (uri, headers) = match state.resource_metadata {
+        Some(_) => (req.uri().clone(), req.headers().clone()),
+        None => (http::Uri::default(), http::HeaderMap::new()),
+    };
 
     let (mut resp, outcome) = match run(&state, req, conn).await {
         Ok((resp, jkt)) => (
@@ -139,9 +151,14 @@ pub async fn handle(
                 (Some(keys), true) => Some(keys.issue(state.clock.now())),
                 _ => None,
             };
+            let resource_metadata = match (&state.resource_metadata, parts.status == 401) {
+                (Some(_), true) => base_url(&state, conn, &uri, &headers)
+                    .map(|base| resource_metadata::metadata_url(&base)),
+                _ => None,
+            };
             let ctx = ChallengeContext {
                 algs: state.algs.clone(),
-                resource_metadata: None,
+                resource_metadata,
                 nonce,
                 allow_origin: origin.as_ref().filter(|o| state.origin_allowed(o)).cloned(),
             };
@@ -359,6 +376,37 @@ async fn check(
         proof,
         renew_nonce,
     })
+}
+
+/// `GET /.well-known/oauth-protected-resource[/path]` (RFC 9728 §3), answered by the gateway.
+fn serve_resource_metadata(
+    state: &State,
+    req: &Request<Incoming>,
+    conn: ConnMeta,
+) -> Option<Response<GatewayBody>> {
+    let rm = state.resource_metadata.as_ref()?;
+    let path = resource_metadata::well_known_path(req.uri().path())?;
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return None;
+    }
+    let base = base_url(state, conn, req.uri(), req.headers())?;
+    let mut resp = Response::new(body::full(rm.document(&format!("{base}{path}"))));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Some(resp)
+}
+
+/// `scheme://authority` of the resource as clients address it (the `htu` rules).
+fn base_url(
+    state: &State,
+    conn: ConnMeta,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> Option<String> {
+    let full = request_uri::request_uri(&state.uri_policy, conn.scheme, uri, headers)?;
+    full.strip_suffix(uri.path()).map(str::to_owned)
 }
 
 /// Counts a request in flight for as long as it lives.

@@ -119,10 +119,21 @@ impl Running {
             rx.clone(),
             config.shutdown_timeout,
         ));
+        let scrape_state = state_for_watch.clone();
+        let before_scrape: admin::BeforeScrape = Arc::new(move || {
+            scrape_state
+                .metrics
+                .sync_token_stats(scrape_state.tokens.stats());
+            if let ReplayStore::Memory(m) = &scrape_state.replay {
+                let len = i64::try_from(m.len()).unwrap_or(i64::MAX);
+                scrape_state.metrics.replay_entries.set(len);
+            }
+        });
         let admin = tokio::spawn(admin::serve(
             admin_listener,
             metrics.clone(),
             ready.clone(),
+            before_scrape,
             rx.clone(),
         ));
         // Before the latch opens: remote keys are usually not loaded yet.
@@ -314,5 +325,8 @@ async fn build_state(
         cors_allow_origins: config.cors_allow_origins.clone(),
         idle_timeout: config.limits.idle_timeout,
         nonces,
+        resource_metadata: config
+            .resource_metadata
+            .then(|| crate::resource_metadata::ResourceMetadata::from_config(config)),
     })
 }

@@ -139,6 +139,12 @@ impl RemoteKeys {
     }
 
     /// The fetch counters.
+    /// The verified-token cache lookups: (hits, misses).
+    pub fn cache_stats(&self) -> (u64, u64) {
+        self.validator.cache_stats()
+    }
+
+    /// What the key fetches did so far.
     pub fn counters(&self) -> &Counters {
         &self.counters
     }

@@ -2,6 +2,7 @@
 //! exp/nbf with leeway, and the `cnf.jkt` shape. The checks are pure (`now` is an argument);
 //! verified tokens are kept in [`TokenCache`] until their `exp`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value};
@@ -39,6 +40,8 @@ pub struct JwtValidator {
     policy: JwtPolicy,
     keys: RwLock<KeyState>,
     cache: TokenCache,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 /// The longest access token accepted, in bytes (checked before decoding).
@@ -110,7 +113,17 @@ impl JwtValidator {
                 generation: 0,
             }),
             cache: TokenCache::new(cache_capacity),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
+    }
+
+    /// Verified-token cache lookups so far: (hits, misses).
+    pub fn cache_stats(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 
     /// Replaces the key set (a JWKS reload); cached tokens signed by removed keys are dropped.
@@ -139,9 +152,11 @@ impl JwtValidator {
                     check_exp(exp.as_secs(), now.as_secs(), self.policy.leeway)?;
                 }
                 check_nbf(hit.nbf, now.as_secs(), self.policy.leeway)?;
+                self.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(hit.info);
             }
         }
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let verified = verify(token, &keys, &self.policy, now)?;
         let info = Arc::new(verified.info);
         self.cache.insert(

@@ -188,6 +188,10 @@ pub struct TokenStats {
     pub introspection_failures: u64,
     /// Introspection verdicts served from the cache.
     pub introspection_cache_hits: u64,
+    /// Verified JWTs served from the cache.
+    pub jwt_cache_hits: u64,
+    /// JWTs whose signature had to be checked.
+    pub jwt_cache_misses: u64,
 }
 
 /// The counters behind [`TokenStats`], shared with the tasks that fetch.
@@ -224,8 +228,22 @@ impl TokenValidator {
     /// The counters so far.
     pub fn stats(&self) -> TokenStats {
         match self {
-            TokenValidator::Jwt(_) => TokenStats::default(),
-            TokenValidator::RemoteJwt(v) => v.counters().snapshot(),
+            TokenValidator::Jwt(v) => {
+                let (jwt_cache_hits, jwt_cache_misses) = v.cache_stats();
+                TokenStats {
+                    jwt_cache_hits,
+                    jwt_cache_misses,
+                    ..TokenStats::default()
+                }
+            }
+            TokenValidator::RemoteJwt(v) => {
+                let (jwt_cache_hits, jwt_cache_misses) = v.cache_stats();
+                TokenStats {
+                    jwt_cache_hits,
+                    jwt_cache_misses,
+                    ..v.counters().snapshot()
+                }
+            }
             TokenValidator::Introspection(v) => v.counters().snapshot(),
         }
     }
@@ -243,6 +261,8 @@ impl Counters {
             introspections: get(&self.introspections),
             introspection_failures: get(&self.introspection_failures),
             introspection_cache_hits: get(&self.introspection_cache_hits),
+            jwt_cache_hits: 0,
+            jwt_cache_misses: 0,
         }
     }
 }

@@ -163,3 +163,52 @@ async fn request_ids_are_kept_or_added_and_forwarded() {
     assert_eq!(seen[0].headers["x-request-id"], "abc-123");
     assert_eq!(seen[1].headers["x-request-id"], generated.as_str());
 }
+
+#[tokio::test]
+async fn protected_resource_metadata_is_served_and_named_in_challenges() {
+    let gw = TestGateway::start().await;
+    let resp = gw.call("GET", "/.well-known/oauth-protected-resource").send().await;
+    assert_eq!(resp.status(), 200);
+    let doc: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+    assert_eq!(doc["resource"], gw.url(""));
+    assert_eq!(doc["authorization_servers"][0], "https://as.example.com");
+    assert!(doc["dpop_signing_alg_values_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("ES256")));
+    // The test config has a dpop_or_bearer route.
+    assert_eq!(doc["dpop_bound_access_tokens_required"], false);
+    let resp = gw.call("GET", "/.well-known/oauth-protected-resource/api").send().await;
+    let doc: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+    assert_eq!(doc["resource"], gw.url("/api"));
+
+    let refused = gw.call("GET", "/resource").send().await;
+    let www = refused.headers()["www-authenticate"].to_str().unwrap();
+    let want = format!(
+        "resource_metadata=\"{}\"",
+        gw.url("/.well-known/oauth-protected-resource")
+    );
+    assert!(www.contains(&want), "{www}");
+    assert!(gw.upstream.requests().is_empty(), "served by the gateway itself");
+}
+
+#[tokio::test]
+async fn a_repeated_token_is_verified_once_and_counted_as_a_cache_hit() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = gw.issuer.token_for(&key);
+    for _ in 0..3 {
+        let p = crate::support::proof(&key, "GET", &gw.url("/resource"), Some(&token));
+        let resp = gw.call("GET", "/resource").dpop_token(&token).proof(&p).send().await;
+        assert_eq!(resp.status(), 200);
+    }
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("dpop_gateway_token_cache_requests_total{result=\"hit\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dpop_gateway_token_cache_requests_total{result=\"miss\"} 1"),
+        "{metrics}"
+    );
+}
