@@ -65,6 +65,27 @@ enum Command {
         #[arg(long)]
         nonce: Option<String>,
     },
+    /// Run every check on a captured proof (and token) and print each with pass/fail.
+    Explain {
+        /// Config file (default: $DPOP_GATEWAY_CONFIG, then config/gateway.yaml).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// The `DPoP` header value.
+        #[arg(long)]
+        proof: String,
+        /// The access token.
+        #[arg(long)]
+        token: Option<String>,
+        /// The request method.
+        #[arg(long)]
+        method: String,
+        /// The URL the client called.
+        #[arg(long)]
+        url: String,
+        /// Check as of this time (seconds since the epoch) instead of now.
+        #[arg(long)]
+        at: Option<u64>,
+    },
     /// A self-contained walkthrough on loopback: gateway, echo upstream, local issuer.
     Demo,
     /// Print a signed JWT access token (RFC 9068) for local testing, e.g. with the demo issuer key.
@@ -115,6 +136,23 @@ pub fn main() -> ExitCode {
             nonce,
         } => proof(&key, method, url, token, nonce),
         Command::Demo => demo(),
+        Command::Explain {
+            config,
+            proof,
+            token,
+            method,
+            url,
+            at,
+        } => {
+            let input = crate::explain::Input {
+                proof,
+                token,
+                method,
+                url,
+                at: at.map_or_else(|| SystemClock.now(), crate::clock::UnixTime),
+            };
+            explain(config, &input)
+        }
         Command::Token {
             issuer_key,
             bind,
@@ -191,6 +229,41 @@ fn run(arg: Option<PathBuf>) -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+fn explain(config: Option<PathBuf>, input: &crate::explain::Input) -> ExitCode {
+    let config = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dpop-gateway explain: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match runtime.block_on(crate::explain::run(&config, input)) {
+        Ok(reports) => {
+            print!("{}", crate::explain::render(&reports));
+            let failed = reports
+                .iter()
+                .any(|r| matches!(r.finding, crate::dpop::explain::Finding::Fail(_)));
+            if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("dpop-gateway explain: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn demo() -> ExitCode {

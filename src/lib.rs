@@ -28,6 +28,7 @@ pub mod config;
 pub mod credentials;
 pub mod demo;
 pub mod dpop;
+pub mod explain;
 pub mod forward;
 pub mod jose;
 pub mod metrics;

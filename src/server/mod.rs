@@ -192,7 +192,34 @@ async fn watch_dependencies(
 /// The token validator for `access_token`: a `jwks_file` is read now (an error stops the start);
 /// remote keys are fetched in the background (the gateway starts even if the authorization
 /// server is down, and is not ready until they are loaded).
-fn build_tokens(at: &AccessTokenConfig) -> Result<TokenValidator, StartError> {
+/// The nonce keys, when `dpop.nonce` has secrets.
+pub(crate) fn nonce_keys(config: &Config) -> Result<Option<NonceKeys>, StartError> {
+    let nonce = &config.dpop.nonce;
+    if nonce.secrets.is_empty() {
+        return Ok(None);
+    }
+    let secrets: Vec<&[u8]> = nonce
+        .secrets
+        .iter()
+        .map(|s| s.expose().as_bytes())
+        .collect();
+    NonceKeys::new(&secrets, nonce.lifetime.as_secs())
+        .map(Some)
+        .map_err(|e| StartError(format!("dpop.nonce: {e}")))
+}
+
+/// The proof checks `config` asks for.
+pub(crate) fn proof_policy(config: &Config) -> ProofPolicy {
+    ProofPolicy {
+        algorithms: config.dpop.algorithms,
+        max_age: config.dpop.proof_max_age.as_secs(),
+        clock_skew: config.dpop.clock_skew.as_secs(),
+        max_proof_bytes: config.limits.max_proof_bytes,
+        require_ath: config.dpop.require_ath,
+    }
+}
+
+pub(crate) fn build_tokens(at: &AccessTokenConfig) -> Result<TokenValidator, StartError> {
     let policy = JwtPolicy {
         issuer: at.issuer.clone(),
         audience: at.audience.clone().unwrap_or_default(),
@@ -287,33 +314,14 @@ async fn build_state(
                 .map_err(|e| StartError(format!("replay_cache.redis_url: {e:?}")))?,
         ),
     };
-    let nonce = &config.dpop.nonce;
-    let nonces = if nonce.secrets.is_empty() {
-        None
-    } else {
-        let secrets: Vec<&[u8]> = nonce
-            .secrets
-            .iter()
-            .map(|s| s.expose().as_bytes())
-            .collect();
-        Some(
-            NonceKeys::new(&secrets, nonce.lifetime.as_secs())
-                .map_err(|e| StartError(format!("dpop.nonce: {e}")))?,
-        )
-    };
+    let nonces = nonce_keys(config)?;
     Ok(State {
         router: Router::new(&config.routes, config.dpop.nonce.enabled),
         uri_policy: UriPolicy {
             public_url: config.public_url.clone(),
             trust_forwarded: config.trust_forwarded_headers,
         },
-        proof_policy: ProofPolicy {
-            algorithms: config.dpop.algorithms,
-            max_age: config.dpop.proof_max_age.as_secs(),
-            clock_skew: config.dpop.clock_skew.as_secs(),
-            max_proof_bytes: config.limits.max_proof_bytes,
-            require_ath: config.dpop.require_ath,
-        },
+        proof_policy: proof_policy(config),
         tokens,
         replay,
         on_error: config.replay_cache.on_error,

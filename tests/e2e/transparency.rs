@@ -167,7 +167,10 @@ async fn request_ids_are_kept_or_added_and_forwarded() {
 #[tokio::test]
 async fn protected_resource_metadata_is_served_and_named_in_challenges() {
     let gw = TestGateway::start().await;
-    let resp = gw.call("GET", "/.well-known/oauth-protected-resource").send().await;
+    let resp = gw
+        .call("GET", "/.well-known/oauth-protected-resource")
+        .send()
+        .await;
     assert_eq!(resp.status(), 200);
     let doc: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
     assert_eq!(doc["resource"], gw.url(""));
@@ -178,7 +181,10 @@ async fn protected_resource_metadata_is_served_and_named_in_challenges() {
         .contains(&serde_json::json!("ES256")));
     // The test config has a dpop_or_bearer route.
     assert_eq!(doc["dpop_bound_access_tokens_required"], false);
-    let resp = gw.call("GET", "/.well-known/oauth-protected-resource/api").send().await;
+    let resp = gw
+        .call("GET", "/.well-known/oauth-protected-resource/api")
+        .send()
+        .await;
     let doc: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
     assert_eq!(doc["resource"], gw.url("/api"));
 
@@ -189,7 +195,10 @@ async fn protected_resource_metadata_is_served_and_named_in_challenges() {
         gw.url("/.well-known/oauth-protected-resource")
     );
     assert!(www.contains(&want), "{www}");
-    assert!(gw.upstream.requests().is_empty(), "served by the gateway itself");
+    assert!(
+        gw.upstream.requests().is_empty(),
+        "served by the gateway itself"
+    );
 }
 
 #[tokio::test]
@@ -199,7 +208,12 @@ async fn a_repeated_token_is_verified_once_and_counted_as_a_cache_hit() {
     let token = gw.issuer.token_for(&key);
     for _ in 0..3 {
         let p = crate::support::proof(&key, "GET", &gw.url("/resource"), Some(&token));
-        let resp = gw.call("GET", "/resource").dpop_token(&token).proof(&p).send().await;
+        let resp = gw
+            .call("GET", "/resource")
+            .dpop_token(&token)
+            .proof(&p)
+            .send()
+            .await;
         assert_eq!(resp.status(), 200);
     }
     let metrics = gw.metrics().await;
