@@ -193,11 +193,20 @@ fn explain_passes_a_good_request_and_names_the_one_failing_check() {
     let out = bin().args(["keygen"]).output().unwrap();
     std::fs::write(&key_path, &out.stdout).unwrap();
     let out = bin()
-        .args(["token", "--issuer-key", "config/demo/issuer-key.jwk", "--bind"])
+        .args([
+            "token",
+            "--issuer-key",
+            "config/demo/issuer-key.jwk",
+            "--bind",
+        ])
         .arg(&key_path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let url = "http://127.0.0.1:8443/accounts";
     let out = bin()
@@ -209,17 +218,30 @@ fn explain_passes_a_good_request_and_names_the_one_failing_check() {
     let proof = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let explain = |method: &str| {
         bin()
-            .args(["explain", "-c", "config/gateway.yaml", "--proof", &proof, "--token", &token])
+            .args([
+                "explain",
+                "-c",
+                "config/gateway.yaml",
+                "--proof",
+                &proof,
+                "--token",
+                &token,
+            ])
             .args(["--method", method, "--url", url])
             .output()
             .unwrap()
     };
     let ok = explain("GET");
     let text = String::from_utf8_lossy(&ok.stdout);
-    assert!(ok.status.success(), "{text}{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     for check in ["signature", "htm", "htu", "iat", "ath", "token", "binding"] {
         assert!(
-            text.lines().any(|l| l.starts_with("PASS") && l.contains(check)),
+            text.lines()
+                .any(|l| l.starts_with("PASS") && l.contains(check)),
             "{check}: {text}"
         );
     }
@@ -229,5 +251,8 @@ fn explain_passes_a_good_request_and_names_the_one_failing_check() {
     assert_eq!(bad.status.code(), Some(1), "{text}");
     let failed: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
     assert_eq!(failed.len(), 1, "{text}");
-    assert!(failed[0].contains("htm") && failed[0].contains("POST"), "{text}");
+    assert!(
+        failed[0].contains("htm") && failed[0].contains("POST"),
+        "{text}"
+    );
 }
