@@ -202,7 +202,7 @@ fn run(arg: Option<PathBuf>) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    crate::telemetry::init();
+    let _log_guard = crate::telemetry::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
