@@ -6,6 +6,7 @@ pub mod listener;
 pub mod tls;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,9 @@ use crate::token::{Counters, TokenValidator};
 
 /// How often TLS files are checked for a change (the contract promises 30 s).
 const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often `access_token.jwks_file` is checked for a change.
+const FILE_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How often the replay store is probed for readiness and its size exported.
 const DEPENDENCY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -119,6 +123,15 @@ impl Running {
             rx.clone(),
             config.shutdown_timeout,
         ));
+        if let (KeySource::File(path), TokenValidator::Jwt(_)) =
+            (&config.access_token.keys, &state_for_watch.tokens)
+        {
+            tokio::spawn(watch_jwks_file(
+                state_for_watch.clone(),
+                path.clone(),
+                rx.clone(),
+            ));
+        }
         let scrape_state = state_for_watch.clone();
         let before_scrape: admin::BeforeScrape = Arc::new(move || {
             scrape_state
@@ -192,6 +205,53 @@ async fn watch_dependencies(
 /// The token validator for `access_token`: a `jwks_file` is read now (an error stops the start);
 /// remote keys are fetched in the background (the gateway starts even if the authorization
 /// server is down, and is not ready until they are loaded).
+/// Reloads `access_token.jwks_file` when it changes (a ConfigMap update, a symlink swap): a
+/// good new set replaces the keys (and empties the token cache); a bad one is logged and the
+/// old keys stay.
+async fn watch_jwks_file(state: Arc<State>, path: PathBuf, mut shutdown: watch::Receiver<bool>) {
+    let TokenValidator::Jwt(validator) = &state.tokens else {
+        return;
+    };
+    let mut seen = tls::FileStamp::of(&path);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(FILE_RELOAD_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = tls::FileStamp::of(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let loaded = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| JwkSet::from_json(&b).map_err(|e| e.to_string()))
+            .and_then(|set| {
+                if set.keys.is_empty() {
+                    Err("no usable signing key".to_owned())
+                } else {
+                    Ok(set)
+                }
+            });
+        let result = match loaded {
+            Ok(set) => {
+                tracing::info!(path = %path.display(), keys = set.keys.len(), "JWKS file reloaded");
+                validator.set_keys(set);
+                "success"
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "JWKS file change not applied; keeping the previous keys");
+                "failure"
+            }
+        };
+        state
+            .metrics
+            .jwks_fetches
+            .with_label_values(&[result])
+            .inc();
+    }
+}
+
 /// The nonce keys, when `dpop.nonce` has secrets.
 pub(crate) fn nonce_keys(config: &Config) -> Result<Option<NonceKeys>, StartError> {
     let nonce = &config.dpop.nonce;

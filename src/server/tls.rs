@@ -71,7 +71,7 @@ pub struct ReloadingAcceptor {
 
 /// What identifies a file's content without reading it: where it resolves, its size and mtime.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct FileStamp {
+pub(crate) struct FileStamp {
     target: Option<PathBuf>,
     len: u64,
     modified: Option<SystemTime>,
@@ -223,7 +223,7 @@ impl ReloadingAcceptor {
 impl FileStamp {
     /// The stamp of `path` now; a missing file has an empty stamp (a later reappearance is a
     /// change).
-    fn of(path: &Path) -> Self {
+    pub(crate) fn of(path: &Path) -> Self {
         // `metadata` follows symlinks: a swapped `..data` link changes `target` and usually the
         // mtime of what it resolves to.
         let meta = std::fs::metadata(path).ok();

@@ -188,3 +188,37 @@ async fn dpop_on_dpop_or_bearer_route_still_checks_the_proof() {
         .await;
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn a_rewritten_jwks_file_is_picked_up_without_a_restart() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let new_issuer_key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let claims = gw.issuer.claims(Some(key.thumbprint().to_string()));
+    let mut header = serde_json::Map::new();
+    header.insert("typ".into(), json!("at+jwt"));
+    header.insert("kid".into(), json!("rotated-2"));
+    let new_token = new_issuer_key.sign_jws(header, &claims).unwrap();
+    let old_token = gw.issuer.token_for(&key);
+    assert_eq!(send(&gw, &key, &old_token).await.status(), 200);
+    assert_eq!(
+        send(&gw, &key, &new_token).await.status(),
+        401,
+        "unknown kid before"
+    );
+
+    // The authorization server rotated: the file now holds only the new key.
+    let mut jwk = new_issuer_key.public_jwk();
+    jwk.insert("kid".into(), json!("rotated-2"));
+    std::fs::write(&gw.issuer.jwks_path, json!({ "keys": [jwk] }).to_string()).unwrap();
+    for _ in 0..60 {
+        if send(&gw, &key, &new_token).await.status() == 200 {
+            let old = send(&gw, &key, &old_token).await;
+            assert_eq!(old.status(), 401, "the retired key no longer verifies");
+            assert_eq!(www_error(&old).as_deref(), Some("invalid_token"));
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("the new JWKS file was not picked up within 15 s");
+}
