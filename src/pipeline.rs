@@ -32,7 +32,7 @@ use crate::refusal::{ChallengeContext, Refusal};
 use crate::replay::{Admission, ReplayStore, StoreError};
 use crate::request_uri::{self, UriPolicy};
 use crate::resource_metadata::{self, ResourceMetadata};
-use crate::route::Router;
+use crate::route::{self, Router};
 use crate::token::{self, Scheme, TokenInfo, TokenValidator};
 
 /// Everything the request path needs, built once at start and shared by every connection.
@@ -113,7 +113,7 @@ pub async fn handle(
     let origin = req.headers().get(ORIGIN).cloned();
     let route = state.router.find(req.uri().path());
     let route_label = route.map_or("unmatched", |r| r.prefix.as_str()).to_owned();
-    let nonce_route = route.is_some_and(|r| r.nonce);
+    let nonce_route = state.router.nonce_for(req.uri().path());
     // Kept for the refusal's `resource_metadata` only when that is enabled.
     let (uri, headers) = match state.resource_metadata {
         Some(_) => (req.uri().clone(), req.headers().clone()),
@@ -132,6 +132,7 @@ pub async fn handle(
         Err(refusal) => {
             let parts = refusal.parts();
             if let Refusal::UpstreamUnavailable(e) = &refusal {
+                tracing::warn!(error = %e, "upstream unavailable");
                 state
                     .metrics
                     .upstream_errors
@@ -213,10 +214,12 @@ async fn run(
 ) -> Result<(Response<GatewayBody>, Option<String>), Refusal> {
     let (mut parts, incoming) = req.into_parts();
 
-    // 1 route
+    // 1 route, on a canonical path only: a server behind us must not read another path than
+    // the one routes were matched on
+    route::check_path(parts.uri.path()).map_err(Refusal::InvalidRequest)?;
     let route = state.router.find(parts.uri.path());
     let auth = route.map_or(AuthMode::Dpop, |r| r.auth);
-    let nonce_required = route.is_some_and(|r| r.nonce);
+    let nonce_required = state.router.nonce_for(parts.uri.path());
     let authorized = if auth == AuthMode::None || is_cors_preflight(&parts.method, &parts.headers) {
         None
     } else {
@@ -234,13 +237,16 @@ async fn run(
         .map(|p| p.jkt().to_string());
     let renew_nonce = authorized.as_ref().is_some_and(|a| a.renew_nonce);
 
-    // 7 headers
-    let host = parts.headers.get(http::header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // 7 headers. The authority htu was checked against (absolute-form or :authority) is the
+    // Host the upstream gets: the two must not differ.
+    if let Some(v) = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        parts.headers.insert(http::header::HOST, v);
+    }
+    let host = parts.headers.get(http::header::HOST).cloned();
     let ctx = fwd_headers::ForwardContext {
         config: &state.forward,
         identity: authorized.as_ref().map(|a| fwd_headers::Identity {
@@ -286,6 +292,11 @@ async fn check(
 ) -> Result<Authorized, Refusal> {
     // 2 credentials
     let creds = credentials::extract(&parts.headers)?.ok_or(Refusal::NoCredentials)?;
+    if creds.scheme == Scheme::Bearer && auth == AuthMode::Dpop {
+        // Refused before any token work: a random Bearer token must not cost a signature
+        // check or an introspection call on a route that never accepts Bearer.
+        return Err(Refusal::Token(crate::token::TokenError::NotBound));
+    }
     let now = state.clock.now();
 
     // 3 proof (a Bearer request's proof, if any, is not used: the binding check refuses a bound
@@ -452,10 +463,17 @@ fn request_id(headers: &mut http::HeaderMap) -> HeaderValue {
 
 /// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`. Forwarded
 /// without a proof: browsers never attach credentials to it, and the upstream owns its policy.
+/// A request that carries credentials or a body is not a preflight, whatever its headers say.
 fn is_cors_preflight(method: &Method, headers: &http::HeaderMap) -> bool {
     method == Method::OPTIONS
         && headers.contains_key(ORIGIN)
         && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        && !headers.contains_key(http::header::AUTHORIZATION)
+        && !headers.contains_key("dpop")
+        && !headers.contains_key(http::header::TRANSFER_ENCODING)
+        && headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0")
 }
 
 // === impl State ===

@@ -173,7 +173,8 @@ impl Refusal {
             Refusal::ReplayStoreFull { .. } => "the replay cache is full; retry later".to_owned(),
             Refusal::ReplayStoreUnavailable => "the replay store is unavailable".to_owned(),
             Refusal::TokenServiceUnavailable => "the token service is unavailable".to_owned(),
-            Refusal::UpstreamUnavailable(e) => format!("the upstream is unavailable: {e}"),
+            // The cause (DNS, connect errors) is logged, not sent: it describes our network.
+            Refusal::UpstreamUnavailable(_) => "the upstream is unavailable".to_owned(),
             Refusal::UpstreamTimeout => "the upstream did not answer in time".to_owned(),
         }
     }

@@ -8,6 +8,7 @@ use crate::config::{AuthMode, RouteConfig};
 #[derive(Clone, Debug)]
 pub struct Router {
     routes: Vec<Route>,
+    nonce_default: bool,
 }
 
 /// One matched route.
@@ -34,17 +35,82 @@ impl Router {
                 nonce: r.nonce.unwrap_or(nonce_default),
             })
             .collect();
-        Self { routes }
+        Self {
+            routes,
+            nonce_default,
+        }
     }
 
-    /// The first route matching `path`; `None` when nothing matches (refused as if protected).
+    /// The route for `path`: the first whose prefix matches; and when an ASCII case-insensitive
+    /// match (what a case-insensitive upstream would see) finds a stricter route, that one, so
+    /// `/API/x` cannot slip past a protected `/api` through a more open `/` route.
+    /// `None` when nothing matches (treated as `auth: dpop`).
     pub fn find(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
+        let exact = self.routes.iter().find(|r| prefix_matches(&r.prefix, path));
+        let folded = self
+            .routes
+            .iter()
+            .find(|r| prefix_matches_ignore_case(&r.prefix, path));
+        match (exact, folded) {
+            (Some(e), Some(f)) if strictness(f.auth) > strictness(e.auth) => Some(f),
+            (Some(e), _) => Some(e),
+            (None, f) => f,
+        }
+    }
+
+    /// Whether proofs on `path` need a nonce (`dpop.nonce.enabled` where no route matches).
+    pub fn nonce_for(&self, path: &str) -> bool {
+        self.find(path).map_or(self.nonce_default, |r| r.nonce)
     }
 
     /// Every route (for metric pre-registration and the resource metadata).
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+}
+
+/// Why a request path is refused before routing: anything a server behind us could read as
+/// another path than the one we match routes on. Route matching is literal, so the path must
+/// already be canonical (RFC 3986 §6.2.2: no dot segments, no percent-encoded unreserved
+/// characters), with no empty segments, no encoded `/` or `\`, and no `;` parameters on dot
+/// segments (`..;/`, which some servlet containers treat as `..`).
+pub fn check_path(path: &str) -> Result<(), &'static str> {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || path.contains('\\') {
+        return Err("the request path contains an encoded slash or a backslash");
+    }
+    if path.contains("//") {
+        return Err("the request path contains an empty segment");
+    }
+    if path
+        .split('/')
+        .any(|seg| seg.starts_with(".;") || seg.starts_with("..;"))
+    {
+        return Err("the request path contains a dot segment with parameters");
+    }
+    match crate::dpop::htu::normalize_path(path) {
+        Ok(canonical) if canonical.eq_ignore_ascii_case(path) => Ok(()),
+        Ok(_) => Err("the request path is not canonical (dot segments or percent-encoded unreserved characters)"),
+        Err(_) => Err("the request path is malformed"),
+    }
+}
+
+/// How much a route checks: a request matching several ways gets the strictest.
+fn strictness(auth: AuthMode) -> u8 {
+    match auth {
+        AuthMode::None => 0,
+        AuthMode::DpopOrBearer => 1,
+        AuthMode::Dpop => 2,
+    }
+}
+
+fn prefix_matches_ignore_case(prefix: &str, path: &str) -> bool {
+    match path.get(..prefix.len()) {
+        Some(head) if head.eq_ignore_ascii_case(prefix) => {
+            let rest = &path[prefix.len()..];
+            prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/')
+        }
+        _ => false,
     }
 }
 
@@ -84,6 +150,50 @@ mod tests {
         assert_eq!(rt.find("/public/a").unwrap().auth, AuthMode::DpopOrBearer);
         assert_eq!(rt.find("/public").unwrap().auth, AuthMode::Dpop);
         assert_eq!(rt.find("/anything").unwrap().auth, AuthMode::Dpop);
+    }
+
+    #[test]
+    fn a_case_variant_gets_the_stricter_route() {
+        let rt = Router::new(
+            &[
+                RouteConfig {
+                    path_prefix: "/api".into(),
+                    auth: AuthMode::Dpop,
+                    nonce: None,
+                },
+                RouteConfig {
+                    path_prefix: "/".into(),
+                    auth: AuthMode::None,
+                    nonce: None,
+                },
+            ],
+            false,
+        );
+        assert_eq!(rt.find("/API/x").unwrap().auth, AuthMode::Dpop);
+        assert_eq!(rt.find("/Api").unwrap().auth, AuthMode::Dpop);
+        assert_eq!(rt.find("/other").unwrap().auth, AuthMode::None);
+    }
+
+    #[test]
+    fn non_canonical_paths_are_refused() {
+        for ok in ["/", "/api/x", "/a%20b", "/a%2Ab", "/a%2ab", "/x.y/..z/.a"] {
+            assert_eq!(check_path(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "/healthz/../resource",
+            "/open/%2e%2e/admin",
+            "/healthz/..;/admin",
+            "/.;/admin",
+            "//api/x",
+            "/%61pi/x",
+            "/./api/x",
+            "/api%2fx",
+            "/api%5Cx",
+            "/a/.",
+            "/a%zz",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub enum ProofError {
     Malformed(JwsError),
     /// The header is not a JSON object (RFC 9449 §4.3 point 3).
     HeaderNotJson,
+    /// The header names critical extensions (`crit`), none of which is understood here
+    /// (RFC 7515 §4.1.11).
+    CritUnsupported,
     /// `typ` is not `dpop+jwt` (RFC 9449 §4.3 point 4); `None` when absent or not a string.
     Typ {
         /// The `typ` the proof carries.
@@ -192,6 +195,7 @@ impl ProofError {
             ProofError::TooLarge { .. } => ProofCheck::Size,
             ProofError::Malformed(_)
             | ProofError::HeaderNotJson
+            | ProofError::CritUnsupported
             | ProofError::ClaimsNotJson
             | ProofError::ClaimType { .. } => ProofCheck::Syntax,
             ProofError::Typ { .. } => ProofCheck::Typ,
@@ -222,6 +226,9 @@ impl std::fmt::Display for ProofError {
             }
             ProofError::Malformed(e) => write!(f, "DPoP proof is not a compact JWS: {e}"),
             ProofError::HeaderNotJson => f.write_str("DPoP proof header is not a JSON object"),
+            ProofError::CritUnsupported => {
+                f.write_str("DPoP proof header has a crit parameter; no extension is supported")
+            }
             ProofError::Typ { got: Some(t) } => {
                 write!(f, "DPoP proof typ is '{}', not 'dpop+jwt'", clip(t))
             }

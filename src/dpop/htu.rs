@@ -135,6 +135,21 @@ fn push_host(host: &str, out: &mut String) -> Result<(), HtuError> {
 /// Appends `input` with percent-encodings normalised: `%XX` of an unreserved character is
 /// decoded, any other keeps upper-case hex digits (RFC 3986 §6.2.2.1-2). `Err(None)` is bad
 /// percent-encoding, `Err(Some(_))` a character `allowed` refuses.
+/// Normalises an origin-form request path (no query): percent-encoding per RFC 3986 §6.2.2.2
+/// and dot segments per §6.2.2.3; an empty path is `/`. Used to refuse non-canonical request
+/// paths before routing.
+pub fn normalize_path(path: &str) -> Result<String, HtuError> {
+    let mut decoded = String::with_capacity(path.len());
+    push_normalized(path, is_path_char, false, &mut decoded)
+        .map_err(|e| e.unwrap_or(HtuError::BadPercentEncoding))?;
+    let path = remove_dot_segments(&decoded);
+    Ok(if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path
+    })
+}
+
 fn push_normalized(
     input: &str,
     allowed: fn(u8) -> bool,

@@ -110,6 +110,9 @@ pub fn verify(
     })?;
     let header: Map<String, Value> =
         serde_json::from_slice(&jws.header).map_err(|_| ProofError::HeaderNotJson)?;
+    if header.contains_key("crit") {
+        return Err(ProofError::CritUnsupported);
+    }
     let (alg, jwk) = check_header(&header, policy.algorithms)?;
     // Point 6: the signature, before any claim is trusted.
     jwk.verify(alg, jws.signing_input, &jws.signature)

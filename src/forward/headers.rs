@@ -37,6 +37,12 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::PROXY_AUTHENTICATE,
 ];
 
+/// `Bearer …` or `DPoP …` (case-insensitive scheme), the schemes this gateway answers for.
+fn is_token_scheme(value: &[u8]) -> bool {
+    let scheme = value.split(|b| *b == b' ').next().unwrap_or_default();
+    scheme.eq_ignore_ascii_case(b"bearer") || scheme.eq_ignore_ascii_case(b"dpop")
+}
+
 /// Headers a `Connection` header may not remove: they route and frame the request.
 const NOT_NOMINABLE: [HeaderName; 2] = [header::HOST, header::CONTENT_LENGTH];
 
@@ -100,7 +106,17 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
         headers.remove(name);
     }
 
-    // 2. What the gateway vouches for.
+    // 2. What the gateway vouches for. Without a verified caller (auth: none, a preflight),
+    // a Bearer or DPoP token is removed unless `keep`: the upstream trusts Bearer tokens from
+    // us, and an unchecked one could be a stolen DPoP-bound token. Other schemes pass.
+    if ctx.identity.is_none()
+        && ctx.config.authorization != ForwardAuthorization::Keep
+        && headers
+            .get(header::AUTHORIZATION)
+            .is_some_and(|v| is_token_scheme(v.as_bytes()))
+    {
+        headers.remove(header::AUTHORIZATION);
+    }
     if let Some(identity) = &ctx.identity {
         set_authorization(headers, ctx.config.authorization, identity.token);
         let info = identity.info;
@@ -446,12 +462,28 @@ mod tests {
     }
 
     #[test]
-    fn without_identity_authorization_is_unchanged_whatever_the_mode() {
+    fn without_identity_other_schemes_pass_whatever_the_mode() {
         for mode in [ForwardAuthorization::Bearer, ForwardAuthorization::Strip] {
             let cfg = config(mode);
             let mut map = headers(&[("authorization", "Basic dXNlcjpwdw==")]);
             prepare_request(&mut map, &ctx(&cfg, None));
             assert_eq!(get(&map, "authorization"), Some("Basic dXNlcjpwdw=="));
+        }
+    }
+
+    #[test]
+    fn without_identity_unchecked_tokens_are_removed_unless_keep() {
+        for (mode, kept) in [
+            (ForwardAuthorization::Bearer, false),
+            (ForwardAuthorization::Strip, false),
+            (ForwardAuthorization::Keep, true),
+        ] {
+            let cfg = config(mode);
+            for value in ["Bearer stolen", "bearer stolen", "DPoP stolen"] {
+                let mut map = headers(&[("authorization", value)]);
+                prepare_request(&mut map, &ctx(&cfg, None));
+                assert_eq!(map.contains_key("authorization"), kept, "{mode:?} {value}");
+            }
         }
     }
 

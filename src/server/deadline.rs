@@ -42,7 +42,9 @@ pub struct Deadlines<IO> {
     inner: IO,
     sleep: Pin<Box<Sleep>>,
     phase: Phase,
-    first_read: bool,
+    /// While the bytes read so far are a prefix of the HTTP/2 preface: how many. The head
+    /// deadline runs until the whole preface has arrived (one `P` must not switch it off).
+    preface: Option<usize>,
     header_timeout: Duration,
     idle_timeout: Duration,
 }
@@ -59,7 +61,7 @@ impl<IO> Deadlines<IO> {
             } else {
                 Phase::Head { matched: 0 }
             },
-            first_read: true,
+            preface: if h2 { None } else { Some(0) },
             header_timeout,
             idle_timeout,
         }
@@ -77,19 +79,33 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let new = &buf.filled()[before..];
-                if this.first_read && !new.is_empty() {
-                    this.first_read = false;
-                    let n = new.len().min(H2_PREFACE.len());
-                    if new[..n] == H2_PREFACE[..n] {
-                        this.phase = Phase::Passthrough;
+                match this.preface {
+                    Some(seen) if !new.is_empty() => {
+                        let want = &H2_PREFACE[seen..];
+                        let n = new.len().min(want.len());
+                        if new[..n] == want[..n] {
+                            if seen + n == H2_PREFACE.len() {
+                                this.preface = None;
+                                this.phase = Phase::Passthrough;
+                            } else {
+                                this.preface = Some(seen + n);
+                            }
+                        } else {
+                            // HTTP/1: the bytes held back as a possible preface count too.
+                            this.preface = None;
+                            let held = &H2_PREFACE[..seen];
+                            let timeout = this.header_timeout;
+                            advance(&mut this.phase, this.sleep.as_mut(), timeout, held);
+                            advance(&mut this.phase, this.sleep.as_mut(), timeout, new);
+                        }
                     }
+                    _ => advance(
+                        &mut this.phase,
+                        this.sleep.as_mut(),
+                        this.header_timeout,
+                        new,
+                    ),
                 }
-                advance(
-                    &mut this.phase,
-                    this.sleep.as_mut(),
-                    this.header_timeout,
-                    new,
-                );
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),

@@ -181,6 +181,12 @@ fn verify(
         .map_err(|e| TokenError::Malformed(e.to_string()))?;
     let header: Map<String, Value> = serde_json::from_slice(&jws.header)
         .map_err(|_| TokenError::Malformed("header is not a JSON object".into()))?;
+    // RFC 7515 §4.1.11: no critical extension is understood here.
+    if header.contains_key("crit") {
+        return Err(TokenError::Malformed(
+            "crit header parameter not supported".into(),
+        ));
+    }
     if policy.require_typ {
         check_typ(&header)?;
     }

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod bypass;
 mod cli;
 mod harness;
 mod interop;

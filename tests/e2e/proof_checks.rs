@@ -335,3 +335,67 @@ async fn every_algorithm_is_accepted_end_to_end() {
     }
     assert_eq!(gw.upstream.requests().len(), 5);
 }
+
+#[tokio::test]
+async fn missing_typ_is_refused() {
+    check_pair(|h, _| {
+        h.remove("typ");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_crit_header_is_refused() {
+    check_pair(|h, _| {
+        h.insert("crit".into(), json!(["exp"]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_jwk_that_names_another_alg_is_refused() {
+    check_pair(|h, _| {
+        if let Some(Value::Object(jwk)) = h.get_mut("jwk") {
+            jwk.insert("alg".into(), json!("ES384"));
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_overlong_jti_is_refused() {
+    check_pair(|_, c| c["jti"] = json!("j".repeat(300))).await;
+}
+
+#[tokio::test]
+async fn claims_of_the_wrong_type_are_refused() {
+    check_pair(|_, c| c["iat"] = json!(now().to_string())).await;
+    check_pair(|_, c| c["htu"] = json!(42)).await;
+}
+
+#[tokio::test]
+async fn a_relative_htu_is_refused() {
+    check_pair(|_, c| c["htu"] = json!("/resource")).await;
+}
+
+#[tokio::test]
+async fn a_jwk_of_another_key_type_than_alg_is_refused() {
+    // An EdDSA key in the header of a proof that claims ES256: signed by the EdDSA key, so only
+    // the key/alg fit is wrong.
+    let gw = TestGateway::start().await;
+    let es = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let ed = PrivateJwk::generate(Algorithm::EdDSA).unwrap();
+    let token = gw.issuer.token_for(&es);
+    let (mut header, claims) = parts(&gw, &es, &token);
+    header.insert("jwk".into(), Value::Object(ed.public_jwk()));
+    let mut header = Value::Object(header);
+    header["alg"] = json!("ES256");
+    let proof = raw_jws(&header, &claims, &[0u8; 64]);
+    let resp = gw
+        .call("GET", "/resource")
+        .dpop_token(&token)
+        .proof(&proof)
+        .send()
+        .await;
+    assert_refused(&resp, &gw, 0);
+}

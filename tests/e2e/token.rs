@@ -222,3 +222,54 @@ async fn a_rewritten_jwks_file_is_picked_up_without_a_restart() {
     }
     panic!("the new JWKS file was not picked up within 15 s");
 }
+
+#[tokio::test]
+async fn token_with_a_crit_header_is_refused() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let claims = gw.issuer.claims(Some(key.thumbprint().to_string()));
+    let mut header = serde_json::Map::new();
+    header.insert("typ".into(), json!("at+jwt"));
+    header.insert("kid".into(), json!("test-issuer-1"));
+    header.insert("crit".into(), json!(["x-ext"]));
+    let token = gw.issuer.key.sign_jws(header, &claims).unwrap();
+    assert_invalid_token(&send(&gw, &key, &token).await, &gw);
+}
+
+#[tokio::test]
+async fn token_without_typ_is_refused() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let claims = gw.issuer.claims(Some(key.thumbprint().to_string()));
+    let mut header = serde_json::Map::new();
+    header.insert("kid".into(), json!("test-issuer-1"));
+    let token = gw.issuer.key.sign_jws(header, &claims).unwrap();
+    assert_invalid_token(&send(&gw, &key, &token).await, &gw);
+}
+
+#[tokio::test]
+async fn token_with_a_symmetric_alg_is_refused() {
+    use base64::Engine;
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let claims = gw.issuer.claims(Some(key.thumbprint().to_string()));
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = json!({"typ": "at+jwt", "alg": "HS256", "kid": "test-issuer-1"});
+    let token = format!(
+        "{}.{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string()),
+        b64.encode(b"mac-with-the-public-key")
+    );
+    assert_invalid_token(&send(&gw, &key, &token).await, &gw);
+}
+
+#[tokio::test]
+async fn token_with_a_malformed_cnf_is_refused() {
+    refused_claims(|c| c["cnf"] = json!({"jkt": "not-a-thumbprint"})).await;
+}
+
+#[tokio::test]
+async fn token_issued_in_the_future_is_refused() {
+    refused_claims(|c| c["iat"] = json!(now() + 600)).await;
+}
