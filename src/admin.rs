@@ -72,7 +72,11 @@ pub(crate) async fn serve(
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
-                Err(_) => continue,
+                Err(_) => {
+                    // EMFILE and friends: back off instead of spinning a core.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
             },
             _ = shutdown.changed() => break,
         };
