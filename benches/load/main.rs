@@ -437,20 +437,23 @@ async fn closed_loop(
                 }
                 let status = read_response(&mut s, &mut buf).await;
                 let t1 = clock::monotonic();
-                if t0 >= measure_from {
-                    match status {
-                        Ok(200) => {
-                            st.ok += 1;
-                            st.lat_ns.push((t1 - t0).as_nanos() as u64);
-                        }
-                        Ok(_) => st.errors += 1,
-                        Err(_) => {
-                            st.errors += 1;
-                            break;
-                        }
+                let counted = t0 >= measure_from;
+                match status {
+                    Ok(200) if counted => {
+                        st.ok += 1;
+                        st.lat_ns.push((t1 - t0).as_nanos() as u64);
                     }
-                } else if status.is_err() {
-                    break;
+                    Ok(_) => st.errors += u64::from(counted),
+                    Err(_) => {
+                        // The server closed the connection: count it and reconnect.
+                        st.errors += u64::from(counted);
+                        buf.clear();
+                        match TcpStream::connect(addr).await {
+                            Ok(n) => s = n,
+                            Err(_) => break,
+                        }
+                        let _ = s.set_nodelay(true);
+                    }
                 }
             }
             st
@@ -628,8 +631,14 @@ fn pinned(core: usize, bin: impl AsRef<std::ffi::OsStr>) -> Command {
     }
 }
 
+/// The machine's cores (not this process's affinity: after pinning that is one).
 fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    let n = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    n.max(1)
 }
 
 fn gateway_yaml(
@@ -679,6 +688,7 @@ pid {d}/nginx.pid;
 error_log {d}/nginx-error.log;
 events {{ worker_connections 4096; }}
 http {{
+  keepalive_requests 10000000;
   access_log {d}/nginx-access.log;
   client_body_temp_path {d}/nginx-body;
   proxy_temp_path {d}/nginx-proxy;
