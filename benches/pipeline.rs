@@ -15,6 +15,8 @@
 
 // reason: a bench binary is its own crate; `pub` in its modules documents their surface.
 #![allow(unreachable_pub, missing_docs)]
+// reason: fixed fixtures set up before measuring, like a test's; a broken one must stop the run.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -83,7 +85,10 @@ fn benches(c: &mut Criterion) -> Vec<(String, String)> {
                     checks(f, &policy, &tokens, &replay, n)
                 })
             });
-            rows.push((format!("{group}/{}", f.alg.as_str()), common::ring_id(f.alg)));
+            rows.push((
+                format!("{group}/{}", f.alg.as_str()),
+                common::ring_id(f.alg),
+            ));
         }
         g.finish();
     }
@@ -94,7 +99,9 @@ fn benches(c: &mut Criterion) -> Vec<(String, String)> {
     for (name, capacity) in [("cached", 100_000), ("uncached", 0)] {
         let tokens = issuer.validator(capacity);
         assert!(tokens.validate(&f.token, NOW).is_ok());
-        g.bench_function(name, |b| b.iter(|| tokens.validate(black_box(&f.token), NOW).is_ok()));
+        g.bench_function(name, |b| {
+            b.iter(|| tokens.validate(black_box(&f.token), NOW).is_ok())
+        });
         rows.push((format!("token/{name}"), common::ring_id(f.alg)));
     }
     g.finish();

@@ -10,6 +10,8 @@
 
 // reason: a bench binary is its own crate; `pub` in its modules documents their surface.
 #![allow(unreachable_pub, missing_docs)]
+// reason: fixed fixtures set up before measuring, like a test's; a broken one must stop the run.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

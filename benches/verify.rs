@@ -5,6 +5,8 @@
 
 // reason: a bench binary is its own crate; `pub` in its modules documents their surface.
 #![allow(unreachable_pub, missing_docs)]
+// reason: fixed fixtures set up before measuring, like a test's; a broken one must stop the run.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -36,10 +38,7 @@ fn benches(c: &mut Criterion) -> Vec<(String, String)> {
         proof.bench_function(f.alg.as_str(), |b| {
             b.iter(|| dpop::verify(black_box(&f.proof), &req, &policy, NOW).is_ok())
         });
-        rows.push((
-            format!("proof/{}", f.alg.as_str()),
-            common::ring_id(f.alg),
-        ));
+        rows.push((format!("proof/{}", f.alg.as_str()), common::ring_id(f.alg)));
     }
     proof.finish();
 

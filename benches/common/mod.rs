@@ -7,6 +7,8 @@
 
 // reason: each bench binary uses a different subset of these helpers.
 #![allow(dead_code)]
+// reason: fixed fixtures set up before measuring, like a test's; a broken one must stop the run.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -128,9 +130,11 @@ impl Fixture {
                     .verify(msg, sig)
                     .is_ok()
             }
-            (RingKey::Unparsed(k), Algorithm::EdDSA) => UnparsedPublicKey::new(&signature::ED25519, k)
-                .verify(msg, sig)
-                .is_ok(),
+            (RingKey::Unparsed(k), Algorithm::EdDSA) => {
+                UnparsedPublicKey::new(&signature::ED25519, k)
+                    .verify(msg, sig)
+                    .is_ok()
+            }
             (RingKey::Rsa(n, e), Algorithm::RS256) => RsaPublicKeyComponents { n, e }
                 .verify(&signature::RSA_PKCS1_2048_8192_SHA256, msg, sig)
                 .is_ok(),
@@ -222,7 +226,11 @@ impl Issuer {
             leeway: 30,
             require_typ: true,
         };
-        JwtValidator::new(policy, JwkSet::from_json(&self.jwks).unwrap(), cache_capacity)
+        JwtValidator::new(
+            policy,
+            JwkSet::from_json(&self.jwks).unwrap(),
+            cache_capacity,
+        )
     }
 }
 

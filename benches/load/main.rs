@@ -199,7 +199,14 @@ impl Minter {
         let n = self.counter.get();
         self.counter.set(n + 1);
         let k = n % self.keys.len();
-        dpop_request(&self.keys[k], &self.tokens[k], &self.host, &self.path, "GET", 0)
+        dpop_request(
+            &self.keys[k],
+            &self.tokens[k],
+            &self.host,
+            &self.path,
+            "GET",
+            0,
+        )
     }
 }
 
@@ -247,15 +254,19 @@ impl Proxy {
         let pid = self.child.id();
         let mut pids = vec![pid];
         // nginx: the master's children are the workers.
-        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default();
-        pids.extend(children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        pids.extend(
+            children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
         pids
     }
 
-    /// utime + stime of every process, in clock ticks.
-    fn cpu_ticks(&self) -> u64 {
-        self.pids().iter().map(|p| cpu_ticks(*p)).sum()
+    /// On-CPU time of every thread of every process, in ns.
+    fn cpu_ns(&self) -> u64 {
+        self.pids().iter().map(|p| cpu_ns(*p)).sum()
     }
 
     /// Resets `VmHWM` to the current RSS (Linux `clear_refs` 5).
@@ -289,13 +300,51 @@ impl Proxy {
     }
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
+/// On-CPU ns of every thread of `pid`: `/proc/<pid>/task/*/schedstat` (ns resolution), or
+/// utime+stime from `/proc/<pid>/stat` (clock ticks) where schedstat is missing.
+fn cpu_ns(pid: u32) -> u64 {
+    schedstat(pid, 0)
+}
+
+/// Time the threads of `pid` were runnable but waited for a CPU (schedstat field 2), in ns:
+/// on a shared machine, other processes on the proxy's core show up here.
+fn wait_ns(pid: u32) -> u64 {
+    schedstat(pid, 1)
+}
+
+fn schedstat(pid: u32, field: usize) -> u64 {
+    let mut total = 0u64;
+    let mut found = false;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let text = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            if let Some(ns) = text
+                .split_whitespace()
+                .nth(field)
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                total += ns;
+                found = true;
+            }
+        }
+    }
+    if found || field > 0 {
+        return total;
+    }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the `(comm)`, which may contain spaces: utime is field 14, stime 15.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = rest.split_whitespace().collect();
     let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    get(11) + get(12)
+    ((get(11) + get(12)) as f64 * 1e9 / ticks_per_sec()) as u64
+}
+
+/// On-CPU ns of the calling thread.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
 }
 
 fn status_kib(pid: u32, field: &str) -> u64 {
@@ -336,9 +385,7 @@ async fn upstream(listener: TcpListener) {
                     }
                 }
                 let text = if n > 0 { format!("{n}") } else { "ok".into() };
-                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(
-                    text,
-                ))))
+                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(text))))
             });
             let _ = http1::Builder::new().serve_connection(io, svc).await;
         });
@@ -361,10 +408,7 @@ async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<
         buf.extend_from_slice(&tmp[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let status = head
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0u16);
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0u16);
     let len = head.lines().find_map(|l| {
         l.strip_prefix("content-length:")
             .and_then(|v| v.trim().parse::<usize>().ok())
@@ -468,13 +512,15 @@ async fn closed_loop(
         }
     }
     let end = clock::monotonic().min(deadline);
-    (all, end.saturating_duration_since(measure_from).as_secs_f64())
+    (
+        all,
+        end.saturating_duration_since(measure_from).as_secs_f64(),
+    )
 }
 
-/// Open loop at `rate` requests/s over `conns` connections for `dur`. A request's latency
-/// runs from its scheduled time when its connection was still busy then (no coordinated
-/// omission), else from when it was sent (tokio's timer is 1 ms coarse: its lateness is ours,
-/// not the server's).
+/// Open loop at `rate` requests/s over `conns` connections for `dur`, each request at its own
+/// scheduled time. A request's latency runs from its scheduled time when its connection was
+/// still busy then (no coordinated omission), else from when it was sent.
 async fn open_loop(
     addr: SocketAddr,
     source: Rc<Source>,
@@ -499,9 +545,19 @@ async fn open_loop(
             let mut next = start + Duration::from_secs_f64(i as f64 / rate);
             let mut last_done = start;
             while next < deadline {
-                tokio::time::sleep_until(next.into()).await;
+                // tokio's timer is 1 ms coarse, and every sleeper due in the same tick wakes
+                // at once: sleep to just short of `next`, then yield until it (a burst of
+                // same-tick arrivals would queue at the server and show as its latency).
+                let early = next.checked_sub(Duration::from_millis(2));
+                if let Some(early) = early.filter(|e| *e > clock::monotonic()) {
+                    tokio::time::sleep_until(early.into()).await;
+                }
+                while clock::monotonic() < next {
+                    tokio::task::yield_now().await;
+                }
                 let Some(req) = source.next() else { break };
                 let sent = clock::monotonic();
+                // Late because this connection was still busy: count from the schedule.
                 let from = if last_done > next { next } else { sent };
                 if s.write_all(&req).await.is_err() {
                     st.errors += 1;
@@ -598,7 +654,28 @@ fn start_gateway(dir: &Path, name: &str, yaml: &str, addr: SocketAddr) -> Result
     let log = dir.join(format!("{name}.log"));
     let out = std::fs::File::create(&log).map_err(|e| e.to_string())?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
-    let mut cmd = pinned(0, GATEWAY_BIN);
+    // LOADBENCH_PROFILE=perf: record the gateway with `perf record` (cpu-clock: hardware
+    // counters are often unavailable in VMs) into <run dir>/<name>.perf.data.
+    let mut cmd = if std::env::var("LOADBENCH_PROFILE").is_ok_and(|v| v == "perf") {
+        let mut c = pinned(0, "perf");
+        c.args([
+            "record",
+            "-q",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "999",
+            "--call-graph",
+            "dwarf,16384",
+            "-o",
+        ])
+        .arg(dir.join(format!("{name}.perf.data")))
+        .arg("--")
+        .arg(GATEWAY_BIN);
+        c
+    } else {
+        pinned(0, GATEWAY_BIN)
+    };
     let mut child = cmd
         .arg("run")
         .arg("-c")
@@ -608,10 +685,7 @@ fn start_gateway(dir: &Path, name: &str, yaml: &str, addr: SocketAddr) -> Result
         .spawn()
         .map_err(|e| format!("spawn {GATEWAY_BIN}: {e}"))?;
     match wait_listening(&mut child, addr, &log) {
-        Ok(()) => Ok(Proxy {
-            child,
-            addr,
-        }),
+        Ok(()) => Ok(Proxy { child, addr }),
         Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
@@ -726,10 +800,7 @@ http {{
         .map_err(|e| format!("spawn nginx: {e}"))?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     match wait_listening(&mut child, addr, &log) {
-        Ok(()) => Ok(Proxy {
-            child,
-            addr,
-        }),
+        Ok(()) => Ok(Proxy { child, addr }),
         Err(e) => {
             let _ = child.kill();
             Err(e)
@@ -800,25 +871,28 @@ fn ring_p256_verify_ns() -> f64 {
     point.extend(b64(jwk["y"].as_str().unwrap_or_default()));
     let (input, sig) = jws.rsplit_once('.').unwrap_or_default();
     let sig = b64(sig);
-    let pk = ring::signature::UnparsedPublicKey::new(
-        &ring::signature::ECDSA_P256_SHA256_FIXED,
-        point,
-    );
-    let n = 3000;
+    let pk =
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point);
+    // CPU time, not wall time: the machine may be shared, and the gateway is charged in CPU.
+    let n = 5000;
+    let c0 = thread_cpu_ns();
     let t0 = clock::monotonic();
     let mut ok = 0;
     for _ in 0..n {
         ok += usize::from(pk.verify(input.as_bytes(), &sig).is_ok());
     }
     assert_eq!(ok, n, "ring baseline verifies");
-    t0.elapsed().as_nanos() as f64 / n as f64
+    let cpu = thread_cpu_ns().saturating_sub(c0);
+    if cpu == 0 {
+        return t0.elapsed().as_nanos() as f64 / n as f64;
+    }
+    cpu as f64 / n as f64
 }
 
 struct Run {
     plan: Plan,
     dir: PathBuf,
     upstream: SocketAddr,
-    ticks: f64,
 }
 
 impl Run {
@@ -835,31 +909,46 @@ impl Run {
         let measure_from = t0 + self.plan.warmup;
         let deadline = measure_from + self.plan.measure;
         // CPU is sampled at the edges of the measured window by a side task.
-        let cpu = Rc::new(RefCell::new((0u64, 0u64)));
+        let cpu = Rc::new(RefCell::new((0u64, 0u64, 0u64, 0u64)));
         let sampler = proxy.map(|p| {
             let pids = p.pids();
             let cpu = Rc::clone(&cpu);
             tokio::task::spawn_local(async move {
                 tokio::time::sleep_until(measure_from.into()).await;
-                let a: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+                let a: u64 = pids.iter().map(|p| cpu_ns(*p)).sum();
+                let wa: u64 = pids.iter().map(|p| wait_ns(*p)).sum();
                 tokio::time::sleep_until(deadline.into()).await;
-                let b: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
-                *cpu.borrow_mut() = (a, b);
+                let b: u64 = pids.iter().map(|p| cpu_ns(*p)).sum();
+                let wb: u64 = pids.iter().map(|p| wait_ns(*p)).sum();
+                *cpu.borrow_mut() = (a, b, wa, wb);
             })
         });
         if let Some(p) = proxy {
             p.reset_peak();
         }
-        let (st, secs) =
-            closed_loop(target, source, self.plan.connections, measure_from, deadline).await;
+        let (st, secs) = closed_loop(
+            target,
+            source,
+            self.plan.connections,
+            measure_from,
+            deadline,
+        )
+        .await;
         let mut ph = self.phase(name, st, secs);
         if let (Some(p), Some(s)) = (proxy, sampler) {
             let ran_full = secs + 0.05 >= self.plan.measure.as_secs_f64();
             if ran_full {
                 let _ = s.await;
-                let (a, b) = *cpu.borrow();
-                ph.cpu_us_per_req = Some(
-                    (b.saturating_sub(a)) as f64 / self.ticks * 1e6 / ph.requests.max(1) as f64,
+                let (a, b, wa, wb) = *cpu.borrow();
+                let used = b.saturating_sub(a) as f64;
+                let waited = wb.saturating_sub(wa) as f64;
+                ph.cpu_us_per_req = Some(used / 1e3 / ph.requests.max(1) as f64);
+                // Busy + waiting well under 100% on a closed loop: the proxy idled.
+                let _ = write!(
+                    ph.note,
+                    "proxy on-CPU {:.0}%, runnable but waiting for the core {:.0}%; ",
+                    100.0 * used / (secs * 1e9),
+                    100.0 * waited / (secs * 1e9)
                 );
             } else {
                 s.abort();
@@ -925,6 +1014,7 @@ fn main() {
 }
 
 async fn run(plan: Plan) -> String {
+    let load_before = loadavg();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
@@ -974,7 +1064,6 @@ async fn run(plan: Plan) -> String {
         plan,
         dir: dir.clone(),
         upstream: up,
-        ticks: ticks_per_sec(),
     };
     let mut phases: Vec<Phase> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
@@ -1001,21 +1090,29 @@ async fn run(plan: Plan) -> String {
         return out;
     }
 
-    let mut a = r
-        .closed("(a) upstream direct", up, Source::Fixed(plain_request(up, "/open/x")), None)
-        .await;
-    a.note.push_str("no proxy: load generator + upstream only");
-    phases.push(a);
-
-    let b = r
-        .closed(
-            "(b) gateway auth: none",
-            gw_addr,
-            Source::Fixed(plain_request(gw_addr, "/open/x")),
-            Some(&gw),
-        )
-        .await;
-    phases.push(b);
+    // LOADBENCH_ONLY=c runs (c) alone (for profiling the DPoP path with LOADBENCH_PROFILE).
+    let only_c = std::env::var("LOADBENCH_ONLY").is_ok_and(|v| v == "c");
+    if !only_c {
+        let mut a = r
+            .closed(
+                "(a) upstream direct",
+                up,
+                Source::Fixed(plain_request(up, "/open/x")),
+                None,
+            )
+            .await;
+        a.note.push_str("no proxy: load generator + upstream only");
+        phases.push(a);
+        let b = r
+            .closed(
+                "(b) gateway auth: none",
+                gw_addr,
+                Source::Fixed(plain_request(gw_addr, "/open/x")),
+                Some(&gw),
+            )
+            .await;
+        phases.push(b);
+    }
 
     // (c): enough unique proofs for 1.5x the verify-bound rate over warm-up + measure.
     let budget = |secs: f64| ((1e9 / verify_ns) * secs * 1.5) as usize + 1000;
@@ -1036,6 +1133,10 @@ async fn run(plan: Plan) -> String {
         )
         .await;
     let c_rps = c.rps();
+    if only_c {
+        gw.stop();
+        return format!("{}\n", c.row());
+    }
     phases.push(c);
 
     // (d): Redis, when there is one and the gateway takes it.
@@ -1065,7 +1166,12 @@ async fn run(plan: Plan) -> String {
     // Open loop at 50% of (c)'s max rate, direct and through the gateway.
     let rate = (c_rps * 0.5).max(100.0);
     let oa = r
-        .open("(a') direct, open loop", up, Source::Fixed(plain_request(up, "/open/x")), rate)
+        .open(
+            "(a') direct, open loop",
+            up,
+            Source::Fixed(plain_request(up, "/open/x")),
+            rate,
+        )
         .await;
     let open_proofs = mint_batch(
         &keys,
@@ -1074,7 +1180,8 @@ async fn run(plan: Plan) -> String {
         (rate * plan.open_loop.as_secs_f64() * 1.1) as usize + 1000,
     );
     gw.reset_peak();
-    let t = gw.cpu_ticks();
+    let t = gw.cpu_ns();
+    let w: u64 = gw.pids().iter().map(|p| wait_ns(*p)).sum();
     let mut oc = r
         .open(
             "(c') gateway DPoP, open loop",
@@ -1083,11 +1190,24 @@ async fn run(plan: Plan) -> String {
             rate,
         )
         .await;
-    oc.cpu_us_per_req = Some(
-        gw.cpu_ticks().saturating_sub(t) as f64 / r.ticks * 1e6 / oc.requests.max(1) as f64,
+    oc.cpu_us_per_req =
+        Some(gw.cpu_ns().saturating_sub(t) as f64 / 1e3 / oc.requests.max(1) as f64);
+    let waited = gw
+        .pids()
+        .iter()
+        .map(|p| wait_ns(*p))
+        .sum::<u64>()
+        .saturating_sub(w);
+    let _ = write!(
+        oc.note,
+        "gateway runnable but waiting for its core {:.1}% of the time; ",
+        100.0 * waited as f64 / (oc.secs * 1e9)
     );
     oc.peak_rss_kib = Some(gw.peak_rss_kib());
-    let added_p99 = oc.lat_ns.get(oc.lat_ns.len().saturating_sub(1) * 99 / 100).copied();
+    let added_p99 = oc
+        .lat_ns
+        .get(oc.lat_ns.len().saturating_sub(1) * 99 / 100)
+        .copied();
     phases.push(oa.clone());
     phases.push(oc.clone());
 
@@ -1125,9 +1245,10 @@ async fn run(plan: Plan) -> String {
     let _ = writeln!(out, "\n# loadbench results\n");
     let _ = writeln!(
         out,
-        "machine: {} cores, {}; gateway `{}` pinned to core 0, load generator + upstream on core 1; mode: {}\n",
+        "machine: {} cores, {}; {}; gateway `{}` pinned to core 0, load generator + upstream on core 1; mode: {}\n",
         cores(),
         cpu_model(),
+        load_before,
         GATEWAY_BIN,
         if plan.quick { "--quick" } else { "full" }
     );
@@ -1145,9 +1266,15 @@ async fn run(plan: Plan) -> String {
     );
     // Targets, as ratios measured in this run.
     let _ = writeln!(out, "\n## targets (measured in this run)\n");
-    let c = &phases[2];
+    let find = |prefix: &str| phases.iter().find(|p| p.name.starts_with(prefix));
+    let Some(c) = find("(c)") else {
+        return out;
+    };
     let verify_us = verify_ns / 1000.0;
-    let _ = writeln!(out, "- one ring P-256 verify (this process, core 1): {verify_us:.1} µs");
+    let _ = writeln!(
+        out,
+        "- one ring P-256 verify (this process, core 1): {verify_us:.1} µs"
+    );
     if let Some(cpu) = c.cpu_us_per_req {
         let _ = writeln!(
             out,
@@ -1162,14 +1289,18 @@ async fn run(plan: Plan) -> String {
         100.0 * c.rps() * verify_ns / 1e9,
         1e9 / verify_ns
     );
-    if let Some(e) = phases.iter().find(|p| p.name.starts_with("(e)") && p.requests > 0) {
+    if let (Some(b), Some(e)) = (find("(b)"), find("(e)").filter(|e| e.requests > 0)) {
         let _ = writeln!(
             out,
             "- (b)/(e): {:.2}x nginx (target >= 0.9x)",
-            phases[1].rps() / e.rps()
+            b.rps() / e.rps()
         );
     }
-    let p99 = |p: &Phase| p.lat_ns.get(p.lat_ns.len().saturating_sub(1) * 99 / 100).copied();
+    let p99 = |p: &Phase| {
+        p.lat_ns
+            .get(p.lat_ns.len().saturating_sub(1) * 99 / 100)
+            .copied()
+    };
     if let (Some(gw99), Some(d99)) = (added_p99, p99(&oa)) {
         let _ = writeln!(
             out,
@@ -1207,7 +1338,16 @@ async fn redis_phase(
     };
     let rport = free_port();
     let Ok(mut redis) = pinned(1, &redis_bin)
-        .args(["--port", &rport.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &rport.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -1299,4 +1439,13 @@ fn cpu_model() -> String {
         .find_map(|l| l.strip_prefix("model name"))
         .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
         .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// `/proc/loadavg`'s 1-minute figure: other work on a shared machine skews every number.
+fn loadavg() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!(
+        "load average {} before the run",
+        text.split_whitespace().next().unwrap_or("?")
+    )
 }
