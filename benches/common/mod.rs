@@ -276,12 +276,14 @@ pub fn print_ratios(title: &str, rows: &[(String, String)], since: SystemTime) {
         let (Some(t), Some(b)) = (estimate_ns(id, since), estimate_ns(base, since)) else {
             continue;
         };
-        lines.push(format!(
-            "| {id} | {} | {base} | {} | {:.2}x |",
-            human(t),
-            human(b),
-            t / b
-        ));
+        let ratio = t / b;
+        // Small parts (a digest, a thumbprint) keep three significant digits.
+        let ratio = if ratio < 0.1 {
+            format!("{ratio:.4}x")
+        } else {
+            format!("{ratio:.2}x")
+        };
+        lines.push(format!("| {id} | {} | {base} | {} | {ratio} |", human(t), human(b)));
     }
     if lines.is_empty() {
         return;
