@@ -283,7 +283,11 @@ pub fn print_ratios(title: &str, rows: &[(String, String)], since: SystemTime) {
         } else {
             format!("{ratio:.2}x")
         };
-        lines.push(format!("| {id} | {} | {base} | {} | {ratio} |", human(t), human(b)));
+        lines.push(format!(
+            "| {id} | {} | {base} | {} | {ratio} |",
+            human(t),
+            human(b)
+        ));
     }
     if lines.is_empty() {
         return;

@@ -637,8 +637,13 @@ fn wait_listening(child: &mut Child, addr: SocketAddr, log: &Path) -> Result<(),
     for _ in 0..100 {
         if let Ok(Some(status)) = child.try_wait() {
             let text = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(2).collect();
-            return Err(format!("exited {status}: {}", tail.join(" / ")));
+            // The last plain line (tracing's lines carry colour codes).
+            let last = text
+                .lines()
+                .rev()
+                .find(|l| !l.contains('\u{1b}') && !l.trim().is_empty())
+                .unwrap_or("");
+            return Err(format!("{status}: {last}"));
         }
         if std::net::TcpStream::connect(addr).is_ok() {
             return Ok(());
