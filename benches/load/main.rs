@@ -1294,11 +1294,20 @@ async fn run(plan: Plan) -> String {
         100.0 * c.rps() * verify_ns / 1e9,
         1e9 / verify_ns
     );
+    if let Some(cpu) = c.cpu_us_per_req {
+        let _ = writeln!(
+            out,
+            "- (c) rate with the core to itself (1/CPU per request): {:.0} req/s = {:.0}% of 1/verify-time",
+            1e6 / cpu,
+            100.0 * verify_us / cpu
+        );
+    }
     if let (Some(b), Some(e)) = (find("(b)"), find("(e)").filter(|e| e.requests > 0)) {
         let _ = writeln!(
             out,
-            "- (b)/(e): {:.2}x nginx (target >= 0.9x)",
-            b.rps() / e.rps()
+            "- (b)/(e): {:.2}x nginx (target >= 0.9x); by CPU per request, which other load on the core does not skew: {:.2}x",
+            b.rps() / e.rps(),
+            e.cpu_us_per_req.unwrap_or(0.0) / b.cpu_us_per_req.unwrap_or(f64::INFINITY)
         );
     }
     let p99 = |p: &Phase| {
