@@ -16,34 +16,56 @@ use tokio::sync::watch;
 use crate::body::{self, GatewayBody};
 use crate::metrics::Metrics;
 
-/// The readiness latch.
-#[derive(Clone, Debug, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+/// The readiness latch, and whether the dependencies that are probed (the shared replay
+/// store) answer.
+#[derive(Clone, Debug)]
+pub struct Readiness {
+    started: Arc<AtomicBool>,
+    dependencies_ok: Arc<AtomicBool>,
+}
 
 // === impl Readiness ===
 
+impl Default for Readiness {
+    fn default() -> Self {
+        Self {
+            started: Arc::new(AtomicBool::new(false)),
+            dependencies_ok: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
+
 impl Readiness {
-    /// Marks the gateway ready.
+    /// Marks the gateway started (listeners up, keys loaded).
     pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Release);
+        self.started.store(true, Ordering::Release);
     }
 
-    /// Marks the gateway not ready (shutdown has begun).
+    /// Marks the gateway not ready (shutdown has begun); it never becomes ready again.
     pub fn set_not_ready(&self) {
-        self.0.store(false, Ordering::Release);
+        self.started.store(false, Ordering::Release);
+    }
+
+    /// Records whether the probed dependencies answer.
+    pub fn set_dependencies_ok(&self, ok: bool) {
+        self.dependencies_ok.store(ok, Ordering::Release);
     }
 
     /// Whether the gateway is ready.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.started.load(Ordering::Acquire) && self.dependencies_ok.load(Ordering::Acquire)
     }
 }
 
 /// Serves the admin endpoints until `shutdown` flips.
+/// Called before every `/metrics` answer, to bring pulled values up to date.
+pub(crate) type BeforeScrape = Arc<dyn Fn() + Send + Sync>;
+
 pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Metrics,
     ready: Readiness,
+    before_scrape: BeforeScrape,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -56,8 +78,12 @@ pub(crate) async fn serve(
         };
         let metrics = metrics.clone();
         let ready = ready.clone();
+        let before_scrape = before_scrape.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
+                if req.uri().path() == "/metrics" {
+                    before_scrape();
+                }
                 let resp = respond(&req, &metrics, &ready);
                 async move { Ok::<_, std::convert::Infallible>(resp) }
             });

@@ -17,7 +17,11 @@ use crate::server::Running;
 pub const EXIT_USAGE: u8 = 64;
 
 #[derive(Parser, Debug)]
-#[command(name = "dpop-gateway", version, about = "Enforces OAuth 2.0 DPoP (RFC 9449) in front of HTTP APIs")]
+#[command(
+    name = "dpop-gateway",
+    version,
+    about = "Enforces OAuth 2.0 DPoP (RFC 9449) in front of HTTP APIs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,6 +65,29 @@ enum Command {
         #[arg(long)]
         nonce: Option<String>,
     },
+    /// Run every check on a captured proof (and token) and print each with pass/fail.
+    Explain {
+        /// Config file (default: $DPOP_GATEWAY_CONFIG, then config/gateway.yaml).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// The `DPoP` header value.
+        #[arg(long)]
+        proof: String,
+        /// The access token.
+        #[arg(long)]
+        token: Option<String>,
+        /// The request method.
+        #[arg(long)]
+        method: String,
+        /// The URL the client called.
+        #[arg(long)]
+        url: String,
+        /// Check as of this time (seconds since the epoch) instead of now.
+        #[arg(long)]
+        at: Option<u64>,
+    },
+    /// A self-contained walkthrough on loopback: gateway, echo upstream, local issuer.
+    Demo,
     /// Print a signed JWT access token (RFC 9068) for local testing, e.g. with the demo issuer key.
     Token {
         /// The issuer's private JWK (its `kid`, if any, goes in the header).
@@ -108,6 +135,24 @@ pub fn main() -> ExitCode {
             token,
             nonce,
         } => proof(&key, method, url, token, nonce),
+        Command::Demo => demo(),
+        Command::Explain {
+            config,
+            proof,
+            token,
+            method,
+            url,
+            at,
+        } => {
+            let input = crate::explain::Input {
+                proof,
+                token,
+                method,
+                url,
+                at: at.map_or_else(|| SystemClock.now(), crate::clock::UnixTime),
+            };
+            explain(config, &input)
+        }
         Command::Token {
             issuer_key,
             bind,
@@ -157,8 +202,11 @@ fn run(arg: Option<PathBuf>) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    crate::telemetry::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let _log_guard = crate::telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("dpop-gateway: cannot start the runtime: {e}");
@@ -181,6 +229,61 @@ fn run(arg: Option<PathBuf>) -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+fn explain(config: Option<PathBuf>, input: &crate::explain::Input) -> ExitCode {
+    let config = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dpop-gateway explain: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match runtime.block_on(crate::explain::run(&config, input)) {
+        Ok(reports) => {
+            print!("{}", crate::explain::render(&reports));
+            let failed = reports
+                .iter()
+                .any(|r| matches!(r.finding, crate::dpop::explain::Finding::Fail(_)));
+            if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("dpop-gateway explain: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn demo() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dpop-gateway demo: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(crate::demo::run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dpop-gateway demo: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 async fn wait_for_signal() {
@@ -290,7 +393,11 @@ fn read_key(path: &std::path::Path) -> Result<(PrivateJwk, serde_json::Value), E
     Ok((key, json))
 }
 
-fn token(issuer_key: &std::path::Path, bind: Option<&std::path::Path>, c: &TokenClaims) -> ExitCode {
+fn token(
+    issuer_key: &std::path::Path,
+    bind: Option<&std::path::Path>,
+    c: &TokenClaims,
+) -> ExitCode {
     let (key, json) = match read_key(issuer_key) {
         Ok(k) => k,
         Err(code) => return code,
@@ -316,16 +423,18 @@ fn token(issuer_key: &std::path::Path, bind: Option<&std::path::Path>, c: &Token
         };
         let jkt = match PrivateJwk::from_json(&text) {
             Ok(k) => k.thumbprint(),
-            Err(_) => match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text)
-                .ok()
-                .and_then(|m| crate::jose::PublicJwk::from_json(&m).ok())
-            {
-                Some(k) => k.thumbprint(),
-                None => {
-                    eprintln!("dpop-gateway token: {}: not a JWK", bind.display());
-                    return ExitCode::from(EXIT_USAGE);
+            Err(_) => {
+                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text)
+                    .ok()
+                    .and_then(|m| crate::jose::PublicJwk::from_json(&m).ok())
+                {
+                    Some(k) => k.thumbprint(),
+                    None => {
+                        eprintln!("dpop-gateway token: {}: not a JWK", bind.display());
+                        return ExitCode::from(EXIT_USAGE);
+                    }
                 }
-            },
+            }
         };
         claims["cnf"] = serde_json::json!({ "jkt": jkt.to_string() });
     }

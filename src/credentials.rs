@@ -124,11 +124,7 @@ mod tests {
 
     #[test]
     fn duplicates_are_invalid_requests() {
-        let h = headers(&[
-            ("authorization", "DPoP a"),
-            ("dpop", "x"),
-            ("dpop", "y"),
-        ]);
+        let h = headers(&[("authorization", "DPoP a"), ("dpop", "x"), ("dpop", "y")]);
         assert!(matches!(extract(&h), Err(Refusal::InvalidRequest(_))));
         let h = headers(&[("authorization", "DPoP a"), ("authorization", "DPoP b")]);
         assert!(matches!(extract(&h), Err(Refusal::InvalidRequest(_))));

@@ -18,8 +18,8 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 
 /// Verification buckets: proof + token checks alone, 10 µs (cache hits) to 50 ms (RSA-4096).
 pub const VERIFY_BUCKETS: &[f64] = &[
-    0.000_01, 0.000_025, 0.000_05, 0.000_075, 0.000_1, 0.000_15, 0.000_2, 0.000_3, 0.000_5,
-    0.001, 0.002_5, 0.005, 0.01, 0.05,
+    0.000_01, 0.000_025, 0.000_05, 0.000_075, 0.000_1, 0.000_15, 0.000_2, 0.000_3, 0.000_5, 0.001,
+    0.002_5, 0.005, 0.01, 0.05,
 ];
 
 /// The gateway's metrics.
@@ -53,6 +53,12 @@ pub struct Metrics {
     pub token_cache: IntCounterVec,
     /// `dpop_gateway_tls_reloads_total{result}`.
     pub tls_reloads: IntCounterVec,
+    /// `dpop_gateway_jwks_fetches_total{result}`.
+    pub jwks_fetches: IntCounterVec,
+    /// `dpop_gateway_introspection_requests_total{result}`.
+    pub introspections: IntCounterVec,
+    /// The token validator's counters as last exported (they are monotonic; metrics get deltas).
+    token_seen: std::sync::Arc<std::sync::Mutex<crate::token::TokenStats>>,
 }
 
 /// A request method as a bounded label.
@@ -150,11 +156,44 @@ impl Metrics {
                 ),
                 &["result"],
             )?,
+            jwks_fetches: IntCounterVec::new(
+                Opts::new(
+                    "dpop_gateway_jwks_fetches_total",
+                    "Fetches of the authorization server's keys (metadata + JWKS) by result.",
+                ),
+                &["result"],
+            )?,
+            introspections: IntCounterVec::new(
+                Opts::new(
+                    "dpop_gateway_introspection_requests_total",
+                    "RFC 7662 introspection requests sent (cache misses) by result; failures answered 503.",
+                ),
+                &["result"],
+            )?,
+            token_seen: Default::default(),
             registry,
         };
         m.register_all()?;
+        // Small closed label sets start at 0, so rate() and alerts see them before the first event.
+        for kind in ["connect", "timeout", "protocol"] {
+            m.upstream_errors.with_label_values(&[kind]);
+        }
+        for policy in ["reject", "allow"] {
+            m.replay_store_errors.with_label_values(&[policy]);
+        }
+        for result in ["hit", "miss"] {
+            m.token_cache.with_label_values(&[result]);
+        }
+        for result in ["success", "failure"] {
+            m.tls_reloads.with_label_values(&[result]);
+            m.jwks_fetches.with_label_values(&[result]);
+            m.introspections.with_label_values(&[result]);
+        }
         let build = IntGaugeVec::new(
-            Opts::new("dpop_gateway_build_info", "Build information; the value is 1."),
+            Opts::new(
+                "dpop_gateway_build_info",
+                "Build information; the value is 1.",
+            ),
             &["version"],
         )?;
         m.registry.register(Box::new(build.clone()))?;
@@ -177,6 +216,8 @@ impl Metrics {
         r.register(Box::new(self.replay_store_errors.clone()))?;
         r.register(Box::new(self.token_cache.clone()))?;
         r.register(Box::new(self.tls_reloads.clone()))?;
+        r.register(Box::new(self.jwks_fetches.clone()))?;
+        r.register(Box::new(self.introspections.clone()))?;
         Ok(())
     }
 
@@ -195,6 +236,36 @@ impl Metrics {
         self.request_duration
             .with_label_values(&[route, outcome])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Brings the token counters up to `now` (the validator keeps monotonic totals).
+    pub fn sync_token_stats(&self, now: crate::token::TokenStats) {
+        let mut seen = self.token_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let d = |new: u64, old: u64| new.saturating_sub(old);
+        self.token_cache.with_label_values(&["hit"]).inc_by(
+            d(now.jwt_cache_hits, seen.jwt_cache_hits)
+                + d(now.introspection_cache_hits, seen.introspection_cache_hits),
+        );
+        self.token_cache.with_label_values(&["miss"]).inc_by(
+            d(now.jwt_cache_misses, seen.jwt_cache_misses)
+                + d(now.introspections, seen.introspections),
+        );
+        let fetch_fail = d(now.key_fetch_failures, seen.key_fetch_failures);
+        self.jwks_fetches
+            .with_label_values(&["success"])
+            .inc_by(d(now.key_fetches, seen.key_fetches));
+        self.jwks_fetches
+            .with_label_values(&["failure"])
+            .inc_by(fetch_fail);
+        let intro_fail = d(now.introspection_failures, seen.introspection_failures);
+        let intro_all = d(now.introspections, seen.introspections);
+        self.introspections
+            .with_label_values(&["success"])
+            .inc_by(intro_all.saturating_sub(intro_fail));
+        self.introspections
+            .with_label_values(&["failure"])
+            .inc_by(intro_fail);
+        *seen = now;
     }
 
     /// The text exposition format.

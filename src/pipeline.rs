@@ -5,7 +5,7 @@
 //! 1 route::find               auth: none (or a CORS preflight) => go to 7
 //! 2 credentials::extract      one DPoP, one Authorization, scheme  -> 400 invalid_request
 //! 3 dpop::verify       (pure) typ alg jwk sig htm htu iat ath      -> 401 invalid_dpop_proof
-//! 4 nonce::check       (pure) when enabled (a later change)        -> 401 use_dpop_nonce
+//! 4 nonce::check       (pure) when the route requires it           -> 401 use_dpop_nonce + DPoP-Nonce
 //! 5 token::validate           JWT/JWKS, then cnf.jkt binding       -> 401 invalid_token | 503
 //! 6 replay::check_and_insert  last, so only fully valid proofs use an entry -> 401 | 503
 //! 7 forward::prepare_request  strip DPoP + hop-by-hop + spoofed identity; set identity, X-Forwarded-*
@@ -23,15 +23,17 @@ use hyper::body::Incoming;
 use crate::body::{self, GatewayBody, IdleTimeoutBody};
 use crate::clock::{self, Clock};
 use crate::config::{AuthMode, ForwardConfig, OnError};
+use crate::credentials;
 use crate::dpop::{self, ProofPolicy, ProofRequest, VerifiedProof};
 use crate::forward::{headers as fwd_headers, ForwardError, Forwarder};
 use crate::metrics::{self, Metrics};
+use crate::nonce::{NonceKeys, NonceStatus};
 use crate::refusal::{ChallengeContext, Refusal};
 use crate::replay::{Admission, ReplayStore, StoreError};
 use crate::request_uri::{self, UriPolicy};
+use crate::resource_metadata::{self, ResourceMetadata};
 use crate::route::Router;
 use crate::token::{self, Scheme, TokenInfo, TokenValidator};
-use crate::credentials;
 
 /// Everything the request path needs, built once at start and shared by every connection.
 pub struct State {
@@ -61,6 +63,10 @@ pub struct State {
     pub cors_allow_origins: Vec<String>,
     /// `limits.idle_timeout`, between body reads.
     pub idle_timeout: std::time::Duration,
+    /// Server nonces, when `dpop.nonce` has secrets.
+    pub nonces: Option<NonceKeys>,
+    /// RFC 9728 protected resource metadata, when `resource_metadata.enabled`.
+    pub resource_metadata: Option<ResourceMetadata>,
 }
 
 /// What the listener knows about the connection a request came on.
@@ -78,6 +84,8 @@ struct Authorized {
     token: String,
     info: Arc<TokenInfo>,
     proof: Option<VerifiedProof>,
+    /// The proof's nonce is past half its lifetime: send a new one with the response.
+    renew_nonce: bool,
 }
 
 /// How a handled request ended, for metrics and the access log.
@@ -90,18 +98,27 @@ struct Outcome {
 /// Handles one request: checks, then forwards or refuses. Never fails.
 pub async fn handle(
     state: Arc<State>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     conn: ConnMeta,
 ) -> Result<Response<GatewayBody>, std::convert::Infallible> {
     let start = clock::monotonic();
-    state.metrics.in_flight.inc();
+    // Dropped with the future too (a client that goes away mid-request).
+    let _in_flight = InFlight::new(&state.metrics.in_flight);
+    let request_id = request_id(req.headers_mut());
+    if let Some(mut resp) = serve_resource_metadata(&state, &req, conn) {
+        resp.headers_mut().insert(X_REQUEST_ID, request_id);
+        return Ok(resp);
+    }
     let method = req.method().clone();
     let origin = req.headers().get(ORIGIN).cloned();
-    let route_label = state
-        .router
-        .find(req.uri().path())
-        .map_or("unmatched", |r| r.prefix.as_str())
-        .to_owned();
+    let route = state.router.find(req.uri().path());
+    let route_label = route.map_or("unmatched", |r| r.prefix.as_str()).to_owned();
+    let nonce_route = route.is_some_and(|r| r.nonce);
+    // Kept for the refusal's `resource_metadata` only when that is enabled.
+    let (uri, headers) = match state.resource_metadata {
+        Some(_) => (req.uri().clone(), req.headers().clone()),
+        None => (http::Uri::default(), http::HeaderMap::new()),
+    };
 
     let (mut resp, outcome) = match run(&state, req, conn).await {
         Ok((resp, jkt)) => (
@@ -115,15 +132,34 @@ pub async fn handle(
         Err(refusal) => {
             let parts = refusal.parts();
             if let Refusal::UpstreamUnavailable(e) = &refusal {
-                state.metrics.upstream_errors.with_label_values(&[e.kind()]).inc();
+                state
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[e.kind()])
+                    .inc();
             } else if let Refusal::UpstreamTimeout = &refusal {
-                state.metrics.upstream_errors.with_label_values(&["timeout"]).inc();
+                state
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&["timeout"])
+                    .inc();
             }
             tracing::debug!(reason = parts.reason, description = %refusal.description(), "refused");
+            // On a nonce route every 401 carries a fresh nonce, so a client's next proof can
+            // use it without another round trip (RFC 9449 §8).
+            let nonce = match (&state.nonces, nonce_route && parts.status == 401) {
+                (Some(keys), true) => Some(keys.issue(state.clock.now())),
+                _ => None,
+            };
+            let resource_metadata = match (&state.resource_metadata, parts.status == 401) {
+                (Some(_), true) => base_url(&state, conn, &uri, &headers)
+                    .map(|base| resource_metadata::metadata_url(&base)),
+                _ => None,
+            };
             let ctx = ChallengeContext {
                 algs: state.algs.clone(),
-                resource_metadata: None,
-                nonce: None,
+                resource_metadata,
+                nonce,
                 allow_origin: origin.as_ref().filter(|o| state.origin_allowed(o)).cloned(),
             };
             (
@@ -153,9 +189,10 @@ pub async fn handle(
         outcome.reason,
         elapsed,
     );
-    state.metrics.in_flight.dec();
+    resp.headers_mut().insert(X_REQUEST_ID, request_id.clone());
     tracing::info!(
         target: "dpop_gateway::access",
+        request_id = request_id.to_str().unwrap_or("-"),
         method = %method,
         route = %route_label,
         status = resp.status().as_u16(),
@@ -177,16 +214,14 @@ async fn run(
     let (mut parts, incoming) = req.into_parts();
 
     // 1 route
-    let auth = state
-        .router
-        .find(parts.uri.path())
-        .map_or(AuthMode::Dpop, |r| r.auth);
-    let authorized = if auth == AuthMode::None || is_cors_preflight(&parts.method, &parts.headers)
-    {
+    let route = state.router.find(parts.uri.path());
+    let auth = route.map_or(AuthMode::Dpop, |r| r.auth);
+    let nonce_required = route.is_some_and(|r| r.nonce);
+    let authorized = if auth == AuthMode::None || is_cors_preflight(&parts.method, &parts.headers) {
         None
     } else {
         let verify_start = clock::monotonic();
-        let a = check(state, &parts, conn, auth).await;
+        let a = check(state, &parts, conn, auth, nonce_required).await;
         state
             .metrics
             .verification_duration
@@ -197,13 +232,15 @@ async fn run(
         .as_ref()
         .and_then(|a| a.proof.as_ref())
         .map(|p| p.jkt().to_string());
+    let renew_nonce = authorized.as_ref().is_some_and(|a| a.renew_nonce);
 
     // 7 headers
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .cloned()
-        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let host = parts.headers.get(http::header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     let ctx = fwd_headers::ForwardContext {
         config: &state.forward,
         identity: authorized.as_ref().map(|a| fwd_headers::Identity {
@@ -226,7 +263,14 @@ async fn run(
         .upstream_duration
         .observe(upstream_start.elapsed().as_secs_f64());
     match result {
-        Ok(resp) => Ok((resp, jkt)),
+        Ok(mut resp) => {
+            if let (true, Some(keys)) = (renew_nonce, &state.nonces) {
+                if let Ok(v) = HeaderValue::from_str(&keys.issue(state.clock.now())) {
+                    resp.headers_mut().insert("dpop-nonce", v);
+                }
+            }
+            Ok((resp, jkt))
+        }
         Err(ForwardError::Timeout { .. }) => Err(Refusal::UpstreamTimeout),
         Err(e) => Err(Refusal::UpstreamUnavailable(e)),
     }
@@ -238,6 +282,7 @@ async fn check(
     parts: &http::request::Parts,
     conn: ConnMeta,
     auth: AuthMode,
+    nonce_required: bool,
 ) -> Result<Authorized, Refusal> {
     // 2 credentials
     let creds = credentials::extract(&parts.headers)?.ok_or(Refusal::NoCredentials)?;
@@ -265,7 +310,20 @@ async fn check(
         (Scheme::Bearer, _) => None,
     };
 
-    // 4 nonce: added with server nonces.
+    // 4 nonce: after the signature (a forged proof learns nothing), before the replay entry
+    // (a nonce retry must not burn the client's jti)
+    let mut renew_nonce = false;
+    if let (true, Some(p)) = (nonce_required, &proof) {
+        let keys = state
+            .nonces
+            .as_ref()
+            .ok_or(Refusal::UseNonce(crate::nonce::NonceError::NoSecrets))?;
+        match keys.check(p.nonce(), now) {
+            Ok(NonceStatus::Fresh) => {}
+            Ok(NonceStatus::NearExpiry) => renew_nonce = true,
+            Err(e) => return Err(Refusal::UseNonce(e)),
+        }
+    }
 
     // 5 token, then its binding to the proof's key
     let info = state
@@ -316,7 +374,80 @@ async fn check(
         token: creds.token.to_owned(),
         info,
         proof,
+        renew_nonce,
     })
+}
+
+/// `GET /.well-known/oauth-protected-resource[/path]` (RFC 9728 §3), answered by the gateway.
+fn serve_resource_metadata(
+    state: &State,
+    req: &Request<Incoming>,
+    conn: ConnMeta,
+) -> Option<Response<GatewayBody>> {
+    let rm = state.resource_metadata.as_ref()?;
+    let path = resource_metadata::well_known_path(req.uri().path())?;
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return None;
+    }
+    let base = base_url(state, conn, req.uri(), req.headers())?;
+    let mut resp = Response::new(body::full(rm.document(&format!("{base}{path}"))));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Some(resp)
+}
+
+/// `scheme://authority` of the resource as clients address it (the `htu` rules).
+fn base_url(
+    state: &State,
+    conn: ConnMeta,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> Option<String> {
+    let full = request_uri::request_uri(&state.uri_policy, conn.scheme, uri, headers)?;
+    full.strip_suffix(uri.path()).map(str::to_owned)
+}
+
+/// Counts a request in flight for as long as it lives.
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// `X-Request-Id`: the client's (or the proxy's in front), when it is a sane token, else a new
+/// random one; set on the forwarded request, the response and the access log.
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// Longest client-supplied request id kept.
+const MAX_REQUEST_ID: usize = 128;
+
+fn request_id(headers: &mut http::HeaderMap) -> HeaderValue {
+    let mut given = headers.get_all(&X_REQUEST_ID).iter();
+    if let (Some(v), None) = (given.next(), given.next()) {
+        let ok = !v.is_empty()
+            && v.len() <= MAX_REQUEST_ID
+            && v.as_bytes().iter().all(|b| b.is_ascii_graphic());
+        if ok {
+            return v.clone();
+        }
+    }
+    let mut bytes = [0u8; 16];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let value = HeaderValue::from_str(&hex).unwrap_or_else(|_| HeaderValue::from_static("-"));
+    headers.insert(X_REQUEST_ID, value.clone());
+    value
 }
 
 /// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`. Forwarded

@@ -9,6 +9,7 @@ use http::{Response, StatusCode};
 use crate::body::{self, GatewayBody};
 use crate::dpop::ProofError;
 use crate::forward::ForwardError;
+use crate::nonce::NonceError;
 use crate::token::TokenError;
 
 /// Why a request was not forwarded.
@@ -25,6 +26,9 @@ pub enum Refusal {
     Proof(ProofError),
     /// The proof's `jti` was seen before within its window (RFC 9449 §11.1).
     Replayed,
+    /// The route requires a server nonce and the proof's is missing, stale or forged
+    /// (RFC 9449 §8, §9): the response carries a fresh `DPoP-Nonce`.
+    UseNonce(NonceError),
     /// The access token is invalid or not bound to the proof's key.
     Token(TokenError),
     /// The replay store is full of live entries; the oldest expires in `retry_after` seconds.
@@ -129,13 +133,18 @@ impl Refusal {
             Refusal::ProofMissing => (401, C::InvalidDpopProof, "missing", true, None),
             Refusal::Proof(e) => (401, C::InvalidDpopProof, e.check().as_str(), true, None),
             Refusal::Replayed => (401, C::InvalidDpopProof, "replay", true, None),
+            Refusal::UseNonce(e) => (401, C::UseDpopNonce, nonce_reason(e), true, None),
             Refusal::Token(TokenError::Unavailable(_)) | Refusal::TokenServiceUnavailable => {
                 (503, C::Unavailable, "token_service", false, Some(1))
             }
             Refusal::Token(e) => (401, C::InvalidToken, e.check().as_str(), true, None),
-            Refusal::ReplayStoreFull { retry_after } => {
-                (503, C::Unavailable, "replay_store_full", false, Some(*retry_after))
-            }
+            Refusal::ReplayStoreFull { retry_after } => (
+                503,
+                C::Unavailable,
+                "replay_store_full",
+                false,
+                Some(*retry_after),
+            ),
             Refusal::ReplayStoreUnavailable => {
                 (503, C::Unavailable, "replay_store", false, Some(1))
             }
@@ -159,6 +168,7 @@ impl Refusal {
             Refusal::ProofMissing => "the DPoP header is missing".to_owned(),
             Refusal::Proof(e) => e.to_string(),
             Refusal::Replayed => "the DPoP proof was already used".to_owned(),
+            Refusal::UseNonce(e) => format!("a fresh server nonce is required: {e}"),
             Refusal::Token(e) => e.to_string(),
             Refusal::ReplayStoreFull { .. } => "the replay cache is full; retry later".to_owned(),
             Refusal::ReplayStoreUnavailable => "the replay store is unavailable".to_owned(),
@@ -199,6 +209,19 @@ impl Refusal {
     }
 }
 
+/// The closed-set metric reason of a nonce refusal.
+fn nonce_reason(e: &NonceError) -> &'static str {
+    match e {
+        NonceError::Missing => "nonce_missing",
+        NonceError::Malformed | NonceError::BadMac => "nonce_invalid",
+        NonceError::Expired { .. } | NonceError::FromFuture { .. } => "nonce_expired",
+        // Configuration errors never reach a request; counted apart if they ever do.
+        NonceError::NoSecrets | NonceError::SecretTooShort { .. } | NonceError::ZeroLifetime => {
+            "nonce_config"
+        }
+    }
+}
+
 /// `DPoP error="…", error_description="…", algs="…"[, resource_metadata="…"]`.
 fn challenge(code: ErrorCode, description: &str, ctx: &ChallengeContext) -> HeaderValue {
     let mut v = String::from("DPoP");
@@ -206,7 +229,10 @@ fn challenge(code: ErrorCode, description: &str, ctx: &ChallengeContext) -> Head
     if code != ErrorCode::Unauthorized {
         v.push_str(&format!("{sep}error=\"{}\"", code.as_str()));
         sep = ", ";
-        v.push_str(&format!("{sep}error_description=\"{}\"", quoted_safe(description)));
+        v.push_str(&format!(
+            "{sep}error_description=\"{}\"",
+            quoted_safe(description)
+        ));
     }
     v.push_str(&format!("{sep}algs=\"{}\"", ctx.algs));
     if let Some(rm) = &ctx.resource_metadata {
@@ -248,7 +274,10 @@ mod tests {
     fn no_credentials_challenge_has_no_error_code() {
         let resp = Refusal::NoCredentials.respond(&ctx());
         assert_eq!(resp.status(), 401);
-        assert_eq!(resp.headers()[WWW_AUTHENTICATE], "DPoP algs=\"ES256 EdDSA\"");
+        assert_eq!(
+            resp.headers()[WWW_AUTHENTICATE],
+            "DPoP algs=\"ES256 EdDSA\""
+        );
     }
 
     #[test]

@@ -134,7 +134,12 @@ mod tests {
     #[test]
     fn host_header_and_listener_scheme() {
         let uri: Uri = "/a/b?q=1".parse().unwrap();
-        let got = request_uri(&policy(None, false), "http", &uri, &h(&[("host", "api:8080")]));
+        let got = request_uri(
+            &policy(None, false),
+            "http",
+            &uri,
+            &h(&[("host", "api:8080")]),
+        );
         assert_eq!(got.as_deref(), Some("http://api:8080/a/b"));
     }
 
@@ -149,7 +154,12 @@ mod tests {
     fn public_url_wins_over_everything() {
         let uri: Uri = "/x".parse().unwrap();
         let headers = h(&[("host", "internal:8443"), ("x-forwarded-host", "evil")]);
-        let got = request_uri(&policy(Some(("https", "api.example.com")), true), "http", &uri, &headers);
+        let got = request_uri(
+            &policy(Some(("https", "api.example.com")), true),
+            "http",
+            &uri,
+            &headers,
+        );
         assert_eq!(got.as_deref(), Some("https://api.example.com/x"));
     }
 
@@ -166,7 +176,10 @@ mod tests {
         let uri: Uri = "/x".parse().unwrap();
         let headers = h(&[
             ("host", "internal:8443"),
-            ("forwarded", "proto=http;host=evil, for=1.2.3.4;proto=https;host=\"api.example.com\""),
+            (
+                "forwarded",
+                "proto=http;host=evil, for=1.2.3.4;proto=https;host=\"api.example.com\"",
+            ),
             ("x-forwarded-host", "ignored"),
         ]);
         let got = request_uri(&policy(None, true), "http", &uri, &headers);
@@ -191,6 +204,9 @@ mod tests {
     #[test]
     fn no_authority_is_none() {
         let uri: Uri = "/x".parse().unwrap();
-        assert_eq!(request_uri(&policy(None, false), "http", &uri, &HeaderMap::new()), None);
+        assert_eq!(
+            request_uri(&policy(None, false), "http", &uri, &HeaderMap::new()),
+            None
+        );
     }
 }

@@ -43,7 +43,9 @@ impl std::fmt::Display for DurationError {
 
 /// Parses `500ms`, `60s`, `5m` or `1h`; `zero_ok` says whether `0s` is meaningful for the setting.
 pub(crate) fn parse(text: &str, zero_ok: bool) -> Result<Duration, DurationError> {
-    let syntax = || DurationError::Syntax { text: text.to_owned() };
+    let syntax = || DurationError::Syntax {
+        text: text.to_owned(),
+    };
     let (digits, millis_per_unit) = UNITS
         .iter()
         .find_map(|(unit, ms)| text.strip_suffix(unit).map(|d| (d, *ms)))
@@ -55,27 +57,35 @@ pub(crate) fn parse(text: &str, zero_ok: bool) -> Result<Duration, DurationError
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(millis_per_unit))
-        .ok_or_else(|| DurationError::Overflow { text: text.to_owned() })?;
+        .ok_or_else(|| DurationError::Overflow {
+            text: text.to_owned(),
+        })?;
     if millis == 0 && !zero_ok {
-        return Err(DurationError::Zero { text: text.to_owned() });
+        return Err(DurationError::Zero {
+            text: text.to_owned(),
+        });
     }
     Ok(Duration::from_millis(millis))
 }
 
-/// Writes `d` in the largest unit that represents it exactly (`90s`, `5m`, `250ms`, `0s`), so
-/// that [`parse`] reads it back. Sub-millisecond parts cannot come from [`parse`] and are dropped.
+/// Writes `d` as the configuration would: `250ms`, seconds up to a minute (`60s`, as the
+/// documented defaults are written), then the largest exact unit (`5m`, `2h`, `90m`), so that
+/// [`parse`] reads it back. Sub-millisecond parts cannot come from [`parse`] and are dropped.
 pub(crate) fn format(d: Duration) -> String {
     let millis = d.as_millis();
-    if millis == 0 {
-        return "0s".to_owned();
+    if millis % 1000 != 0 {
+        return format!("{millis}ms");
     }
-    for (unit, per) in UNITS.iter().rev() {
-        let per = u128::from(*per);
-        if millis % per == 0 {
-            return format!("{}{unit}", millis / per);
-        }
+    let secs = millis / 1000;
+    if secs <= 60 || secs % 60 != 0 {
+        return format!("{secs}s");
     }
-    format!("{millis}ms")
+    let mins = secs / 60;
+    if mins % 60 == 0 {
+        format!("{}h", mins / 60)
+    } else {
+        format!("{mins}m")
+    }
 }
 
 #[cfg(test)]
@@ -93,13 +103,32 @@ mod tests {
     #[test]
     fn zero_is_refused_unless_the_setting_allows_it() {
         assert_eq!(parse("0s", true), Ok(Duration::ZERO));
-        assert_eq!(parse("0ms", false), Err(DurationError::Zero { text: "0ms".into() }));
+        assert_eq!(
+            parse("0ms", false),
+            Err(DurationError::Zero { text: "0ms".into() })
+        );
     }
 
     #[test]
     fn other_spellings_are_refused() {
-        for bad in ["", "60", "s", "5 minutes", "1m30s", "1.5s", "-1s", "+1s", "60S", " 60s", "1d"] {
-            assert_eq!(parse(bad, true), Err(DurationError::Syntax { text: bad.into() }), "{bad}");
+        for bad in [
+            "",
+            "60",
+            "s",
+            "5 minutes",
+            "1m30s",
+            "1.5s",
+            "-1s",
+            "+1s",
+            "60S",
+            " 60s",
+            "1d",
+        ] {
+            assert_eq!(
+                parse(bad, true),
+                Err(DurationError::Syntax { text: bad.into() }),
+                "{bad}"
+            );
         }
     }
 
@@ -112,17 +141,22 @@ mod tests {
     #[test]
     fn message_shows_the_accepted_forms() {
         let err = parse("5 minutes", false).unwrap_err();
-        assert_eq!(err.to_string(), r#"invalid duration "5 minutes" (use 500ms, 60s, 5m or 1h)"#);
+        assert_eq!(
+            err.to_string(),
+            r#"invalid duration "5 minutes" (use 500ms, 60s, 5m or 1h)"#
+        );
     }
 
     #[test]
-    fn format_uses_the_largest_exact_unit_and_reads_back() {
+    fn format_writes_what_the_documentation_writes_and_reads_back() {
         for (d, s) in [
             (Duration::ZERO, "0s"),
             (Duration::from_millis(250), "250ms"),
             (Duration::from_millis(1500), "1500ms"),
+            (Duration::from_secs(60), "60s"),
             (Duration::from_secs(90), "90s"),
             (Duration::from_secs(300), "5m"),
+            (Duration::from_secs(5400), "90m"),
             (Duration::from_secs(7200), "2h"),
         ] {
             assert_eq!(format(d), s);

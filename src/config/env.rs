@@ -117,7 +117,9 @@ fn pieces(text: &str) -> Result<Vec<Piece<'_>>, SubstError> {
             let end = after.find('}').ok_or(SubstError::Unterminated)?;
             let name = &after[..end];
             if !is_name(name) {
-                return Err(SubstError::BadName { name: name.to_owned() });
+                return Err(SubstError::BadName {
+                    name: name.to_owned(),
+                });
             }
             out.push(Piece::Literal(before));
             out.push(Piece::Var(name));
@@ -133,7 +135,9 @@ fn pieces(text: &str) -> Result<Vec<Piece<'_>>, SubstError> {
 
 fn is_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -144,7 +148,9 @@ pub(crate) fn substitute(text: &str, env: &dyn EnvLookup) -> Result<String, Subs
         match piece {
             Piece::Literal(s) => out.push_str(s),
             Piece::Var(name) => {
-                let value = env.get(name).ok_or_else(|| SubstError::Unset { name: name.to_owned() })?;
+                let value = env.get(name).ok_or_else(|| SubstError::Unset {
+                    name: name.to_owned(),
+                })?;
                 out.push_str(&value);
             }
         }
@@ -188,13 +194,19 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
     fn variables_are_replaced() {
         let e = env(&[("HOST", "db"), ("PORT", "6379")]);
-        assert_eq!(substitute("redis://${HOST}:${PORT}/0", &e).unwrap(), "redis://db:6379/0");
+        assert_eq!(
+            substitute("redis://${HOST}:${PORT}/0", &e).unwrap(),
+            "redis://db:6379/0"
+        );
         assert_eq!(substitute("${HOST}", &e).unwrap(), "db");
     }
 
@@ -202,9 +214,17 @@ mod tests {
     fn unset_variable_is_an_error_not_an_empty_string() {
         assert_eq!(
             substitute("x${NOPE}", &env(&[])),
-            Err(SubstError::Unset { name: "NOPE".into() })
+            Err(SubstError::Unset {
+                name: "NOPE".into()
+            })
         );
-        assert_eq!(SubstError::Unset { name: "NOPE".into() }.to_string(), "${NOPE} is not set");
+        assert_eq!(
+            SubstError::Unset {
+                name: "NOPE".into()
+            }
+            .to_string(),
+            "${NOPE} is not set"
+        );
         assert_eq!(substitute("x${SET}", &env(&[("SET", "")])).unwrap(), "x");
     }
 
@@ -229,8 +249,16 @@ mod tests {
             substitute("${A-B}", &env(&[])),
             Err(SubstError::BadName { name: "A-B".into() })
         );
-        assert_eq!(substitute("${}", &env(&[])), Err(SubstError::BadName { name: String::new() }));
-        assert_eq!(substitute("${1A}", &env(&[])), Err(SubstError::BadName { name: "1A".into() }));
+        assert_eq!(
+            substitute("${}", &env(&[])),
+            Err(SubstError::BadName {
+                name: String::new()
+            })
+        );
+        assert_eq!(
+            substitute("${1A}", &env(&[])),
+            Err(SubstError::BadName { name: "1A".into() })
+        );
     }
 
     #[test]

@@ -51,7 +51,11 @@ enum Node<'a> {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.origin, self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.origin, self.line, self.column, self.message
+        )
     }
 }
 
@@ -59,9 +63,19 @@ impl std::error::Error for ConfigError {}
 
 impl ConfigError {
     /// An error at the key of `path` in `text` (see [`locate`]).
-    pub(crate) fn at_path(origin: &str, text: &str, path: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn at_path(
+        origin: &str,
+        text: &str,
+        path: &str,
+        message: impl Into<String>,
+    ) -> Self {
         let (line, column) = locate(text, path);
-        ConfigError { origin: origin.to_owned(), line, column, message: message.into() }
+        ConfigError {
+            origin: origin.to_owned(),
+            line,
+            column,
+            message: message.into(),
+        }
     }
 
     /// A serde_yaml error, at the position it carries, with serde's wording for unknown keys
@@ -76,7 +90,12 @@ impl ConfigError {
             }
             None => (1, 1),
         };
-        ConfigError { origin: origin.to_owned(), line, column, message: unknown_key(&message) }
+        ConfigError {
+            origin: origin.to_owned(),
+            line,
+            column,
+            message: unknown_key(&message),
+        }
     }
 }
 
@@ -110,7 +129,9 @@ pub(crate) fn locate(text: &str, path: &str) -> (usize, usize) {
         let next = match (&node, step) {
             (Node::Block(block), Step::Key(key)) => block_key(block, key),
             (Node::Block(block), Step::Index(i)) => block_item(block, i),
-            (Node::Flow(line), Step::Key(key)) => flow_key(line, key).map(|pos| (pos, Node::Scalar)),
+            (Node::Flow(line), Step::Key(key)) => {
+                flow_key(line, key).map(|pos| (pos, Node::Scalar))
+            }
             _ => None,
         };
         let Some(((line, column), child)) = next else {
@@ -125,7 +146,9 @@ pub(crate) fn locate(text: &str, path: &str) -> (usize, usize) {
 fn steps(path: &str) -> Vec<Step<'_>> {
     let mut out = Vec::new();
     for part in path.split('.') {
-        let (key, indices) = part.split_once('[').map_or((part, ""), |(k, rest)| (k, rest));
+        let (key, indices) = part
+            .split_once('[')
+            .map_or((part, ""), |(k, rest)| (k, rest));
         if !key.is_empty() {
             out.push(Step::Key(key));
         }
@@ -149,7 +172,11 @@ fn content_lines(text: &str) -> Vec<Line<'_>> {
                 || trimmed.starts_with("---")
                 || trimmed.starts_with("...")
                 || trimmed.starts_with('%');
-            (!skip).then(|| Line { no, indent: raw.len() - trimmed.len(), text: trimmed.trim_end() })
+            (!skip).then(|| Line {
+                no,
+                indent: raw.len() - trimmed.len(),
+                text: trimmed.trim_end(),
+            })
         })
         .collect()
 }
@@ -157,13 +184,20 @@ fn content_lines(text: &str) -> Vec<Line<'_>> {
 /// The lines after `lines[start - 1]` (or from `start` when `include_start`) that belong to a
 /// node whose key sits at column `indent`: deeper lines, and `- ` items at the same column (YAML
 /// lets a mapping's sequence value start at the key's own column).
-fn block_after<'a>(lines: &[Line<'a>], start: usize, indent: usize, include_start: bool) -> Vec<Line<'a>> {
+fn block_after<'a>(
+    lines: &[Line<'a>],
+    start: usize,
+    indent: usize,
+    include_start: bool,
+) -> Vec<Line<'a>> {
     let from = if include_start { start } else { start + 1 };
     lines
         .get(from..)
         .unwrap_or_default()
         .iter()
-        .take_while(|l| l.indent > indent || (l.indent == indent && (include_start || is_item(l.text))))
+        .take_while(|l| {
+            l.indent > indent || (l.indent == indent && (include_start || is_item(l.text)))
+        })
         .copied()
         .collect()
 }
@@ -178,12 +212,18 @@ fn block_key<'a>(block: &[Line<'a>], key: &str) -> Option<((usize, usize), Node<
     if first.text.starts_with('{') {
         return flow_key(first, key).map(|pos| (pos, Node::Scalar));
     }
-    let at = block.iter().position(|l| l.indent == first.indent && value_after_key(l.text, key).is_some())?;
+    let at = block
+        .iter()
+        .position(|l| l.indent == first.indent && value_after_key(l.text, key).is_some())?;
     let line = block[at];
     let value = value_after_key(line.text, key)?;
     let node = if value.starts_with('{') || value.starts_with('[') {
         let offset = line.text.len() - value.len();
-        Node::Flow(Line { no: line.no, indent: line.indent + offset, text: value })
+        Node::Flow(Line {
+            no: line.no,
+            indent: line.indent + offset,
+            text: value,
+        })
     } else if value.is_empty() {
         Node::Block(block_after(block, at, line.indent, false))
     } else {
@@ -219,7 +259,11 @@ fn block_item<'a>(block: &[Line<'a>], index: usize) -> Option<((usize, usize), N
     let mut item = Vec::new();
     if !content.is_empty() {
         let indent = line.indent + (line.text.len() - content.len());
-        item.push(Line { no: line.no, indent, text: content });
+        item.push(Line {
+            no: line.no,
+            indent,
+            text: content,
+        });
     }
     item.extend(block[at + 1..].iter().take_while(|l| l.indent > dash));
     Some(((line.no, line.indent), Node::Block(item)))
@@ -232,7 +276,9 @@ fn flow_key(line: &Line<'_>, key: &str) -> Option<(usize, usize)> {
     while let Some(found) = text[search..].find(key) {
         let start = search + found;
         let before = text[..start].trim_end_matches([' ', '"', '\'']);
-        let after = text[start + key.len()..].trim_start_matches(['"', '\'']).trim_start();
+        let after = text[start + key.len()..]
+            .trim_start_matches(['"', '\''])
+            .trim_start();
         if (before.ends_with('{') || before.ends_with(',')) && after.starts_with(':') {
             let column = line.indent + text[..start].chars().count();
             let quoted = text[..start].ends_with(['"', '\'']);
@@ -307,13 +353,21 @@ flow:
             unknown_key("dpop: unknown field `foo`, expected `a` or `b`"),
             "dpop.foo: unknown key, expected `a` or `b`"
         );
-        assert_eq!(unknown_key("unknown field `lisen`, expected one of `x`"), "lisen: unknown key, expected one of `x`");
+        assert_eq!(
+            unknown_key("unknown field `lisen`, expected one of `x`"),
+            "lisen: unknown key, expected one of `x`"
+        );
         assert_eq!(unknown_key("listen: bad"), "listen: bad");
     }
 
     #[test]
     fn display_is_file_line_column_message() {
-        let e = ConfigError { origin: "g.yaml".into(), line: 3, column: 7, message: "m".into() };
+        let e = ConfigError {
+            origin: "g.yaml".into(),
+            line: 3,
+            column: 7,
+            message: "m".into(),
+        };
         assert_eq!(e.to_string(), "g.yaml:3:7: m");
     }
 }

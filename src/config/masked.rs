@@ -13,7 +13,8 @@ use http::HeaderName;
 use serde_yaml::{Mapping, Value};
 
 use super::{
-    duration, env, AuthMode, Config, ForwardAuthorization, KeySource, OnError, ReplayBackend, RouteConfig, TokenFormat,
+    duration, env, AuthMode, Config, ForwardAuthorization, KeySource, OnError, ReplayBackend,
+    RouteConfig, TokenFormat,
 };
 use crate::jose::AlgorithmSet;
 
@@ -34,11 +35,26 @@ pub(crate) fn to_masked_yaml(config: &Config) -> String {
     doc.put("admin_listen", text(&c.admin_listen.to_string()));
     doc.put("shutdown_timeout", dur(c.shutdown_timeout));
     if let Some(url) = &c.public_url {
-        doc.put("public_url", text(&format!("{}://{}", url.scheme, url.authority)));
+        doc.put(
+            "public_url",
+            text(&format!("{}://{}", url.scheme, url.authority)),
+        );
     }
-    doc.put("trust_forwarded_headers", Value::Bool(c.trust_forwarded_headers));
-    doc.put("resource_metadata", Entries::one("enabled", Value::Bool(c.resource_metadata)));
-    doc.put("cors", Entries::one("allow_origins", list(c.cors_allow_origins.iter().map(|o| text(o)))));
+    doc.put(
+        "trust_forwarded_headers",
+        Value::Bool(c.trust_forwarded_headers),
+    );
+    doc.put(
+        "resource_metadata",
+        Entries::one("enabled", Value::Bool(c.resource_metadata)),
+    );
+    doc.put(
+        "cors",
+        Entries::one(
+            "allow_origins",
+            list(c.cors_allow_origins.iter().map(|o| text(o))),
+        ),
+    );
     let mut upstream = Entries::default();
     upstream.put("url", text(&c.upstream.url.to_string()));
     upstream.put("connect_timeout", dur(c.upstream.connect_timeout));
@@ -50,7 +66,8 @@ pub(crate) fn to_masked_yaml(config: &Config) -> String {
     doc.put("access_token", access_token(c));
     doc.put("forward", forward(c));
     doc.put("limits", limits(c));
-    serde_yaml::to_string(&Value::from(doc)).unwrap_or_else(|e| format!("# cannot write the configuration: {e}\n"))
+    serde_yaml::to_string(&Value::from(doc))
+        .unwrap_or_else(|e| format!("# cannot write the configuration: {e}\n"))
 }
 
 /// A mapping in insertion order.
@@ -135,7 +152,11 @@ fn replay_cache(c: &Config) -> Value {
             e.put("backend", text("memory"));
             e.put("capacity", num(*capacity as u64));
         }
-        ReplayBackend::Redis { url, key_prefix, timeout } => {
+        ReplayBackend::Redis {
+            url,
+            key_prefix,
+            timeout,
+        } => {
             e.put("backend", text("redis"));
             e.put("redis_url", text(&mask_redis_password(url.expose())));
             e.put("key_prefix", text(key_prefix));
@@ -188,6 +209,9 @@ fn access_token(c: &Config) -> Value {
     e.put("algorithms", algorithms(a.algorithms));
     e.put("leeway", dur(a.leeway));
     e.put("require_typ", Value::Bool(a.require_typ));
+    if let Some(ca_file) = &a.ca_file {
+        e.put("ca_file", text(&ca_file.display().to_string()));
+    }
     if let Some(i) = &a.introspection {
         let mut ie = Entries::default();
         ie.put("endpoint", text(&i.endpoint));
@@ -226,7 +250,10 @@ fn limits(c: &Config) -> Value {
     e.put("header_read_timeout", dur(l.header_read_timeout));
     e.put("idle_timeout", dur(l.idle_timeout));
     e.put("max_connections", num(l.max_connections as u64));
-    e.put("max_concurrent_streams", num(u64::from(l.max_concurrent_streams)));
+    e.put(
+        "max_concurrent_streams",
+        num(u64::from(l.max_concurrent_streams)),
+    );
     e.into()
 }
 
@@ -236,8 +263,14 @@ mod tests {
 
     #[test]
     fn redis_password_is_masked_and_the_rest_kept() {
-        assert_eq!(mask_redis_password("redis://user:hunter2@db:6379/0"), "redis://user:***@db:6379/0");
-        assert_eq!(mask_redis_password("rediss://:hunter2@db"), "rediss://:***@db");
+        assert_eq!(
+            mask_redis_password("redis://user:hunter2@db:6379/0"),
+            "redis://user:***@db:6379/0"
+        );
+        assert_eq!(
+            mask_redis_password("rediss://:hunter2@db"),
+            "rediss://:***@db"
+        );
         assert_eq!(mask_redis_password("redis://hunter2@db"), "redis://***@db");
         assert_eq!(mask_redis_password("redis://db:6379"), "redis://db:6379");
         assert_eq!(mask_redis_password("redis://u:p@ss@db"), "redis://u:***@db");

@@ -99,7 +99,10 @@ pub(crate) enum BackendKind {
 
 /// The whole document.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "the gateway configuration (a mapping of settings)")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "the gateway configuration (a mapping of settings)"
+)]
 pub(crate) struct RawConfig {
     pub(crate) listen: Option<Scalar<Addr>>,
     pub(crate) tls: Option<RawTls>,
@@ -142,7 +145,10 @@ pub(crate) struct RawCors {
 
 /// `upstream`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with url, connect_timeout, request_timeout")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with url, connect_timeout, request_timeout"
+)]
 pub(crate) struct RawUpstream {
     pub(crate) url: Option<Scalar<UpstreamUrl>>,
     pub(crate) connect_timeout: Option<Scalar<Dur<false>>>,
@@ -151,7 +157,10 @@ pub(crate) struct RawUpstream {
 
 /// One entry of `routes`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a route: a mapping with path_prefix, auth and optionally nonce")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a route: a mapping with path_prefix, auth and optionally nonce"
+)]
 pub(crate) struct RawRoute {
     pub(crate) path_prefix: Option<Scalar<PathPrefix>>,
     pub(crate) auth: Option<Scalar<AuthMode>>,
@@ -171,7 +180,10 @@ pub(crate) struct RawDpop {
 
 /// `dpop.nonce`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with enabled, secrets, lifetime")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with enabled, secrets, lifetime"
+)]
 pub(crate) struct RawNonce {
     pub(crate) enabled: Option<Scalar<Flag>>,
     pub(crate) secrets: Option<Vec<Scalar<NonceSecret>>>,
@@ -203,11 +215,15 @@ pub(crate) struct RawAccessToken {
     pub(crate) leeway: Option<Scalar<Dur<true>>>,
     pub(crate) require_typ: Option<Scalar<Flag>>,
     pub(crate) introspection: Option<RawIntrospection>,
+    pub(crate) ca_file: Option<Scalar<FilePath>>,
 }
 
 /// `access_token.introspection`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with endpoint, client_id, client_secret, cache_ttl")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with endpoint, client_id, client_secret, cache_ttl"
+)]
 pub(crate) struct RawIntrospection {
     pub(crate) endpoint: Option<Scalar<HttpUrl>>,
     pub(crate) client_id: Option<Scalar<Text>>,
@@ -217,7 +233,10 @@ pub(crate) struct RawIntrospection {
 
 /// `forward`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with authorization and identity_headers")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with authorization and identity_headers"
+)]
 pub(crate) struct RawForward {
     pub(crate) authorization: Option<Scalar<ForwardAuthorization>>,
     pub(crate) identity_headers: Option<RawIdentityHeaders>,
@@ -225,7 +244,10 @@ pub(crate) struct RawForward {
 
 /// `forward.identity_headers`: absent keeps the default name, `null` disables the header.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with subject, client_id, scope, jkt")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with subject, client_id, scope, jkt"
+)]
 pub(crate) struct RawIdentityHeaders {
     #[serde(default, deserialize_with = "present")]
     pub(crate) subject: Option<Option<Scalar<Header>>>,
@@ -391,7 +413,9 @@ impl<const ZERO_OK: bool> ScalarValue for Dur<ZERO_OK> {
     const EXPECTING: &'static str = "a duration such as 500ms, 60s, 5m or 1h";
 
     fn parse(text: &str) -> Result<Self, String> {
-        duration::parse(text, ZERO_OK).map(Dur).map_err(|e| e.to_string())
+        duration::parse(text, ZERO_OK)
+            .map(Dur)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -419,9 +443,11 @@ impl ScalarValue for Addr {
     const EXPECTING: &'static str = "a socket address such as 127.0.0.1:8443";
 
     fn parse(text: &str) -> Result<Self, String> {
-        text.parse()
-            .map(Addr)
-            .map_err(|_| format!("invalid socket address {text:?} (use IP:port, e.g. 127.0.0.1:8443 or [::1]:8443)"))
+        text.parse().map(Addr).map_err(|_| {
+            format!(
+                "invalid socket address {text:?} (use IP:port, e.g. 127.0.0.1:8443 or [::1]:8443)"
+            )
+        })
     }
 }
 
@@ -460,7 +486,9 @@ impl ScalarValue for HttpUrl {
     fn parse(text: &str) -> Result<Self, String> {
         let uri = absolute_url(text)?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) {
-            return Err(format!("expected an https:// (or http://) URL, got {text:?}"));
+            return Err(format!(
+                "expected an https:// (or http://) URL, got {text:?}"
+            ));
         }
         Ok(HttpUrl(text.to_owned()))
     }
@@ -468,9 +496,13 @@ impl ScalarValue for HttpUrl {
 
 /// An absolute URL with a host, no user info and no fragment.
 fn absolute_url(text: &str) -> Result<http::Uri, String> {
-    let uri: http::Uri = text.parse().map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| format!("invalid URL {text:?}: {e}"))?;
     let Some(authority) = uri.authority() else {
-        return Err(format!("invalid URL {text:?}: expected scheme://host[:port]"));
+        return Err(format!(
+            "invalid URL {text:?}: expected scheme://host[:port]"
+        ));
     };
     if authority.as_str().contains('@') {
         return Err("a URL here must not contain user info (user@)".into());
@@ -479,7 +511,9 @@ fn absolute_url(text: &str) -> Result<http::Uri, String> {
         return Err(format!("invalid URL {text:?}: no host"));
     }
     if text.contains('#') {
-        return Err(format!("invalid URL {text:?}: a fragment (#) is not allowed"));
+        return Err(format!(
+            "invalid URL {text:?}: a fragment (#) is not allowed"
+        ));
     }
     Ok(uri)
 }
@@ -488,7 +522,11 @@ impl ScalarValue for PublicUrl {
     const EXPECTING: &'static str = "a URL such as https://api.example.com";
 
     fn parse(text: &str) -> Result<Self, String> {
-        let wrong = || format!("expected http(s)://host[:port] without a path, query or fragment, got {text:?}");
+        let wrong = || {
+            format!(
+                "expected http(s)://host[:port] without a path, query or fragment, got {text:?}"
+            )
+        };
         let (scheme, rest) = text.split_once("://").ok_or_else(wrong)?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
@@ -501,7 +539,10 @@ impl ScalarValue for PublicUrl {
         authority
             .parse::<http::uri::Authority>()
             .map_err(|e| format!("invalid host in {text:?}: {e}"))?;
-        Ok(PublicUrl { scheme, authority: authority.to_owned() })
+        Ok(PublicUrl {
+            scheme,
+            authority: authority.to_owned(),
+        })
     }
 }
 
@@ -511,9 +552,12 @@ impl ScalarValue for Header {
     const EXPECTING: &'static str = "a header name, or null to disable it";
 
     fn parse(text: &str) -> Result<Self, String> {
-        let name = HeaderName::from_bytes(text.as_bytes()).map_err(|_| format!("invalid header name {text:?}"))?;
+        let name = HeaderName::from_bytes(text.as_bytes())
+            .map_err(|_| format!("invalid header name {text:?}"))?;
         if RESERVED_HEADERS.contains(&name.as_str()) {
-            return Err(format!("{name} is controlled by the gateway or by HTTP itself; choose another name"));
+            return Err(format!(
+                "{name} is controlled by the gateway or by HTTP itself; choose another name"
+            ));
         }
         Ok(Header(name))
     }
@@ -526,7 +570,8 @@ impl ScalarValue for Origin {
         if text == "*" {
             return Ok(Origin(text.to_owned()));
         }
-        let wrong = || format!("expected \"*\" or an origin such as https://app.example.com, got {text:?}");
+        let wrong =
+            || format!("expected \"*\" or an origin such as https://app.example.com, got {text:?}");
         let (scheme, authority) = text.split_once("://").ok_or_else(wrong)?;
         let authority_ok = !authority.is_empty()
             && !authority.contains(['/', '?', '#', '@'])
@@ -547,7 +592,9 @@ impl ScalarValue for PathPrefix {
             return Err(format!("must start with /, got {text:?}"));
         }
         if text.contains(['?', '#']) || text.chars().any(char::is_whitespace) {
-            return Err(format!("must be a path without query, fragment or spaces, got {text:?}"));
+            return Err(format!(
+                "must be a path without query, fragment or spaces, got {text:?}"
+            ));
         }
         Ok(PathPrefix(text.to_owned()))
     }
@@ -571,7 +618,9 @@ impl ScalarValue for RedisUrl {
 
     fn parse(text: &str) -> Result<Self, String> {
         // Never echo the value: it may hold a password.
-        let rest = text.strip_prefix("redis://").or_else(|| text.strip_prefix("rediss://"));
+        let rest = text
+            .strip_prefix("redis://")
+            .or_else(|| text.strip_prefix("rediss://"));
         match rest {
             Some(rest) if !rest.is_empty() => Ok(RedisUrl(Secret::new(text))),
             _ => Err("must be a redis://host:port or rediss://host:port URL".into()),
@@ -612,7 +661,9 @@ impl ScalarValue for Algorithm {
         }
         let upper = text.to_ascii_uppercase();
         if upper == "NONE" || upper.starts_with("HS") {
-            return Err(format!("{text}: symmetric and `none` algorithms are not allowed (use {ALGORITHMS})"));
+            return Err(format!(
+                "{text}: symmetric and `none` algorithms are not allowed (use {ALGORITHMS})"
+            ));
         }
         Err(format!("unknown algorithm {text:?} (use {ALGORITHMS})"))
     }
@@ -631,7 +682,11 @@ impl ScalarValue for AuthMode {
     const EXPECTING: &'static str = "dpop, dpop_or_bearer or none";
 
     fn parse(text: &str) -> Result<Self, String> {
-        let names = [("dpop", AuthMode::Dpop), ("dpop_or_bearer", AuthMode::DpopOrBearer), ("none", AuthMode::None)];
+        let names = [
+            ("dpop", AuthMode::Dpop),
+            ("dpop_or_bearer", AuthMode::DpopOrBearer),
+            ("none", AuthMode::None),
+        ];
         one_of(text, &names, Self::EXPECTING)
     }
 }
@@ -640,7 +695,14 @@ impl ScalarValue for BackendKind {
     const EXPECTING: &'static str = "memory or redis";
 
     fn parse(text: &str) -> Result<Self, String> {
-        one_of(text, &[("memory", BackendKind::Memory), ("redis", BackendKind::Redis)], Self::EXPECTING)
+        one_of(
+            text,
+            &[
+                ("memory", BackendKind::Memory),
+                ("redis", BackendKind::Redis),
+            ],
+            Self::EXPECTING,
+        )
     }
 }
 
@@ -648,7 +710,11 @@ impl ScalarValue for OnError {
     const EXPECTING: &'static str = "reject or allow";
 
     fn parse(text: &str) -> Result<Self, String> {
-        one_of(text, &[("reject", OnError::Reject), ("allow", OnError::Allow)], Self::EXPECTING)
+        one_of(
+            text,
+            &[("reject", OnError::Reject), ("allow", OnError::Allow)],
+            Self::EXPECTING,
+        )
     }
 }
 
@@ -656,7 +722,10 @@ impl ScalarValue for TokenFormat {
     const EXPECTING: &'static str = "jwt or introspection";
 
     fn parse(text: &str) -> Result<Self, String> {
-        let names = [("jwt", TokenFormat::Jwt), ("introspection", TokenFormat::Introspection)];
+        let names = [
+            ("jwt", TokenFormat::Jwt),
+            ("introspection", TokenFormat::Introspection),
+        ];
         one_of(text, &names, Self::EXPECTING)
     }
 }
@@ -688,8 +757,14 @@ mod tests {
     #[test]
     fn int_enforces_its_range() {
         assert_eq!(Int::<1, 10>::parse("10").unwrap().0, 10);
-        assert_eq!(Int::<1, 10>::parse("11").unwrap_err(), "must be between 1 and 10, got 11");
-        assert_eq!(Int::<1, { u64::MAX }>::parse("0").unwrap_err(), "must be at least 1, got 0");
+        assert_eq!(
+            Int::<1, 10>::parse("11").unwrap_err(),
+            "must be between 1 and 10, got 11"
+        );
+        assert_eq!(
+            Int::<1, { u64::MAX }>::parse("0").unwrap_err(),
+            "must be at least 1, got 0"
+        );
         assert!(Int::<0, 10>::parse("-1").is_err());
         assert!(Int::<0, 10>::parse("1.5").is_err());
         assert!(Int::<0, { u64::MAX }>::parse("99999999999999999999999").is_err());
@@ -705,10 +780,22 @@ mod tests {
 
     #[test]
     fn upstream_url_is_plain_http_with_an_optional_prefix() {
-        assert_eq!(UpstreamUrl::parse("http://127.0.0.1:8080").unwrap().0, "http://127.0.0.1:8080/");
-        assert_eq!(UpstreamUrl::parse("http://backend:80/api/").unwrap().0.path(), "/api");
+        assert_eq!(
+            UpstreamUrl::parse("http://127.0.0.1:8080").unwrap().0,
+            "http://127.0.0.1:8080/"
+        );
+        assert_eq!(
+            UpstreamUrl::parse("http://backend:80/api/")
+                .unwrap()
+                .0
+                .path(),
+            "/api"
+        );
         let https = UpstreamUrl::parse("https://backend").unwrap_err();
-        assert!(https.contains("https upstreams are not supported yet"), "{https}");
+        assert!(
+            https.contains("https upstreams are not supported yet"),
+            "{https}"
+        );
         assert!(UpstreamUrl::parse("ftp://backend").is_err());
         assert!(UpstreamUrl::parse("http://backend/?q=1").is_err());
         assert!(UpstreamUrl::parse("http://u:p@backend").is_err());
@@ -719,8 +806,21 @@ mod tests {
     #[test]
     fn public_url_is_scheme_and_authority_only() {
         let url = PublicUrl::parse("HTTPS://api.example.com:8443/").unwrap();
-        assert_eq!(url, PublicUrl { scheme: "https".into(), authority: "api.example.com:8443".into() });
-        for bad in ["https://api.example.com/v1", "https://a?x", "https://a#f", "https://", "api.example.com", "ftp://a"] {
+        assert_eq!(
+            url,
+            PublicUrl {
+                scheme: "https".into(),
+                authority: "api.example.com:8443".into()
+            }
+        );
+        for bad in [
+            "https://api.example.com/v1",
+            "https://a?x",
+            "https://a#f",
+            "https://",
+            "api.example.com",
+            "ftp://a",
+        ] {
             assert!(PublicUrl::parse(bad).is_err(), "{bad}");
         }
     }
@@ -729,12 +829,17 @@ mod tests {
     fn header_names_are_valid_and_not_reserved() {
         assert_eq!(Header::parse("X-Auth-Subject").unwrap().0, "x-auth-subject");
         assert!(Header::parse("bad header").is_err());
-        assert!(Header::parse("Authorization").unwrap_err().contains("controlled by the gateway"));
+        assert!(Header::parse("Authorization")
+            .unwrap_err()
+            .contains("controlled by the gateway"));
     }
 
     #[test]
     fn origins_are_star_or_scheme_and_host() {
-        assert_eq!(Origin::parse("https://App.example").unwrap().0, "https://app.example");
+        assert_eq!(
+            Origin::parse("https://App.example").unwrap().0,
+            "https://app.example"
+        );
         assert!(Origin::parse("*").is_ok());
         assert!(Origin::parse("https://app.example/").is_err());
         assert!(Origin::parse("app.example").is_err());
@@ -743,7 +848,9 @@ mod tests {
     #[test]
     fn path_prefix_starts_with_a_slash() {
         assert!(PathPrefix::parse("/api").is_ok());
-        assert!(PathPrefix::parse("api").unwrap_err().contains("must start with /"));
+        assert!(PathPrefix::parse("api")
+            .unwrap_err()
+            .contains("must start with /"));
         assert!(PathPrefix::parse("/a?b").is_err());
     }
 
@@ -768,21 +875,37 @@ mod tests {
     fn algorithms_refuse_symmetric_and_none() {
         assert_eq!(Algorithm::parse("EdDSA").unwrap(), Algorithm::EdDSA);
         for bad in ["none", "HS256", "hs512"] {
-            assert!(Algorithm::parse(bad).unwrap_err().contains("symmetric and `none`"), "{bad}");
+            assert!(
+                Algorithm::parse(bad)
+                    .unwrap_err()
+                    .contains("symmetric and `none`"),
+                "{bad}"
+            );
         }
-        assert!(Algorithm::parse("ES512").unwrap_err().contains("unknown algorithm"));
+        assert!(Algorithm::parse("ES512")
+            .unwrap_err()
+            .contains("unknown algorithm"));
     }
 
     #[test]
     fn enums_list_their_values() {
-        assert_eq!(AuthMode::parse("dpop_or_bearer").unwrap(), AuthMode::DpopOrBearer);
+        assert_eq!(
+            AuthMode::parse("dpop_or_bearer").unwrap(),
+            AuthMode::DpopOrBearer
+        );
         assert_eq!(
             AuthMode::parse("basic").unwrap_err(),
             "unknown value \"basic\", expected dpop, dpop_or_bearer or none"
         );
         assert_eq!(BackendKind::parse("redis").unwrap(), BackendKind::Redis);
         assert_eq!(OnError::parse("allow").unwrap(), OnError::Allow);
-        assert_eq!(TokenFormat::parse("introspection").unwrap(), TokenFormat::Introspection);
-        assert_eq!(ForwardAuthorization::parse("strip").unwrap(), ForwardAuthorization::Strip);
+        assert_eq!(
+            TokenFormat::parse("introspection").unwrap(),
+            TokenFormat::Introspection
+        );
+        assert_eq!(
+            ForwardAuthorization::parse("strip").unwrap(),
+            ForwardAuthorization::Strip
+        );
     }
 }

@@ -11,9 +11,9 @@ use super::raw::{
     RawLimits, RawReplayCache, RawRoute, RawUpstream, Scalar,
 };
 use super::{
-    AccessTokenConfig, AuthMode, Config, ConfigError, DpopConfig, ForwardAuthorization, ForwardConfig,
-    IdentityHeaders, IntrospectionConfig, KeySource, Limits, NonceConfig, OnError, ReplayBackend,
-    ReplayCacheConfig, RouteConfig, TlsConfig, TokenFormat, UpstreamConfig,
+    AccessTokenConfig, AuthMode, Config, ConfigError, DpopConfig, ForwardAuthorization,
+    ForwardConfig, IdentityHeaders, IntrospectionConfig, KeySource, Limits, NonceConfig, OnError,
+    ReplayBackend, ReplayCacheConfig, RouteConfig, TlsConfig, TokenFormat, UpstreamConfig,
 };
 use crate::jose::{Algorithm, AlgorithmSet};
 
@@ -24,7 +24,12 @@ struct Cx<'a> {
 }
 
 /// `access_token.algorithms` default: what authorization servers commonly sign with.
-const TOKEN_ALGORITHMS: [Algorithm; 4] = [Algorithm::ES256, Algorithm::RS256, Algorithm::PS256, Algorithm::EdDSA];
+const TOKEN_ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::ES256,
+    Algorithm::RS256,
+    Algorithm::PS256,
+    Algorithm::EdDSA,
+];
 
 /// Validates `raw`, read from `text` (named `origin` in errors).
 pub(crate) fn resolve(raw: RawConfig, text: &str, origin: &str) -> Result<Config, ConfigError> {
@@ -32,8 +37,14 @@ pub(crate) fn resolve(raw: RawConfig, text: &str, origin: &str) -> Result<Config
     let tls = match raw.tls {
         None => None,
         Some(t) => Some(TlsConfig {
-            cert: value(t.cert).ok_or_else(|| cx.err("tls.cert", "tls.cert: required when tls is set (PEM chain)"))?.0,
-            key: value(t.key).ok_or_else(|| cx.err("tls.key", "tls.key: required when tls is set (PEM key)"))?.0,
+            cert: value(t.cert)
+                .ok_or_else(|| {
+                    cx.err("tls.cert", "tls.cert: required when tls is set (PEM chain)")
+                })?
+                .0,
+            key: value(t.key)
+                .ok_or_else(|| cx.err("tls.key", "tls.key: required when tls is set (PEM key)"))?
+                .0,
         }),
     };
     let dpop = dpop(raw.dpop.unwrap_or_default(), &cx)?;
@@ -41,7 +52,8 @@ pub(crate) fn resolve(raw: RawConfig, text: &str, origin: &str) -> Result<Config
     Ok(Config {
         listen: value(raw.listen).map_or_else(|| ([0, 0, 0, 0], 8443).into(), |a| a.0),
         tls,
-        admin_listen: value(raw.admin_listen).map_or_else(|| ([127, 0, 0, 1], 9090).into(), |a| a.0),
+        admin_listen: value(raw.admin_listen)
+            .map_or_else(|| ([127, 0, 0, 1], 9090).into(), |a| a.0),
         shutdown_timeout: dur(raw.shutdown_timeout, 30),
         public_url: value(raw.public_url),
         trust_forwarded_headers: flag(raw.trust_forwarded_headers, false),
@@ -77,20 +89,32 @@ fn flag(f: Option<Scalar<super::raw::Flag>>, default: bool) -> bool {
     value(f).map_or(default, |f| f.0)
 }
 
-fn algorithms(list: Option<Vec<Scalar<Algorithm>>>, default: &[Algorithm], path: &str, cx: &Cx<'_>) -> Result<AlgorithmSet, ConfigError> {
+fn algorithms(
+    list: Option<Vec<Scalar<Algorithm>>>,
+    default: &[Algorithm],
+    path: &str,
+    cx: &Cx<'_>,
+) -> Result<AlgorithmSet, ConfigError> {
     let set: AlgorithmSet = match list {
         Some(list) => list.into_iter().map(|a| a.0).collect(),
         None => default.iter().copied().collect(),
     };
     if set.is_empty() {
-        return Err(cx.err(path, format!("{path}: empty; allow at least one of ES256, ES384, EdDSA, RS256, PS256")));
+        return Err(cx.err(
+            path,
+            format!("{path}: empty; allow at least one of ES256, ES384, EdDSA, RS256, PS256"),
+        ));
     }
     Ok(set)
 }
 
 fn upstream(raw: RawUpstream, cx: &Cx<'_>) -> Result<UpstreamConfig, ConfigError> {
-    let url = value(raw.url)
-        .ok_or_else(|| cx.err("upstream.url", "upstream.url: required (e.g. http://127.0.0.1:8080)"))?;
+    let url = value(raw.url).ok_or_else(|| {
+        cx.err(
+            "upstream.url",
+            "upstream.url: required (e.g. http://127.0.0.1:8080)",
+        )
+    })?;
     Ok(UpstreamConfig {
         url: url.0,
         connect_timeout: dur(raw.connect_timeout, 2),
@@ -98,30 +122,56 @@ fn upstream(raw: RawUpstream, cx: &Cx<'_>) -> Result<UpstreamConfig, ConfigError
     })
 }
 
-fn routes(raw: Option<Vec<RawRoute>>, nonce: &NonceConfig, cx: &Cx<'_>) -> Result<Vec<RouteConfig>, ConfigError> {
+fn routes(
+    raw: Option<Vec<RawRoute>>,
+    nonce: &NonceConfig,
+    cx: &Cx<'_>,
+) -> Result<Vec<RouteConfig>, ConfigError> {
     let Some(raw) = raw else {
-        return Ok(vec![RouteConfig { path_prefix: "/".into(), auth: AuthMode::Dpop, nonce: None }]);
+        return Ok(vec![RouteConfig {
+            path_prefix: "/".into(),
+            auth: AuthMode::Dpop,
+            nonce: None,
+        }]);
     };
     if raw.is_empty() {
-        return Err(cx.err("routes", "routes: empty; remove it for the default (every path needs DPoP)"));
+        return Err(cx.err(
+            "routes",
+            "routes: empty; remove it for the default (every path needs DPoP)",
+        ));
     }
     let mut routes: Vec<RouteConfig> = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
         let at = |key: &str| format!("routes[{i}].{key}");
         let path_prefix = value(r.path_prefix)
-            .ok_or_else(|| cx.err(&at("path_prefix"), format!("{}: required", at("path_prefix"))))?
+            .ok_or_else(|| {
+                cx.err(
+                    &at("path_prefix"),
+                    format!("{}: required", at("path_prefix")),
+                )
+            })?
             .0;
         let auth = value(r.auth).ok_or_else(|| {
-            cx.err(&at("auth"), format!("{}: required (dpop, dpop_or_bearer or none)", at("auth")))
+            cx.err(
+                &at("auth"),
+                format!("{}: required (dpop, dpop_or_bearer or none)", at("auth")),
+            )
         })?;
         let route_nonce = value(r.nonce).map(|f| f.0);
         if route_nonce == Some(true) && nonce.secrets.is_empty() {
             return Err(cx.err(
                 &at("nonce"),
-                format!("{}: true needs dpop.nonce.secrets (at least one secret of 32 bytes or more)", at("nonce")),
+                format!(
+                    "{}: true needs dpop.nonce.secrets (at least one secret of 32 bytes or more)",
+                    at("nonce")
+                ),
             ));
         }
-        if let Some((j, earlier)) = routes.iter().enumerate().find(|(_, e)| shadows(&e.path_prefix, &path_prefix)) {
+        if let Some((j, earlier)) = routes
+            .iter()
+            .enumerate()
+            .find(|(_, e)| shadows(&e.path_prefix, &path_prefix))
+        {
             return Err(cx.err(
                 &at("path_prefix"),
                 format!(
@@ -132,7 +182,11 @@ fn routes(raw: Option<Vec<RawRoute>>, nonce: &NonceConfig, cx: &Cx<'_>) -> Resul
                 ),
             ));
         }
-        routes.push(RouteConfig { path_prefix, auth, nonce: route_nonce });
+        routes.push(RouteConfig {
+            path_prefix,
+            auth,
+            nonce: route_nonce,
+        });
     }
     Ok(routes)
 }
@@ -140,7 +194,9 @@ fn routes(raw: Option<Vec<RawRoute>>, nonce: &NonceConfig, cx: &Cx<'_>) -> Resul
 /// Whether every path that `later` matches is matched by `earlier` already, whether prefixes
 /// match by string or by whole segments.
 fn shadows(earlier: &str, later: &str) -> bool {
-    later.strip_prefix(earlier).is_some_and(|rest| rest.is_empty() || earlier.ends_with('/') || rest.starts_with('/'))
+    later
+        .strip_prefix(earlier)
+        .is_some_and(|rest| rest.is_empty() || earlier.ends_with('/') || rest.starts_with('/'))
 }
 
 fn dpop(raw: RawDpop, cx: &Cx<'_>) -> Result<DpopConfig, ConfigError> {
@@ -149,7 +205,12 @@ fn dpop(raw: RawDpop, cx: &Cx<'_>) -> Result<DpopConfig, ConfigError> {
     let nonce = raw.nonce.unwrap_or_default();
     let nonce = NonceConfig {
         enabled: flag(nonce.enabled, false),
-        secrets: nonce.secrets.unwrap_or_default().into_iter().map(|s| s.0 .0).collect(),
+        secrets: nonce
+            .secrets
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.0 .0)
+            .collect(),
         lifetime: dur(nonce.lifetime, 300),
     };
     if nonce.enabled && nonce.secrets.is_empty() {
@@ -170,25 +231,38 @@ fn dpop(raw: RawDpop, cx: &Cx<'_>) -> Result<DpopConfig, ConfigError> {
 fn replay_cache(raw: RawReplayCache, cx: &Cx<'_>) -> Result<ReplayCacheConfig, ConfigError> {
     let backend = match value(raw.backend).unwrap_or(BackendKind::Memory) {
         BackendKind::Memory => ReplayBackend::Memory {
-            capacity: count(value(raw.capacity).map(|c| c.0), 1_000_000, "replay_cache.capacity", cx)?,
+            capacity: count(
+                value(raw.capacity).map(|c| c.0),
+                1_000_000,
+                "replay_cache.capacity",
+                cx,
+            )?,
         },
         BackendKind::Redis => ReplayBackend::Redis {
             url: value(raw.redis_url)
                 .ok_or_else(|| {
-                    cx.err("replay_cache.backend", "replay_cache.redis_url: required when backend is redis")
+                    cx.err(
+                        "replay_cache.backend",
+                        "replay_cache.redis_url: required when backend is redis",
+                    )
                 })?
                 .0,
-            key_prefix: value(raw.key_prefix).map_or_else(|| "dpop-gateway:jti:".to_owned(), |p| p.0),
+            key_prefix: value(raw.key_prefix)
+                .map_or_else(|| "dpop-gateway:jti:".to_owned(), |p| p.0),
             timeout: value(raw.timeout).map_or(Duration::from_millis(250), |t| t.0),
         },
     };
-    Ok(ReplayCacheConfig { backend, on_error: value(raw.on_error).unwrap_or(OnError::Reject) })
+    Ok(ReplayCacheConfig {
+        backend,
+        on_error: value(raw.on_error).unwrap_or(OnError::Reject),
+    })
 }
 
 fn count(n: Option<u64>, default: usize, path: &str, cx: &Cx<'_>) -> Result<usize, ConfigError> {
     match n {
         None => Ok(default),
-        Some(n) => usize::try_from(n).map_err(|_| cx.err(path, format!("{path}: {n} is too large for this machine"))),
+        Some(n) => usize::try_from(n)
+            .map_err(|_| cx.err(path, format!("{path}: {n} is too large for this machine"))),
     }
 }
 
@@ -199,11 +273,17 @@ fn access_token(raw: RawAccessToken, cx: &Cx<'_>) -> Result<AccessTokenConfig, C
         .0;
     let audience = value(raw.audience).map(|a| a.0);
     if format == TokenFormat::Jwt && audience.is_none() {
-        return Err(cx.err("access_token.audience", "access_token.audience: required when format is jwt"));
+        return Err(cx.err(
+            "access_token.audience",
+            "access_token.audience: required when format is jwt",
+        ));
     }
     let keys = match (value(raw.jwks_uri), value(raw.jwks_file)) {
         (Some(_), Some(_)) => {
-            return Err(cx.err("access_token.jwks_file", "access_token.jwks_file: set jwks_uri or jwks_file, not both"))
+            return Err(cx.err(
+                "access_token.jwks_file",
+                "access_token.jwks_file: set jwks_uri or jwks_file, not both",
+            ))
         }
         (Some(uri), None) => KeySource::Uri(uri.0),
         (None, Some(file)) => KeySource::File(file.0),
@@ -216,7 +296,10 @@ fn access_token(raw: RawAccessToken, cx: &Cx<'_>) -> Result<AccessTokenConfig, C
             format!("access_token.issuer: {issuer:?} must be a URL to discover its keys (or set jwks_uri or jwks_file)"),
         ));
     }
-    let introspection = raw.introspection.map(|i| introspection(i, cx)).transpose()?;
+    let introspection = raw
+        .introspection
+        .map(|i| introspection(i, cx))
+        .transpose()?;
     if format == TokenFormat::Introspection && introspection.is_none() {
         return Err(cx.err(
             "access_token.format",
@@ -228,10 +311,16 @@ fn access_token(raw: RawAccessToken, cx: &Cx<'_>) -> Result<AccessTokenConfig, C
         issuer,
         audience,
         keys,
-        algorithms: algorithms(raw.algorithms, &TOKEN_ALGORITHMS, "access_token.algorithms", cx)?,
+        algorithms: algorithms(
+            raw.algorithms,
+            &TOKEN_ALGORITHMS,
+            "access_token.algorithms",
+            cx,
+        )?,
         leeway: dur(raw.leeway, 30),
         require_typ: flag(raw.require_typ, true),
         introspection,
+        ca_file: value(raw.ca_file).map(|f| f.0),
     })
 }
 
@@ -243,7 +332,9 @@ fn introspection(raw: RawIntrospection, cx: &Cx<'_>) -> Result<IntrospectionConf
     Ok(IntrospectionConfig {
         endpoint: value(raw.endpoint).ok_or_else(|| required("endpoint"))?.0,
         client_id: value(raw.client_id).ok_or_else(|| required("client_id"))?.0,
-        client_secret: value(raw.client_secret).ok_or_else(|| required("client_secret"))?.0,
+        client_secret: value(raw.client_secret)
+            .ok_or_else(|| required("client_secret"))?
+            .0,
         cache_ttl: dur(raw.cache_ttl, 60),
     })
 }
@@ -263,7 +354,10 @@ fn forward(raw: RawForward, cx: &Cx<'_>) -> Result<ForwardConfig, ConfigError> {
     })
 }
 
-fn header(h: Option<Option<Scalar<super::raw::Header>>>, default: &'static str) -> Option<HeaderName> {
+fn header(
+    h: Option<Option<Scalar<super::raw::Header>>>,
+    default: &'static str,
+) -> Option<HeaderName> {
     match h {
         None => Some(HeaderName::from_static(default)),
         Some(h) => value(h).map(|h| h.0),
@@ -272,10 +366,18 @@ fn header(h: Option<Option<Scalar<super::raw::Header>>>, default: &'static str) 
 
 /// Two identity headers with one name would overwrite each other.
 fn check_distinct(h: &IdentityHeaders, cx: &Cx<'_>) -> Result<(), ConfigError> {
-    let named = [("subject", &h.subject), ("client_id", &h.client_id), ("scope", &h.scope), ("jkt", &h.jkt)];
+    let named = [
+        ("subject", &h.subject),
+        ("client_id", &h.client_id),
+        ("scope", &h.scope),
+        ("jkt", &h.jkt),
+    ];
     for (i, (key, name)) in named.iter().enumerate() {
         let Some(name) = name else { continue };
-        if let Some((first, _)) = named[..i].iter().find(|(_, other)| other.as_ref() == Some(name)) {
+        if let Some((first, _)) = named[..i]
+            .iter()
+            .find(|(_, other)| other.as_ref() == Some(name))
+        {
             let path = format!("forward.identity_headers.{key}");
             return Err(cx.err(
                 &path,
@@ -304,7 +406,12 @@ fn limits(raw: RawLimits, cx: &Cx<'_>) -> Result<Limits, ConfigError> {
         max_header_bytes: count(Some(max_header_bytes), 0, "limits.max_header_bytes", cx)?,
         header_read_timeout: dur(raw.header_read_timeout, 10),
         idle_timeout: dur(raw.idle_timeout, 60),
-        max_connections: count(value(raw.max_connections).map(|n| n.0), 10_000, "limits.max_connections", cx)?,
+        max_connections: count(
+            value(raw.max_connections).map(|n| n.0),
+            10_000,
+            "limits.max_connections",
+            cx,
+        )?,
         max_concurrent_streams: u32::try_from(max_streams).unwrap_or(u32::MAX),
     })
 }

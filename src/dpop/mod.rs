@@ -6,6 +6,7 @@
 //! entry), the nonce check (`crate::nonce`) and the token binding (`crate::token`).
 
 pub mod error;
+pub mod explain;
 pub mod htu;
 
 pub use error::{ProofCheck, ProofError, MAX_JTI_BYTES};

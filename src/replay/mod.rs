@@ -2,6 +2,7 @@
 //! shared by every connection and core; the Redis backend shares it between replicas.
 
 pub mod memory;
+pub mod redis;
 
 use crate::clock::UnixTime;
 
@@ -31,15 +32,22 @@ pub enum StoreError {
 pub enum ReplayStore {
     /// In-process.
     Memory(memory::MemoryStore),
+    /// Shared by every replica through Redis.
+    Redis(redis::RedisStore),
 }
 
 // === impl ReplayStore ===
 
 impl ReplayStore {
     /// Records `key` unless present; atomic across all callers of this store.
-    pub async fn check_and_insert(&self, key: [u8; 16], now: UnixTime) -> Result<Admission, StoreError> {
+    pub async fn check_and_insert(
+        &self,
+        key: [u8; 16],
+        now: UnixTime,
+    ) -> Result<Admission, StoreError> {
         match self {
             ReplayStore::Memory(m) => m.check_and_insert(key, now),
+            ReplayStore::Redis(r) => r.check_and_insert(key, now).await,
         }
     }
 }

@@ -15,6 +15,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::config::Limits;
 use crate::pipeline::{self, ConnMeta, State};
 
+use super::deadline::Deadlines;
 use super::tls::ReloadingAcceptor;
 
 /// Serves `listener` until `shutdown` flips, then drains connections for at most `drain`.
@@ -58,12 +59,14 @@ pub(crate) async fn serve(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let handshake_timeout = limits.header_read_timeout;
+        let idle_timeout = limits.idle_timeout;
         tokio::spawn(async move {
             let _permit = permit;
             let _gauge = gauge;
             match tls {
                 None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    let io = Deadlines::new(stream, handshake_timeout, idle_timeout, false);
+                    let conn = builder.serve_connection(TokioIo::new(io), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
@@ -81,7 +84,9 @@ pub(crate) async fn serve(
                             return;
                         }
                     };
-                    let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
+                    let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let io = Deadlines::new(tls_stream, handshake_timeout, idle_timeout, h2);
+                    let conn = builder.serve_connection(TokioIo::new(io), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
@@ -90,7 +95,10 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown_timeout elapsed with requests still in flight");
     }
 }
@@ -116,7 +124,8 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     b.http1()
         .timer(TokioTimer::new())
         .max_buf_size(limits.max_header_bytes)
-        .header_read_timeout(limits.header_read_timeout)
+        // `Deadlines` enforces header_read_timeout (with a 408) and idle_timeout instead.
+        .header_read_timeout(None)
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())

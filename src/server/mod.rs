@@ -1,10 +1,12 @@
 //! Starting and stopping the gateway: builds the shared [`State`] from a [`Config`], binds the
 //! main and admin listeners, and returns a [`Running`] handle that drains on shutdown.
 
+pub mod deadline;
 pub mod listener;
 pub mod tls;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,19 +16,29 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Readiness};
 use crate::clock::Clock;
-use crate::config::{Config, KeySource, ReplayBackend, TokenFormat};
+use crate::config::{AccessTokenConfig, Config, KeySource, ReplayBackend, TokenFormat};
 use crate::dpop::ProofPolicy;
 use crate::forward::Forwarder;
 use crate::metrics::Metrics;
+use crate::nonce::NonceKeys;
 use crate::pipeline::State;
-use crate::replay::{memory::MemoryStore, ReplayStore};
+use crate::replay::{memory::MemoryStore, redis::RedisStore, ReplayStore};
 use crate::request_uri::UriPolicy;
 use crate::route::Router;
+use crate::token::http::AsClient;
+use crate::token::introspection::{IntrospectionPolicy, Introspector};
+use crate::token::jwks::{KeyLocation, RemoteKeys};
 use crate::token::jwt::{JwkSet, JwtPolicy, JwtValidator};
-use crate::token::TokenValidator;
+use crate::token::{Counters, TokenValidator};
 
 /// How often TLS files are checked for a change (the contract promises 30 s).
 const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often `access_token.jwks_file` is checked for a change.
+const FILE_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often the replay store is probed for readiness and its size exported.
+const DEPENDENCY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Verified access tokens kept in memory at most.
 const TOKEN_CACHE_CAPACITY: u64 = 100_000;
@@ -64,14 +76,25 @@ impl std::error::Error for StartError {}
 impl Running {
     /// Builds everything and binds the listeners; the gateway serves when this returns.
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, StartError> {
+        // rustls and the Redis client share the process-wide provider: make it ring, explicitly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let metrics = Metrics::new().map_err(|e| StartError(format!("metrics: {e}")))?;
-        let state = Arc::new(build_state(&config, clock, metrics.clone())?);
+        let state = Arc::new(build_state(&config, clock, metrics.clone()).await?);
         let tls = match &config.tls {
             Some(t) => {
                 let acceptor = tls::ReloadingAcceptor::load(&t.cert, &t.key)
                     .map_err(|e| StartError(format!("tls: {e}")))?;
                 let acceptor = Arc::new(acceptor);
-                acceptor.spawn_watcher(t.cert.clone(), t.key.clone(), TLS_RELOAD_INTERVAL);
+                let reloads = metrics.tls_reloads.clone();
+                acceptor.spawn_watcher_with(
+                    t.cert.clone(),
+                    t.key.clone(),
+                    TLS_RELOAD_INTERVAL,
+                    move |ok| {
+                        let result = if ok { "success" } else { "failure" };
+                        reloads.with_label_values(&[result]).inc();
+                    },
+                );
                 Some(acceptor)
             }
             None => None,
@@ -91,6 +114,7 @@ impl Running {
 
         let (shutdown, rx) = watch::channel(false);
         let ready = Readiness::default();
+        let state_for_watch = state.clone();
         let main = tokio::spawn(listener::serve(
             listener,
             tls,
@@ -99,7 +123,35 @@ impl Running {
             rx.clone(),
             config.shutdown_timeout,
         ));
-        let admin = tokio::spawn(admin::serve(admin_listener, metrics.clone(), ready.clone(), rx));
+        if let (KeySource::File(path), TokenValidator::Jwt(_)) =
+            (&config.access_token.keys, &state_for_watch.tokens)
+        {
+            tokio::spawn(watch_jwks_file(
+                state_for_watch.clone(),
+                path.clone(),
+                rx.clone(),
+            ));
+        }
+        let scrape_state = state_for_watch.clone();
+        let before_scrape: admin::BeforeScrape = Arc::new(move || {
+            scrape_state
+                .metrics
+                .sync_token_stats(scrape_state.tokens.stats());
+            if let ReplayStore::Memory(m) = &scrape_state.replay {
+                let len = i64::try_from(m.len()).unwrap_or(i64::MAX);
+                scrape_state.metrics.replay_entries.set(len);
+            }
+        });
+        let admin = tokio::spawn(admin::serve(
+            admin_listener,
+            metrics.clone(),
+            ready.clone(),
+            before_scrape,
+            rx.clone(),
+        ));
+        // Before the latch opens: remote keys are usually not loaded yet.
+        ready.set_dependencies_ok(state_for_watch.tokens.keys_loaded());
+        tokio::spawn(watch_dependencies(state_for_watch, ready.clone(), rx));
         ready.set_ready();
         tracing::info!(%addr, %admin_addr, "dpop-gateway listening");
         Ok(Running {
@@ -123,66 +175,213 @@ impl Running {
     }
 }
 
-fn build_state(config: &Config, clock: Arc<dyn Clock>, metrics: Metrics) -> Result<State, StartError> {
-    let at = &config.access_token;
-    let tokens = match (at.format, &at.keys) {
+/// Every second: the replay cache's size for the metrics, and whether the shared replay store
+/// answers and the token keys are loaded (readiness), until shutdown.
+async fn watch_dependencies(
+    state: Arc<State>,
+    ready: Readiness,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let store_ok = match &state.replay {
+            ReplayStore::Memory(m) => {
+                state
+                    .metrics
+                    .replay_entries
+                    .set(i64::try_from(m.len()).unwrap_or(i64::MAX));
+                true
+            }
+            ReplayStore::Redis(r) => r.ping().await,
+        };
+        // Not ready until the authorization server's keys were loaded once.
+        ready.set_dependencies_ok(store_ok && state.tokens.keys_loaded());
+        tokio::select! {
+            _ = tokio::time::sleep(DEPENDENCY_CHECK_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The token validator for `access_token`: a `jwks_file` is read now (an error stops the start);
+/// remote keys are fetched in the background (the gateway starts even if the authorization
+/// server is down, and is not ready until they are loaded).
+/// Reloads `access_token.jwks_file` when it changes (a ConfigMap update, a symlink swap): a
+/// good new set replaces the keys (and empties the token cache); a bad one is logged and the
+/// old keys stay.
+async fn watch_jwks_file(state: Arc<State>, path: PathBuf, mut shutdown: watch::Receiver<bool>) {
+    let TokenValidator::Jwt(validator) = &state.tokens else {
+        return;
+    };
+    let mut seen = tls::FileStamp::of(&path);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(FILE_RELOAD_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = tls::FileStamp::of(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let loaded = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| JwkSet::from_json(&b).map_err(|e| e.to_string()))
+            .and_then(|set| {
+                if set.keys.is_empty() {
+                    Err("no usable signing key".to_owned())
+                } else {
+                    Ok(set)
+                }
+            });
+        let result = match loaded {
+            Ok(set) => {
+                tracing::info!(path = %path.display(), keys = set.keys.len(), "JWKS file reloaded");
+                validator.set_keys(set);
+                "success"
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "JWKS file change not applied; keeping the previous keys");
+                "failure"
+            }
+        };
+        state
+            .metrics
+            .jwks_fetches
+            .with_label_values(&[result])
+            .inc();
+    }
+}
+
+/// The nonce keys, when `dpop.nonce` has secrets.
+pub(crate) fn nonce_keys(config: &Config) -> Result<Option<NonceKeys>, StartError> {
+    let nonce = &config.dpop.nonce;
+    if nonce.secrets.is_empty() {
+        return Ok(None);
+    }
+    let secrets: Vec<&[u8]> = nonce
+        .secrets
+        .iter()
+        .map(|s| s.expose().as_bytes())
+        .collect();
+    NonceKeys::new(&secrets, nonce.lifetime.as_secs())
+        .map(Some)
+        .map_err(|e| StartError(format!("dpop.nonce: {e}")))
+}
+
+/// The proof checks `config` asks for.
+pub(crate) fn proof_policy(config: &Config) -> ProofPolicy {
+    ProofPolicy {
+        algorithms: config.dpop.algorithms,
+        max_age: config.dpop.proof_max_age.as_secs(),
+        clock_skew: config.dpop.clock_skew.as_secs(),
+        max_proof_bytes: config.limits.max_proof_bytes,
+        require_ath: config.dpop.require_ath,
+    }
+}
+
+pub(crate) fn build_tokens(at: &AccessTokenConfig) -> Result<TokenValidator, StartError> {
+    let policy = JwtPolicy {
+        issuer: at.issuer.clone(),
+        audience: at.audience.clone().unwrap_or_default(),
+        algorithms: at.algorithms,
+        leeway: at.leeway.as_secs(),
+        require_typ: at.require_typ,
+    };
+    let client = || {
+        AsClient::new(at.ca_file.as_deref())
+            .map_err(|e| StartError(format!("access_token.ca_file: {e}")))
+    };
+    let counters = Arc::new(Counters::default());
+    match (at.format, &at.keys) {
         (TokenFormat::Jwt, KeySource::File(path)) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| StartError(format!("access_token.jwks_file {}: {e}", path.display())))?;
-            let keys = JwkSet::from_json(&bytes)
-                .map_err(|e| StartError(format!("access_token.jwks_file {}: {e}", path.display())))?;
+            let bytes = std::fs::read(path).map_err(|e| {
+                StartError(format!("access_token.jwks_file {}: {e}", path.display()))
+            })?;
+            let keys = JwkSet::from_json(&bytes).map_err(|e| {
+                StartError(format!("access_token.jwks_file {}: {e}", path.display()))
+            })?;
             if keys.keys.is_empty() {
                 return Err(StartError(format!(
                     "access_token.jwks_file {}: no usable signing key",
                     path.display()
                 )));
             }
-            let policy = JwtPolicy {
-                issuer: at.issuer.clone(),
-                audience: at.audience.clone().unwrap_or_default(),
-                algorithms: at.algorithms,
-                leeway: at.leeway.as_secs(),
-                require_typ: at.require_typ,
-            };
-            TokenValidator::Jwt(JwtValidator::new(policy, keys, TOKEN_CACHE_CAPACITY))
+            Ok(TokenValidator::Jwt(JwtValidator::new(
+                policy,
+                keys,
+                TOKEN_CACHE_CAPACITY,
+            )))
         }
-        (TokenFormat::Jwt, _) => {
-            return Err(StartError(
-                "access_token: jwks_uri and issuer discovery are not supported yet; use jwks_file"
-                    .into(),
-            ))
+        (TokenFormat::Jwt, source) => {
+            let location = match source {
+                KeySource::Uri(uri) => KeyLocation::Uri(uri.clone()),
+                _ => KeyLocation::Discovery {
+                    issuer: at.issuer.clone(),
+                },
+            };
+            let validator = JwtValidator::new(policy, JwkSet::default(), TOKEN_CACHE_CAPACITY);
+            let keys = Arc::new(RemoteKeys::new(validator, location, client()?, counters));
+            RemoteKeys::spawn_refresh(&keys);
+            Ok(TokenValidator::RemoteJwt(keys))
         }
         (TokenFormat::Introspection, _) => {
-            return Err(StartError(
-                "access_token.format: introspection is not supported yet".into(),
-            ))
+            let Some(i) = &at.introspection else {
+                return Err(StartError(
+                    "access_token.introspection: required when format is introspection".into(),
+                ));
+            };
+            let policy = IntrospectionPolicy {
+                issuer: at.issuer.clone(),
+                audience: at.audience.clone(),
+                leeway: at.leeway.as_secs(),
+                cache_ttl: i.cache_ttl,
+            };
+            Introspector::new(
+                i.endpoint.clone(),
+                &i.client_id,
+                i.client_secret.expose(),
+                client()?,
+                policy,
+                counters,
+            )
+            .map(|i| TokenValidator::Introspection(Box::new(i)))
+            .map_err(|e| StartError(format!("access_token.introspection: {e}")))
         }
-    };
+    }
+}
+
+async fn build_state(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+) -> Result<State, StartError> {
+    let tokens = build_tokens(&config.access_token)?;
     let ttl = config.dpop.proof_max_age.as_secs() + config.dpop.clock_skew.as_secs();
     let replay = match &config.replay_cache.backend {
         ReplayBackend::Memory { capacity } => {
-            metrics.replay_capacity.set(i64::try_from(*capacity).unwrap_or(i64::MAX));
+            metrics
+                .replay_capacity
+                .set(i64::try_from(*capacity).unwrap_or(i64::MAX));
             ReplayStore::Memory(MemoryStore::new(*capacity, ttl))
         }
-        ReplayBackend::Redis { .. } => {
-            return Err(StartError(
-                "replay_cache.backend: redis is not supported yet".into(),
-            ))
-        }
+        ReplayBackend::Redis {
+            url,
+            key_prefix,
+            timeout,
+        } => ReplayStore::Redis(
+            RedisStore::connect(url.expose(), key_prefix, ttl, *timeout)
+                .await
+                .map_err(|e| StartError(format!("replay_cache.redis_url: {e:?}")))?,
+        ),
     };
+    let nonces = nonce_keys(config)?;
     Ok(State {
         router: Router::new(&config.routes, config.dpop.nonce.enabled),
         uri_policy: UriPolicy {
             public_url: config.public_url.clone(),
             trust_forwarded: config.trust_forwarded_headers,
         },
-        proof_policy: ProofPolicy {
-            algorithms: config.dpop.algorithms,
-            max_age: config.dpop.proof_max_age.as_secs(),
-            clock_skew: config.dpop.clock_skew.as_secs(),
-            max_proof_bytes: config.limits.max_proof_bytes,
-            require_ath: config.dpop.require_ath,
-        },
+        proof_policy: proof_policy(config),
         tokens,
         replay,
         on_error: config.replay_cache.on_error,
@@ -193,5 +392,9 @@ fn build_state(config: &Config, clock: Arc<dyn Clock>, metrics: Metrics) -> Resu
         algs: config.dpop.algorithms.to_names(),
         cors_allow_origins: config.cors_allow_origins.clone(),
         idle_timeout: config.limits.idle_timeout,
+        nonces,
+        resource_metadata: config
+            .resource_metadata
+            .then(|| crate::resource_metadata::ResourceMetadata::from_config(config)),
     })
 }

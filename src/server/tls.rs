@@ -71,7 +71,7 @@ pub struct ReloadingAcceptor {
 
 /// What identifies a file's content without reading it: where it resolves, its size and mtime.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct FileStamp {
+pub(crate) struct FileStamp {
     target: Option<PathBuf>,
     len: u64,
     modified: Option<SystemTime>,
@@ -174,6 +174,18 @@ impl ReloadingAcceptor {
         key: PathBuf,
         interval: Duration,
     ) -> tokio::task::JoinHandle<()> {
+        self.spawn_watcher_with(cert, key, interval, |_| {})
+    }
+
+    /// As [`spawn_watcher`](Self::spawn_watcher), calling `on_reload(true)` after a new pair
+    /// is applied and `on_reload(false)` after a change that did not load (for metrics).
+    pub fn spawn_watcher_with(
+        self: &Arc<Self>,
+        cert: PathBuf,
+        key: PathBuf,
+        interval: Duration,
+        on_reload: impl Fn(bool) + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let this: Weak<Self> = Arc::downgrade(self);
         // Stamped now, not when the task first runs: a change made right after this call
         // must count as a change.
@@ -193,9 +205,11 @@ impl ReloadingAcceptor {
                 match server_config(&cert, &key) {
                     Ok(config) => {
                         acceptor.replace(config);
+                        on_reload(true);
                         tracing::info!(cert = %cert.display(), key = %key.display(), "TLS certificate reloaded");
                     }
                     Err(error) => {
+                        on_reload(false);
                         tracing::warn!(%error, "TLS certificate change not applied; keeping the previous pair");
                     }
                 }
@@ -209,7 +223,7 @@ impl ReloadingAcceptor {
 impl FileStamp {
     /// The stamp of `path` now; a missing file has an empty stamp (a later reappearance is a
     /// change).
-    fn of(path: &Path) -> Self {
+    pub(crate) fn of(path: &Path) -> Self {
         // `metadata` follows symlinks: a swapped `..data` link changes `target` and usually the
         // mtime of what it resolves to.
         let meta = std::fs::metadata(path).ok();

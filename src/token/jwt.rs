@@ -2,6 +2,7 @@
 //! exp/nbf with leeway, and the `cnf.jkt` shape. The checks are pure (`now` is an argument);
 //! verified tokens are kept in [`TokenCache`] until their `exp`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value};
@@ -39,6 +40,8 @@ pub struct JwtValidator {
     policy: JwtPolicy,
     keys: RwLock<KeyState>,
     cache: TokenCache,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 /// The longest access token accepted, in bytes (checked before decoding).
@@ -110,7 +113,17 @@ impl JwtValidator {
                 generation: 0,
             }),
             cache: TokenCache::new(cache_capacity),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
+    }
+
+    /// Verified-token cache lookups so far: (hits, misses).
+    pub fn cache_stats(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 
     /// Replaces the key set (a JWKS reload); cached tokens signed by removed keys are dropped.
@@ -139,9 +152,11 @@ impl JwtValidator {
                     check_exp(exp.as_secs(), now.as_secs(), self.policy.leeway)?;
                 }
                 check_nbf(hit.nbf, now.as_secs(), self.policy.leeway)?;
+                self.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(hit.info);
             }
         }
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let verified = verify(token, &keys, &self.policy, now)?;
         let info = Arc::new(verified.info);
         self.cache.insert(
@@ -240,17 +255,7 @@ fn check_claims(
             return Err(TokenError::IssuedInFuture { iat, now });
         }
     }
-    let jkt = match claims.get("cnf") {
-        None => None,
-        Some(Value::Object(cnf)) => match cnf.get("jkt") {
-            None => None,
-            Some(Value::String(jkt)) => {
-                Some(Thumbprint::from_b64(jkt).ok_or(TokenError::CnfMalformed)?)
-            }
-            Some(_) => return Err(TokenError::CnfMalformed),
-        },
-        Some(_) => return Err(TokenError::CnfMalformed),
-    };
+    let jkt = cnf_jkt(claims)?;
     let string = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
     // RFC 9068 §2.2.3: `scope` is a space-separated string; some servers send `scp` as an array.
     let scope = string("scope").or_else(|| {
@@ -270,8 +275,24 @@ fn check_claims(
     })
 }
 
+/// RFC 9449 §6.1 (JWT) and §6.2 (introspection): `cnf.jkt`, when present, is a base64url
+/// SHA-256 thumbprint.
+pub(super) fn cnf_jkt(claims: &Map<String, Value>) -> Result<Option<Thumbprint>, TokenError> {
+    match claims.get("cnf") {
+        None => Ok(None),
+        Some(Value::Object(cnf)) => match cnf.get("jkt") {
+            None => Ok(None),
+            Some(Value::String(jkt)) => Thumbprint::from_b64(jkt)
+                .map(Some)
+                .ok_or(TokenError::CnfMalformed),
+            Some(_) => Err(TokenError::CnfMalformed),
+        },
+        Some(_) => Err(TokenError::CnfMalformed),
+    }
+}
+
 /// `now <= exp + leeway`.
-fn check_exp(exp: u64, now: u64, leeway: u64) -> Result<(), TokenError> {
+pub(super) fn check_exp(exp: u64, now: u64, leeway: u64) -> Result<(), TokenError> {
     if now > exp.saturating_add(leeway) {
         return Err(TokenError::Expired { exp, now });
     }
@@ -279,7 +300,7 @@ fn check_exp(exp: u64, now: u64, leeway: u64) -> Result<(), TokenError> {
 }
 
 /// `nbf <= now + leeway`, when there is an `nbf`.
-fn check_nbf(nbf: Option<u64>, now: u64, leeway: u64) -> Result<(), TokenError> {
+pub(super) fn check_nbf(nbf: Option<u64>, now: u64, leeway: u64) -> Result<(), TokenError> {
     match nbf {
         Some(nbf) if nbf > now.saturating_add(leeway) => Err(TokenError::NotYetValid { nbf, now }),
         _ => Ok(()),
@@ -287,7 +308,10 @@ fn check_nbf(nbf: Option<u64>, now: u64, leeway: u64) -> Result<(), TokenError> 
 }
 
 /// A NumericDate claim (RFC 7519 §2: seconds, possibly fractional; floored here).
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, TokenError> {
+pub(super) fn numeric_date(
+    claims: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<u64>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => Ok(Some(match n.as_u64() {

@@ -1,10 +1,14 @@
 //! Access tokens: what a token says ([`TokenInfo`]), how it is validated ([`TokenValidator`]:
-//! JWT with keys from a JWKS, or RFC 7662 introspection in a later change) and how it is bound to
-//! a proof ([`check_binding`]).
+//! JWT with keys from a file or from the authorization server, or RFC 7662 introspection) and
+//! how it is bound to a proof ([`check_binding`]).
 
 pub mod cache;
+pub mod http;
+pub mod introspection;
+pub mod jwks;
 pub mod jwt;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::clock::UnixTime;
@@ -106,6 +110,12 @@ pub enum TokenError {
     BoundTokenAsBearer,
     /// Introspection said `active: false` (RFC 7662 §2.2).
     Inactive,
+    /// Introspection named a `token_type` other than `DPoP` or `Bearer` (RFC 9449 §6.2,
+    /// RFC 7662 §2.2).
+    TokenType {
+        /// The introspection response's `token_type`.
+        got: String,
+    },
     /// The token service could not be asked (introspection down): a 503, not a 401.
     Unavailable(String),
 }
@@ -115,7 +125,7 @@ pub enum TokenError {
 pub enum TokenCheck {
     /// Not a JWT / not JSON / a claim of the wrong type.
     Malformed,
-    /// `typ`.
+    /// `typ` (JWT header), or the introspected `token_type`.
     Typ,
     /// `alg`.
     Alg,
@@ -154,10 +164,44 @@ pub enum Scheme {
     Bearer,
 }
 
-/// Validates tokens; one variant per `access_token.format`.
+/// Validates tokens; one variant per `access_token.format` and key source.
 pub enum TokenValidator {
-    /// JWT access tokens (RFC 9068).
+    /// JWT access tokens (RFC 9068) with keys from `jwks_file`.
     Jwt(jwt::JwtValidator),
+    /// JWT access tokens with keys from `jwks_uri` or the issuer's metadata.
+    RemoteJwt(Arc<jwks::RemoteKeys>),
+    /// Opaque tokens, asked about by RFC 7662 introspection.
+    Introspection(Box<introspection::Introspector>),
+}
+
+/// What the validator has done with the authorization server so far, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenStats {
+    /// JWKS fetches that loaded keys.
+    pub key_fetches: u64,
+    /// JWKS (or metadata) fetches that failed; the last good keys stayed.
+    pub key_fetch_failures: u64,
+    /// Introspection requests sent (cache misses).
+    pub introspections: u64,
+    /// Introspection requests that failed (connect, timeout, non-200, unparseable): each one
+    /// refused a request with 503.
+    pub introspection_failures: u64,
+    /// Introspection verdicts served from the cache.
+    pub introspection_cache_hits: u64,
+    /// Verified JWTs served from the cache.
+    pub jwt_cache_hits: u64,
+    /// JWTs whose signature had to be checked.
+    pub jwt_cache_misses: u64,
+}
+
+/// The counters behind [`TokenStats`], shared with the tasks that fetch.
+#[derive(Debug, Default)]
+pub struct Counters {
+    key_fetches: AtomicU64,
+    key_fetch_failures: AtomicU64,
+    introspections: AtomicU64,
+    introspection_failures: AtomicU64,
+    introspection_cache_hits: AtomicU64,
 }
 
 // === impl TokenValidator ===
@@ -167,6 +211,58 @@ impl TokenValidator {
     pub async fn validate(&self, token: &str, now: UnixTime) -> Result<Arc<TokenInfo>, TokenError> {
         match self {
             TokenValidator::Jwt(v) => v.validate(token, now),
+            TokenValidator::RemoteJwt(v) => v.validate(token, now).await,
+            TokenValidator::Introspection(v) => v.validate(token, now).await,
+        }
+    }
+
+    /// Whether tokens can be checked: keys were loaded at least once (always true for a
+    /// `jwks_file` and for introspection, which has no keys). Readiness follows it.
+    pub fn keys_loaded(&self) -> bool {
+        match self {
+            TokenValidator::Jwt(_) | TokenValidator::Introspection(_) => true,
+            TokenValidator::RemoteJwt(v) => v.keys_loaded(),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> TokenStats {
+        match self {
+            TokenValidator::Jwt(v) => {
+                let (jwt_cache_hits, jwt_cache_misses) = v.cache_stats();
+                TokenStats {
+                    jwt_cache_hits,
+                    jwt_cache_misses,
+                    ..TokenStats::default()
+                }
+            }
+            TokenValidator::RemoteJwt(v) => {
+                let (jwt_cache_hits, jwt_cache_misses) = v.cache_stats();
+                TokenStats {
+                    jwt_cache_hits,
+                    jwt_cache_misses,
+                    ..v.counters().snapshot()
+                }
+            }
+            TokenValidator::Introspection(v) => v.counters().snapshot(),
+        }
+    }
+}
+
+// === impl Counters ===
+
+impl Counters {
+    /// Every counter now.
+    pub fn snapshot(&self) -> TokenStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        TokenStats {
+            key_fetches: get(&self.key_fetches),
+            key_fetch_failures: get(&self.key_fetch_failures),
+            introspections: get(&self.introspections),
+            introspection_failures: get(&self.introspection_failures),
+            introspection_cache_hits: get(&self.introspection_cache_hits),
+            jwt_cache_hits: 0,
+            jwt_cache_misses: 0,
         }
     }
 }
@@ -224,6 +320,7 @@ impl TokenError {
             TokenError::NotBound | TokenError::JktMismatch { .. } => TokenCheck::Binding,
             TokenError::BoundTokenAsBearer => TokenCheck::Downgrade,
             TokenError::Inactive => TokenCheck::Inactive,
+            TokenError::TokenType { .. } => TokenCheck::Typ,
             TokenError::Unavailable(_) => TokenCheck::Unavailable,
         }
     }
@@ -279,6 +376,11 @@ impl std::fmt::Display for TokenError {
                 f.write_str("a DPoP-bound access token was sent as a Bearer token")
             }
             TokenError::Inactive => f.write_str("access token is not active"),
+            TokenError::TokenType { got } => write!(
+                f,
+                "introspection says the token type is '{}', not DPoP or Bearer",
+                clip(got)
+            ),
             TokenError::Unavailable(why) => write!(f, "the token service is unavailable: {why}"),
         }
     }

@@ -26,8 +26,15 @@ fn check_file(text: &str) -> (Output, String) {
 
 #[test]
 fn shipped_config_passes_check() {
-    let out = bin().args(["check", "-c", "config/gateway.yaml"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .args(["check", "-c", "config/gateway.yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains("listen:"), "{printed}");
 }
@@ -46,7 +53,10 @@ fn check_reports_file_line_column_for_each_kind_of_error() {
     let cases: &[(&str, &str, &str)] = &[
         // (text, expected "line:column", a word of the message)
         (
-            &GOOD.replace("listen: \"127.0.0.1:8443\"", "listen: \"127.0.0.1:8443\"\nlisen: 1"),
+            &GOOD.replace(
+                "listen: \"127.0.0.1:8443\"",
+                "listen: \"127.0.0.1:8443\"\nlisen: 1",
+            ),
             ":2:1:",
             "lisen",
         ),
@@ -87,7 +97,11 @@ fn check_masks_secrets() {
         "{GOOD}replay_cache:\n  backend: redis\n  redis_url: \"redis://user:hunter2@127.0.0.1:6379\"\n"
     );
     let (out, _) = check_file(&text);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(!printed.contains("hunter2"), "{printed}");
     assert!(printed.contains("***"), "{printed}");
@@ -115,18 +129,130 @@ fn proof_command_prints_a_proof_for_the_url() {
     let out = bin()
         .args(["proof", "--key"])
         .arg(&key_path)
-        .args(["--method", "GET", "--url", "https://api.example.com/x?q=1", "--token", "abc"])
+        .args([
+            "--method",
+            "GET",
+            "--url",
+            "https://api.example.com/x?q=1",
+            "--token",
+            "abc",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let proof = String::from_utf8(out.stdout).unwrap();
     let payload = proof.trim().split('.').nth(1).unwrap();
     use base64::Engine;
     let claims: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap(),
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(claims["htm"], "GET");
     assert_eq!(claims["htu"], "https://api.example.com/x");
     assert!(claims["ath"].is_string());
+}
+
+#[test]
+fn demo_walks_through_forwarded_replayed_and_stolen_token_requests() {
+    let out = bin().arg("demo").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let statuses: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("-> ")).collect();
+    assert_eq!(
+        statuses,
+        [
+            "401 Unauthorized",
+            "200 OK",
+            "401 Unauthorized",
+            "401 Unauthorized"
+        ],
+        "{text}"
+    );
+    assert!(text.contains("already used"), "{text}");
+    assert!(text.contains("x-auth-subject: alice"), "{text}");
+    assert!(
+        !text.contains("\"dpop:"),
+        "the upstream never sees the proof: {text}"
+    );
+}
+
+#[test]
+fn explain_passes_a_good_request_and_names_the_one_failing_check() {
+    let dir = temp_dir("cli-explain");
+    let key_path = dir.join("client.jwk");
+    let out = bin().args(["keygen"]).output().unwrap();
+    std::fs::write(&key_path, &out.stdout).unwrap();
+    let out = bin()
+        .args([
+            "token",
+            "--issuer-key",
+            "config/demo/issuer-key.jwk",
+            "--bind",
+        ])
+        .arg(&key_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let url = "http://127.0.0.1:8443/accounts";
+    let out = bin()
+        .args(["proof", "--key"])
+        .arg(&key_path)
+        .args(["--method", "GET", "--url", url, "--token", &token])
+        .output()
+        .unwrap();
+    let proof = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let explain = |method: &str| {
+        bin()
+            .args([
+                "explain",
+                "-c",
+                "config/gateway.yaml",
+                "--proof",
+                &proof,
+                "--token",
+                &token,
+            ])
+            .args(["--method", method, "--url", url])
+            .output()
+            .unwrap()
+    };
+    let ok = explain("GET");
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for check in ["signature", "htm", "htu", "iat", "ath", "token", "binding"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("PASS") && l.contains(check)),
+            "{check}: {text}"
+        );
+    }
+    assert!(text.contains("SKIP  replay"), "{text}");
+    let bad = explain("POST");
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{text}");
+    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(failed.len(), 1, "{text}");
+    assert!(
+        failed[0].contains("htm") && failed[0].contains("POST"),
+        "{text}"
+    );
 }

@@ -1,20 +1,19 @@
 //! Self-tests of the test harness and of `server::tls` over real sockets: the recording upstream,
 //! the test PKI, the client modes, TLS reload.
 
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::support::client::{self, Mode};
+use crate::support::tls::TestPki;
+use crate::support::upstream::{self, Upstream};
 use bytes::Bytes;
 use dpop_gateway::body;
 use dpop_gateway::server::tls::{server_config, ReloadingAcceptor};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use crate::support::client::{self, Mode};
-use crate::support::tls::TestPki;
-use crate::support::upstream::{self, Upstream};
 use tokio::net::TcpListener;
 
 fn get(uri: &str) -> Request<Full<Bytes>> {

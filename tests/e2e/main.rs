@@ -2,14 +2,21 @@
 //! with real TLS. Every refusal test also asserts what the upstream received (nothing).
 // reason: the support modules are a library for this binary; `pub` documents their surface.
 #![allow(unreachable_pub, missing_docs)]
-
+// reason: a failed unwrap in a test or its support code is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 mod cli;
 mod harness;
+mod interop;
+mod introspection;
+mod limits;
+mod ops;
 mod proof_checks;
+mod remote_keys;
 mod replay;
+mod replicas;
 mod tls;
 mod token;
 mod transparency;

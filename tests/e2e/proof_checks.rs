@@ -9,7 +9,7 @@ use dpop_gateway::jose::sign::{self, PrivateJwk};
 use dpop_gateway::jose::Algorithm;
 use serde_json::{json, Map, Value};
 
-use crate::support::{now, www_error, json_body, Options, TestGateway};
+use crate::support::{json_body, now, www_error, Options, TestGateway};
 
 /// Valid proof parts for `GET /resource` with `token`.
 fn parts(gw: &TestGateway, key: &PrivateJwk, token: &str) -> (Map<String, Value>, Value) {
@@ -48,7 +48,11 @@ fn assert_refused(resp: &http::Response<bytes::Bytes>, gw: &TestGateway, seen_be
     assert_eq!(resp.status(), 401, "body: {:?}", resp.body());
     assert_eq!(www_error(resp).as_deref(), Some("invalid_dpop_proof"));
     assert_eq!(json_body(resp)["error"], "invalid_dpop_proof");
-    assert_eq!(gw.upstream.requests().len(), seen_before, "upstream must see nothing");
+    assert_eq!(
+        gw.upstream.requests().len(),
+        seen_before,
+        "upstream must see nothing"
+    );
 }
 
 /// Runs the pair: unaltered is forwarded, altered is refused.
@@ -157,9 +161,19 @@ async fn bad_signature_is_refused() {
     header2.insert("jwk".into(), Value::Object(key.public_jwk()));
     let forged = other.sign_jws(header2, &claims).unwrap();
     assert_ne!(proof, forged);
-    let resp = gw.call("GET", "/resource").dpop_token(&token).proof(&forged).send().await;
+    let resp = gw
+        .call("GET", "/resource")
+        .dpop_token(&token)
+        .proof(&forged)
+        .send()
+        .await;
     assert_refused(&resp, &gw, 0);
-    let resp = gw.call("GET", "/resource").dpop_token(&token).proof(&proof).send().await;
+    let resp = gw
+        .call("GET", "/resource")
+        .dpop_token(&token)
+        .proof(&proof)
+        .send()
+        .await;
     assert_eq!(resp.status(), 200);
 }
 
@@ -183,7 +197,12 @@ async fn alg_none_and_hs256_are_refused() {
         let mut header = Value::Object(header);
         header["alg"] = json!(alg);
         let proof = raw_jws(&header, &claims, if alg == "none" { b"" } else { b"mac" });
-        let resp = gw.call("GET", "/resource").dpop_token(&token).proof(&proof).send().await;
+        let resp = gw
+            .call("GET", "/resource")
+            .dpop_token(&token)
+            .proof(&proof)
+            .send()
+            .await;
         assert_refused(&resp, &gw, 0);
     }
 }
@@ -202,7 +221,10 @@ async fn alg_outside_the_allow_list_is_refused() {
     let www = resp.headers()["www-authenticate"].to_str().unwrap();
     assert!(www.contains("algs=\"ES256\""), "{www}");
     let es = PrivateJwk::generate(Algorithm::ES256).unwrap();
-    assert_eq!(gw.authorized(&es, "GET", "/resource").send().await.status(), 200);
+    assert_eq!(
+        gw.authorized(&es, "GET", "/resource").send().await.status(),
+        200
+    );
     drop(token);
 }
 
@@ -221,7 +243,12 @@ async fn garbage_proof_is_refused() {
     let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
     let token = gw.issuer.token_for(&key);
     for garbage in ["not-a-jws", "a.b.c", "....", "eyJ.eyJ.@@@"] {
-        let resp = gw.call("GET", "/resource").dpop_token(&token).proof(garbage).send().await;
+        let resp = gw
+            .call("GET", "/resource")
+            .dpop_token(&token)
+            .proof(garbage)
+            .send()
+            .await;
         assert_refused(&resp, &gw, 0);
     }
 }
@@ -292,8 +319,14 @@ async fn every_algorithm_is_accepted_end_to_end() {
         assert_eq!(resp.status(), 200, "{alg}");
     }
     for (alg, file) in [
-        (Algorithm::RS256, include_str!("../fixtures/rs256-client.jwk")),
-        (Algorithm::PS256, include_str!("../fixtures/ps256-client.jwk")),
+        (
+            Algorithm::RS256,
+            include_str!("../fixtures/rs256-client.jwk"),
+        ),
+        (
+            Algorithm::PS256,
+            include_str!("../fixtures/ps256-client.jwk"),
+        ),
     ] {
         let key = PrivateJwk::from_json(file).unwrap();
         assert_eq!(key.alg(), alg);

@@ -13,18 +13,30 @@ async fn replayed_proof_is_refused_and_not_forwarded() {
     let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
     let token = gw.issuer.token_for(&key);
     let p = proof(&key, "GET", &gw.url("/resource"), Some(&token));
-    let first = gw.call("GET", "/resource").dpop_token(&token).proof(&p).send().await;
+    let first = gw
+        .call("GET", "/resource")
+        .dpop_token(&token)
+        .proof(&p)
+        .send()
+        .await;
     assert_eq!(first.status(), 200);
-    let second = gw.call("GET", "/resource").dpop_token(&token).proof(&p).send().await;
+    let second = gw
+        .call("GET", "/resource")
+        .dpop_token(&token)
+        .proof(&p)
+        .send()
+        .await;
     assert_eq!(second.status(), 401);
     assert_eq!(www_error(&second).as_deref(), Some("invalid_dpop_proof"));
     assert_eq!(gw.upstream.requests().len(), 1);
     let metrics = gw.metrics().await;
     assert!(
-        metrics.lines().any(|l| l.starts_with("dpop_gateway_requests_total")
-            && l.contains("outcome=\"invalid_dpop_proof\"")
-            && l.contains("reason=\"replay\"")
-            && l.ends_with(" 1")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("dpop_gateway_requests_total")
+                && l.contains("outcome=\"invalid_dpop_proof\"")
+                && l.contains("reason=\"replay\"")
+                && l.ends_with(" 1")),
         "{metrics}"
     );
 }
@@ -80,7 +92,12 @@ async fn a_full_cache_refuses_new_proofs_and_never_lets_a_replay_through() {
     let mut full = None;
     for _ in 0..500 {
         let p = proof(&key, "GET", &gw.url("/resource"), Some(&token));
-        let resp = gw.call("GET", "/resource").dpop_token(&token).proof(&p).send().await;
+        let resp = gw
+            .call("GET", "/resource")
+            .dpop_token(&token)
+            .proof(&p)
+            .send()
+            .await;
         match resp.status().as_u16() {
             200 => accepted.push(p),
             503 => {
@@ -91,21 +108,31 @@ async fn a_full_cache_refuses_new_proofs_and_never_lets_a_replay_through() {
         }
     }
     let full = full.expect("a tiny cache fills up");
-    let retry: u64 = full.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = full.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=66).contains(&retry), "Retry-After {retry}");
     let forwarded = gw.upstream.requests().len();
     assert_eq!(forwarded, accepted.len());
     // Every accepted proof is still remembered: none was evicted to make room.
     for p in &accepted {
-        let resp = gw.call("GET", "/resource").dpop_token(&token).proof(p).send().await;
+        let resp = gw
+            .call("GET", "/resource")
+            .dpop_token(&token)
+            .proof(p)
+            .send()
+            .await;
         assert_eq!(resp.status(), 401);
         assert_eq!(www_error(&resp).as_deref(), Some("invalid_dpop_proof"));
     }
     assert_eq!(gw.upstream.requests().len(), forwarded);
     let metrics = gw.metrics().await;
     assert!(
-        metrics.lines().any(|l| l.starts_with("dpop_gateway_replay_cache_full_total ")
-            && !l.ends_with(" 0")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("dpop_gateway_replay_cache_full_total ") && !l.ends_with(" 0")),
         "{metrics}"
     );
 }

@@ -36,7 +36,9 @@ async fn https_clients_get_through_over_h1_and_h2() {
     assert_eq!(h2.status(), 200);
     let seen = gw.upstream.requests();
     assert_eq!(seen.len(), 2);
-    assert!(seen.iter().all(|r| r.headers["x-forwarded-proto"] == "https"));
+    assert!(seen
+        .iter()
+        .all(|r| r.headers["x-forwarded-proto"] == "https"));
     assert!(seen.iter().all(|r| r.headers.get("dpop").is_none()));
 
     // A proof naming the plain-http URL does not match the https listener.
@@ -56,4 +58,47 @@ async fn https_clients_get_through_over_h1_and_h2() {
         .await;
     assert_eq!(resp.status(), 401);
     assert_eq!(gw.upstream.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_served_without_a_restart() {
+    let pki = TestPki::new();
+    let gw = TestGateway::start_with(Options {
+        extra: format!(
+            "tls:\n  cert: \"{}\"\n  key: \"{}\"",
+            pki.cert_path.display(),
+            pki.key_path.display()
+        ),
+        ..Options::default()
+    })
+    .await;
+    let before = served_cert(&gw, &pki).await;
+    pki.rotate();
+    // The gateway checks every 5 s; the contract promises 30 s.
+    for _ in 0..60 {
+        if served_cert(&gw, &pki).await != before {
+            let mode = Mode::H1Tls(pki.client_config(&[b"http/1.1"]));
+            let resp = gw.call("GET", "/open/x").mode(mode).send().await;
+            assert_eq!(resp.status(), 200);
+            let metrics = gw.metrics().await;
+            assert!(
+                metrics.contains("dpop_gateway_tls_reloads_total{result=\"success\"} 1"),
+                "{metrics}"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("the rotated certificate was not served within 15 s");
+}
+
+/// The DER of the leaf certificate the gateway presents.
+async fn served_cert(gw: &TestGateway, pki: &TestPki) -> Vec<u8> {
+    let connector = tokio_rustls::TlsConnector::from(pki.client_config(&[b"http/1.1"]));
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0]
+        .as_ref()
+        .to_vec()
 }

@@ -10,13 +10,20 @@ use crate::support::{now, proof, www_error, TestGateway};
 /// Sends `GET /resource` with `token` as DPoP and a valid proof by `key`.
 async fn send(gw: &TestGateway, key: &PrivateJwk, token: &str) -> http::Response<bytes::Bytes> {
     let p = proof(key, "GET", &gw.url("/resource"), Some(token));
-    gw.call("GET", "/resource").dpop_token(token).proof(&p).send().await
+    gw.call("GET", "/resource")
+        .dpop_token(token)
+        .proof(&p)
+        .send()
+        .await
 }
 
 fn assert_invalid_token(resp: &http::Response<bytes::Bytes>, gw: &TestGateway) {
     assert_eq!(resp.status(), 401, "body: {:?}", resp.body());
     assert_eq!(www_error(resp).as_deref(), Some("invalid_token"));
-    assert!(gw.upstream.requests().is_empty(), "upstream must see nothing");
+    assert!(
+        gw.upstream.requests().is_empty(),
+        "upstream must see nothing"
+    );
 }
 
 /// A token whose claims are the valid ones with `alter` applied.
@@ -95,7 +102,9 @@ async fn token_with_jwt_typ_is_refused() {
     let gw = TestGateway::start().await;
     let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
     let claims = gw.issuer.claims(Some(key.thumbprint().to_string()));
-    let token = gw.issuer.sign_with_header(&claims, "JWT", Some("test-issuer-1"));
+    let token = gw
+        .issuer
+        .sign_with_header(&claims, "JWT", Some("test-issuer-1"));
     assert_invalid_token(&send(&gw, &key, &token).await, &gw);
 }
 
@@ -104,7 +113,9 @@ async fn token_with_unknown_kid_is_refused() {
     let gw = TestGateway::start().await;
     let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
     let claims = gw.issuer.claims(Some(key.thumbprint().to_string()));
-    let token = gw.issuer.sign_with_header(&claims, "at+jwt", Some("someone-else"));
+    let token = gw
+        .issuer
+        .sign_with_header(&claims, "at+jwt", Some("someone-else"));
     assert_invalid_token(&send(&gw, &key, &token).await, &gw);
 }
 
@@ -161,9 +172,53 @@ async fn dpop_on_dpop_or_bearer_route_still_checks_the_proof() {
     let thief = PrivateJwk::generate(Algorithm::ES256).unwrap();
     let token = gw.issuer.token_for(&key);
     let p = proof(&thief, "GET", &gw.url("/mixed/x"), Some(&token));
-    let resp = gw.call("GET", "/mixed/x").dpop_token(&token).proof(&p).send().await;
+    let resp = gw
+        .call("GET", "/mixed/x")
+        .dpop_token(&token)
+        .proof(&p)
+        .send()
+        .await;
     assert_invalid_token(&resp, &gw);
     let p = proof(&key, "GET", &gw.url("/mixed/x"), Some(&token));
-    let resp = gw.call("GET", "/mixed/x").dpop_token(&token).proof(&p).send().await;
+    let resp = gw
+        .call("GET", "/mixed/x")
+        .dpop_token(&token)
+        .proof(&p)
+        .send()
+        .await;
     assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_rewritten_jwks_file_is_picked_up_without_a_restart() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let new_issuer_key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let claims = gw.issuer.claims(Some(key.thumbprint().to_string()));
+    let mut header = serde_json::Map::new();
+    header.insert("typ".into(), json!("at+jwt"));
+    header.insert("kid".into(), json!("rotated-2"));
+    let new_token = new_issuer_key.sign_jws(header, &claims).unwrap();
+    let old_token = gw.issuer.token_for(&key);
+    assert_eq!(send(&gw, &key, &old_token).await.status(), 200);
+    assert_eq!(
+        send(&gw, &key, &new_token).await.status(),
+        401,
+        "unknown kid before"
+    );
+
+    // The authorization server rotated: the file now holds only the new key.
+    let mut jwk = new_issuer_key.public_jwk();
+    jwk.insert("kid".into(), json!("rotated-2"));
+    std::fs::write(&gw.issuer.jwks_path, json!({ "keys": [jwk] }).to_string()).unwrap();
+    for _ in 0..60 {
+        if send(&gw, &key, &new_token).await.status() == 200 {
+            let old = send(&gw, &key, &old_token).await;
+            assert_eq!(old.status(), 401, "the retired key no longer verifies");
+            assert_eq!(www_error(&old).as_deref(), Some("invalid_token"));
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("the new JWKS file was not picked up within 15 s");
 }

@@ -30,10 +30,16 @@ async fn valid_get_is_forwarded_without_dpop_and_with_identity() {
     assert_eq!(r.headers.get_all("x-auth-subject").iter().count(), 1);
     assert_eq!(r.headers["x-auth-client-id"], "client-1");
     assert_eq!(r.headers["x-auth-scope"], "read write");
-    assert_eq!(r.headers["x-dpop-jkt"], key.thumbprint().to_string().as_str());
+    assert_eq!(
+        r.headers["x-dpop-jkt"],
+        key.thumbprint().to_string().as_str()
+    );
     assert_eq!(r.headers["x-custom"], "kept");
     let auth = r.headers["authorization"].to_str().unwrap();
-    assert!(auth.starts_with("Bearer "), "rewritten for the legacy API: {auth}");
+    assert!(
+        auth.starts_with("Bearer "),
+        "rewritten for the legacy API: {auth}"
+    );
     assert_eq!(r.headers["x-forwarded-proto"], "http");
     assert_eq!(r.headers["x-forwarded-for"], "127.0.0.1");
 }
@@ -97,8 +103,13 @@ async fn cors_preflight_passes_without_proof_and_refusals_expose_headers() {
         .send()
         .await;
     assert_eq!(resp.status(), 401);
-    assert_eq!(resp.headers()["access-control-allow-origin"], "https://app.example");
-    let exposed = resp.headers()["access-control-expose-headers"].to_str().unwrap();
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let exposed = resp.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
     assert!(exposed.contains("WWW-Authenticate") && exposed.contains("DPoP-Nonce"));
     let resp = gw
         .call("GET", "/resource")
@@ -131,4 +142,87 @@ async fn upstream_down_is_502_and_slow_upstream_is_504() {
     assert_eq!(resp.status(), 504);
     // The gateway is still up.
     assert_eq!(gw.call("GET", "/open/x").send().await.status(), 200);
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_or_added_and_forwarded() {
+    let gw = TestGateway::start().await;
+    let resp = gw
+        .call("GET", "/open/a")
+        .header("x-request-id", "abc-123")
+        .send()
+        .await;
+    assert_eq!(resp.headers()["x-request-id"], "abc-123");
+    let resp = gw.call("GET", "/open/b").send().await;
+    let generated = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 32);
+    // A refusal carries one too.
+    let refused = gw.call("GET", "/resource").send().await;
+    assert!(refused.headers().contains_key("x-request-id"));
+    let seen = gw.upstream.requests();
+    assert_eq!(seen[0].headers["x-request-id"], "abc-123");
+    assert_eq!(seen[1].headers["x-request-id"], generated.as_str());
+}
+
+#[tokio::test]
+async fn protected_resource_metadata_is_served_and_named_in_challenges() {
+    let gw = TestGateway::start().await;
+    let resp = gw
+        .call("GET", "/.well-known/oauth-protected-resource")
+        .send()
+        .await;
+    assert_eq!(resp.status(), 200);
+    let doc: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+    assert_eq!(doc["resource"], gw.url(""));
+    assert_eq!(doc["authorization_servers"][0], "https://as.example.com");
+    assert!(doc["dpop_signing_alg_values_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("ES256")));
+    // The test config has a dpop_or_bearer route.
+    assert_eq!(doc["dpop_bound_access_tokens_required"], false);
+    let resp = gw
+        .call("GET", "/.well-known/oauth-protected-resource/api")
+        .send()
+        .await;
+    let doc: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+    assert_eq!(doc["resource"], gw.url("/api"));
+
+    let refused = gw.call("GET", "/resource").send().await;
+    let www = refused.headers()["www-authenticate"].to_str().unwrap();
+    let want = format!(
+        "resource_metadata=\"{}\"",
+        gw.url("/.well-known/oauth-protected-resource")
+    );
+    assert!(www.contains(&want), "{www}");
+    assert!(
+        gw.upstream.requests().is_empty(),
+        "served by the gateway itself"
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_token_is_verified_once_and_counted_as_a_cache_hit() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = gw.issuer.token_for(&key);
+    for _ in 0..3 {
+        let p = crate::support::proof(&key, "GET", &gw.url("/resource"), Some(&token));
+        let resp = gw
+            .call("GET", "/resource")
+            .dpop_token(&token)
+            .proof(&p)
+            .send()
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("dpop_gateway_token_cache_requests_total{result=\"hit\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dpop_gateway_token_cache_requests_total{result=\"miss\"} 1"),
+        "{metrics}"
+    );
 }

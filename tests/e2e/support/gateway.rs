@@ -46,6 +46,12 @@ pub struct Options {
     pub request_timeout: String,
     /// Extra lines under `access_token:`.
     pub access_token: String,
+    /// The whole `replay_cache:` block, replacing the memory one.
+    pub replay_cache: Option<String>,
+    /// `listen` (default `127.0.0.1:0`).
+    pub listen: String,
+    /// `admin_listen` (default `127.0.0.1:0`).
+    pub admin_listen: String,
 }
 
 /// A running gateway with its upstream and issuer.
@@ -144,6 +150,9 @@ impl Default for Options {
             upstream_url: None,
             request_timeout: "5s".into(),
             access_token: String::new(),
+            replay_cache: None,
+            listen: "127.0.0.1:0".into(),
+            admin_listen: "127.0.0.1:0".into(),
         }
     }
 }
@@ -168,7 +177,11 @@ impl TestGateway {
         let yaml = config_yaml(&opts, &upstream, &issuer);
         let config = Config::from_yaml_str(&yaml, "<test>", &std::collections::HashMap::new())
             .unwrap_or_else(|e| panic!("test config: {e}\n{yaml}"));
-        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let running = Running::start(config, Arc::new(SystemClock))
             .await
             .expect("gateway starts");
@@ -227,12 +240,13 @@ impl TestGateway {
     }
 }
 
-fn config_yaml(opts: &Options, upstream: &Upstream, issuer: &Issuer) -> String {
+/// The config file text for `opts` (also used to run the gateway binary).
+pub fn config_yaml(opts: &Options, upstream: &Upstream, issuer: &Issuer) -> String {
     let upstream_url = opts.upstream_url.clone().unwrap_or_else(|| upstream.url());
     format!(
         r#"
-listen: "127.0.0.1:0"
-admin_listen: "127.0.0.1:0"
+listen: "{listen}"
+admin_listen: "{admin_listen}"
 shutdown_timeout: 5s
 upstream:
   url: "{upstream_url}"
@@ -244,9 +258,7 @@ dpop:
   proof_max_age: 60s
   clock_skew: 5s
 {dpop}
-replay_cache:
-  backend: memory
-  capacity: {cap}
+{replay}
 access_token:
   format: jwt
   issuer: "https://as.example.com"
@@ -259,7 +271,12 @@ access_token:
         routes = opts.routes,
         algs = opts.dpop_algorithms,
         dpop = indent(&opts.dpop),
-        cap = opts.replay_capacity,
+        listen = opts.listen,
+        admin_listen = opts.admin_listen,
+        replay = opts.replay_cache.clone().unwrap_or_else(|| format!(
+            "replay_cache:\n  backend: memory\n  capacity: {}",
+            opts.replay_capacity
+        )),
         jwks = issuer.jwks_path.display(),
         at = indent(&opts.access_token),
         extra = opts.extra,
@@ -270,7 +287,7 @@ fn indent(block: &str) -> String {
     block
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| format!("  {}", l.trim_start()))
+        .map(|l| format!("  {l}"))
         .collect::<Vec<_>>()
         .join("\n")
 }

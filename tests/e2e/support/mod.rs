@@ -3,6 +3,9 @@
 
 pub mod client;
 pub mod gateway;
+pub mod issuer_server;
+pub mod process;
+pub mod redis;
 pub mod tls;
 pub mod upstream;
 

@@ -1,0 +1,498 @@
+//! Opaque access tokens, checked by RFC 7662 token introspection. I/O lives here (one POST per
+//! token not in the cache); the reading of the answer ([`read_answer`]) is pure, with `now` as an
+//! argument.
+//!
+//! The gateway authenticates with `client_secret_basic` (RFC 6749 §2.3.1: id and secret are
+//! form-urlencoded before base64). Answers are cached by SHA-256 of the token: an active one for
+//! `cache_ttl` but never past its `exp`, an inactive or refused one for at most
+//! [`REFUSED_TTL`]. An outage (connect error, timeout, a status other than 200, an unparseable
+//! answer) is [`TokenError::Unavailable`] (503), never a 401, and is not cached.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use http::HeaderValue;
+use moka::sync::Cache;
+use moka::Expiry;
+use serde_json::{Map, Value};
+
+use crate::clock::UnixTime;
+
+use super::cache::{TokenCache, TokenKey, MAX_TTL};
+use super::http::AsClient;
+use super::jwt::{check_exp, check_nbf, cnf_jkt, numeric_date};
+use super::{Counters, TokenError, TokenInfo};
+
+/// An inactive (or otherwise refused) answer is remembered at most this long: long enough to
+/// absorb a burst of retries with a revoked token, short enough that a token the AS starts
+/// accepting (clock skew between issue and introspection) is soon asked about again.
+pub const REFUSED_TTL: Duration = Duration::from_secs(10);
+
+/// Introspection answers kept in memory at most.
+pub const CACHE_CAPACITY: u64 = 100_000;
+
+/// What `access_token` says about introspected tokens.
+#[derive(Clone, Debug)]
+pub struct IntrospectionPolicy {
+    /// `access_token.issuer`: an answer's `iss`, when present, must equal it.
+    pub issuer: String,
+    /// `access_token.audience`: when set, an answer's `aud`, when present, must contain it.
+    pub audience: Option<String>,
+    /// `access_token.leeway`, seconds, for `exp`/`nbf`.
+    pub leeway: u64,
+    /// `access_token.introspection.cache_ttl`.
+    pub cache_ttl: Duration,
+}
+
+/// An RFC 7662 client with a verdict cache.
+pub struct Introspector {
+    endpoint: String,
+    authorization: HeaderValue,
+    client: AsClient,
+    policy: IntrospectionPolicy,
+    cache: Cache<TokenKey, Cached>,
+    counters: Arc<Counters>,
+}
+
+/// A cached verdict and how long moka keeps it.
+#[derive(Clone, Debug)]
+struct Cached {
+    verdict: Result<Arc<TokenInfo>, TokenError>,
+    nbf: Option<u64>,
+    ttl: Duration,
+}
+
+/// What an answer says: the verdict, and the `nbf` to re-check on cache hits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The token's claims, or why it is refused.
+    pub verdict: Result<Arc<TokenInfo>, TokenError>,
+    /// Its `nbf`.
+    pub nbf: Option<u64>,
+}
+
+/// Per-entry expiry.
+struct OwnTtl;
+
+// === impl Introspector ===
+
+impl Introspector {
+    /// A client for `endpoint`, authenticating as `client_id` with `client_secret`.
+    pub fn new(
+        endpoint: String,
+        client_id: &str,
+        client_secret: &str,
+        client: AsClient,
+        policy: IntrospectionPolicy,
+        counters: Arc<Counters>,
+    ) -> Result<Introspector, String> {
+        Ok(Introspector {
+            endpoint,
+            authorization: basic_authorization(client_id, client_secret)?,
+            client,
+            policy,
+            cache: Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .expire_after(OwnTtl)
+                .build(),
+            counters,
+        })
+    }
+
+    /// The request counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Validates `token` at `now`: from the cache, else by asking the endpoint.
+    pub async fn validate(&self, token: &str, now: UnixTime) -> Result<Arc<TokenInfo>, TokenError> {
+        let key = TokenCache::key(token);
+        if let Some(hit) = self.cache.get(&key) {
+            self.counters
+                .introspection_cache_hits
+                .fetch_add(1, Ordering::Relaxed);
+            let info = hit.verdict?;
+            // moka's clock is not ours: the time checks run again on every hit.
+            if let Some(exp) = info.exp {
+                check_exp(exp.as_secs(), now.as_secs(), self.policy.leeway)?;
+            }
+            check_nbf(hit.nbf, now.as_secs(), self.policy.leeway)?;
+            return Ok(info);
+        }
+        self.counters.introspections.fetch_add(1, Ordering::Relaxed);
+        let answer = match self.ask(token).await {
+            Ok(answer) => answer,
+            Err(why) => {
+                self.counters
+                    .introspection_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(endpoint = %self.endpoint, %why, "token introspection failed");
+                return Err(TokenError::Unavailable(why));
+            }
+        };
+        let Answer { verdict, nbf } = read_answer(&answer, &self.policy, now);
+        if let Some(ttl) = cache_ttl(&verdict, &self.policy, now) {
+            self.cache.insert(
+                key,
+                Cached {
+                    verdict: verdict.clone(),
+                    nbf,
+                    ttl,
+                },
+            );
+        }
+        verdict
+    }
+
+    /// One RFC 7662 §2.1 request; the parsed JSON object, or why there is none.
+    async fn ask(&self, token: &str) -> Result<Map<String, Value>, String> {
+        let form = format!(
+            "token={}&token_type_hint=access_token",
+            form_urlencode(token)
+        );
+        let resp = self
+            .client
+            .post_form(&self.endpoint, &self.authorization, form)
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status != 200 {
+            return Err(format!("introspection answered HTTP {}", resp.status));
+        }
+        serde_json::from_slice(&resp.body)
+            .map_err(|_| "introspection answer is not a JSON object".to_owned())
+    }
+}
+
+/// Reads an RFC 7662 §2.2 answer: `active`, then `token_type`, `iss`, `aud`, `exp`, `nbf` and
+/// `cnf.jkt` when present. An answer without a boolean `active` is unparseable, hence
+/// [`TokenError::Unavailable`].
+pub fn read_answer(
+    answer: &Map<String, Value>,
+    policy: &IntrospectionPolicy,
+    now: UnixTime,
+) -> Answer {
+    let nbf = numeric_date(answer, "nbf").ok().flatten();
+    Answer {
+        verdict: check_answer(answer, policy, now).map(Arc::new),
+        nbf,
+    }
+}
+
+fn check_answer(
+    answer: &Map<String, Value>,
+    policy: &IntrospectionPolicy,
+    now: UnixTime,
+) -> Result<TokenInfo, TokenError> {
+    match answer.get("active") {
+        Some(Value::Bool(true)) => {}
+        Some(Value::Bool(false)) => return Err(TokenError::Inactive),
+        _ => {
+            return Err(TokenError::Unavailable(
+                "introspection answer has no boolean active".into(),
+            ))
+        }
+    }
+    // RFC 9449 §6.2: a DPoP-bound token introspects as `token_type: DPoP`; RFC 6749 §7.1 type
+    // names are case-insensitive.
+    match answer.get("token_type") {
+        None => {}
+        Some(Value::String(t))
+            if t.eq_ignore_ascii_case("dpop") || t.eq_ignore_ascii_case("bearer") => {}
+        Some(other) => {
+            return Err(TokenError::TokenType {
+                got: other
+                    .as_str()
+                    .map_or_else(|| other.to_string(), str::to_owned),
+            })
+        }
+    }
+    match answer.get("iss") {
+        None => {}
+        Some(Value::String(iss)) if *iss == policy.issuer => {}
+        Some(other) => {
+            return Err(TokenError::Issuer {
+                expected: policy.issuer.clone(),
+                got: other.as_str().map(str::to_owned),
+            })
+        }
+    }
+    if let (Some(expected), Some(aud)) = (&policy.audience, answer.get("aud")) {
+        let ok = match aud {
+            Value::String(a) => a == expected,
+            Value::Array(auds) => auds.iter().any(|a| a.as_str() == Some(expected)),
+            _ => false,
+        };
+        if !ok {
+            return Err(TokenError::Audience {
+                expected: expected.clone(),
+            });
+        }
+    }
+    let secs = now.as_secs();
+    let exp = numeric_date(answer, "exp")?;
+    if let Some(exp) = exp {
+        check_exp(exp, secs, policy.leeway)?;
+    }
+    check_nbf(numeric_date(answer, "nbf")?, secs, policy.leeway)?;
+    let string = |name: &str| answer.get(name).and_then(Value::as_str).map(str::to_owned);
+    Ok(TokenInfo {
+        sub: string("sub"),
+        client_id: string("client_id"),
+        scope: string("scope"),
+        jkt: cnf_jkt(answer)?,
+        exp: exp.map(UnixTime),
+    })
+}
+
+/// How long to remember `verdict`: an active token for `cache_ttl` but never past its `exp`
+/// (not at all when it has none left); a refused one for at most [`REFUSED_TTL`]; an outage
+/// never.
+fn cache_ttl(
+    verdict: &Result<Arc<TokenInfo>, TokenError>,
+    policy: &IntrospectionPolicy,
+    now: UnixTime,
+) -> Option<Duration> {
+    let ttl = match verdict {
+        Ok(info) => match info.exp {
+            Some(exp) => {
+                let left = exp.as_secs().saturating_sub(now.as_secs());
+                policy.cache_ttl.min(Duration::from_secs(left))
+            }
+            None => policy.cache_ttl,
+        },
+        Err(TokenError::Unavailable(_)) => return None,
+        Err(_) => policy.cache_ttl.min(REFUSED_TTL),
+    };
+    (!ttl.is_zero()).then_some(ttl.min(MAX_TTL))
+}
+
+/// `Authorization: Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1),
+/// marked sensitive so it never reaches a log.
+fn basic_authorization(client_id: &str, client_secret: &str) -> Result<HeaderValue, String> {
+    let pair = format!(
+        "{}:{}",
+        form_urlencode(client_id),
+        form_urlencode(client_secret)
+    );
+    let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+    let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
+        .map_err(|_| "introspection client credentials do not form a header".to_owned())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// `application/x-www-form-urlencoded` (RFC 6749 Appendix B, WHATWG URL §5.2): alphanumerics
+/// and `*-._` stay, space is `+`, every other byte is `%XX`.
+pub fn form_urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(char::from(b));
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+// === impl OwnTtl ===
+
+impl Expiry<TokenKey, Cached> for OwnTtl {
+    fn expire_after_create(&self, _: &TokenKey, value: &Cached, _: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &TokenKey,
+        value: &Cached,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jose::Thumbprint;
+    use serde_json::json;
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn policy() -> IntrospectionPolicy {
+        IntrospectionPolicy {
+            issuer: "https://as.example.com".into(),
+            audience: Some("https://api.example.com".into()),
+            leeway: 30,
+            cache_ttl: Duration::from_secs(60),
+        }
+    }
+
+    fn active() -> Value {
+        json!({
+            "active": true,
+            "token_type": "DPoP",
+            "iss": "https://as.example.com",
+            "aud": ["https://api.example.com"],
+            "sub": "alice",
+            "client_id": "client-1",
+            "scope": "read",
+            "exp": NOW + 300,
+            "cnf": { "jkt": Thumbprint::from_bytes([7; 32]).to_string() },
+        })
+    }
+
+    fn check(answer: &Value) -> Result<Arc<TokenInfo>, TokenError> {
+        read_answer(answer.as_object().unwrap(), &policy(), UnixTime(NOW)).verdict
+    }
+
+    fn with(key: &str, value: Value) -> Value {
+        let mut a = active();
+        a[key] = value;
+        a
+    }
+
+    fn without(key: &str) -> Value {
+        let mut a = active();
+        a.as_object_mut().unwrap().remove(key);
+        a
+    }
+
+    #[test]
+    fn an_active_answer_yields_the_claims_and_the_binding() {
+        let info = check(&active()).unwrap();
+        assert_eq!(info.sub.as_deref(), Some("alice"));
+        assert_eq!(info.client_id.as_deref(), Some("client-1"));
+        assert_eq!(info.scope.as_deref(), Some("read"));
+        assert_eq!(info.jkt, Some(Thumbprint::from_bytes([7; 32])));
+        assert_eq!(info.exp, Some(UnixTime(NOW + 300)));
+    }
+
+    #[test]
+    fn an_inactive_answer_is_inactive() {
+        assert_eq!(
+            check(&json!({ "active": false })),
+            Err(TokenError::Inactive)
+        );
+    }
+
+    #[test]
+    fn an_answer_without_boolean_active_is_an_outage() {
+        for a in [json!({}), json!({ "active": "true" })] {
+            assert!(matches!(check(&a), Err(TokenError::Unavailable(_))), "{a}");
+        }
+    }
+
+    #[test]
+    fn token_type_dpop_or_bearer_passes_any_case_others_are_refused() {
+        for t in ["DPoP", "dpop", "Bearer", "BEARER"] {
+            assert!(check(&with("token_type", json!(t))).is_ok(), "{t}");
+        }
+        assert!(check(&without("token_type")).is_ok());
+        assert_eq!(
+            check(&with("token_type", json!("mac"))),
+            Err(TokenError::TokenType { got: "mac".into() })
+        );
+    }
+
+    #[test]
+    fn iss_when_present_must_be_the_issuer() {
+        assert!(check(&without("iss")).is_ok());
+        assert_eq!(
+            check(&with("iss", json!("https://evil.example.com"))),
+            Err(TokenError::Issuer {
+                expected: "https://as.example.com".into(),
+                got: Some("https://evil.example.com".into())
+            })
+        );
+    }
+
+    #[test]
+    fn aud_when_present_must_contain_the_audience() {
+        assert!(check(&without("aud")).is_ok());
+        assert!(check(&with("aud", json!("https://api.example.com"))).is_ok());
+        assert_eq!(
+            check(&with("aud", json!(["https://other.example.com"]))),
+            Err(TokenError::Audience {
+                expected: "https://api.example.com".into()
+            })
+        );
+    }
+
+    #[test]
+    fn exp_and_nbf_are_checked_with_leeway() {
+        assert!(check(&with("exp", json!(NOW - 10))).is_ok());
+        assert_eq!(
+            check(&with("exp", json!(NOW - 31))),
+            Err(TokenError::Expired {
+                exp: NOW - 31,
+                now: NOW
+            })
+        );
+        assert!(check(&with("nbf", json!(NOW + 10))).is_ok());
+        assert_eq!(
+            check(&with("nbf", json!(NOW + 31))),
+            Err(TokenError::NotYetValid {
+                nbf: NOW + 31,
+                now: NOW
+            })
+        );
+    }
+
+    #[test]
+    fn a_malformed_cnf_is_refused() {
+        assert!(check(&without("cnf")).unwrap().jkt.is_none());
+        assert_eq!(
+            check(&with("cnf", json!({ "jkt": "short" }))),
+            Err(TokenError::CnfMalformed)
+        );
+    }
+
+    #[test]
+    fn cache_ttl_never_outlives_exp_and_refusals_are_brief() {
+        let p = policy();
+        let now = UnixTime(NOW);
+        let info = |exp: Option<u64>| {
+            Ok(Arc::new(TokenInfo {
+                exp: exp.map(UnixTime),
+                ..TokenInfo::default()
+            }))
+        };
+        assert_eq!(
+            cache_ttl(&info(Some(NOW + 300)), &p, now),
+            Some(p.cache_ttl)
+        );
+        assert_eq!(
+            cache_ttl(&info(Some(NOW + 5)), &p, now),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(cache_ttl(&info(Some(NOW)), &p, now), None);
+        assert_eq!(cache_ttl(&info(None), &p, now), Some(p.cache_ttl));
+        assert_eq!(
+            cache_ttl(&Err(TokenError::Inactive), &p, now),
+            Some(REFUSED_TTL)
+        );
+        assert_eq!(
+            cache_ttl(&Err(TokenError::Unavailable("x".into())), &p, now),
+            None
+        );
+    }
+
+    #[test]
+    fn client_credentials_are_form_urlencoded_before_base64() {
+        assert_eq!(form_urlencode("a b+c:d/é"), "a+b%2Bc%3Ad%2F%C3%A9");
+        let v = basic_authorization("gate way", "s:cret").unwrap();
+        assert!(v.is_sensitive());
+        let b64 = v.to_str().unwrap().strip_prefix("Basic ").unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        assert_eq!(decoded, b"gate+way:s%3Acret");
+    }
+}

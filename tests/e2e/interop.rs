@@ -1,0 +1,152 @@
+//! Interop with third-party software: the real `oidc-provider` npm package as the
+//! authorization server (DPoP, client_credentials, resource indicators, introspection) and the
+//! real `oauth4webapi` package as the client (`tests/interop/`). The gateway discovers the AS's
+//! keys from its OpenID Connect metadata (it has no RFC 8414 document: the fallback), and a
+//! second gateway introspects the AS's opaque tokens.
+//!
+//! Needs `npm ci --prefix tests/interop`: without `tests/interop/node_modules` the test is
+//! skipped, or fails when `CI` is set.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::support::issuer_server::RemoteGateway;
+
+/// The resource indicator (and gateway audience) whose tokens are JWTs.
+const JWT_AUDIENCE: &str = "https://api.interop.test";
+/// The resource indicator whose tokens are opaque.
+const OPAQUE_AUDIENCE: &str = "https://opaque.interop.test";
+
+/// The AS process, killed on drop.
+struct NodeAs {
+    child: Child,
+    issuer: String,
+}
+
+// === impl NodeAs ===
+
+impl NodeAs {
+    fn start(dir: &std::path::Path) -> NodeAs {
+        let mut child = Command::new("node")
+            .arg(dir.join("as.mjs"))
+            .args([JWT_AUDIENCE, OPAQUE_AUDIENCE])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn node tests/interop/as.mjs");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("as.mjs stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("as.mjs prints its issuer");
+        let first: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("as.mjs first line {line:?}: {e}"));
+        let issuer = first["issuer"].as_str().expect("issuer").to_owned();
+        NodeAs { child, issuer }
+    }
+}
+
+impl Drop for NodeAs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The interop directory, or `None` (skip) when its packages are not installed.
+fn interop_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    if dir.join("node_modules").is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "tests/interop/node_modules is missing: run `npm ci --prefix tests/interop`"
+    );
+    eprintln!("skipped: interop test needs `npm ci --prefix tests/interop`");
+    None
+}
+
+/// Runs `client.mjs` (blocking, off the runtime's threads) and parses its JSON.
+async fn run_client(dir: PathBuf, issuer: String, resource: &'static str, url: String) -> Value {
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(dir.join("client.mjs"))
+            .args([&issuer, resource, &url])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run node tests/interop/client.mjs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "client.mjs failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "client.mjs output {:?}: {e}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// What every run must show: one request forwarded (without `DPoP`), the replay and the
+/// foreign-key proof refused.
+fn assert_steps(out: &Value, gw: &RemoteGateway) {
+    assert!(
+        out["token_type"]
+            .as_str()
+            .is_some_and(|t| t.eq_ignore_ascii_case("dpop")),
+        "{out}"
+    );
+    assert_eq!(out["ok"]["status"], 200, "{out}");
+    assert_eq!(out["replayed"]["status"], 401, "{out}");
+    assert_eq!(out["replayed"]["error"], "invalid_dpop_proof", "{out}");
+    assert_eq!(out["foreign"]["status"], 401, "{out}");
+    assert_eq!(out["foreign"]["error"], "invalid_token", "{out}");
+    let seen = gw.upstream.requests();
+    assert_eq!(seen.len(), 1, "only the valid request is forwarded");
+    assert_eq!(seen[0].uri, "/interop/hello");
+    assert!(!seen[0].headers.contains_key("dpop"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_provider_jwt_and_opaque_dpop_tokens_from_oauth4webapi_pass_and_replays_are_refused() {
+    let Some(dir) = interop_dir() else { return };
+    let node_as = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || NodeAs::start(&dir)
+    })
+    .await
+    .unwrap();
+    let issuer = node_as.issuer.clone();
+
+    // JWT access tokens; keys discovered (OpenID Connect metadata: oidc-provider has no RFC 8414
+    // document, so this also exercises the fallback).
+    let jwt_gw = RemoteGateway::start(&format!(
+        "  issuer: \"{issuer}\"\n  audience: \"{JWT_AUDIENCE}\""
+    ))
+    .await;
+    let url = format!("http://{}/interop/hello", jwt_gw.addr);
+    let out = run_client(dir.clone(), issuer.clone(), JWT_AUDIENCE, url).await;
+    assert_steps(&out, &jwt_gw);
+    jwt_gw.shutdown().await;
+
+    // Opaque access tokens, introspected (oidc-provider's default introspection route).
+    let opaque_gw = RemoteGateway::start(&format!(
+        "  format: introspection\n  issuer: \"{issuer}\"\n  audience: \"{OPAQUE_AUDIENCE}\"\n  introspection:\n    endpoint: \"{issuer}/token/introspection\"\n    client_id: gateway\n    client_secret: gateway-secret"
+    ))
+    .await;
+    let url = format!("http://{}/interop/hello", opaque_gw.addr);
+    let out = run_client(dir, issuer, OPAQUE_AUDIENCE, url).await;
+    assert_steps(&out, &opaque_gw);
+    opaque_gw.shutdown().await;
+    drop(node_as);
+}

@@ -1,0 +1,362 @@
+//! Many replicas (RFC 9449 §11.1, §8-9): a shared replay store on a real Redis, the `on_error`
+//! policies when Redis goes away and comes back, and stateless nonces any replica can check.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dpop_gateway::jose::sign::{self, PrivateJwk, ProofClaims};
+use dpop_gateway::jose::Algorithm;
+use http::{Request, Response};
+use http_body_util::Full;
+
+use crate::support::client::{self, Mode};
+use crate::support::gateway::Issuer;
+use crate::support::process::GatewayProcess;
+use crate::support::redis::TestRedis;
+use crate::support::upstream::Upstream;
+use crate::support::{now, www_error, Options, TestGateway};
+
+/// The URL every replica is reached under (a load balancer's name).
+const PUBLIC: &str = "http://api.test";
+
+fn redis_opts(redis: &TestRedis, on_error: &str, upstream: &Upstream) -> Options {
+    Options {
+        replay_cache: Some(format!(
+            "replay_cache:\n  backend: redis\n  redis_url: \"{}\"\n  key_prefix: \"dpop-gateway-e2e:{}:\"\n  timeout: 250ms\n  on_error: {on_error}",
+            redis.url(),
+            sign::random_jti(),
+        )),
+        upstream_url: Some(upstream.url()),
+        extra: format!("public_url: \"{PUBLIC}\""),
+        ..Options::default()
+    }
+}
+
+fn nonce_opts(secrets: &[&str], lifetime: &str) -> Options {
+    let list = secrets
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Options {
+        dpop: format!("nonce:\n  enabled: true\n  secrets: [{list}]\n  lifetime: {lifetime}"),
+        extra: format!("public_url: \"{PUBLIC}\""),
+        ..Options::default()
+    }
+}
+
+fn mint(key: &PrivateJwk, token: &str, nonce: Option<&str>) -> String {
+    key.mint_proof(&ProofClaims {
+        htm: "GET".into(),
+        htu: format!("{PUBLIC}/resource"),
+        iat: now(),
+        jti: sign::random_jti(),
+        access_token: Some(token.into()),
+        nonce: nonce.map(str::to_owned),
+    })
+    .unwrap()
+}
+
+async fn send(addr: std::net::SocketAddr, token: &str, proof: &str) -> Response<Bytes> {
+    let req = Request::get("/resource")
+        .header("host", "api.test")
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", proof)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    client::send(addr, Mode::H1, req).await
+}
+
+#[tokio::test]
+async fn a_proof_accepted_by_one_replica_is_refused_by_another() {
+    let redis = TestRedis::start();
+    let upstream = Upstream::start().await;
+    let issuer = Issuer::new();
+    let opts = redis_opts(&redis, "reject", &upstream);
+    let a = GatewayProcess::spawn(&opts, &upstream, &issuer).await;
+    let b = GatewayProcess::spawn(&opts, &upstream, &issuer).await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token_for(&key);
+    let proof = mint(&key, &token, None);
+    assert_eq!(send(a.addr, &token, &proof).await.status(), 200);
+    let replay = send(b.addr, &token, &proof).await;
+    assert_eq!(replay.status(), 401);
+    assert_eq!(www_error(&replay).as_deref(), Some("invalid_dpop_proof"));
+    assert_eq!(upstream.requests().len(), 1);
+    // And the other way round with a fresh proof.
+    let proof = mint(&key, &token, None);
+    assert_eq!(send(b.addr, &token, &proof).await.status(), 200);
+    assert_eq!(send(a.addr, &token, &proof).await.status(), 401);
+    assert_eq!(upstream.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn fifty_copies_over_two_replicas_forward_exactly_one() {
+    let redis = TestRedis::start();
+    let upstream = Upstream::start().await;
+    let issuer = Issuer::new();
+    let opts = redis_opts(&redis, "reject", &upstream);
+    let a = GatewayProcess::spawn(&opts, &upstream, &issuer).await;
+    let b = GatewayProcess::spawn(&opts, &upstream, &issuer).await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = Arc::new(issuer.token_for(&key));
+    let proof = Arc::new(mint(&key, &token, None));
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let addr = if i % 2 == 0 { a.addr } else { b.addr };
+        let (token, proof) = (token.clone(), proof.clone());
+        tasks.push(tokio::spawn(async move {
+            send(addr, &token, &proof).await.status().as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        49,
+        "{statuses:?}"
+    );
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+/// Polls until a fresh proof is forwarded again (Redis back), at most 15 s.
+async fn until_forwarded(gw: &TestGateway, key: &PrivateJwk, token: &str) {
+    for _ in 0..150 {
+        if send(gw.addr, token, &mint(key, token, None)).await.status() == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the gateway did not recover after Redis came back");
+}
+
+#[tokio::test]
+async fn redis_down_fails_closed_with_reject_and_recovers_by_itself() {
+    let mut redis = TestRedis::start();
+    let upstream = Upstream::start().await;
+    let issuer = Arc::new(Issuer::new());
+    let opts = redis_opts(&redis, "reject", &upstream);
+    let gw = TestGateway::start_full(opts, upstream, issuer.clone()).await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token_for(&key);
+    assert_eq!(
+        send(gw.addr, &token, &mint(&key, &token, None))
+            .await
+            .status(),
+        200
+    );
+
+    redis.stop();
+    let resp = send(gw.addr, &token, &mint(&key, &token, None)).await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert_eq!(
+        gw.upstream.requests().len(),
+        1,
+        "nothing forwarded while Redis is down"
+    );
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("dpop_gateway_replay_store_errors_total{policy=\"reject\"}"),
+        "{metrics}"
+    );
+
+    redis.restart();
+    until_forwarded(&gw, &key, &token).await;
+}
+
+#[tokio::test]
+async fn redis_down_fails_open_with_allow_and_counts_it() {
+    let mut redis = TestRedis::start();
+    let upstream = Upstream::start().await;
+    let issuer = Arc::new(Issuer::new());
+    let opts = redis_opts(&redis, "allow", &upstream);
+    let gw = TestGateway::start_full(opts, upstream, issuer.clone()).await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token_for(&key);
+    redis.stop();
+    let resp = send(gw.addr, &token, &mint(&key, &token, None)).await;
+    assert_eq!(resp.status(), 200, "on_error: allow forwards");
+    assert_eq!(gw.upstream.requests().len(), 1);
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("dpop_gateway_replay_store_errors_total{policy=\"allow\"}")
+            && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    redis.restart();
+    until_forwarded(&gw, &key, &token).await;
+    // Back to normal: a replay is caught again.
+    let proof = mint(&key, &token, None);
+    assert_eq!(send(gw.addr, &token, &proof).await.status(), 200);
+    assert_eq!(send(gw.addr, &token, &proof).await.status(), 401);
+}
+
+const SECRET_A: &str = "nonce-secret-A-0123456789abcdefghijklmnop";
+const SECRET_B: &str = "nonce-secret-B-0123456789abcdefghijklmnop";
+
+/// Asks `gw` for a nonce: a proof without one is refused with `use_dpop_nonce` and a fresh one.
+async fn fetch_nonce(gw: &TestGateway, key: &PrivateJwk, token: &str) -> String {
+    let resp = send(gw.addr, token, &mint(key, token, None)).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(www_error(&resp).as_deref(), Some("use_dpop_nonce"));
+    resp.headers()["dpop-nonce"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_nonce_issued_by_one_replica_is_accepted_by_another() {
+    let issuer = Arc::new(Issuer::new());
+    let a = TestGateway::start_full(
+        nonce_opts(&[SECRET_A], "5m"),
+        Upstream::start().await,
+        issuer.clone(),
+    )
+    .await;
+    let b = TestGateway::start_full(
+        nonce_opts(&[SECRET_A], "5m"),
+        Upstream::start().await,
+        issuer.clone(),
+    )
+    .await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token_for(&key);
+    let nonce = fetch_nonce(&a, &key, &token).await;
+    assert!(a.upstream.requests().is_empty());
+    let resp = send(b.addr, &token, &mint(&key, &token, Some(&nonce))).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(b.upstream.requests().len(), 1);
+    // The nonce refusal did not burn a replay entry: the same jti works after a retry.
+}
+
+#[tokio::test]
+async fn forged_and_expired_nonces_are_refused_with_a_fresh_one() {
+    let issuer = Arc::new(Issuer::new());
+    let gw = TestGateway::start_full(
+        nonce_opts(&[SECRET_A], "1s"),
+        Upstream::start().await,
+        issuer.clone(),
+    )
+    .await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token_for(&key);
+    let nonce = fetch_nonce(&gw, &key, &token).await;
+    // A forged nonce: one character changed.
+    let mut forged = nonce.clone().into_bytes();
+    forged[10] = if forged[10] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let resp = send(gw.addr, &token, &mint(&key, &token, Some(&forged))).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(www_error(&resp).as_deref(), Some("use_dpop_nonce"));
+    assert!(resp.headers().contains_key("dpop-nonce"));
+    // The genuine one works while fresh...
+    let resp = send(gw.addr, &token, &mint(&key, &token, Some(&nonce))).await;
+    assert_eq!(resp.status(), 200);
+    // ...and not once its lifetime has passed.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let resp = send(gw.addr, &token, &mint(&key, &token, Some(&nonce))).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(www_error(&resp).as_deref(), Some("use_dpop_nonce"));
+    assert_eq!(gw.upstream.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn nonce_secrets_rotate_first_issues_all_verify() {
+    let issuer = Arc::new(Issuer::new());
+    // Before rotation: A only. During: B issues, A still verifies. After: B only.
+    let old = TestGateway::start_full(
+        nonce_opts(&[SECRET_A], "5m"),
+        Upstream::start().await,
+        issuer.clone(),
+    )
+    .await;
+    let during = TestGateway::start_full(
+        nonce_opts(&[SECRET_B, SECRET_A], "5m"),
+        Upstream::start().await,
+        issuer.clone(),
+    )
+    .await;
+    let after = TestGateway::start_full(
+        nonce_opts(&[SECRET_B], "5m"),
+        Upstream::start().await,
+        issuer.clone(),
+    )
+    .await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token_for(&key);
+
+    let from_old = fetch_nonce(&old, &key, &token).await;
+    let from_during = fetch_nonce(&during, &key, &token).await;
+    let ok = |r: &Response<Bytes>| r.status() == 200;
+    assert!(ok(&send(
+        during.addr,
+        &token,
+        &mint(&key, &token, Some(&from_old))
+    )
+    .await));
+    assert!(ok(&send(
+        after.addr,
+        &token,
+        &mint(&key, &token, Some(&from_during))
+    )
+    .await));
+    let retired = send(after.addr, &token, &mint(&key, &token, Some(&from_old))).await;
+    assert_eq!(retired.status(), 401);
+    assert_eq!(www_error(&retired).as_deref(), Some("use_dpop_nonce"));
+    assert_eq!(after.upstream.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_route_can_turn_nonces_off() {
+    let issuer = Arc::new(Issuer::new());
+    let mut opts = nonce_opts(&[SECRET_A], "5m");
+    opts.routes = "\n  - { path_prefix: \"/resource\", auth: dpop, nonce: false }\n  - { path_prefix: \"/\", auth: dpop }".into();
+    let gw = TestGateway::start_full(opts, Upstream::start().await, issuer.clone()).await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token_for(&key);
+    assert_eq!(
+        send(gw.addr, &token, &mint(&key, &token, None))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_nonce_past_half_its_lifetime_is_renewed_on_success() {
+    let issuer = Arc::new(Issuer::new());
+    let gw = TestGateway::start_full(
+        nonce_opts(&[SECRET_A], "4s"),
+        Upstream::start().await,
+        issuer.clone(),
+    )
+    .await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token_for(&key);
+    let nonce = fetch_nonce(&gw, &key, &token).await;
+    let fresh = send(gw.addr, &token, &mint(&key, &token, Some(&nonce))).await;
+    assert_eq!(fresh.status(), 200);
+    assert!(
+        !fresh.headers().contains_key("dpop-nonce"),
+        "a fresh nonce is not renewed"
+    );
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let aging = send(gw.addr, &token, &mint(&key, &token, Some(&nonce))).await;
+    assert_eq!(aging.status(), 200);
+    let renewed = aging.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    assert_ne!(renewed, nonce);
+    assert_eq!(
+        send(gw.addr, &token, &mint(&key, &token, Some(&renewed)))
+            .await
+            .status(),
+        200
+    );
+}

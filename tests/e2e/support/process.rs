@@ -1,0 +1,110 @@
+//! The gateway as a separate process (the built binary with a config file), for tests that
+//! need several replicas or signals.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+
+use super::client::{self, Mode};
+use super::gateway::{config_yaml, Issuer, Options};
+use super::temp_dir;
+use super::upstream::Upstream;
+
+/// A running `dpop-gateway run` process, killed on drop.
+pub struct GatewayProcess {
+    /// The main listener.
+    pub addr: SocketAddr,
+    /// The admin listener.
+    pub admin_addr: SocketAddr,
+    child: Child,
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+impl GatewayProcess {
+    /// Writes the config for `opts` and starts the binary; waits until `/healthz` answers.
+    pub async fn spawn(opts: &Options, upstream: &Upstream, issuer: &Issuer) -> GatewayProcess {
+        let addr = free_addr();
+        let admin_addr = free_addr();
+        let opts = Options {
+            listen: addr.to_string(),
+            admin_listen: admin_addr.to_string(),
+            ..opts.clone()
+        };
+        let path = temp_dir("process").join("gateway.yaml");
+        std::fs::write(&path, config_yaml(&opts, upstream, issuer)).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_dpop-gateway"))
+            .arg("run")
+            .arg("-c")
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let p = GatewayProcess {
+            addr,
+            admin_addr,
+            child,
+        };
+        for _ in 0..200 {
+            if p.admin_get("/healthz").await == Some(200) {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("gateway process did not start");
+    }
+
+    /// The status of an admin GET, or `None` when it does not answer.
+    pub async fn admin_get(&self, path: &str) -> Option<u16> {
+        let req = Request::get(path)
+            .header("host", "admin")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        client::try_send(self.admin_addr, Mode::H1, req)
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+    }
+
+    /// Waits for the process to exit, at most `limit`; its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let steps = limit.as_millis() / 20;
+        for _ in 0..steps {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
