@@ -1,0 +1,85 @@
+//! Proof verification per algorithm next to a bare ring verify of the same signature (the
+//! floor), plus the pieces around it: JWK parse + RFC 7638 thumbprint, and htu normalisation.
+//!
+//! `cargo bench --bench verify`; the ratio table is printed at the end.
+
+// reason: a bench binary is its own crate; `pub` in its modules documents their surface.
+#![allow(unreachable_pub, missing_docs)]
+// reason: fixed fixtures set up before measuring, like a test's; a broken one must stop the run.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::hint::black_box;
+
+use criterion::Criterion;
+use dpop_gateway::dpop::{self, htu};
+use dpop_gateway::jose::PublicJwk;
+
+use common::{Fixture, Issuer, ALGS, NOW};
+
+fn benches(c: &mut Criterion) -> Vec<(String, String)> {
+    let issuer = Issuer::new();
+    let fixtures: Vec<Fixture> = ALGS.iter().map(|a| Fixture::new(*a, &issuer)).collect();
+    let policy = common::proof_policy();
+    let mut rows = Vec::new();
+
+    let mut ring = c.benchmark_group("ring");
+    for f in &fixtures {
+        assert!(f.ring_verify(), "{} baseline verifies", f.alg);
+        ring.bench_function(f.alg.as_str(), |b| b.iter(|| black_box(f.ring_verify())));
+    }
+    ring.finish();
+
+    let mut proof = c.benchmark_group("proof");
+    for f in &fixtures {
+        let req = f.request();
+        assert!(dpop::verify(&f.proof, &req, &policy, NOW).is_ok());
+        proof.bench_function(f.alg.as_str(), |b| {
+            b.iter(|| dpop::verify(black_box(&f.proof), &req, &policy, NOW).is_ok())
+        });
+        rows.push((format!("proof/{}", f.alg.as_str()), common::ring_id(f.alg)));
+    }
+    proof.finish();
+
+    let mut jwk = c.benchmark_group("thumbprint");
+    for f in &fixtures {
+        let public = f.key.public_jwk();
+        jwk.bench_function(f.alg.as_str(), |b| {
+            b.iter(|| PublicJwk::from_json(black_box(&public)).map(|k| k.thumbprint()))
+        });
+        rows.push((
+            format!("thumbprint/{}", f.alg.as_str()),
+            common::ring_id(f.alg),
+        ));
+    }
+    let tp = fixtures[0].key.thumbprint();
+    jwk.bench_function("to_b64", |b| b.iter(|| black_box(tp).to_string()));
+    rows.push(("thumbprint/to_b64".into(), common::ring_id(ALGS[0])));
+    jwk.finish();
+
+    let mut norm = c.benchmark_group("htu");
+    for (name, uri) in [
+        ("plain", common::HTU),
+        (
+            "messy",
+            "HTTP://API.Example.COM:80/a/./b/../%7euser/%2fx?query=1#frag",
+        ),
+    ] {
+        assert!(htu::normalize(uri).is_ok());
+        norm.bench_function(name, |b| b.iter(|| htu::normalize(black_box(uri))));
+        rows.push((format!("htu/{name}"), common::ring_id(ALGS[0])));
+    }
+    norm.finish();
+    rows
+}
+
+fn main() {
+    let start = common::run_start();
+    let mut c = Criterion::default().configure_from_args();
+    let rows = benches(&mut c);
+    c.final_summary();
+    if common::measuring() {
+        common::print_ratios("verify", &rows, start);
+    }
+}
