@@ -57,6 +57,9 @@ pub struct Metrics {
     pub jwks_fetches: IntCounterVec,
     /// `dpop_gateway_introspection_requests_total{result}`.
     pub introspections: IntCounterVec,
+    /// `dpop_gateway_jwks_last_success_timestamp_seconds`: when the token signing keys were
+    /// last loaded (file read or fetch); the keys' age is `time() - this`.
+    pub jwks_last_success: IntGauge,
     /// The token validator's counters as last exported (they are monotonic; metrics get deltas).
     token_seen: std::sync::Arc<std::sync::Mutex<crate::token::TokenStats>>,
 }
@@ -170,6 +173,10 @@ impl Metrics {
                 ),
                 &["result"],
             )?,
+            jwks_last_success: IntGauge::new(
+                "dpop_gateway_jwks_last_success_timestamp_seconds",
+                "Unix time the access-token signing keys were last loaded (0: never).",
+            )?,
             token_seen: Default::default(),
             registry,
         };
@@ -218,6 +225,7 @@ impl Metrics {
         r.register(Box::new(self.tls_reloads.clone()))?;
         r.register(Box::new(self.jwks_fetches.clone()))?;
         r.register(Box::new(self.introspections.clone()))?;
+        r.register(Box::new(self.jwks_last_success.clone()))?;
         Ok(())
     }
 
@@ -239,7 +247,7 @@ impl Metrics {
     }
 
     /// Brings the token counters up to `now` (the validator keeps monotonic totals).
-    pub fn sync_token_stats(&self, now: crate::token::TokenStats) {
+    pub fn sync_token_stats(&self, now: crate::token::TokenStats, unix_now: u64) {
         let mut seen = self.token_seen.lock().unwrap_or_else(|e| e.into_inner());
         let d = |new: u64, old: u64| new.saturating_sub(old);
         self.token_cache.with_label_values(&["hit"]).inc_by(
@@ -251,6 +259,10 @@ impl Metrics {
                 + d(now.introspections, seen.introspections),
         );
         let fetch_fail = d(now.key_fetch_failures, seen.key_fetch_failures);
+        if now.key_fetches > seen.key_fetches {
+            self.jwks_last_success
+                .set(i64::try_from(unix_now).unwrap_or(i64::MAX));
+        }
         self.jwks_fetches
             .with_label_values(&["success"])
             .inc_by(d(now.key_fetches, seen.key_fetches));

@@ -29,7 +29,9 @@ pub(crate) async fn serve(
 ) {
     let builder = builder(&limits);
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS)));
+    let slots = Arc::new(Semaphore::new(
+        limits.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
     let scheme = if tls.is_some() { "https" } else { "http" };
     let label = scheme;
     loop {

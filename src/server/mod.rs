@@ -126,6 +126,8 @@ impl Running {
         if let (KeySource::File(path), TokenValidator::Jwt(_)) =
             (&config.access_token.keys, &state_for_watch.tokens)
         {
+            let loaded_at = i64::try_from(state_for_watch.clock.now().as_secs()).unwrap_or(0);
+            state_for_watch.metrics.jwks_last_success.set(loaded_at);
             tokio::spawn(watch_jwks_file(
                 state_for_watch.clone(),
                 path.clone(),
@@ -134,9 +136,10 @@ impl Running {
         }
         let scrape_state = state_for_watch.clone();
         let before_scrape: admin::BeforeScrape = Arc::new(move || {
-            scrape_state
-                .metrics
-                .sync_token_stats(scrape_state.tokens.stats());
+            scrape_state.metrics.sync_token_stats(
+                scrape_state.tokens.stats(),
+                scrape_state.clock.now().as_secs(),
+            );
             if let ReplayStore::Memory(m) = &scrape_state.replay {
                 let len = i64::try_from(m.len()).unwrap_or(i64::MAX);
                 scrape_state.metrics.replay_entries.set(len);
@@ -237,6 +240,8 @@ async fn watch_jwks_file(state: Arc<State>, path: PathBuf, mut shutdown: watch::
             Ok(set) => {
                 tracing::info!(path = %path.display(), keys = set.keys.len(), "JWKS file reloaded");
                 validator.set_keys(set);
+                let now = i64::try_from(state.clock.now().as_secs()).unwrap_or(i64::MAX);
+                state.metrics.jwks_last_success.set(now);
                 "success"
             }
             Err(error) => {
