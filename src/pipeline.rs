@@ -453,10 +453,17 @@ fn request_id(headers: &mut http::HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    let mut bytes = [0u8; 16];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let value = HeaderValue::from_str(&hex).unwrap_or_else(|_| HeaderValue::from_static("-"));
+    // A random per-process prefix and a counter: unique without a syscall per request.
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+        u64::from_be_bytes(bytes)
+    });
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = format!("{prefix:016x}{n:016x}");
+    let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"));
     headers.insert(X_REQUEST_ID, value.clone());
     value
 }
