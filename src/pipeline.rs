@@ -255,6 +255,7 @@ async fn run(
             jkt: a.proof.as_ref().map(VerifiedProof::jkt),
         }),
         client_addr: conn.remote.ip(),
+        trust_forwarded: state.uri_policy.trust_forwarded,
         proto: conn.scheme,
         host: host.as_ref(),
     };

@@ -56,6 +56,9 @@ pub struct ForwardContext<'a> {
     pub client_addr: IpAddr,
     /// `"http"` or `"https"`, as the client used.
     pub proto: &'static str,
+    /// `trust_forwarded_headers`: when false, the client's own `X-Forwarded-For` chain,
+    /// `Forwarded`, `X-Forwarded-Port` and `X-Real-IP` are not passed on (they could be forged).
+    pub trust_forwarded: bool,
     /// The Host (or `:authority`) the client used.
     pub host: Option<&'a HeaderValue>,
 }
@@ -141,6 +144,12 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
     }
 
     // 3. Where the request came from.
+    if !ctx.trust_forwarded {
+        for name in ["forwarded", "x-forwarded-port", "x-real-ip"] {
+            headers.remove(name);
+        }
+        headers.remove(&X_FORWARDED_FOR);
+    }
     append_forwarded_for(headers, ctx.client_addr);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(ctx.proto));
     match ctx.host {
@@ -235,7 +244,26 @@ mod tests {
             identity,
             client_addr: CLIENT,
             proto: "https",
+            trust_forwarded: true,
             host: None,
+        }
+    }
+
+    #[test]
+    fn untrusted_forwarding_headers_from_the_client_are_replaced() {
+        let cfg = config(ForwardAuthorization::Keep);
+        let mut map = headers(&[
+            ("x-forwarded-for", "198.51.100.1"),
+            ("forwarded", "for=198.51.100.1"),
+            ("x-forwarded-port", "443"),
+            ("x-real-ip", "198.51.100.1"),
+        ]);
+        let mut c = ctx(&cfg, None);
+        c.trust_forwarded = false;
+        prepare_request(&mut map, &c);
+        assert_eq!(get(&map, "x-forwarded-for"), Some("203.0.113.7"));
+        for gone in ["forwarded", "x-forwarded-port", "x-real-ip"] {
+            assert!(map.get(gone).is_none(), "{gone}");
         }
     }
 

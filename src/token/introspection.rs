@@ -54,7 +54,17 @@ pub struct Introspector {
     policy: IntrospectionPolicy,
     cache: Cache<TokenKey, Cached>,
     counters: Arc<Counters>,
+    /// Bounds the requests in flight to the authorization server: a flood of new tokens (each
+    /// with a valid self-made proof) cannot turn into a flood of introspection calls.
+    in_flight: tokio::sync::Semaphore,
 }
+
+/// Introspection requests in flight at most; past it, a request waits up to
+/// [`IN_FLIGHT_WAIT`] for a slot, then is answered 503.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// How long a request waits for an introspection slot.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
 
 /// A cached verdict and how long moka keeps it.
 #[derive(Clone, Debug)]
@@ -98,6 +108,7 @@ impl Introspector {
                 .expire_after(OwnTtl)
                 .build(),
             counters,
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         })
     }
 
@@ -121,6 +132,13 @@ impl Introspector {
             check_nbf(hit.nbf, now.as_secs(), self.policy.leeway)?;
             return Ok(info);
         }
+        let Ok(Ok(_slot)) = tokio::time::timeout(IN_FLIGHT_WAIT, self.in_flight.acquire()).await
+        else {
+            tracing::warn!(endpoint = %self.endpoint, "introspection saturated: {MAX_IN_FLIGHT} requests in flight");
+            return Err(TokenError::Unavailable(
+                "too many introspection requests in flight".into(),
+            ));
+        };
         self.counters.introspections.fetch_add(1, Ordering::Relaxed);
         let answer = match self.ask(token).await {
             Ok(answer) => answer,
