@@ -1,6 +1,7 @@
 //! One error variant per RFC 9449 §4.3 check, carrying what was compared. `Display` says what
 //! failed and never contains a token or a whole proof; client-supplied strings are clipped.
 
+use crate::jose::clip;
 use crate::jose::{Algorithm, JwkError, JwsError};
 
 use super::htu::HtuError;
@@ -287,14 +288,6 @@ impl std::fmt::Display for ProofError {
 }
 
 impl std::error::Error for ProofError {}
-
-/// At most 128 characters of a client-supplied value, for messages.
-fn clip(s: &str) -> &str {
-    match s.char_indices().nth(128) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -15,3 +15,11 @@ pub use jws::{CompactJws, JwsError, JwsPart};
 
 /// base64url without padding (RFC 7515 §2), the only encoding JOSE uses.
 pub(crate) use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+
+/// At most 128 characters of a client- or token-supplied value, for error messages.
+pub(crate) fn clip(s: &str) -> &str {
+    match s.char_indices().nth(128) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

@@ -36,8 +36,14 @@ pub struct CachedToken {
 /// this often, and moka never sees a duration that could overflow its clock.
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
 
-/// Per-entry expiry: each entry's own `ttl`.
-struct UntilExp;
+/// Per-entry expiry for moka: each entry lives its own [`Ttl::ttl`].
+pub(crate) struct OwnTtl;
+
+/// A cached value that knows how long it may live.
+pub(crate) trait Ttl {
+    /// How long moka keeps it.
+    fn ttl(&self) -> Duration;
+}
 
 // === impl TokenCache ===
 
@@ -47,7 +53,7 @@ impl TokenCache {
         Self {
             inner: Cache::builder()
                 .max_capacity(capacity)
-                .expire_after(UntilExp)
+                .expire_after(OwnTtl)
                 .build(),
         }
     }
@@ -103,26 +109,27 @@ impl TokenCache {
     }
 }
 
-// === impl UntilExp ===
+// === impl OwnTtl ===
 
-impl Expiry<TokenKey, CachedToken> for UntilExp {
-    fn expire_after_create(
-        &self,
-        _: &TokenKey,
-        value: &CachedToken,
-        _: Instant,
-    ) -> Option<Duration> {
-        Some(value.ttl)
+impl<V: Ttl> Expiry<TokenKey, V> for OwnTtl {
+    fn expire_after_create(&self, _: &TokenKey, value: &V, _: Instant) -> Option<Duration> {
+        Some(value.ttl())
     }
 
     fn expire_after_update(
         &self,
         _: &TokenKey,
-        value: &CachedToken,
+        value: &V,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(value.ttl)
+        Some(value.ttl())
+    }
+}
+
+impl Ttl for CachedToken {
+    fn ttl(&self) -> Duration {
+        self.ttl
     }
 }
 

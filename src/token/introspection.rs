@@ -10,17 +10,16 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use http::HeaderValue;
 use moka::sync::Cache;
-use moka::Expiry;
 use serde_json::{Map, Value};
 
 use crate::clock::UnixTime;
 
-use super::cache::{TokenCache, TokenKey, MAX_TTL};
+use super::cache::{OwnTtl, TokenCache, TokenKey, Ttl, MAX_TTL};
 use super::http::AsClient;
 use super::jwt::{check_exp, check_nbf, cnf_jkt, numeric_date};
 use super::{Counters, TokenError, TokenInfo};
@@ -82,9 +81,6 @@ pub struct Answer {
     /// Its `nbf`.
     pub nbf: Option<u64>,
 }
-
-/// Per-entry expiry.
-struct OwnTtl;
 
 // === impl Introspector ===
 
@@ -317,21 +313,11 @@ pub fn form_urlencode(s: &str) -> String {
     out
 }
 
-// === impl OwnTtl ===
+// === impl Cached ===
 
-impl Expiry<TokenKey, Cached> for OwnTtl {
-    fn expire_after_create(&self, _: &TokenKey, value: &Cached, _: Instant) -> Option<Duration> {
-        Some(value.ttl)
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &TokenKey,
-        value: &Cached,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(value.ttl)
+impl Ttl for Cached {
+    fn ttl(&self) -> Duration {
+        self.ttl
     }
 }
 

@@ -8,6 +8,7 @@ pub mod introspection;
 pub mod jwks;
 pub mod jwt;
 
+use crate::jose::clip;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -429,14 +430,6 @@ impl TokenCheck {
             TokenCheck::Inactive => "inactive",
             TokenCheck::Unavailable => "unavailable",
         }
-    }
-}
-
-/// At most 128 characters of a token-supplied value, for messages.
-fn clip(s: &str) -> &str {
-    match s.char_indices().nth(128) {
-        Some((i, _)) => &s[..i],
-        None => s,
     }
 }
 

@@ -8,8 +8,8 @@ use crate::support::client::Mode;
 use crate::support::tls::TestPki;
 use crate::support::{Options, TestGateway};
 
-#[tokio::test]
-async fn https_clients_get_through_over_h1_and_h2() {
+/// A gateway whose main listener serves a fresh test certificate.
+async fn tls_gateway() -> (TestPki, TestGateway) {
     let pki = TestPki::new();
     let gw = TestGateway::start_with(Options {
         extra: format!(
@@ -20,6 +20,12 @@ async fn https_clients_get_through_over_h1_and_h2() {
         ..Options::default()
     })
     .await;
+    (pki, gw)
+}
+
+#[tokio::test]
+async fn https_clients_get_through_over_h1_and_h2() {
+    let (pki, gw) = tls_gateway().await;
     assert_eq!(gw.scheme, "https");
     let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
     let h1 = gw
@@ -62,16 +68,7 @@ async fn https_clients_get_through_over_h1_and_h2() {
 
 #[tokio::test]
 async fn a_rotated_certificate_is_served_without_a_restart() {
-    let pki = TestPki::new();
-    let gw = TestGateway::start_with(Options {
-        extra: format!(
-            "tls:\n  cert: \"{}\"\n  key: \"{}\"",
-            pki.cert_path.display(),
-            pki.key_path.display()
-        ),
-        ..Options::default()
-    })
-    .await;
+    let (pki, gw) = tls_gateway().await;
     let before = served_cert(&gw, &pki).await;
     pki.rotate();
     // The gateway checks every 5 s; the contract promises 30 s.
