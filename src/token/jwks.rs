@@ -275,11 +275,8 @@ async fn discover(client: &AsClient, issuer: &str) -> Result<String, KeyFetchErr
     Err(last.unwrap_or_else(|| KeyFetchError::IssuerUrl(issuer.to_owned())))
 }
 
-async fn fetch_metadata(
-    client: &AsClient,
-    url: &str,
-    issuer: &str,
-) -> Result<String, KeyFetchError> {
+/// A GET that must answer 200.
+async fn get_ok(client: &AsClient, url: &str) -> Result<super::http::AsResponse, KeyFetchError> {
     let resp = client.get(url).await.map_err(|error| KeyFetchError::Http {
         url: url.to_owned(),
         error,
@@ -290,6 +287,15 @@ async fn fetch_metadata(
             status: resp.status,
         });
     }
+    Ok(resp)
+}
+
+async fn fetch_metadata(
+    client: &AsClient,
+    url: &str,
+    issuer: &str,
+) -> Result<String, KeyFetchError> {
+    let resp = get_ok(client, url).await?;
     let doc: Map<String, Value> =
         serde_json::from_slice(&resp.body).map_err(|_| KeyFetchError::Metadata {
             url: url.to_owned(),
@@ -315,16 +321,7 @@ async fn fetch_metadata(
 }
 
 async fn fetch_jwks(client: &AsClient, url: &str) -> Result<(JwkSet, Duration), KeyFetchError> {
-    let resp = client.get(url).await.map_err(|error| KeyFetchError::Http {
-        url: url.to_owned(),
-        error,
-    })?;
-    if resp.status != 200 {
-        return Err(KeyFetchError::Status {
-            url: url.to_owned(),
-            status: resp.status,
-        });
-    }
+    let resp = get_ok(client, url).await?;
     let keys = JwkSet::from_json(&resp.body).map_err(|e| KeyFetchError::Jwks {
         url: url.to_owned(),
         why: e.to_string(),
