@@ -44,6 +44,9 @@ pub struct Metrics {
     pub replay_entries: IntGauge,
     /// `dpop_gateway_replay_cache_capacity`.
     pub replay_capacity: IntGauge,
+    /// `dpop_gateway_replay_cache_expired_total`: entries removed once their replay window
+    /// passed; the cache evicts nothing else.
+    pub replay_expired: IntCounter,
     /// `dpop_gateway_replay_cache_full_total`: proofs refused because the cache was full of live
     /// entries (a live entry is never evicted).
     pub replay_full: IntCounter,
@@ -134,6 +137,10 @@ impl Metrics {
                 "dpop_gateway_replay_cache_capacity",
                 "Configured capacity of the in-memory replay cache.",
             )?,
+            replay_expired: IntCounter::new(
+                "dpop_gateway_replay_cache_expired_total",
+                "Replay-cache entries removed once their window passed (the only evictions: a live entry is never evicted).",
+            )?,
             replay_full: IntCounter::new(
                 "dpop_gateway_replay_cache_full_total",
                 "Proofs refused with 503 because the replay cache was full of live entries.",
@@ -220,6 +227,7 @@ impl Metrics {
         r.register(Box::new(self.replay_entries.clone()))?;
         r.register(Box::new(self.replay_capacity.clone()))?;
         r.register(Box::new(self.replay_full.clone()))?;
+        r.register(Box::new(self.replay_expired.clone()))?;
         r.register(Box::new(self.replay_store_errors.clone()))?;
         r.register(Box::new(self.token_cache.clone()))?;
         r.register(Box::new(self.tls_reloads.clone()))?;
@@ -244,6 +252,14 @@ impl Metrics {
         self.request_duration
             .with_label_values(&[route, outcome])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Brings `dpop_gateway_replay_cache_expired_total` up to the store's running total.
+    pub fn sync_replay_expired(&self, total: u64) {
+        // Under the token lock: two concurrent scrapes must not both add the same delta.
+        let _seen = self.token_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let delta = total.saturating_sub(self.replay_expired.get());
+        self.replay_expired.inc_by(delta);
     }
 
     /// Brings the token counters up to `now` (the validator keeps monotonic totals).

@@ -26,7 +26,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::clock::UnixTime;
@@ -49,6 +49,8 @@ pub struct MemoryStore {
     capacity: usize,
     ttl_secs: u64,
     len: AtomicUsize,
+    /// Entries removed because their window passed (never a live one).
+    expired: AtomicU64,
 }
 
 /// One shard: the live keys and their expiry queue, always holding the same keys.
@@ -99,6 +101,7 @@ impl MemoryStore {
             capacity,
             ttl_secs,
             len: AtomicUsize::new(0),
+            expired: AtomicU64::new(0),
         }
     }
 
@@ -114,6 +117,7 @@ impl MemoryStore {
         let swept = shard.sweep(now);
         if swept > 0 {
             self.len.fetch_sub(swept, Ordering::Relaxed);
+            self.expired.fetch_add(swept as u64, Ordering::Relaxed);
         }
 
         if shard.set.contains(&key) {
@@ -138,6 +142,12 @@ impl MemoryStore {
         });
         self.len.fetch_add(1, Ordering::Relaxed);
         Ok(Admission::Fresh)
+    }
+
+    /// Entries removed so far because their replay window had passed. The store evicts
+    /// nothing else: a live entry stays until it expires.
+    pub fn expired(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
     }
 
     /// Live entries (approximate while others insert; expired entries count until swept).
@@ -277,6 +287,7 @@ mod tests {
         let after = UnixTime(T0.0 + 61);
         assert_eq!(store.check_and_insert(key(2), after), Ok(Admission::Fresh));
         assert_eq!(store.len(), 1, "key 1 swept");
+        assert_eq!(store.expired(), 1);
         assert_eq!(store.check_and_insert(key(1), after), Ok(Admission::Fresh));
     }
 

@@ -141,8 +141,11 @@ impl Running {
                 scrape_state.clock.now().as_secs(),
             );
             if let ReplayStore::Memory(m) = &scrape_state.replay {
-                let len = i64::try_from(m.len()).unwrap_or(i64::MAX);
-                scrape_state.metrics.replay_entries.set(len);
+                let metrics = &scrape_state.metrics;
+                metrics
+                    .replay_entries
+                    .set(i64::try_from(m.len()).unwrap_or(i64::MAX));
+                metrics.sync_replay_expired(m.expired());
             }
         });
         let admin = tokio::spawn(admin::serve(
