@@ -667,8 +667,18 @@ fn wait_listening(child: &mut Child, addr: SocketAddr, log: &Path) -> Result<(),
 fn start_gateway(dir: &Path, name: &str, yaml: &str, addr: SocketAddr) -> Result<Proxy, String> {
     let cfg = dir.join(format!("{name}.yaml"));
     std::fs::write(&cfg, yaml).map_err(|e| e.to_string())?;
-    let log = dir.join(format!("{name}.log"));
-    let out = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+    // LOADBENCH_GATEWAY_LOG=null: the gateway still formats and writes its log, to /dev/null,
+    // to tell the gateway's own cost from the disk writeback of a log file on its core.
+    let log = match std::env::var("LOADBENCH_GATEWAY_LOG") {
+        Ok(v) if v == "null" => PathBuf::from("/dev/null"),
+        _ => dir.join(format!("{name}.log")),
+    };
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .map_err(|e| e.to_string())?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     // LOADBENCH_PROFILE=perf: record the gateway with `perf record` (cpu-clock: hardware
     // counters are often unavailable in VMs) into <run dir>/<name>.perf.data.
