@@ -112,12 +112,14 @@ pub async fn handle(
     let method = req.method().clone();
     let origin = req.headers().get(ORIGIN).cloned();
     let route = state.router.find(req.uri().path());
-    let route_label = route.map_or("unmatched", |r| r.prefix.as_str()).to_owned();
+    let route_label = route.map_or("unmatched", |r| r.prefix.as_str());
     let nonce_route = state.router.nonce_for(req.uri().path());
-    // Kept for the refusal's `resource_metadata` only when that is enabled.
-    let (uri, headers) = match state.resource_metadata {
-        Some(_) => (req.uri().clone(), req.headers().clone()),
-        None => (http::Uri::default(), http::HeaderMap::new()),
+    // What a refusal's `resource_metadata` URL is built from: only the headers `htu` reads, and
+    // none when `public_url` decides alone.
+    let (uri, headers) = match (&state.resource_metadata, &state.uri_policy.public_url) {
+        (Some(_), None) => (req.uri().clone(), authority_headers(req.headers())),
+        (Some(_), Some(_)) => (req.uri().clone(), http::HeaderMap::new()),
+        (None, _) => (http::Uri::default(), http::HeaderMap::new()),
     };
 
     let (mut resp, outcome) = match run(&state, req, conn).await {
@@ -184,7 +186,7 @@ pub async fn handle(
     let elapsed = start.elapsed();
     let method_label = metrics::method_class(&method);
     state.metrics.record_request(
-        &route_label,
+        route_label,
         method_label,
         outcome.outcome,
         outcome.reason,
@@ -408,6 +410,23 @@ fn serve_resource_metadata(
         HeaderValue::from_static("application/json"),
     );
     Some(resp)
+}
+
+/// The headers [`request_uri::request_uri`] reads.
+fn authority_headers(headers: &http::HeaderMap) -> http::HeaderMap {
+    let mut out = http::HeaderMap::new();
+    for name in [
+        "host",
+        "forwarded",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+    ] {
+        if let Some(v) = headers.get(name) {
+            out.insert(name, v.clone());
+        }
+    }
+    out
 }
 
 /// `scheme://authority` of the resource as clients address it (the `htu` rules).
