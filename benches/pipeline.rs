@@ -109,11 +109,5 @@ fn benches(c: &mut Criterion) -> Vec<(String, String)> {
 }
 
 fn main() {
-    let start = common::run_start();
-    let mut c = Criterion::default().configure_from_args();
-    let rows = benches(&mut c);
-    c.final_summary();
-    if common::measuring() {
-        common::print_ratios("pipeline checks", &rows, start);
-    }
+    common::run("pipeline checks", benches);
 }

@@ -173,12 +173,8 @@ fn main() {
         fill_in_child(&which);
         return;
     }
-    let start = common::run_start();
-    let mut c = Criterion::default().configure_from_args();
-    let rows = benches(&mut c);
-    c.final_summary();
+    common::run("replay", benches);
     if common::measuring() {
-        common::print_ratios("replay", &rows, start);
         memory_comparison();
     }
 }

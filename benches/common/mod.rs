@@ -321,3 +321,15 @@ pub fn ring_id(alg: Algorithm) -> String {
 pub fn run_start() -> SystemTime {
     SystemTime::now()
 }
+
+/// The shared `main` of a criterion bench binary: runs `benches`, then (in a measured run)
+/// prints each bench's ratio to the ring verify of its algorithm, from this run's estimates.
+pub fn run(title: &str, benches: fn(&mut criterion::Criterion) -> Vec<(String, String)>) {
+    let start = run_start();
+    let mut c = criterion::Criterion::default().configure_from_args();
+    let rows = benches(&mut c);
+    c.final_summary();
+    if measuring() {
+        print_ratios(title, &rows, start);
+    }
+}

@@ -13,6 +13,17 @@ fn bin() -> Command {
     c
 }
 
+/// Runs `cmd` and asserts it succeeded (stderr in the message otherwise).
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn check_file(text: &str) -> (Output, String) {
     let dir = temp_dir("cli-check");
     let path = dir.join("gateway.yaml");
@@ -26,15 +37,7 @@ fn check_file(text: &str) -> (Output, String) {
 
 #[test]
 fn shipped_config_passes_check() {
-    let out = bin()
-        .args(["check", "-c", "config/gateway.yaml"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(bin().args(["check", "-c", "config/gateway.yaml"]));
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains("listen:"), "{printed}");
 }
@@ -126,24 +129,14 @@ fn proof_command_prints_a_proof_for_the_url() {
     let out = bin().args(["keygen"]).output().unwrap();
     let key_path = dir.join("client.jwk");
     std::fs::write(&key_path, &out.stdout).unwrap();
-    let out = bin()
-        .args(["proof", "--key"])
-        .arg(&key_path)
-        .args([
-            "--method",
-            "GET",
-            "--url",
-            "https://api.example.com/x?q=1",
-            "--token",
-            "abc",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(bin().args(["proof", "--key"]).arg(&key_path).args([
+        "--method",
+        "GET",
+        "--url",
+        "https://api.example.com/x?q=1",
+        "--token",
+        "abc",
+    ]));
     let proof = String::from_utf8(out.stdout).unwrap();
     let payload = proof.trim().split('.').nth(1).unwrap();
     use base64::Engine;
@@ -160,12 +153,7 @@ fn proof_command_prints_a_proof_for_the_url() {
 
 #[test]
 fn demo_walks_through_forwarded_replayed_and_stolen_token_requests() {
-    let out = bin().arg("demo").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(bin().arg("demo"));
     let text = String::from_utf8_lossy(&out.stdout);
     let statuses: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("-> ")).collect();
     assert_eq!(
@@ -192,20 +180,15 @@ fn explain_passes_a_good_request_and_names_the_one_failing_check() {
     let key_path = dir.join("client.jwk");
     let out = bin().args(["keygen"]).output().unwrap();
     std::fs::write(&key_path, &out.stdout).unwrap();
-    let out = bin()
-        .args([
-            "token",
-            "--issuer-key",
-            "config/demo/issuer-key.jwk",
-            "--bind",
-        ])
-        .arg(&key_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        bin()
+            .args([
+                "token",
+                "--issuer-key",
+                "config/demo/issuer-key.jwk",
+                "--bind",
+            ])
+            .arg(&key_path),
     );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let url = "http://127.0.0.1:8443/accounts";

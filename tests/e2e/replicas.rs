@@ -47,15 +47,7 @@ fn nonce_opts(secrets: &[&str], lifetime: &str) -> Options {
 }
 
 fn mint(key: &PrivateJwk, token: &str, nonce: Option<&str>) -> String {
-    key.mint_proof(&ProofClaims {
-        htm: "GET".into(),
-        htu: format!("{PUBLIC}/resource"),
-        iat: now(),
-        jti: sign::random_jti(),
-        access_token: Some(token.into()),
-        nonce: nonce.map(str::to_owned),
-    })
-    .unwrap()
+    mint_jti(key, token, &sign::random_jti(), nonce)
 }
 
 async fn send(addr: std::net::SocketAddr, token: &str, proof: &str) -> Response<Bytes> {
@@ -204,6 +196,12 @@ async fn redis_down_fails_open_with_allow_and_counts_it() {
 const SECRET_A: &str = "nonce-secret-A-0123456789abcdefghijklmnop";
 const SECRET_B: &str = "nonce-secret-B-0123456789abcdefghijklmnop";
 
+/// A gateway with nonces under `secrets`, its own upstream, sharing `issuer`.
+async fn nonce_gateway(secrets: &[&str], lifetime: &str, issuer: &Arc<Issuer>) -> TestGateway {
+    let opts = nonce_opts(secrets, lifetime);
+    TestGateway::start_full(opts, Upstream::start().await, issuer.clone()).await
+}
+
 /// Asks `gw` for a nonce: a proof without one is refused with `use_dpop_nonce` and a fresh one.
 async fn fetch_nonce(gw: &TestGateway, key: &PrivateJwk, token: &str) -> String {
     let resp = send(gw.addr, token, &mint(key, token, None)).await;
@@ -215,18 +213,8 @@ async fn fetch_nonce(gw: &TestGateway, key: &PrivateJwk, token: &str) -> String 
 #[tokio::test]
 async fn a_nonce_issued_by_one_replica_is_accepted_by_another() {
     let issuer = Arc::new(Issuer::new());
-    let a = TestGateway::start_full(
-        nonce_opts(&[SECRET_A], "5m"),
-        Upstream::start().await,
-        issuer.clone(),
-    )
-    .await;
-    let b = TestGateway::start_full(
-        nonce_opts(&[SECRET_A], "5m"),
-        Upstream::start().await,
-        issuer.clone(),
-    )
-    .await;
+    let a = nonce_gateway(&[SECRET_A], "5m", &issuer).await;
+    let b = nonce_gateway(&[SECRET_A], "5m", &issuer).await;
     let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
     let token = issuer.token_for(&key);
     let nonce = fetch_nonce(&a, &key, &token).await;
@@ -234,18 +222,49 @@ async fn a_nonce_issued_by_one_replica_is_accepted_by_another() {
     let resp = send(b.addr, &token, &mint(&key, &token, Some(&nonce))).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(b.upstream.requests().len(), 1);
-    // The nonce refusal did not burn a replay entry: the same jti works after a retry.
+}
+
+/// A proof with the given `jti`.
+fn mint_jti(key: &PrivateJwk, token: &str, jti: &str, nonce: Option<&str>) -> String {
+    key.mint_proof(&ProofClaims {
+        htm: "GET".into(),
+        htu: format!("{PUBLIC}/resource"),
+        iat: now(),
+        jti: jti.into(),
+        access_token: Some(token.into()),
+        nonce: nonce.map(str::to_owned),
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_nonce_refusal_does_not_burn_the_jti() {
+    let issuer = Arc::new(Issuer::new());
+    let gw = nonce_gateway(&[SECRET_A], "5m", &issuer).await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token_for(&key);
+    // Refused for want of a nonce: the jti must not have been recorded...
+    let resp = send(gw.addr, &token, &mint_jti(&key, &token, "jti-1", None)).await;
+    assert_eq!(www_error(&resp).as_deref(), Some("use_dpop_nonce"));
+    let nonce = resp.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    // ...so the client's retry with the same jti and the nonce is accepted, once.
+    let retry = mint_jti(&key, &token, "jti-1", Some(&nonce));
+    assert_eq!(send(gw.addr, &token, &retry).await.status(), 200);
+    let again = send(
+        gw.addr,
+        &token,
+        &mint_jti(&key, &token, "jti-1", Some(&nonce)),
+    )
+    .await;
+    assert_eq!(again.status(), 401, "now it is a replay");
+    assert_eq!(www_error(&again).as_deref(), Some("invalid_dpop_proof"));
+    assert_eq!(gw.upstream.requests().len(), 1);
 }
 
 #[tokio::test]
 async fn forged_and_expired_nonces_are_refused_with_a_fresh_one() {
     let issuer = Arc::new(Issuer::new());
-    let gw = TestGateway::start_full(
-        nonce_opts(&[SECRET_A], "1s"),
-        Upstream::start().await,
-        issuer.clone(),
-    )
-    .await;
+    let gw = nonce_gateway(&[SECRET_A], "1s", &issuer).await;
     let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
     let token = issuer.token_for(&key);
     let nonce = fetch_nonce(&gw, &key, &token).await;
@@ -272,24 +291,9 @@ async fn forged_and_expired_nonces_are_refused_with_a_fresh_one() {
 async fn nonce_secrets_rotate_first_issues_all_verify() {
     let issuer = Arc::new(Issuer::new());
     // Before rotation: A only. During: B issues, A still verifies. After: B only.
-    let old = TestGateway::start_full(
-        nonce_opts(&[SECRET_A], "5m"),
-        Upstream::start().await,
-        issuer.clone(),
-    )
-    .await;
-    let during = TestGateway::start_full(
-        nonce_opts(&[SECRET_B, SECRET_A], "5m"),
-        Upstream::start().await,
-        issuer.clone(),
-    )
-    .await;
-    let after = TestGateway::start_full(
-        nonce_opts(&[SECRET_B], "5m"),
-        Upstream::start().await,
-        issuer.clone(),
-    )
-    .await;
+    let old = nonce_gateway(&[SECRET_A], "5m", &issuer).await;
+    let during = nonce_gateway(&[SECRET_B, SECRET_A], "5m", &issuer).await;
+    let after = nonce_gateway(&[SECRET_B], "5m", &issuer).await;
     let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
     let token = issuer.token_for(&key);
 
@@ -333,12 +337,7 @@ async fn a_route_can_turn_nonces_off() {
 #[tokio::test]
 async fn a_nonce_past_half_its_lifetime_is_renewed_on_success() {
     let issuer = Arc::new(Issuer::new());
-    let gw = TestGateway::start_full(
-        nonce_opts(&[SECRET_A], "4s"),
-        Upstream::start().await,
-        issuer.clone(),
-    )
-    .await;
+    let gw = nonce_gateway(&[SECRET_A], "4s", &issuer).await;
     let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
     let token = issuer.token_for(&key);
     let nonce = fetch_nonce(&gw, &key, &token).await;
