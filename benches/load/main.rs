@@ -43,7 +43,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The gateway binary cargo built for this bench.
-const GATEWAY_BIN: &str = env!("CARGO_BIN_EXE_dpop-gateway");
+const BUILT_GATEWAY_BIN: &str = env!("CARGO_BIN_EXE_dpop-gateway");
+
+/// The gateway binary to measure: the one cargo built for this bench, or
+/// `LOADBENCH_GATEWAY_BIN` (to compare two builds with the same harness, e.g. before/after).
+fn gateway_bin() -> PathBuf {
+    std::env::var_os("LOADBENCH_GATEWAY_BIN")
+        .map_or_else(|| PathBuf::from(BUILT_GATEWAY_BIN), PathBuf::from)
+}
 
 /// Set in the re-executed, pinned child.
 const PINNED_ENV: &str = "LOADBENCH_PINNED";
@@ -697,10 +704,10 @@ fn start_gateway(dir: &Path, name: &str, yaml: &str, addr: SocketAddr) -> Result
         ])
         .arg(dir.join(format!("{name}.perf.data")))
         .arg("--")
-        .arg(GATEWAY_BIN);
+        .arg(gateway_bin());
         c
     } else {
-        pinned(0, GATEWAY_BIN)
+        pinned(0, gateway_bin())
     };
     let mut child = cmd
         .arg("run")
@@ -709,7 +716,7 @@ fn start_gateway(dir: &Path, name: &str, yaml: &str, addr: SocketAddr) -> Result
         .stdout(out)
         .stderr(err)
         .spawn()
-        .map_err(|e| format!("spawn {GATEWAY_BIN}: {e}"))?;
+        .map_err(|e| format!("spawn {}: {e}", gateway_bin().display()))?;
     match wait_listening(&mut child, addr, &log) {
         Ok(()) => Ok(Proxy { child, addr }),
         Err(e) => {
@@ -1117,9 +1124,12 @@ async fn run(plan: Plan) -> String {
         return out;
     }
 
-    // LOADBENCH_ONLY=c runs (c) alone (for profiling the DPoP path with LOADBENCH_PROFILE).
-    let only_c = std::env::var("LOADBENCH_ONLY").is_ok_and(|v| v == "c");
-    if !only_c {
+    // LOADBENCH_ONLY=c runs (c) alone (for profiling the DPoP path with LOADBENCH_PROFILE);
+    // LOADBENCH_ONLY=open runs (c) and then the open-loop pair (for the latency tail).
+    let only = std::env::var("LOADBENCH_ONLY").unwrap_or_default();
+    let only_c = only == "c";
+    let only_open = only == "open";
+    if !only_c && !only_open {
         let mut a = r
             .closed(
                 "(a) upstream direct",
@@ -1167,10 +1177,17 @@ async fn run(plan: Plan) -> String {
     phases.push(c);
 
     // (d): Redis, when there is one and the gateway takes it.
-    phases.push(redis_phase(&r, &jwks, &keys, &tokens, verify_ns).await);
+    if !only_open {
+        phases.push(redis_phase(&r, &jwks, &keys, &tokens, verify_ns).await);
+    }
 
     // (e): nginx.
-    match start_nginx(&dir, up) {
+    let nginx = if only_open {
+        Err("LOADBENCH_ONLY=open".to_string())
+    } else {
+        start_nginx(&dir, up)
+    };
+    match nginx {
         Ok(ngx) => {
             let e = r
                 .closed(
@@ -1234,6 +1251,11 @@ async fn run(plan: Plan) -> String {
         .copied();
     phases.push(oa.clone());
     phases.push(oc.clone());
+    if only_open {
+        gw.stop();
+        let rows: Vec<String> = phases.iter().map(Phase::row).collect();
+        return format!("{}\n", rows.join("\n"));
+    }
 
     // A streamed upload through (c) and direct.
     let direct_head = Bytes::from(format!(
@@ -1273,7 +1295,7 @@ async fn run(plan: Plan) -> String {
         cores(),
         cpu_model(),
         load_before,
-        GATEWAY_BIN,
+        gateway_bin().display(),
         if plan.quick { "--quick" } else { "full" }
     );
     let _ = writeln!(out, "| run | req/s | p50 µs | p99 µs | p99.9 µs | proxy CPU µs/req | peak RSS MiB | errors | notes |");
