@@ -13,7 +13,7 @@
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
@@ -143,11 +143,11 @@ impl<'a> MakeWriter<'a> for BatchWriter {
 fn write_batches<W: Write>(shared: &Shared, mut out: W) {
     let mut spare = Vec::new();
     loop {
-        let deadline = Instant::now() + FLUSH_INTERVAL;
+        let deadline = crate::clock::monotonic() + FLUSH_INTERVAL;
         let (dropped, closed) = {
             let mut batch = shared.lock();
             while !batch.closed && batch.buf.len() < FLUSH_AT {
-                let left = deadline.saturating_duration_since(Instant::now());
+                let left = deadline.saturating_duration_since(crate::clock::monotonic());
                 if left.is_zero() {
                     break;
                 }
@@ -250,9 +250,9 @@ mod tests {
         let sink = Sink::default();
         let (writer, _guard) = BatchWriter::spawn(sink.clone()).unwrap();
         writer.make_writer().write_all(b"hello\n").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = crate::clock::monotonic() + Duration::from_secs(10);
         while sink.0.lock().unwrap().is_empty() {
-            assert!(Instant::now() < deadline, "line never written");
+            assert!(crate::clock::monotonic() < deadline, "line never written");
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(&*sink.0.lock().unwrap(), b"hello\n");
