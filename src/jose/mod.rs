@@ -11,7 +11,7 @@ pub mod sign;
 
 pub use alg::{Algorithm, AlgorithmSet};
 pub use jwk::{JwkError, PublicJwk, Thumbprint};
-pub use jws::{CompactJws, JwsError, JwsPart};
+pub use jws::{CompactJws, JwsError, JwsPart, JwsParts};
 
 /// base64url without padding (RFC 7515 §2), the only encoding JOSE uses.
 pub(crate) use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
