@@ -1,5 +1,9 @@
-//! DPoP proof verification (RFC 9449 §4.3). Pure: no I/O, no tokio, no hyper, no clock reads;
-//! `now` is an argument so every check is a unit test with a fixed time.
+//! DPoP proof verification (RFC 9449 §4.3). No I/O, no tokio, no hyper, no clock reads; `now`
+//! is an argument so every check is a unit test with a fixed time.
+//!
+//! Header and claims are parsed with serde into typed views that borrow from the decoded bytes
+//! (`jose::json`), not into `serde_json::Map`s; a member the checks read that appears twice is
+//! refused ([`ProofError::HeaderDuplicateMember`], [`ProofError::ClaimsDuplicateMember`]).
 //!
 //! What is *not* here: the replay check (the pipeline asks the replay store with
 //! [`VerifiedProof::replay_key`] as the last step, so that only fully valid proofs use an
@@ -12,10 +16,16 @@ pub mod htu;
 pub use error::{ProofCheck, ProofError, MAX_JTI_BYTES};
 
 use base64::Engine as _;
-use serde_json::{Map, Value};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::error::Category;
 
 use crate::clock::UnixTime;
-use crate::jose::{Algorithm, AlgorithmSet, CompactJws, JwsError, PublicJwk, Thumbprint, B64};
+use crate::jose::json::{self, present, NumMember, ObjMember, StrMember};
+use crate::jose::jwk::JwkMembers;
+use crate::jose::{
+    Algorithm, AlgorithmSet, JwsError, JwsPart, JwsParts, PublicJwk, Thumbprint, B64,
+};
 
 /// What the gateway's configuration says about proofs.
 #[derive(Clone, Debug)]
@@ -30,6 +40,51 @@ pub struct ProofPolicy {
     pub max_proof_bytes: usize,
     /// Whether `ath` is required when an access token is presented (`dpop.require_ath`).
     pub require_ath: bool,
+}
+
+/// The members of a proof header the checks read (RFC 9449 §4.2), borrowed from its JSON.
+#[derive(Debug, Deserialize)]
+struct HeaderView<'a> {
+    /// Present at all (whatever its value): refused, no extension is understood.
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+    #[serde(default, borrow)]
+    typ: StrMember<'a>,
+    #[serde(default, borrow)]
+    alg: StrMember<'a>,
+    #[serde(default, borrow)]
+    jwk: ObjMember<JwkMembers<'a>>,
+    /// Unknown members, checked as JSON and ignored.
+    #[serde(flatten)]
+    _rest: IgnoredAny,
+}
+
+/// The claims the checks read (RFC 9449 §4.2), borrowed from the payload's JSON.
+#[derive(Debug, Deserialize)]
+struct ClaimsView<'a> {
+    #[serde(default, borrow)]
+    jti: StrMember<'a>,
+    #[serde(default, borrow)]
+    htm: StrMember<'a>,
+    #[serde(default, borrow)]
+    htu: StrMember<'a>,
+    #[serde(default)]
+    iat: NumMember,
+    #[serde(default, borrow)]
+    ath: StrMember<'a>,
+    #[serde(default, borrow)]
+    nonce: StrMember<'a>,
+    /// Unknown claims, checked as JSON and ignored.
+    #[serde(flatten)]
+    _rest: IgnoredAny,
+}
+
+/// Why a JSON text did not give a view.
+enum ObjectError {
+    /// Not JSON, or not an object.
+    NotJson,
+    /// A member the view reads appears twice.
+    Duplicate,
 }
 
 /// The request a proof must match.
@@ -103,22 +158,32 @@ pub fn verify(
     policy: &ProofPolicy,
     now: UnixTime,
 ) -> Result<VerifiedProof, ProofError> {
-    // Point 1-2: one well-formed JWT, bounded before anything is decoded.
-    let jws = CompactJws::parse(proof, policy.max_proof_bytes).map_err(|e| match e {
-        JwsError::TooLarge { len, max } => ProofError::TooLarge { len, max },
-        other => ProofError::Malformed(other),
-    })?;
-    let header: Map<String, Value> =
-        serde_json::from_slice(&jws.header).map_err(|_| ProofError::HeaderNotJson)?;
-    if header.contains_key("crit") {
-        return Err(ProofError::CritUnsupported);
-    }
-    let (alg, jwk) = check_header(&header, policy.algorithms)?;
+    // Point 1-2: one well-formed JWT, bounded before anything is decoded. The parts are decoded
+    // in order (header, payload, signature), all before any header check, so a malformed JWS
+    // gets `CompactJws::parse`'s error.
+    let parts = JwsParts::split(proof, policy.max_proof_bytes).map_err(jws_error)?;
+    let header = parts.decode(JwsPart::Header).map_err(jws_error)?;
+    // Payload and signature share one buffer.
+    let mut decoded = Vec::with_capacity(
+        base64::decoded_len_estimate(parts.payload.len())
+            + base64::decoded_len_estimate(parts.signature.len()),
+    );
+    parts
+        .decode_into(JwsPart::Payload, &mut decoded)
+        .map_err(jws_error)?;
+    let payload_len = decoded.len();
+    parts
+        .decode_into(JwsPart::Signature, &mut decoded)
+        .map_err(jws_error)?;
+    let (payload, signature) = decoded.split_at(payload_len);
+
+    // Points 3-5 and 7.
+    let (alg, jwk) = check_header_json(&header, policy)?;
     // Point 6: the signature, before any claim is trusted.
-    jwk.verify(alg, jws.signing_input, &jws.signature)
+    jwk.verify(alg, parts.signing_input, signature)
         .map_err(|_| ProofError::Signature)?;
-    let claims: Map<String, Value> =
-        serde_json::from_slice(&jws.payload).map_err(|_| ProofError::ClaimsNotJson)?;
+
+    let claims = parse_claims(payload)?;
     let jti = check_jti(&claims)?;
     check_htm(&claims, request.method)?;
     check_htu(&claims, request.htu)?;
@@ -127,7 +192,7 @@ pub fn verify(
         check_ath(&claims, token, policy.require_ath)?;
     }
     // Point 10: the nonce is checked by `crate::nonce`; here it is only captured.
-    let nonce = optional_str(&claims, "nonce")?.map(str::to_owned);
+    let nonce = optional_str(&claims.nonce, "nonce")?.map(str::to_owned);
     Ok(VerifiedProof {
         jkt: jwk.thumbprint(),
         jti: jti.to_owned(),
@@ -137,32 +202,80 @@ pub fn verify(
     })
 }
 
+fn jws_error(e: JwsError) -> ProofError {
+    match e {
+        JwsError::TooLarge { len, max } => ProofError::TooLarge { len, max },
+        other => ProofError::Malformed(other),
+    }
+}
+
+/// Points 3-5 and 7 on the decoded header: a JSON object without `crit`, then [`check_header`].
+fn check_header_json(
+    header: &[u8],
+    policy: &ProofPolicy,
+) -> Result<(Algorithm, PublicJwk), ProofError> {
+    let header = parse_header(header)?;
+    if header.crit {
+        return Err(ProofError::CritUnsupported);
+    }
+    check_header(&header, policy.algorithms)
+}
+
+/// Point 3: the header is a JSON object, no member we read twice.
+fn parse_header(header: &[u8]) -> Result<HeaderView<'_>, ProofError> {
+    parse_object(header).map_err(|e| match e {
+        ObjectError::NotJson => ProofError::HeaderNotJson,
+        ObjectError::Duplicate => ProofError::HeaderDuplicateMember,
+    })
+}
+
+/// Point 2: the claims are a JSON object, no claim we read twice.
+fn parse_claims(payload: &[u8]) -> Result<ClaimsView<'_>, ProofError> {
+    parse_object(payload).map_err(|e| match e {
+        ObjectError::NotJson => ProofError::ClaimsNotJson,
+        ObjectError::Duplicate => ProofError::ClaimsDuplicateMember,
+    })
+}
+
+/// Parses a JSON object into a view.
+fn parse_object<'a, T: Deserialize<'a>>(text: &'a [u8]) -> Result<T, ObjectError> {
+    if !json::is_object_text(text) {
+        return Err(ObjectError::NotJson);
+    }
+    serde_json::from_slice(text).map_err(|e| match e.classify() {
+        // An object at the top and members that take any JSON value leave one data error:
+        // serde's duplicate_field (syntax, depth and number range are Syntax or Eof).
+        Category::Data => ObjectError::Duplicate,
+        _ => ObjectError::NotJson,
+    })
+}
+
 /// Points 4, 5 and 7: `typ`, `alg` and a public `jwk` that can verify `alg`.
 fn check_header(
-    header: &Map<String, Value>,
+    header: &HeaderView<'_>,
     allowed: AlgorithmSet,
 ) -> Result<(Algorithm, PublicJwk), ProofError> {
-    match header.get("typ") {
-        Some(Value::String(t)) if t == "dpop+jwt" => {}
-        Some(Value::String(t)) => {
+    match header.typ.get() {
+        Ok(Some("dpop+jwt")) => {}
+        Ok(Some(t)) => {
             return Err(ProofError::Typ {
-                got: Some(t.clone()),
+                got: Some(t.to_owned()),
             })
         }
         _ => return Err(ProofError::Typ { got: None }),
     }
-    let alg = match header.get("alg") {
-        Some(Value::String(name)) => Algorithm::from_name(name)
+    let alg = match header.alg.get() {
+        Ok(Some(name)) => Algorithm::from_name(name)
             .filter(|a| allowed.contains(*a))
             .ok_or_else(|| ProofError::AlgNotAllowed {
-                got: Some(name.clone()),
+                got: Some(name.to_owned()),
             })?,
         _ => return Err(ProofError::AlgNotAllowed { got: None }),
     };
-    let Some(Value::Object(jwk)) = header.get("jwk") else {
+    let ObjMember::Obj(jwk) = &header.jwk else {
         return Err(ProofError::JwkMissing);
     };
-    let jwk = PublicJwk::from_json(jwk).map_err(ProofError::Jwk)?;
+    let jwk = PublicJwk::from_members(jwk).map_err(ProofError::Jwk)?;
     // A key that names its own algorithm is used with that algorithm only (RFC 7517 §4.4).
     if !jwk.fits(alg) || jwk.alg().is_some_and(|a| a != alg) {
         return Err(ProofError::JwkDoesNotFit { alg });
@@ -171,8 +284,8 @@ fn check_header(
 }
 
 /// Point 8: `jti` is a non-empty string of bounded length.
-fn check_jti(claims: &Map<String, Value>) -> Result<&str, ProofError> {
-    let jti = optional_str(claims, "jti")?
+fn check_jti<'c>(claims: &'c ClaimsView<'_>) -> Result<&'c str, ProofError> {
+    let jti = optional_str(&claims.jti, "jti")?
         .filter(|j| !j.is_empty())
         .ok_or(ProofError::JtiMissing)?;
     if jti.len() > MAX_JTI_BYTES {
@@ -185,8 +298,8 @@ fn check_jti(claims: &Map<String, Value>) -> Result<&str, ProofError> {
 }
 
 /// Point 8: `htm` is the request method, compared exactly (RFC 9110 §9.1: case-sensitive).
-fn check_htm(claims: &Map<String, Value>, method: &str) -> Result<(), ProofError> {
-    let htm = optional_str(claims, "htm")?.ok_or(ProofError::HtmMissing)?;
+fn check_htm(claims: &ClaimsView<'_>, method: &str) -> Result<(), ProofError> {
+    let htm = optional_str(&claims.htm, "htm")?.ok_or(ProofError::HtmMissing)?;
     if htm != method {
         return Err(ProofError::HtmMismatch {
             expected: method.to_owned(),
@@ -197,8 +310,8 @@ fn check_htm(claims: &Map<String, Value>, method: &str) -> Result<(), ProofError
 }
 
 /// Point 9: `htu` and the request URI are equal after RFC 3986 §6.2.2-6.2.3 normalisation.
-fn check_htu(claims: &Map<String, Value>, request_htu: &str) -> Result<(), ProofError> {
-    let htu = optional_str(claims, "htu")?.ok_or(ProofError::HtuMissing)?;
+fn check_htu(claims: &ClaimsView<'_>, request_htu: &str) -> Result<(), ProofError> {
+    let htu = optional_str(&claims.htu, "htu")?.ok_or(ProofError::HtuMissing)?;
     let got = htu::normalize(htu).map_err(ProofError::HtuInvalid)?;
     let expected = htu::normalize(request_htu).map_err(ProofError::RequestUriInvalid)?;
     if got != expected {
@@ -208,21 +321,17 @@ fn check_htu(claims: &Map<String, Value>, request_htu: &str) -> Result<(), Proof
 }
 
 /// Point 11: `now - max_age <= iat <= now + skew`. A fractional `iat` is floored (a JWT
-/// NumericDate may be non-integer, RFC 7519 §2).
+/// NumericDate may be non-integer, RFC 7519 §2); a negative one is 0 and a huge one saturates,
+/// which then fails the window check.
 fn check_iat(
-    claims: &Map<String, Value>,
+    claims: &ClaimsView<'_>,
     policy: &ProofPolicy,
     now: UnixTime,
 ) -> Result<UnixTime, ProofError> {
-    let iat = match claims.get("iat") {
-        None => return Err(ProofError::IatMissing),
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(secs) => secs,
-            // Negative or fractional: `as` saturates (negative -> 0, huge -> u64::MAX), which
-            // then fails the window check below.
-            None => n.as_f64().map_or(0, |f| f.floor() as u64),
-        },
-        Some(_) => return Err(ProofError::ClaimType { claim: "iat" }),
+    let iat = match claims.iat {
+        NumMember::Absent => return Err(ProofError::IatMissing),
+        NumMember::Num(secs) => secs,
+        NumMember::NotNum => return Err(ProofError::ClaimType { claim: "iat" }),
     };
     let now = now.as_secs();
     if iat.saturating_add(policy.max_age) < now {
@@ -244,8 +353,8 @@ fn check_iat(
 
 /// Point 12: with a token, `ath` is base64url(SHA-256(token)). Both sides are public hashes,
 /// so a plain comparison leaks nothing.
-fn check_ath(claims: &Map<String, Value>, token: &str, required: bool) -> Result<(), ProofError> {
-    let Some(got) = optional_str(claims, "ath")? else {
+fn check_ath(claims: &ClaimsView<'_>, token: &str, required: bool) -> Result<(), ProofError> {
+    let Some(got) = optional_str(&claims.ath, "ath")? else {
         return if required {
             Err(ProofError::AthMissing)
         } else {
@@ -267,22 +376,18 @@ fn check_ath(claims: &Map<String, Value>, token: &str, required: bool) -> Result
 }
 
 /// A claim that must be a string when present.
-fn optional_str<'a>(
-    claims: &'a Map<String, Value>,
+fn optional_str<'m>(
+    member: &'m StrMember<'_>,
     claim: &'static str,
-) -> Result<Option<&'a str>, ProofError> {
-    match claims.get(claim) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ProofError::ClaimType { claim }),
-    }
+) -> Result<Option<&'m str>, ProofError> {
+    member.get().map_err(|_| ProofError::ClaimType { claim })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::jose::sign::{self, PrivateJwk, ProofClaims};
-    use serde_json::json;
+    use serde_json::{json, Map, Value};
 
     const NOW: u64 = 1_700_000_000;
     const URL: &str = "https://api.example.com/resource";
@@ -906,5 +1011,163 @@ mod tests {
         assert_eq!(key_of(&a, "j"), key_of(&a, "j"));
         assert_ne!(key_of(&a, "j"), key_of(&a, "k"));
         assert_ne!(key_of(&a, "j"), key_of(&b, "j"));
+    }
+
+    // --- typed parsing: what serde_json::Map gave, plus refused duplicates ---
+
+    /// A proof over `header` and `claims` JSON texts exactly as given, signed by `key`.
+    fn signed_text(key: &PrivateJwk, header: &str, claims: &str) -> String {
+        key.sign_jws_text(header.as_bytes(), claims.as_bytes())
+            .unwrap()
+    }
+
+    fn header_text(key: &PrivateJwk) -> String {
+        format!(
+            r#"{{"typ":"dpop+jwt","alg":"{}","jwk":{}}}"#,
+            key.alg(),
+            Value::Object(key.public_jwk())
+        )
+    }
+
+    const CLAIMS: &str = r#""htm":"GET","htu":"https://api.example.com/resource","iat":1700000000"#;
+
+    #[test]
+    fn a_repeated_header_member_is_refused() {
+        let key = es256();
+        let jwk = Value::Object(key.public_jwk()).to_string();
+        let claims = format!(r#"{{"jti":"j",{CLAIMS}}}"#);
+        assert!(check(&signed_text(&key, &header_text(&key), &claims)).is_ok());
+        let x_twice = jwk.replacen('{', r#"{"x":"AAAA","#, 1);
+        for header in [
+            format!(r#"{{"typ":"dpop+jwt","typ":"dpop+jwt","alg":"ES256","jwk":{jwk}}}"#),
+            format!(r#"{{"typ":"dpop+jwt","alg":"ES256","alg":"ES256","jwk":{jwk}}}"#),
+            format!(r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{jwk},"jwk":{jwk}}}"#),
+            format!(r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{x_twice}}}"#),
+            format!(r#"{{"crit":["a"],"crit":["a"],"typ":"dpop+jwt","alg":"ES256","jwk":{jwk}}}"#),
+            // The same name, once escaped.
+            format!(r#"{{"typ":"dpop+jwt","alg":"ES256","\u0061lg":"ES256","jwk":{jwk}}}"#),
+        ] {
+            let err = check(&signed_text(&key, &header, &claims)).unwrap_err();
+            assert_eq!(err, ProofError::HeaderDuplicateMember, "{header}");
+            assert_eq!(err.check(), ProofCheck::Syntax);
+        }
+        // A repeated member the checks do not read is ignored, as in a serde_json::Map.
+        let header =
+            format!(r#"{{"kid":"a","kid":"b","typ":"dpop+jwt","alg":"ES256","jwk":{jwk}}}"#);
+        assert!(check(&signed_text(&key, &header, &claims)).is_ok());
+    }
+
+    #[test]
+    fn a_repeated_claim_is_refused_after_the_signature() {
+        let key = es256();
+        let header = header_text(&key);
+        for claims in [
+            format!(r#"{{"jti":"j","jti":"k",{CLAIMS}}}"#),
+            format!(r#"{{"jti":"j",{CLAIMS},"iat":1700000000}}"#),
+            format!(r#"{{"jti":"j",{CLAIMS},"nonce":"a","nonce":"a"}}"#),
+            format!(r#"{{"jti":"j","j\u0074i":"j",{CLAIMS}}}"#),
+        ] {
+            let proof = signed_text(&key, &header, &claims);
+            let err = check(&proof).unwrap_err();
+            assert_eq!(err, ProofError::ClaimsDuplicateMember, "{claims}");
+            assert_eq!(err.check(), ProofCheck::Syntax);
+            // Signed by another key: the signature is checked before any claim is read.
+            let forged = signed_text(&es256(), &header, &claims);
+            assert_eq!(check(&forged).unwrap_err(), ProofError::Signature);
+        }
+        let claims = format!(r#"{{"jti":"j",{CLAIMS},"x":1,"x":2}}"#);
+        assert!(check(&signed_text(&key, &header, &claims)).is_ok());
+    }
+
+    #[test]
+    fn null_and_presence_are_read_as_serde_json_map_read_them() {
+        let key = es256();
+        let jwk = Value::Object(key.public_jwk());
+        let with_header = |extra: &str| {
+            let h = format!(r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{jwk}{extra}}}"#);
+            check(&signed_text(
+                &key,
+                &h,
+                &format!(r#"{{"jti":"j",{CLAIMS}}}"#),
+            ))
+        };
+        assert!(with_header("").is_ok());
+        assert_eq!(
+            with_header(r#","crit":null"#).unwrap_err(),
+            ProofError::CritUnsupported
+        );
+        let h = format!(r#"{{"typ":null,"alg":"ES256","jwk":{jwk}}}"#);
+        assert_eq!(
+            check(&signed_text(&key, &h, "{}")).unwrap_err(),
+            ProofError::Typ { got: None }
+        );
+        let h = r#"{"typ":"dpop+jwt","alg":"ES256","jwk":null}"#;
+        assert_eq!(
+            check(&signed_text(&key, h, "{}")).unwrap_err(),
+            ProofError::JwkMissing
+        );
+        let h = r#"{"typ":"dpop+jwt","alg":"ES256","jwk":{"kty":"EC","d":null}}"#;
+        assert_eq!(
+            check(&signed_text(&key, h, "{}")).unwrap_err(),
+            ProofError::Jwk(crate::jose::JwkError::PrivateMember("d"))
+        );
+        let header = header_text(&key);
+        for claim in ["jti", "htm", "htu", "iat"] {
+            let claims = format!(r#"{{"jti":"j",{CLAIMS}}}"#).replacen(
+                &format!(r#""{claim}":"#),
+                &format!(r#""was-{claim}":"#),
+                1,
+            );
+            let claims = claims.replacen('{', &format!(r#"{{"{claim}":null,"#), 1);
+            let claim_name: &'static str = match claim {
+                "jti" => "jti",
+                "htm" => "htm",
+                "htu" => "htu",
+                _ => "iat",
+            };
+            assert_eq!(
+                check(&signed_text(&key, &header, &claims)).unwrap_err(),
+                ProofError::ClaimType { claim: claim_name },
+                "{claims}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_that_serde_json_map_refuses_is_still_refused() {
+        let key = es256();
+        let header = header_text(&key);
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let bad_values = [deep.as_str(), r#""\ud800""#, "1e400"];
+        for bad in bad_values {
+            // In an unknown member: serde_json::Map refused the whole text, and so do we.
+            let claims = format!(r#"{{"jti":"j",{CLAIMS},"x":{bad}}}"#);
+            assert!(serde_json::from_str::<Map<String, Value>>(&claims).is_err());
+            assert_eq!(
+                check(&signed_text(&key, &header, &claims)).unwrap_err(),
+                ProofError::ClaimsNotJson,
+                "{bad}"
+            );
+            let h = header.replacen('{', &format!(r#"{{"x":{bad},"#), 1);
+            assert_eq!(
+                check(&signed_text(&key, &h, &claims)).unwrap_err(),
+                ProofError::HeaderNotJson,
+                "{bad}"
+            );
+        }
+        let mut claims = format!(r#"{{"jti":"j",{CLAIMS},"x":"?"}}"#).into_bytes();
+        let at = claims.iter().position(|b| *b == b'?').unwrap();
+        claims[at] = 0xff;
+        let proof = key.sign_jws_text(header.as_bytes(), &claims).unwrap();
+        assert_eq!(check(&proof).unwrap_err(), ProofError::ClaimsNotJson);
+        // Whitespace around the object is fine, a string or a number is not an object.
+        let claims = format!(" \n{{\"jti\":\"j\",{CLAIMS}}}\t");
+        assert!(check(&signed_text(&key, &header, &claims)).is_ok());
+        for not_object in ["\"x\"", "1", "null", " "] {
+            assert_eq!(
+                check(&signed_text(&key, &header, not_object)).unwrap_err(),
+                ProofError::ClaimsNotJson
+            );
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! `sign` is the client side (keygen, proof minting) used by the CLI, tests and benches.
 
 pub mod alg;
+pub(crate) mod json;
 pub mod jwk;
 pub mod jws;
 pub mod sign;
