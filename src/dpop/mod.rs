@@ -1,6 +1,13 @@
 //! DPoP proof verification (RFC 9449 §4.3). No I/O, no tokio, no hyper, no clock reads; `now`
 //! is an argument so every check is a unit test with a fixed time.
 //!
+//! [`verify`] checks a proof from scratch. [`ProofVerifier`], which the request path uses, runs
+//! the same checks with a bounded in-memory cache of proof headers that passed them: a client
+//! reuses one key, so the protected header (`typ`, `alg`, `jwk`) of all its proofs is the same
+//! text, and a hit skips decoding and parsing the header, parsing its `jwk` and the RFC 7638
+//! thumbprint. The signature and the claims are checked on every proof; a result never depends
+//! on the cache.
+//!
 //! Header and claims are parsed with serde into typed views that borrow from the decoded bytes
 //! (`jose::json`), not into `serde_json::Map`s; a member the checks read that appears twice is
 //! refused ([`ProofError::HeaderDuplicateMember`], [`ProofError::ClaimsDuplicateMember`]).
@@ -15,6 +22,8 @@ pub mod htu;
 
 pub use error::{ProofCheck, ProofError, MAX_JTI_BYTES};
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -26,6 +35,18 @@ use crate::jose::jwk::JwkMembers;
 use crate::jose::{
     Algorithm, AlgorithmSet, JwsError, JwsPart, JwsParts, PublicJwk, Thumbprint, B64,
 };
+
+/// The default bound of a [`ProofVerifier`]'s header cache: the total weight of its entries,
+/// in bytes. An entry weighs its key (the header's base64url text) plus the parsed key's heap
+/// bytes plus a fixed estimate of the cache's own per-entry overhead. An Ed25519 entry weighs
+/// about 0.5 KiB, an ES256 one 0.65 KiB and a 2048-bit RSA one 1.15 KiB, so 8 MiB holds some
+/// 7,000 (RSA) to 16,000 (Ed25519) client keys. Past the bound moka evicts by its TinyLFU
+/// policy, so a flood of one-off headers does not push out the keys of regular clients.
+pub const HEADER_CACHE_BYTES: u64 = 8 << 20;
+
+/// Estimated bytes an entry costs besides its key text and key material: moka's entry, its
+/// queue nodes and the two `Arc`s (a few hundred bytes), and the [`CheckedHeader`].
+const ENTRY_OVERHEAD: usize = 256 + std::mem::size_of::<CheckedHeader>();
 
 /// What the gateway's configuration says about proofs.
 #[derive(Clone, Debug)]
@@ -40,6 +61,34 @@ pub struct ProofPolicy {
     pub max_proof_bytes: usize,
     /// Whether `ath` is required when an access token is presented (`dpop.require_ath`).
     pub require_ath: bool,
+}
+
+/// A [`ProofPolicy`] and a cache of the proof headers that passed its header checks, keyed by
+/// the header's base64url text as sent, bounded by [`HEADER_CACHE_BYTES`] (or the bound given
+/// to [`Self::with_cache_bytes`]). The policy cannot change for the cache's life, so a cached
+/// header is exactly what checking it again would produce. A header is cached only after a
+/// proof carrying it passed the header checks *and* its signature verified, so refused headers,
+/// and keys that never signed anything, never take space.
+pub struct ProofVerifier {
+    policy: ProofPolicy,
+    headers: HeaderCache,
+}
+
+/// Checked proof headers by their base64url text.
+type HeaderCache = moka::sync::Cache<Box<str>, Arc<CheckedHeader>>;
+
+/// What the header checks (RFC 9449 §4.3 points 3-5 and 7) produce; the thumbprint is the
+/// key's.
+#[derive(Debug)]
+struct CheckedHeader {
+    alg: Algorithm,
+    jwk: PublicJwk,
+}
+
+/// A proof's header: checked before (from the cache), or decoded and still to check.
+enum Header {
+    Cached(Arc<CheckedHeader>),
+    Decoded(Vec<u8>),
 }
 
 /// The members of a proof header the checks read (RFC 9449 §4.2), borrowed from its JSON.
@@ -99,7 +148,8 @@ pub struct ProofRequest<'a> {
     pub access_token: Option<&'a str>,
 }
 
-/// A proof that passed every check in this module. Only [`verify`] builds one.
+/// A proof that passed every check in this module. Only [`verify`] and [`ProofVerifier::verify`]
+/// build one.
 #[derive(Clone, Debug)]
 pub struct VerifiedProof {
     jkt: Thumbprint,
@@ -151,6 +201,53 @@ impl VerifiedProof {
     }
 }
 
+// === impl ProofVerifier ===
+
+impl ProofVerifier {
+    /// A verifier for `policy` with a header cache of [`HEADER_CACHE_BYTES`].
+    pub fn new(policy: ProofPolicy) -> Self {
+        Self::with_cache_bytes(policy, HEADER_CACHE_BYTES)
+    }
+
+    /// A verifier for `policy` whose header cache weighs at most `max_bytes` (estimated, see
+    /// [`HEADER_CACHE_BYTES`]); 0 caches nothing.
+    pub fn with_cache_bytes(policy: ProofPolicy, max_bytes: u64) -> Self {
+        let headers = HeaderCache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|header, checked| {
+                let bytes = header.len() + checked.jwk.heap_bytes() + ENTRY_OVERHEAD;
+                u32::try_from(bytes).unwrap_or(u32::MAX)
+            })
+            .build();
+        Self { policy, headers }
+    }
+
+    /// The policy this verifier applies.
+    pub fn policy(&self) -> &ProofPolicy {
+        &self.policy
+    }
+
+    /// [`verify`], with the header checks answered from the cache when this exact header passed
+    /// them before. Same result as [`verify`] with [`Self::policy`].
+    pub fn verify(
+        &self,
+        proof: &str,
+        request: &ProofRequest<'_>,
+        now: UnixTime,
+    ) -> Result<VerifiedProof, ProofError> {
+        verify_with(proof, request, &self.policy, Some(&self.headers), now)
+    }
+}
+
+impl std::fmt::Debug for ProofVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProofVerifier")
+            .field("policy", &self.policy)
+            .field("cached_headers", &self.headers.entry_count())
+            .finish()
+    }
+}
+
 /// Runs every RFC 9449 §4.3 check that needs no state, in the RFC's order.
 pub fn verify(
     proof: &str,
@@ -158,11 +255,25 @@ pub fn verify(
     policy: &ProofPolicy,
     now: UnixTime,
 ) -> Result<VerifiedProof, ProofError> {
+    verify_with(proof, request, policy, None, now)
+}
+
+/// [`verify`], with `cache` (built for `policy.algorithms`) answering the header checks.
+fn verify_with(
+    proof: &str,
+    request: &ProofRequest<'_>,
+    policy: &ProofPolicy,
+    cache: Option<&HeaderCache>,
+    now: UnixTime,
+) -> Result<VerifiedProof, ProofError> {
     // Point 1-2: one well-formed JWT, bounded before anything is decoded. The parts are decoded
     // in order (header, payload, signature), all before any header check, so a malformed JWS
-    // gets `CompactJws::parse`'s error.
+    // gets `CompactJws::parse`'s error; a cached header is known to decode and is not decoded.
     let parts = JwsParts::split(proof, policy.max_proof_bytes).map_err(jws_error)?;
-    let header = parts.decode(JwsPart::Header).map_err(jws_error)?;
+    let header = match cache.and_then(|c| c.get(parts.header)) {
+        Some(checked) => Header::Cached(checked),
+        None => Header::Decoded(parts.decode(JwsPart::Header).map_err(jws_error)?),
+    };
     // Payload and signature share one buffer.
     let mut decoded = Vec::with_capacity(
         base64::decoded_len_estimate(parts.payload.len())
@@ -177,11 +288,20 @@ pub fn verify(
         .map_err(jws_error)?;
     let (payload, signature) = decoded.split_at(payload_len);
 
-    // Points 3-5 and 7.
-    let (alg, jwk) = check_header_json(&header, policy)?;
+    // Points 3-5 and 7, unless cached.
+    let (checked, hit) = match header {
+        Header::Cached(checked) => (checked, true),
+        Header::Decoded(json) => (Arc::new(check_header_json(&json, policy)?), false),
+    };
     // Point 6: the signature, before any claim is trusted.
-    jwk.verify(alg, parts.signing_input, signature)
+    checked
+        .jwk
+        .verify(checked.alg, parts.signing_input, signature)
         .map_err(|_| ProofError::Signature)?;
+    let (alg, jkt) = (checked.alg, checked.jwk.thumbprint());
+    if let (false, Some(cache)) = (hit, cache) {
+        cache.insert(parts.header.into(), checked);
+    }
 
     let claims = parse_claims(payload)?;
     let jti = check_jti(&claims)?;
@@ -194,7 +314,7 @@ pub fn verify(
     // Point 10: the nonce is checked by `crate::nonce`; here it is only captured.
     let nonce = optional_str(&claims.nonce, "nonce")?.map(str::to_owned);
     Ok(VerifiedProof {
-        jkt: jwk.thumbprint(),
+        jkt,
         jti: jti.to_owned(),
         iat,
         alg,
@@ -210,15 +330,13 @@ fn jws_error(e: JwsError) -> ProofError {
 }
 
 /// Points 3-5 and 7 on the decoded header: a JSON object without `crit`, then [`check_header`].
-fn check_header_json(
-    header: &[u8],
-    policy: &ProofPolicy,
-) -> Result<(Algorithm, PublicJwk), ProofError> {
+fn check_header_json(header: &[u8], policy: &ProofPolicy) -> Result<CheckedHeader, ProofError> {
     let header = parse_header(header)?;
     if header.crit {
         return Err(ProofError::CritUnsupported);
     }
-    check_header(&header, policy.algorithms)
+    let (alg, jwk) = check_header(&header, policy.algorithms)?;
+    Ok(CheckedHeader { alg, jwk })
 }
 
 /// Point 3: the header is a JSON object, no member we read twice.
@@ -1169,5 +1287,264 @@ mod tests {
                 ProofError::ClaimsNotJson
             );
         }
+    }
+
+    // --- the header cache ---
+
+    fn verified(r: Result<VerifiedProof, ProofError>) -> Result<String, ProofError> {
+        r.map(|p| {
+            format!(
+                "{} {} {} {} {:?} {:?}",
+                p.jkt(),
+                p.jti(),
+                p.iat().as_secs(),
+                p.alg(),
+                p.nonce(),
+                p.replay_key()
+            )
+        })
+    }
+
+    fn header_of(proof: &str) -> &str {
+        proof.split('.').next().unwrap()
+    }
+
+    fn fixture_key(alg: Algorithm) -> PrivateJwk {
+        match alg {
+            Algorithm::RS256 => {
+                PrivateJwk::from_json(include_str!("../../tests/fixtures/rs256-client.jwk"))
+                    .unwrap()
+            }
+            Algorithm::PS256 => {
+                PrivateJwk::from_json(include_str!("../../tests/fixtures/ps256-client.jwk"))
+                    .unwrap()
+            }
+            other => PrivateJwk::generate(other).unwrap(),
+        }
+    }
+
+    #[test]
+    fn cached_verify_gives_the_uncached_result_for_valid_proofs() {
+        let verifier = ProofVerifier::new(policy());
+        for alg in Algorithm::ALL {
+            let key = fixture_key(alg);
+            let proof = key
+                .mint_proof(&ProofClaims {
+                    htm: "GET".into(),
+                    htu: URL.into(),
+                    iat: NOW,
+                    jti: sign::random_jti(),
+                    access_token: Some("tok".into()),
+                    nonce: Some("n-1".into()),
+                })
+                .unwrap();
+            let req = get(Some("tok"));
+            let uncached = verified(verify(&proof, &req, &policy(), UnixTime(NOW)));
+            assert!(uncached.is_ok(), "{alg}");
+            assert!(!verifier.headers.contains_key(header_of(&proof)));
+            // A miss, then hits.
+            for _ in 0..3 {
+                let cached = verified(verifier.verify(&proof, &req, UnixTime(NOW)));
+                assert_eq!(cached, uncached, "{alg}");
+                assert!(verifier.headers.contains_key(header_of(&proof)), "{alg}");
+            }
+        }
+    }
+
+    #[test]
+    fn cached_verify_gives_the_uncached_result_for_every_claim_refusal() {
+        let key = es256();
+        let set = |claim: &'static str, value: Value| {
+            proof_with(&key, move |c| {
+                c.insert(claim.into(), value);
+            })
+        };
+        let drop = |claim: &'static str| {
+            proof_with(&key, move |c| {
+                c.remove(claim);
+            })
+        };
+        let valid = proof_with(&key, |_| {});
+        let (input, sig) = valid.rsplit_once('.').unwrap();
+        let mut sig = B64.decode(sig).unwrap();
+        sig[3] ^= 1;
+        let flipped = format!("{input}.{}", B64.encode(&sig));
+        let array_claims = key.sign_jws(header(&key), &json!([1, 2])).unwrap();
+        // The header `proof_with` signs, so that every proof below carries the same one.
+        let header = String::from_utf8(B64.decode(header_of(&valid)).unwrap()).unwrap();
+        let twice = signed_text(
+            &key,
+            &header,
+            &format!(r#"{{"jti":"j","jti":"j",{CLAIMS}}}"#),
+        );
+        let proofs = [
+            valid.clone(),
+            flipped,
+            array_claims,
+            twice,
+            drop("jti"),
+            set("jti", json!("")),
+            set("jti", json!(5)),
+            set("jti", json!("x".repeat(257))),
+            drop("htm"),
+            set("htm", json!("get")),
+            set("htm", json!(null)),
+            drop("htu"),
+            set("htu", json!("https://api.example.com/Resource")),
+            set("htu", json!("/resource")),
+            set("htu", json!([URL])),
+            drop("iat"),
+            set("iat", json!(NOW - 61)),
+            set("iat", json!(NOW + 6)),
+            set("iat", json!(-1)),
+            set("iat", json!(NOW as f64 + 5.9)),
+            set("iat", json!("1700000000")),
+            set("ath", json!(sign::ath("other"))),
+            set("ath", json!(1)),
+            set("nonce", json!(1)),
+        ];
+        let requests = [
+            get(None),
+            get(Some("tok")),
+            ProofRequest {
+                htu: "not a uri",
+                ..get(None)
+            },
+            ProofRequest {
+                method: "POST",
+                ..get(None)
+            },
+        ];
+        let warm = ProofVerifier::new(policy());
+        assert!(warm.verify(&valid, &get(None), UnixTime(NOW)).is_ok());
+        let mut refusals = 0;
+        for proof in &proofs {
+            for req in &requests {
+                let uncached = verified(verify(proof, req, &policy(), UnixTime(NOW)));
+                refusals += usize::from(uncached.is_err());
+                // Every proof here carries the header `warm` has cached: these are hits.
+                assert!(warm.headers.contains_key(header_of(proof)));
+                let hit = verified(warm.verify(proof, req, UnixTime(NOW)));
+                assert_eq!(hit, uncached, "{proof} {req:?}");
+                // And a miss on a cold cache.
+                let cold = ProofVerifier::new(policy());
+                let miss = verified(cold.verify(proof, req, UnixTime(NOW)));
+                assert_eq!(miss, uncached, "{proof} {req:?}");
+            }
+        }
+        assert!(refusals > 60, "{refusals}");
+    }
+
+    #[test]
+    fn a_refused_header_is_not_cached() {
+        let key = es256();
+        let public = Value::Object(key.public_jwk());
+        let private: Value = serde_json::from_str(&key.to_json()).unwrap();
+        let claims = format!(r#"{{"jti":"j",{CLAIMS}}}"#);
+        let verifier = ProofVerifier::new(policy());
+        let only_eddsa = ProofVerifier::new(ProofPolicy {
+            algorithms: [Algorithm::EdDSA].into_iter().collect(),
+            ..policy()
+        });
+        let refused = [
+            (
+                format!(r#"{{"typ":"jwt","alg":"ES256","jwk":{public}}}"#),
+                ProofCheck::Typ,
+            ),
+            (
+                format!(r#"{{"typ":"dpop+jwt","alg":"HS256","jwk":{public}}}"#),
+                ProofCheck::Alg,
+            ),
+            (
+                r#"{"typ":"dpop+jwt","alg":"ES256"}"#.to_owned(),
+                ProofCheck::Jwk,
+            ),
+            (
+                format!(r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{private}}}"#),
+                ProofCheck::Jwk,
+            ),
+            (
+                format!(r#"{{"typ":"dpop+jwt","alg":"ES384","jwk":{public}}}"#),
+                ProofCheck::Jwk,
+            ),
+            (
+                format!(r#"{{"crit":["x"],"typ":"dpop+jwt","alg":"ES256","jwk":{public}}}"#),
+                ProofCheck::Syntax,
+            ),
+            (
+                format!(r#"{{"typ":"dpop+jwt","alg":"ES256","alg":"ES256","jwk":{public}}}"#),
+                ProofCheck::Syntax,
+            ),
+            ("[1]".to_owned(), ProofCheck::Syntax),
+        ];
+        for (header, why) in &refused {
+            let proof = signed_text(&key, header, &claims);
+            for _ in 0..2 {
+                let err = verifier
+                    .verify(&proof, &get(None), UnixTime(NOW))
+                    .unwrap_err();
+                assert_eq!(err.check(), *why, "{header}");
+            }
+            assert!(
+                !verifier.headers.contains_key(header_of(&proof)),
+                "{header}"
+            );
+        }
+        // A valid header whose signature does not verify is not cached either.
+        let forged = signed_text(&es256(), &header_text(&key), &claims);
+        assert_eq!(
+            verifier
+                .verify(&forged, &get(None), UnixTime(NOW))
+                .unwrap_err(),
+            ProofError::Signature
+        );
+        assert!(!verifier.headers.contains_key(header_of(&forged)));
+        // Nor a header the policy refuses (ES256 outside dpop.algorithms).
+        let valid = signed_text(&key, &header_text(&key), &claims);
+        assert_eq!(
+            only_eddsa
+                .verify(&valid, &get(None), UnixTime(NOW))
+                .unwrap_err()
+                .check(),
+            ProofCheck::Alg
+        );
+        assert!(!only_eddsa.headers.contains_key(header_of(&valid)));
+        verifier.headers.run_pending_tasks();
+        only_eddsa.headers.run_pending_tasks();
+        assert_eq!(verifier.headers.entry_count(), 0);
+        assert_eq!(only_eddsa.headers.entry_count(), 0);
+        assert!(verifier.verify(&valid, &get(None), UnixTime(NOW)).is_ok());
+        assert!(verifier.headers.contains_key(header_of(&valid)));
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_bound() {
+        const BOUND: u64 = 16 * 1024;
+        let verifier = ProofVerifier::with_cache_bytes(policy(), BOUND);
+        let key = es256();
+        let jwk = Value::Object(key.public_jwk());
+        let claims = format!(r#"{{"jti":"j",{CLAIMS}}}"#);
+        let mut weights = Vec::new();
+        for i in 0..300 {
+            // Distinct header texts, all valid (an unknown member is ignored).
+            let header = format!(r#"{{"typ":"dpop+jwt","alg":"ES256","x-n":{i},"jwk":{jwk}}}"#);
+            let proof = signed_text(&key, &header, &claims);
+            assert!(verifier.verify(&proof, &get(None), UnixTime(NOW)).is_ok());
+            weights.push(header_of(&proof).len());
+        }
+        verifier.headers.run_pending_tasks();
+        let size = verifier.headers.weighted_size();
+        let count = verifier.headers.entry_count();
+        assert!(size <= BOUND, "{size} > {BOUND}");
+        assert!(count > 0 && count < 300, "{count}");
+        // Each entry weighs at least its key text and the overhead estimate.
+        let min_weight = (weights[0] + ENTRY_OVERHEAD) as u64;
+        assert!(size >= count * min_weight, "{size} for {count} entries");
+        // A zero bound caches nothing and still verifies.
+        let none = ProofVerifier::with_cache_bytes(policy(), 0);
+        let proof = proof_with(&key, |_| {});
+        assert!(none.verify(&proof, &get(None), UnixTime(NOW)).is_ok());
+        none.headers.run_pending_tasks();
+        assert_eq!(none.headers.entry_count(), 0);
     }
 }

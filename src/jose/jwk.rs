@@ -246,6 +246,16 @@ impl PublicJwk {
         self.alg
     }
 
+    /// Bytes this key holds on the heap (key material and `kid`), for cache weights.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let key = match &self.key {
+            KeyMaterial::Ec { point, .. } => point.len(),
+            KeyMaterial::Ed25519(_) => 0,
+            KeyMaterial::Rsa { n, e } => n.len() + e.len(),
+        };
+        key + self.kid.as_ref().map_or(0, String::capacity)
+    }
+
     /// Whether this key's type (and curve) can verify `alg`.
     pub fn fits(&self, alg: Algorithm) -> bool {
         match (&self.key, alg) {
