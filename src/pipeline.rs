@@ -24,7 +24,7 @@ use crate::body::{self, GatewayBody, IdleTimeoutBody};
 use crate::clock::{self, Clock};
 use crate::config::{AuthMode, ForwardConfig, OnError};
 use crate::credentials;
-use crate::dpop::{self, ProofPolicy, ProofRequest, VerifiedProof};
+use crate::dpop::{ProofRequest, ProofVerifier, VerifiedProof};
 use crate::forward::{headers as fwd_headers, ForwardError, Forwarder};
 use crate::metrics::{self, Metrics};
 use crate::nonce::{NonceKeys, NonceStatus};
@@ -41,8 +41,8 @@ pub struct State {
     pub router: Router,
     /// How `htu` is computed.
     pub uri_policy: UriPolicy,
-    /// Proof checks.
-    pub proof_policy: ProofPolicy,
+    /// Proof checks, with the cache of checked proof headers.
+    pub proofs: ProofVerifier,
     /// Token checks.
     pub tokens: TokenValidator,
     /// The replay store.
@@ -318,7 +318,12 @@ async fn check(
                 htu: &htu,
                 access_token: Some(creds.token),
             };
-            Some(dpop::verify(proof, &request, &state.proof_policy, now).map_err(Refusal::Proof)?)
+            Some(
+                state
+                    .proofs
+                    .verify(proof, &request, now)
+                    .map_err(Refusal::Proof)?,
+            )
         }
         (Scheme::Dpop, None) => return Err(Refusal::ProofMissing),
         (Scheme::Bearer, _) => None,

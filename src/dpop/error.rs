@@ -20,6 +20,9 @@ pub enum ProofError {
     Malformed(JwsError),
     /// The header is not a JSON object (RFC 9449 §4.3 point 3).
     HeaderNotJson,
+    /// A header member the checks read (`typ`, `alg`, `jwk`, `crit`, or a member of the `jwk`)
+    /// appears twice: which one counts would be up to the parser (RFC 7515 §4, RFC 8259 §4).
+    HeaderDuplicateMember,
     /// The header names critical extensions (`crit`), none of which is understood here
     /// (RFC 7515 §4.1.11).
     CritUnsupported,
@@ -48,6 +51,9 @@ pub enum ProofError {
     Signature,
     /// The claims are not a JSON object (RFC 9449 §4.3 point 2).
     ClaimsNotJson,
+    /// A claim the checks read (`jti`, `htm`, `htu`, `iat`, `ath`, `nonce`) appears twice
+    /// (RFC 7519 §4: claim names must be unique).
+    ClaimsDuplicateMember,
     /// A claim has the wrong JSON type (RFC 9449 §4.2: `jti`, `htm`, `htu`, `ath`, `nonce` are
     /// strings, `iat` a number).
     ClaimType {
@@ -196,8 +202,10 @@ impl ProofError {
             ProofError::TooLarge { .. } => ProofCheck::Size,
             ProofError::Malformed(_)
             | ProofError::HeaderNotJson
+            | ProofError::HeaderDuplicateMember
             | ProofError::CritUnsupported
             | ProofError::ClaimsNotJson
+            | ProofError::ClaimsDuplicateMember
             | ProofError::ClaimType { .. } => ProofCheck::Syntax,
             ProofError::Typ { .. } => ProofCheck::Typ,
             ProofError::AlgNotAllowed { .. } => ProofCheck::Alg,
@@ -227,6 +235,9 @@ impl std::fmt::Display for ProofError {
             }
             ProofError::Malformed(e) => write!(f, "DPoP proof is not a compact JWS: {e}"),
             ProofError::HeaderNotJson => f.write_str("DPoP proof header is not a JSON object"),
+            ProofError::HeaderDuplicateMember => {
+                f.write_str("DPoP proof header has a member more than once")
+            }
             ProofError::CritUnsupported => {
                 f.write_str("DPoP proof header has a crit parameter; no extension is supported")
             }
@@ -245,6 +256,9 @@ impl std::fmt::Display for ProofError {
             }
             ProofError::Signature => f.write_str("DPoP proof signature does not verify"),
             ProofError::ClaimsNotJson => f.write_str("DPoP proof claims are not a JSON object"),
+            ProofError::ClaimsDuplicateMember => {
+                f.write_str("DPoP proof claims have a claim more than once")
+            }
             ProofError::ClaimType { claim } => {
                 write!(f, "DPoP proof claim {claim} has the wrong type")
             }
@@ -308,6 +322,18 @@ mod tests {
         };
         assert!(e.to_string().len() < 200);
         assert_eq!(e.check(), ProofCheck::Typ);
+    }
+
+    #[test]
+    fn duplicate_members_are_syntax_errors_with_their_own_text() {
+        let header = ProofError::HeaderDuplicateMember;
+        let claims = ProofError::ClaimsDuplicateMember;
+        assert_eq!(header.check(), ProofCheck::Syntax);
+        assert_eq!(claims.check(), ProofCheck::Syntax);
+        assert!(header.to_string().contains("header"), "{header}");
+        assert!(claims.to_string().contains("claims"), "{claims}");
+        assert_ne!(header.to_string(), ProofError::HeaderNotJson.to_string());
+        assert_ne!(claims.to_string(), ProofError::ClaimsNotJson.to_string());
     }
 
     #[test]

@@ -2,14 +2,12 @@
 //! at the first failure, this reports each check as passed, failed (with what was compared) or
 //! skipped (when an earlier failure left it nothing to look at). Pure, like the rest of `dpop`.
 
-use serde_json::{Map, Value};
-
 use crate::clock::UnixTime;
 use crate::jose::jws::{CompactJws, JwsError};
 
 use super::{
-    check_ath, check_header, check_htm, check_htu, check_iat, check_jti, ProofCheck, ProofError,
-    ProofPolicy, ProofRequest,
+    check_ath, check_header, check_htm, check_htu, check_iat, check_jti, parse_claims,
+    parse_header, ProofCheck, ProofError, ProofPolicy, ProofRequest,
 };
 
 /// The result of one check.
@@ -70,20 +68,20 @@ pub fn explain(
             return out;
         }
     };
-    let header: Map<String, Value> = match serde_json::from_slice(&jws.header) {
+    let header = match parse_header(&jws.header) {
         Ok(h) => h,
-        Err(_) => {
-            push(ProofCheck::Syntax, fail(&ProofError::HeaderNotJson));
+        Err(e) => {
+            push(ProofCheck::Syntax, fail(&e));
             return out;
         }
     };
-    let claims: Option<Map<String, Value>> = serde_json::from_slice(&jws.payload).ok();
+    let claims = parse_claims(&jws.payload);
     match &claims {
-        Some(_) => push(
+        Ok(_) => push(
             ProofCheck::Syntax,
             Finding::Pass("compact JWS, JSON header and claims".into()),
         ),
-        None => push(ProofCheck::Syntax, fail(&ProofError::ClaimsNotJson)),
+        Err(e) => push(ProofCheck::Syntax, fail(e)),
     }
 
     // typ, alg, jwk: one function; the first failure names its check, the others before it passed.
@@ -125,7 +123,7 @@ pub fn explain(
         None => push(ProofCheck::Signature, skipped("no usable key")),
     }
 
-    let Some(claims) = claims else {
+    let Ok(claims) = claims else {
         for c in [
             ProofCheck::Jti,
             ProofCheck::Htm,
@@ -133,7 +131,7 @@ pub fn explain(
             ProofCheck::Iat,
             ProofCheck::Ath,
         ] {
-            push(c, skipped("the claims are not JSON"));
+            push(c, skipped("the claims could not be read"));
         }
         return out;
     };
@@ -225,6 +223,44 @@ mod tests {
             let failed = matches!(r.finding, Finding::Fail(_));
             assert_eq!(failed, r.check == "htm", "{r:?}");
         }
+    }
+
+    #[test]
+    fn repeated_members_fail_syntax() {
+        let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+        let jwk = serde_json::Value::Object(key.public_jwk());
+        let request = ProofRequest {
+            method: "GET",
+            htu: "https://api.example.com/x",
+            access_token: None,
+        };
+        let header = format!(r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{jwk}}}"#);
+        let claims =
+            r#"{"jti":"a","jti":"b","htm":"GET","htu":"https://api.example.com/x","iat":1000}"#;
+        let proof = key
+            .sign_jws_text(header.as_bytes(), claims.as_bytes())
+            .unwrap();
+        let report = explain(&proof, &request, &policy(), UnixTime(1000));
+        let syntax = report.iter().find(|r| r.check == "syntax").unwrap();
+        assert_eq!(
+            syntax.finding,
+            Finding::Fail(ProofError::ClaimsDuplicateMember.to_string())
+        );
+        // The header and the signature are still reported; the claims checks are skipped.
+        let finding = |check: &str| &report.iter().find(|r| r.check == check).unwrap().finding;
+        assert!(matches!(finding("signature"), Finding::Pass(_)));
+        assert!(matches!(finding("jti"), Finding::Skipped(_)));
+
+        let header = format!(r#"{{"typ":"dpop+jwt","alg":"ES256","alg":"ES256","jwk":{jwk}}}"#);
+        let proof = key
+            .sign_jws_text(header.as_bytes(), claims.as_bytes())
+            .unwrap();
+        let report = explain(&proof, &request, &policy(), UnixTime(1000));
+        assert_eq!(report.len(), 2);
+        assert_eq!(
+            report[1].finding,
+            Finding::Fail(ProofError::HeaderDuplicateMember.to_string())
+        );
     }
 
     #[test]

@@ -1,5 +1,16 @@
-//! DPoP proof verification (RFC 9449 §4.3). Pure: no I/O, no tokio, no hyper, no clock reads;
-//! `now` is an argument so every check is a unit test with a fixed time.
+//! DPoP proof verification (RFC 9449 §4.3). No I/O, no tokio, no hyper, no clock reads; `now`
+//! is an argument so every check is a unit test with a fixed time.
+//!
+//! [`verify`] checks a proof from scratch. [`ProofVerifier`], which the request path uses, runs
+//! the same checks with a bounded in-memory cache of proof headers that passed them: a client
+//! reuses one key, so the protected header (`typ`, `alg`, `jwk`) of all its proofs is the same
+//! text, and a hit skips decoding and parsing the header, parsing its `jwk` and the RFC 7638
+//! thumbprint. The signature and the claims are checked on every proof; a result never depends
+//! on the cache.
+//!
+//! Header and claims are parsed with serde into typed views that borrow from the decoded bytes
+//! (`jose::json`), not into `serde_json::Map`s; a member the checks read that appears twice is
+//! refused ([`ProofError::HeaderDuplicateMember`], [`ProofError::ClaimsDuplicateMember`]).
 //!
 //! What is *not* here: the replay check (the pipeline asks the replay store with
 //! [`VerifiedProof::replay_key`] as the last step, so that only fully valid proofs use an
@@ -11,11 +22,31 @@ pub mod htu;
 
 pub use error::{ProofCheck, ProofError, MAX_JTI_BYTES};
 
+use std::sync::Arc;
+
 use base64::Engine as _;
-use serde_json::{Map, Value};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::error::Category;
 
 use crate::clock::UnixTime;
-use crate::jose::{Algorithm, AlgorithmSet, CompactJws, JwsError, PublicJwk, Thumbprint, B64};
+use crate::jose::json::{self, present, NumMember, ObjMember, StrMember};
+use crate::jose::jwk::JwkMembers;
+use crate::jose::{
+    Algorithm, AlgorithmSet, JwsError, JwsPart, JwsParts, PublicJwk, Thumbprint, B64,
+};
+
+/// The default bound of a [`ProofVerifier`]'s header cache: the total weight of its entries,
+/// in bytes. An entry weighs its key (the header's base64url text) plus the parsed key's heap
+/// bytes plus a fixed estimate of the cache's own per-entry overhead. An Ed25519 entry weighs
+/// about 0.5 KiB, an ES256 one 0.65 KiB and a 2048-bit RSA one 1.15 KiB, so 8 MiB holds some
+/// 7,000 (RSA) to 16,000 (Ed25519) client keys. Past the bound moka evicts by its TinyLFU
+/// policy, so a flood of one-off headers does not push out the keys of regular clients.
+pub const HEADER_CACHE_BYTES: u64 = 8 << 20;
+
+/// Estimated bytes an entry costs besides its key text and key material: moka's entry, its
+/// queue nodes and the two `Arc`s (a few hundred bytes), and the [`CheckedHeader`].
+const ENTRY_OVERHEAD: usize = 256 + std::mem::size_of::<CheckedHeader>();
 
 /// What the gateway's configuration says about proofs.
 #[derive(Clone, Debug)]
@@ -32,6 +63,79 @@ pub struct ProofPolicy {
     pub require_ath: bool,
 }
 
+/// A [`ProofPolicy`] and a cache of the proof headers that passed its header checks, keyed by
+/// the header's base64url text as sent, bounded by [`HEADER_CACHE_BYTES`] (or the bound given
+/// to [`Self::with_cache_bytes`]). The policy cannot change for the cache's life, so a cached
+/// header is exactly what checking it again would produce. A header is cached only after a
+/// proof carrying it passed the header checks *and* its signature verified, so refused headers,
+/// and keys that never signed anything, never take space.
+pub struct ProofVerifier {
+    policy: ProofPolicy,
+    headers: HeaderCache,
+}
+
+/// Checked proof headers by their base64url text.
+type HeaderCache = moka::sync::Cache<Box<str>, Arc<CheckedHeader>>;
+
+/// What the header checks (RFC 9449 §4.3 points 3-5 and 7) produce; the thumbprint is the
+/// key's.
+#[derive(Debug)]
+struct CheckedHeader {
+    alg: Algorithm,
+    jwk: PublicJwk,
+}
+
+/// A proof's header: checked before (from the cache), or decoded and still to check.
+enum Header {
+    Cached(Arc<CheckedHeader>),
+    Decoded(Vec<u8>),
+}
+
+/// The members of a proof header the checks read (RFC 9449 §4.2), borrowed from its JSON.
+#[derive(Debug, Deserialize)]
+struct HeaderView<'a> {
+    /// Present at all (whatever its value): refused, no extension is understood.
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+    #[serde(default, borrow)]
+    typ: StrMember<'a>,
+    #[serde(default, borrow)]
+    alg: StrMember<'a>,
+    #[serde(default, borrow)]
+    jwk: ObjMember<JwkMembers<'a>>,
+    /// Unknown members, checked as JSON and ignored.
+    #[serde(flatten)]
+    _rest: IgnoredAny,
+}
+
+/// The claims the checks read (RFC 9449 §4.2), borrowed from the payload's JSON.
+#[derive(Debug, Deserialize)]
+struct ClaimsView<'a> {
+    #[serde(default, borrow)]
+    jti: StrMember<'a>,
+    #[serde(default, borrow)]
+    htm: StrMember<'a>,
+    #[serde(default, borrow)]
+    htu: StrMember<'a>,
+    #[serde(default)]
+    iat: NumMember,
+    #[serde(default, borrow)]
+    ath: StrMember<'a>,
+    #[serde(default, borrow)]
+    nonce: StrMember<'a>,
+    /// Unknown claims, checked as JSON and ignored.
+    #[serde(flatten)]
+    _rest: IgnoredAny,
+}
+
+/// Why a JSON text did not give a view.
+enum ObjectError {
+    /// Not JSON, or not an object.
+    NotJson,
+    /// A member the view reads appears twice.
+    Duplicate,
+}
+
 /// The request a proof must match.
 #[derive(Clone, Copy, Debug)]
 pub struct ProofRequest<'a> {
@@ -44,7 +148,8 @@ pub struct ProofRequest<'a> {
     pub access_token: Option<&'a str>,
 }
 
-/// A proof that passed every check in this module. Only [`verify`] builds one.
+/// A proof that passed every check in this module. Only [`verify`] and [`ProofVerifier::verify`]
+/// build one.
 #[derive(Clone, Debug)]
 pub struct VerifiedProof {
     jkt: Thumbprint,
@@ -96,6 +201,53 @@ impl VerifiedProof {
     }
 }
 
+// === impl ProofVerifier ===
+
+impl ProofVerifier {
+    /// A verifier for `policy` with a header cache of [`HEADER_CACHE_BYTES`].
+    pub fn new(policy: ProofPolicy) -> Self {
+        Self::with_cache_bytes(policy, HEADER_CACHE_BYTES)
+    }
+
+    /// A verifier for `policy` whose header cache weighs at most `max_bytes` (estimated, see
+    /// [`HEADER_CACHE_BYTES`]); 0 caches nothing.
+    pub fn with_cache_bytes(policy: ProofPolicy, max_bytes: u64) -> Self {
+        let headers = HeaderCache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|header, checked| {
+                let bytes = header.len() + checked.jwk.heap_bytes() + ENTRY_OVERHEAD;
+                u32::try_from(bytes).unwrap_or(u32::MAX)
+            })
+            .build();
+        Self { policy, headers }
+    }
+
+    /// The policy this verifier applies.
+    pub fn policy(&self) -> &ProofPolicy {
+        &self.policy
+    }
+
+    /// [`verify`], with the header checks answered from the cache when this exact header passed
+    /// them before. Same result as [`verify`] with [`Self::policy`].
+    pub fn verify(
+        &self,
+        proof: &str,
+        request: &ProofRequest<'_>,
+        now: UnixTime,
+    ) -> Result<VerifiedProof, ProofError> {
+        verify_with(proof, request, &self.policy, Some(&self.headers), now)
+    }
+}
+
+impl std::fmt::Debug for ProofVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProofVerifier")
+            .field("policy", &self.policy)
+            .field("cached_headers", &self.headers.entry_count())
+            .finish()
+    }
+}
+
 /// Runs every RFC 9449 §4.3 check that needs no state, in the RFC's order.
 pub fn verify(
     proof: &str,
@@ -103,22 +255,55 @@ pub fn verify(
     policy: &ProofPolicy,
     now: UnixTime,
 ) -> Result<VerifiedProof, ProofError> {
-    // Point 1-2: one well-formed JWT, bounded before anything is decoded.
-    let jws = CompactJws::parse(proof, policy.max_proof_bytes).map_err(|e| match e {
-        JwsError::TooLarge { len, max } => ProofError::TooLarge { len, max },
-        other => ProofError::Malformed(other),
-    })?;
-    let header: Map<String, Value> =
-        serde_json::from_slice(&jws.header).map_err(|_| ProofError::HeaderNotJson)?;
-    if header.contains_key("crit") {
-        return Err(ProofError::CritUnsupported);
-    }
-    let (alg, jwk) = check_header(&header, policy.algorithms)?;
+    verify_with(proof, request, policy, None, now)
+}
+
+/// [`verify`], with `cache` (built for `policy.algorithms`) answering the header checks.
+fn verify_with(
+    proof: &str,
+    request: &ProofRequest<'_>,
+    policy: &ProofPolicy,
+    cache: Option<&HeaderCache>,
+    now: UnixTime,
+) -> Result<VerifiedProof, ProofError> {
+    // Point 1-2: one well-formed JWT, bounded before anything is decoded. The parts are decoded
+    // in order (header, payload, signature), all before any header check, so a malformed JWS
+    // gets `CompactJws::parse`'s error; a cached header is known to decode and is not decoded.
+    let parts = JwsParts::split(proof, policy.max_proof_bytes).map_err(jws_error)?;
+    let header = match cache.and_then(|c| c.get(parts.header)) {
+        Some(checked) => Header::Cached(checked),
+        None => Header::Decoded(parts.decode(JwsPart::Header).map_err(jws_error)?),
+    };
+    // Payload and signature share one buffer.
+    let mut decoded = Vec::with_capacity(
+        base64::decoded_len_estimate(parts.payload.len())
+            + base64::decoded_len_estimate(parts.signature.len()),
+    );
+    parts
+        .decode_into(JwsPart::Payload, &mut decoded)
+        .map_err(jws_error)?;
+    let payload_len = decoded.len();
+    parts
+        .decode_into(JwsPart::Signature, &mut decoded)
+        .map_err(jws_error)?;
+    let (payload, signature) = decoded.split_at(payload_len);
+
+    // Points 3-5 and 7, unless cached.
+    let (checked, hit) = match header {
+        Header::Cached(checked) => (checked, true),
+        Header::Decoded(json) => (Arc::new(check_header_json(&json, policy)?), false),
+    };
     // Point 6: the signature, before any claim is trusted.
-    jwk.verify(alg, jws.signing_input, &jws.signature)
+    checked
+        .jwk
+        .verify(checked.alg, parts.signing_input, signature)
         .map_err(|_| ProofError::Signature)?;
-    let claims: Map<String, Value> =
-        serde_json::from_slice(&jws.payload).map_err(|_| ProofError::ClaimsNotJson)?;
+    let (alg, jkt) = (checked.alg, checked.jwk.thumbprint());
+    if let (false, Some(cache)) = (hit, cache) {
+        cache.insert(parts.header.into(), checked);
+    }
+
+    let claims = parse_claims(payload)?;
     let jti = check_jti(&claims)?;
     check_htm(&claims, request.method)?;
     check_htu(&claims, request.htu)?;
@@ -127,9 +312,9 @@ pub fn verify(
         check_ath(&claims, token, policy.require_ath)?;
     }
     // Point 10: the nonce is checked by `crate::nonce`; here it is only captured.
-    let nonce = optional_str(&claims, "nonce")?.map(str::to_owned);
+    let nonce = optional_str(&claims.nonce, "nonce")?.map(str::to_owned);
     Ok(VerifiedProof {
-        jkt: jwk.thumbprint(),
+        jkt,
         jti: jti.to_owned(),
         iat,
         alg,
@@ -137,32 +322,78 @@ pub fn verify(
     })
 }
 
+fn jws_error(e: JwsError) -> ProofError {
+    match e {
+        JwsError::TooLarge { len, max } => ProofError::TooLarge { len, max },
+        other => ProofError::Malformed(other),
+    }
+}
+
+/// Points 3-5 and 7 on the decoded header: a JSON object without `crit`, then [`check_header`].
+fn check_header_json(header: &[u8], policy: &ProofPolicy) -> Result<CheckedHeader, ProofError> {
+    let header = parse_header(header)?;
+    if header.crit {
+        return Err(ProofError::CritUnsupported);
+    }
+    let (alg, jwk) = check_header(&header, policy.algorithms)?;
+    Ok(CheckedHeader { alg, jwk })
+}
+
+/// Point 3: the header is a JSON object, no member we read twice.
+fn parse_header(header: &[u8]) -> Result<HeaderView<'_>, ProofError> {
+    parse_object(header).map_err(|e| match e {
+        ObjectError::NotJson => ProofError::HeaderNotJson,
+        ObjectError::Duplicate => ProofError::HeaderDuplicateMember,
+    })
+}
+
+/// Point 2: the claims are a JSON object, no claim we read twice.
+fn parse_claims(payload: &[u8]) -> Result<ClaimsView<'_>, ProofError> {
+    parse_object(payload).map_err(|e| match e {
+        ObjectError::NotJson => ProofError::ClaimsNotJson,
+        ObjectError::Duplicate => ProofError::ClaimsDuplicateMember,
+    })
+}
+
+/// Parses a JSON object into a view.
+fn parse_object<'a, T: Deserialize<'a>>(text: &'a [u8]) -> Result<T, ObjectError> {
+    if !json::is_object_text(text) {
+        return Err(ObjectError::NotJson);
+    }
+    serde_json::from_slice(text).map_err(|e| match e.classify() {
+        // An object at the top and members that take any JSON value leave one data error:
+        // serde's duplicate_field (syntax, depth and number range are Syntax or Eof).
+        Category::Data => ObjectError::Duplicate,
+        _ => ObjectError::NotJson,
+    })
+}
+
 /// Points 4, 5 and 7: `typ`, `alg` and a public `jwk` that can verify `alg`.
 fn check_header(
-    header: &Map<String, Value>,
+    header: &HeaderView<'_>,
     allowed: AlgorithmSet,
 ) -> Result<(Algorithm, PublicJwk), ProofError> {
-    match header.get("typ") {
-        Some(Value::String(t)) if t == "dpop+jwt" => {}
-        Some(Value::String(t)) => {
+    match header.typ.get() {
+        Ok(Some("dpop+jwt")) => {}
+        Ok(Some(t)) => {
             return Err(ProofError::Typ {
-                got: Some(t.clone()),
+                got: Some(t.to_owned()),
             })
         }
         _ => return Err(ProofError::Typ { got: None }),
     }
-    let alg = match header.get("alg") {
-        Some(Value::String(name)) => Algorithm::from_name(name)
+    let alg = match header.alg.get() {
+        Ok(Some(name)) => Algorithm::from_name(name)
             .filter(|a| allowed.contains(*a))
             .ok_or_else(|| ProofError::AlgNotAllowed {
-                got: Some(name.clone()),
+                got: Some(name.to_owned()),
             })?,
         _ => return Err(ProofError::AlgNotAllowed { got: None }),
     };
-    let Some(Value::Object(jwk)) = header.get("jwk") else {
+    let ObjMember::Obj(jwk) = &header.jwk else {
         return Err(ProofError::JwkMissing);
     };
-    let jwk = PublicJwk::from_json(jwk).map_err(ProofError::Jwk)?;
+    let jwk = PublicJwk::from_members(jwk).map_err(ProofError::Jwk)?;
     // A key that names its own algorithm is used with that algorithm only (RFC 7517 §4.4).
     if !jwk.fits(alg) || jwk.alg().is_some_and(|a| a != alg) {
         return Err(ProofError::JwkDoesNotFit { alg });
@@ -171,8 +402,8 @@ fn check_header(
 }
 
 /// Point 8: `jti` is a non-empty string of bounded length.
-fn check_jti(claims: &Map<String, Value>) -> Result<&str, ProofError> {
-    let jti = optional_str(claims, "jti")?
+fn check_jti<'c>(claims: &'c ClaimsView<'_>) -> Result<&'c str, ProofError> {
+    let jti = optional_str(&claims.jti, "jti")?
         .filter(|j| !j.is_empty())
         .ok_or(ProofError::JtiMissing)?;
     if jti.len() > MAX_JTI_BYTES {
@@ -185,8 +416,8 @@ fn check_jti(claims: &Map<String, Value>) -> Result<&str, ProofError> {
 }
 
 /// Point 8: `htm` is the request method, compared exactly (RFC 9110 §9.1: case-sensitive).
-fn check_htm(claims: &Map<String, Value>, method: &str) -> Result<(), ProofError> {
-    let htm = optional_str(claims, "htm")?.ok_or(ProofError::HtmMissing)?;
+fn check_htm(claims: &ClaimsView<'_>, method: &str) -> Result<(), ProofError> {
+    let htm = optional_str(&claims.htm, "htm")?.ok_or(ProofError::HtmMissing)?;
     if htm != method {
         return Err(ProofError::HtmMismatch {
             expected: method.to_owned(),
@@ -197,8 +428,8 @@ fn check_htm(claims: &Map<String, Value>, method: &str) -> Result<(), ProofError
 }
 
 /// Point 9: `htu` and the request URI are equal after RFC 3986 §6.2.2-6.2.3 normalisation.
-fn check_htu(claims: &Map<String, Value>, request_htu: &str) -> Result<(), ProofError> {
-    let htu = optional_str(claims, "htu")?.ok_or(ProofError::HtuMissing)?;
+fn check_htu(claims: &ClaimsView<'_>, request_htu: &str) -> Result<(), ProofError> {
+    let htu = optional_str(&claims.htu, "htu")?.ok_or(ProofError::HtuMissing)?;
     let got = htu::normalize(htu).map_err(ProofError::HtuInvalid)?;
     let expected = htu::normalize(request_htu).map_err(ProofError::RequestUriInvalid)?;
     if got != expected {
@@ -208,21 +439,17 @@ fn check_htu(claims: &Map<String, Value>, request_htu: &str) -> Result<(), Proof
 }
 
 /// Point 11: `now - max_age <= iat <= now + skew`. A fractional `iat` is floored (a JWT
-/// NumericDate may be non-integer, RFC 7519 §2).
+/// NumericDate may be non-integer, RFC 7519 §2); a negative one is 0 and a huge one saturates,
+/// which then fails the window check.
 fn check_iat(
-    claims: &Map<String, Value>,
+    claims: &ClaimsView<'_>,
     policy: &ProofPolicy,
     now: UnixTime,
 ) -> Result<UnixTime, ProofError> {
-    let iat = match claims.get("iat") {
-        None => return Err(ProofError::IatMissing),
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(secs) => secs,
-            // Negative or fractional: `as` saturates (negative -> 0, huge -> u64::MAX), which
-            // then fails the window check below.
-            None => n.as_f64().map_or(0, |f| f.floor() as u64),
-        },
-        Some(_) => return Err(ProofError::ClaimType { claim: "iat" }),
+    let iat = match claims.iat {
+        NumMember::Absent => return Err(ProofError::IatMissing),
+        NumMember::Num(secs) => secs,
+        NumMember::NotNum => return Err(ProofError::ClaimType { claim: "iat" }),
     };
     let now = now.as_secs();
     if iat.saturating_add(policy.max_age) < now {
@@ -244,8 +471,8 @@ fn check_iat(
 
 /// Point 12: with a token, `ath` is base64url(SHA-256(token)). Both sides are public hashes,
 /// so a plain comparison leaks nothing.
-fn check_ath(claims: &Map<String, Value>, token: &str, required: bool) -> Result<(), ProofError> {
-    let Some(got) = optional_str(claims, "ath")? else {
+fn check_ath(claims: &ClaimsView<'_>, token: &str, required: bool) -> Result<(), ProofError> {
+    let Some(got) = optional_str(&claims.ath, "ath")? else {
         return if required {
             Err(ProofError::AthMissing)
         } else {
@@ -267,22 +494,18 @@ fn check_ath(claims: &Map<String, Value>, token: &str, required: bool) -> Result
 }
 
 /// A claim that must be a string when present.
-fn optional_str<'a>(
-    claims: &'a Map<String, Value>,
+fn optional_str<'m>(
+    member: &'m StrMember<'_>,
     claim: &'static str,
-) -> Result<Option<&'a str>, ProofError> {
-    match claims.get(claim) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ProofError::ClaimType { claim }),
-    }
+) -> Result<Option<&'m str>, ProofError> {
+    member.get().map_err(|_| ProofError::ClaimType { claim })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::jose::sign::{self, PrivateJwk, ProofClaims};
-    use serde_json::json;
+    use serde_json::{json, Map, Value};
 
     const NOW: u64 = 1_700_000_000;
     const URL: &str = "https://api.example.com/resource";
@@ -906,5 +1129,422 @@ mod tests {
         assert_eq!(key_of(&a, "j"), key_of(&a, "j"));
         assert_ne!(key_of(&a, "j"), key_of(&a, "k"));
         assert_ne!(key_of(&a, "j"), key_of(&b, "j"));
+    }
+
+    // --- typed parsing: what serde_json::Map gave, plus refused duplicates ---
+
+    /// A proof over `header` and `claims` JSON texts exactly as given, signed by `key`.
+    fn signed_text(key: &PrivateJwk, header: &str, claims: &str) -> String {
+        key.sign_jws_text(header.as_bytes(), claims.as_bytes())
+            .unwrap()
+    }
+
+    fn header_text(key: &PrivateJwk) -> String {
+        format!(
+            r#"{{"typ":"dpop+jwt","alg":"{}","jwk":{}}}"#,
+            key.alg(),
+            Value::Object(key.public_jwk())
+        )
+    }
+
+    const CLAIMS: &str = r#""htm":"GET","htu":"https://api.example.com/resource","iat":1700000000"#;
+
+    #[test]
+    fn a_repeated_header_member_is_refused() {
+        let key = es256();
+        let jwk = Value::Object(key.public_jwk()).to_string();
+        let claims = format!(r#"{{"jti":"j",{CLAIMS}}}"#);
+        assert!(check(&signed_text(&key, &header_text(&key), &claims)).is_ok());
+        let x_twice = jwk.replacen('{', r#"{"x":"AAAA","#, 1);
+        for header in [
+            format!(r#"{{"typ":"dpop+jwt","typ":"dpop+jwt","alg":"ES256","jwk":{jwk}}}"#),
+            format!(r#"{{"typ":"dpop+jwt","alg":"ES256","alg":"ES256","jwk":{jwk}}}"#),
+            format!(r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{jwk},"jwk":{jwk}}}"#),
+            format!(r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{x_twice}}}"#),
+            format!(r#"{{"crit":["a"],"crit":["a"],"typ":"dpop+jwt","alg":"ES256","jwk":{jwk}}}"#),
+            // The same name, once escaped.
+            format!(r#"{{"typ":"dpop+jwt","alg":"ES256","\u0061lg":"ES256","jwk":{jwk}}}"#),
+        ] {
+            let err = check(&signed_text(&key, &header, &claims)).unwrap_err();
+            assert_eq!(err, ProofError::HeaderDuplicateMember, "{header}");
+            assert_eq!(err.check(), ProofCheck::Syntax);
+        }
+        // A repeated member the checks do not read is ignored, as in a serde_json::Map.
+        let header =
+            format!(r#"{{"kid":"a","kid":"b","typ":"dpop+jwt","alg":"ES256","jwk":{jwk}}}"#);
+        assert!(check(&signed_text(&key, &header, &claims)).is_ok());
+    }
+
+    #[test]
+    fn a_repeated_claim_is_refused_after_the_signature() {
+        let key = es256();
+        let header = header_text(&key);
+        for claims in [
+            format!(r#"{{"jti":"j","jti":"k",{CLAIMS}}}"#),
+            format!(r#"{{"jti":"j",{CLAIMS},"iat":1700000000}}"#),
+            format!(r#"{{"jti":"j",{CLAIMS},"nonce":"a","nonce":"a"}}"#),
+            format!(r#"{{"jti":"j","j\u0074i":"j",{CLAIMS}}}"#),
+        ] {
+            let proof = signed_text(&key, &header, &claims);
+            let err = check(&proof).unwrap_err();
+            assert_eq!(err, ProofError::ClaimsDuplicateMember, "{claims}");
+            assert_eq!(err.check(), ProofCheck::Syntax);
+            // Signed by another key: the signature is checked before any claim is read.
+            let forged = signed_text(&es256(), &header, &claims);
+            assert_eq!(check(&forged).unwrap_err(), ProofError::Signature);
+        }
+        let claims = format!(r#"{{"jti":"j",{CLAIMS},"x":1,"x":2}}"#);
+        assert!(check(&signed_text(&key, &header, &claims)).is_ok());
+    }
+
+    #[test]
+    fn null_and_presence_are_read_as_serde_json_map_read_them() {
+        let key = es256();
+        let jwk = Value::Object(key.public_jwk());
+        let with_header = |extra: &str| {
+            let h = format!(r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{jwk}{extra}}}"#);
+            check(&signed_text(
+                &key,
+                &h,
+                &format!(r#"{{"jti":"j",{CLAIMS}}}"#),
+            ))
+        };
+        assert!(with_header("").is_ok());
+        assert_eq!(
+            with_header(r#","crit":null"#).unwrap_err(),
+            ProofError::CritUnsupported
+        );
+        let h = format!(r#"{{"typ":null,"alg":"ES256","jwk":{jwk}}}"#);
+        assert_eq!(
+            check(&signed_text(&key, &h, "{}")).unwrap_err(),
+            ProofError::Typ { got: None }
+        );
+        let h = r#"{"typ":"dpop+jwt","alg":"ES256","jwk":null}"#;
+        assert_eq!(
+            check(&signed_text(&key, h, "{}")).unwrap_err(),
+            ProofError::JwkMissing
+        );
+        let h = r#"{"typ":"dpop+jwt","alg":"ES256","jwk":{"kty":"EC","d":null}}"#;
+        assert_eq!(
+            check(&signed_text(&key, h, "{}")).unwrap_err(),
+            ProofError::Jwk(crate::jose::JwkError::PrivateMember("d"))
+        );
+        let header = header_text(&key);
+        for claim in ["jti", "htm", "htu", "iat"] {
+            let claims = format!(r#"{{"jti":"j",{CLAIMS}}}"#).replacen(
+                &format!(r#""{claim}":"#),
+                &format!(r#""was-{claim}":"#),
+                1,
+            );
+            let claims = claims.replacen('{', &format!(r#"{{"{claim}":null,"#), 1);
+            let claim_name: &'static str = match claim {
+                "jti" => "jti",
+                "htm" => "htm",
+                "htu" => "htu",
+                _ => "iat",
+            };
+            assert_eq!(
+                check(&signed_text(&key, &header, &claims)).unwrap_err(),
+                ProofError::ClaimType { claim: claim_name },
+                "{claims}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_that_serde_json_map_refuses_is_still_refused() {
+        let key = es256();
+        let header = header_text(&key);
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let bad_values = [deep.as_str(), r#""\ud800""#, "1e400"];
+        for bad in bad_values {
+            // In an unknown member: serde_json::Map refused the whole text, and so do we.
+            let claims = format!(r#"{{"jti":"j",{CLAIMS},"x":{bad}}}"#);
+            assert!(serde_json::from_str::<Map<String, Value>>(&claims).is_err());
+            assert_eq!(
+                check(&signed_text(&key, &header, &claims)).unwrap_err(),
+                ProofError::ClaimsNotJson,
+                "{bad}"
+            );
+            let h = header.replacen('{', &format!(r#"{{"x":{bad},"#), 1);
+            assert_eq!(
+                check(&signed_text(&key, &h, &claims)).unwrap_err(),
+                ProofError::HeaderNotJson,
+                "{bad}"
+            );
+        }
+        let mut claims = format!(r#"{{"jti":"j",{CLAIMS},"x":"?"}}"#).into_bytes();
+        let at = claims.iter().position(|b| *b == b'?').unwrap();
+        claims[at] = 0xff;
+        let proof = key.sign_jws_text(header.as_bytes(), &claims).unwrap();
+        assert_eq!(check(&proof).unwrap_err(), ProofError::ClaimsNotJson);
+        // Whitespace around the object is fine, a string or a number is not an object.
+        let claims = format!(" \n{{\"jti\":\"j\",{CLAIMS}}}\t");
+        assert!(check(&signed_text(&key, &header, &claims)).is_ok());
+        for not_object in ["\"x\"", "1", "null", " "] {
+            assert_eq!(
+                check(&signed_text(&key, &header, not_object)).unwrap_err(),
+                ProofError::ClaimsNotJson
+            );
+        }
+    }
+
+    // --- the header cache ---
+
+    fn verified(r: Result<VerifiedProof, ProofError>) -> Result<String, ProofError> {
+        r.map(|p| {
+            format!(
+                "{} {} {} {} {:?} {:?}",
+                p.jkt(),
+                p.jti(),
+                p.iat().as_secs(),
+                p.alg(),
+                p.nonce(),
+                p.replay_key()
+            )
+        })
+    }
+
+    fn header_of(proof: &str) -> &str {
+        proof.split('.').next().unwrap()
+    }
+
+    fn fixture_key(alg: Algorithm) -> PrivateJwk {
+        match alg {
+            Algorithm::RS256 => {
+                PrivateJwk::from_json(include_str!("../../tests/fixtures/rs256-client.jwk"))
+                    .unwrap()
+            }
+            Algorithm::PS256 => {
+                PrivateJwk::from_json(include_str!("../../tests/fixtures/ps256-client.jwk"))
+                    .unwrap()
+            }
+            other => PrivateJwk::generate(other).unwrap(),
+        }
+    }
+
+    #[test]
+    fn cached_verify_gives_the_uncached_result_for_valid_proofs() {
+        let verifier = ProofVerifier::new(policy());
+        for alg in Algorithm::ALL {
+            let key = fixture_key(alg);
+            let proof = key
+                .mint_proof(&ProofClaims {
+                    htm: "GET".into(),
+                    htu: URL.into(),
+                    iat: NOW,
+                    jti: sign::random_jti(),
+                    access_token: Some("tok".into()),
+                    nonce: Some("n-1".into()),
+                })
+                .unwrap();
+            let req = get(Some("tok"));
+            let uncached = verified(verify(&proof, &req, &policy(), UnixTime(NOW)));
+            assert!(uncached.is_ok(), "{alg}");
+            assert!(!verifier.headers.contains_key(header_of(&proof)));
+            // A miss, then hits.
+            for _ in 0..3 {
+                let cached = verified(verifier.verify(&proof, &req, UnixTime(NOW)));
+                assert_eq!(cached, uncached, "{alg}");
+                assert!(verifier.headers.contains_key(header_of(&proof)), "{alg}");
+            }
+        }
+    }
+
+    #[test]
+    fn cached_verify_gives_the_uncached_result_for_every_claim_refusal() {
+        let key = es256();
+        let set = |claim: &'static str, value: Value| {
+            proof_with(&key, move |c| {
+                c.insert(claim.into(), value);
+            })
+        };
+        let drop = |claim: &'static str| {
+            proof_with(&key, move |c| {
+                c.remove(claim);
+            })
+        };
+        let valid = proof_with(&key, |_| {});
+        let (input, sig) = valid.rsplit_once('.').unwrap();
+        let mut sig = B64.decode(sig).unwrap();
+        sig[3] ^= 1;
+        let flipped = format!("{input}.{}", B64.encode(&sig));
+        let array_claims = key.sign_jws(header(&key), &json!([1, 2])).unwrap();
+        // The header `proof_with` signs, so that every proof below carries the same one.
+        let header = String::from_utf8(B64.decode(header_of(&valid)).unwrap()).unwrap();
+        let twice = signed_text(
+            &key,
+            &header,
+            &format!(r#"{{"jti":"j","jti":"j",{CLAIMS}}}"#),
+        );
+        let proofs = [
+            valid.clone(),
+            flipped,
+            array_claims,
+            twice,
+            drop("jti"),
+            set("jti", json!("")),
+            set("jti", json!(5)),
+            set("jti", json!("x".repeat(257))),
+            drop("htm"),
+            set("htm", json!("get")),
+            set("htm", json!(null)),
+            drop("htu"),
+            set("htu", json!("https://api.example.com/Resource")),
+            set("htu", json!("/resource")),
+            set("htu", json!([URL])),
+            drop("iat"),
+            set("iat", json!(NOW - 61)),
+            set("iat", json!(NOW + 6)),
+            set("iat", json!(-1)),
+            set("iat", json!(NOW as f64 + 5.9)),
+            set("iat", json!("1700000000")),
+            set("ath", json!(sign::ath("other"))),
+            set("ath", json!(1)),
+            set("nonce", json!(1)),
+        ];
+        let requests = [
+            get(None),
+            get(Some("tok")),
+            ProofRequest {
+                htu: "not a uri",
+                ..get(None)
+            },
+            ProofRequest {
+                method: "POST",
+                ..get(None)
+            },
+        ];
+        let warm = ProofVerifier::new(policy());
+        assert!(warm.verify(&valid, &get(None), UnixTime(NOW)).is_ok());
+        let mut refusals = 0;
+        for proof in &proofs {
+            for req in &requests {
+                let uncached = verified(verify(proof, req, &policy(), UnixTime(NOW)));
+                refusals += usize::from(uncached.is_err());
+                // Every proof here carries the header `warm` has cached: these are hits.
+                assert!(warm.headers.contains_key(header_of(proof)));
+                let hit = verified(warm.verify(proof, req, UnixTime(NOW)));
+                assert_eq!(hit, uncached, "{proof} {req:?}");
+                // And a miss on a cold cache.
+                let cold = ProofVerifier::new(policy());
+                let miss = verified(cold.verify(proof, req, UnixTime(NOW)));
+                assert_eq!(miss, uncached, "{proof} {req:?}");
+            }
+        }
+        assert!(refusals > 60, "{refusals}");
+    }
+
+    #[test]
+    fn a_refused_header_is_not_cached() {
+        let key = es256();
+        let public = Value::Object(key.public_jwk());
+        let private: Value = serde_json::from_str(&key.to_json()).unwrap();
+        let claims = format!(r#"{{"jti":"j",{CLAIMS}}}"#);
+        let verifier = ProofVerifier::new(policy());
+        let only_eddsa = ProofVerifier::new(ProofPolicy {
+            algorithms: [Algorithm::EdDSA].into_iter().collect(),
+            ..policy()
+        });
+        let refused = [
+            (
+                format!(r#"{{"typ":"jwt","alg":"ES256","jwk":{public}}}"#),
+                ProofCheck::Typ,
+            ),
+            (
+                format!(r#"{{"typ":"dpop+jwt","alg":"HS256","jwk":{public}}}"#),
+                ProofCheck::Alg,
+            ),
+            (
+                r#"{"typ":"dpop+jwt","alg":"ES256"}"#.to_owned(),
+                ProofCheck::Jwk,
+            ),
+            (
+                format!(r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{private}}}"#),
+                ProofCheck::Jwk,
+            ),
+            (
+                format!(r#"{{"typ":"dpop+jwt","alg":"ES384","jwk":{public}}}"#),
+                ProofCheck::Jwk,
+            ),
+            (
+                format!(r#"{{"crit":["x"],"typ":"dpop+jwt","alg":"ES256","jwk":{public}}}"#),
+                ProofCheck::Syntax,
+            ),
+            (
+                format!(r#"{{"typ":"dpop+jwt","alg":"ES256","alg":"ES256","jwk":{public}}}"#),
+                ProofCheck::Syntax,
+            ),
+            ("[1]".to_owned(), ProofCheck::Syntax),
+        ];
+        for (header, why) in &refused {
+            let proof = signed_text(&key, header, &claims);
+            for _ in 0..2 {
+                let err = verifier
+                    .verify(&proof, &get(None), UnixTime(NOW))
+                    .unwrap_err();
+                assert_eq!(err.check(), *why, "{header}");
+            }
+            assert!(
+                !verifier.headers.contains_key(header_of(&proof)),
+                "{header}"
+            );
+        }
+        // A valid header whose signature does not verify is not cached either.
+        let forged = signed_text(&es256(), &header_text(&key), &claims);
+        assert_eq!(
+            verifier
+                .verify(&forged, &get(None), UnixTime(NOW))
+                .unwrap_err(),
+            ProofError::Signature
+        );
+        assert!(!verifier.headers.contains_key(header_of(&forged)));
+        // Nor a header the policy refuses (ES256 outside dpop.algorithms).
+        let valid = signed_text(&key, &header_text(&key), &claims);
+        assert_eq!(
+            only_eddsa
+                .verify(&valid, &get(None), UnixTime(NOW))
+                .unwrap_err()
+                .check(),
+            ProofCheck::Alg
+        );
+        assert!(!only_eddsa.headers.contains_key(header_of(&valid)));
+        verifier.headers.run_pending_tasks();
+        only_eddsa.headers.run_pending_tasks();
+        assert_eq!(verifier.headers.entry_count(), 0);
+        assert_eq!(only_eddsa.headers.entry_count(), 0);
+        assert!(verifier.verify(&valid, &get(None), UnixTime(NOW)).is_ok());
+        assert!(verifier.headers.contains_key(header_of(&valid)));
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_bound() {
+        const BOUND: u64 = 16 * 1024;
+        let verifier = ProofVerifier::with_cache_bytes(policy(), BOUND);
+        let key = es256();
+        let jwk = Value::Object(key.public_jwk());
+        let claims = format!(r#"{{"jti":"j",{CLAIMS}}}"#);
+        let mut weights = Vec::new();
+        for i in 0..300 {
+            // Distinct header texts, all valid (an unknown member is ignored).
+            let header = format!(r#"{{"typ":"dpop+jwt","alg":"ES256","x-n":{i},"jwk":{jwk}}}"#);
+            let proof = signed_text(&key, &header, &claims);
+            assert!(verifier.verify(&proof, &get(None), UnixTime(NOW)).is_ok());
+            weights.push(header_of(&proof).len());
+        }
+        verifier.headers.run_pending_tasks();
+        let size = verifier.headers.weighted_size();
+        let count = verifier.headers.entry_count();
+        assert!(size <= BOUND, "{size} > {BOUND}");
+        assert!(count > 0 && count < 300, "{count}");
+        // Each entry weighs at least its key text and the overhead estimate.
+        let min_weight = (weights[0] + ENTRY_OVERHEAD) as u64;
+        assert!(size >= count * min_weight, "{size} for {count} entries");
+        // A zero bound caches nothing and still verifies.
+        let none = ProofVerifier::with_cache_bytes(policy(), 0);
+        let proof = proof_with(&key, |_| {});
+        assert!(none.verify(&proof, &get(None), UnixTime(NOW)).is_ok());
+        none.headers.run_pending_tasks();
+        assert_eq!(none.headers.entry_count(), 0);
     }
 }

@@ -6,8 +6,11 @@
 
 use base64::Engine as _;
 use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::json::{present, StrMember};
 use super::{Algorithm, B64};
 
 /// The longest RSA modulus accepted, in bits (proof keys and authorization-server keys).
@@ -24,6 +27,49 @@ pub struct PublicJwk {
     kid: Option<String>,
     alg: Option<Algorithm>,
     thumbprint: Thumbprint,
+}
+
+/// The members of a JWK that [`PublicJwk`] reads, borrowed from the JSON text (a proof's `jwk`
+/// header, parsed with serde) or from a parsed object (a JWKS entry, [`Self::from_map`]), so
+/// both go through [`PublicJwk::from_members`]. Unknown members are ignored.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct JwkMembers<'a> {
+    #[serde(default, borrow)]
+    kty: StrMember<'a>,
+    #[serde(default, borrow)]
+    crv: StrMember<'a>,
+    #[serde(default, borrow)]
+    x: StrMember<'a>,
+    #[serde(default, borrow)]
+    y: StrMember<'a>,
+    #[serde(default, borrow)]
+    n: StrMember<'a>,
+    #[serde(default, borrow)]
+    e: StrMember<'a>,
+    #[serde(default, borrow)]
+    kid: StrMember<'a>,
+    #[serde(default, borrow)]
+    alg: StrMember<'a>,
+    // The private members (PRIVATE_MEMBERS): refused whatever their value.
+    #[serde(default, deserialize_with = "present")]
+    d: bool,
+    #[serde(default, deserialize_with = "present")]
+    p: bool,
+    #[serde(default, deserialize_with = "present")]
+    q: bool,
+    #[serde(default, deserialize_with = "present")]
+    dp: bool,
+    #[serde(default, deserialize_with = "present")]
+    dq: bool,
+    #[serde(default, deserialize_with = "present")]
+    qi: bool,
+    #[serde(default, deserialize_with = "present")]
+    oth: bool,
+    #[serde(default, deserialize_with = "present")]
+    k: bool,
+    /// Unknown members, checked as JSON and dropped (see `jose::json`).
+    #[serde(flatten)]
+    _rest: IgnoredAny,
 }
 
 /// Why a JWK was refused, or why a signature did not verify.
@@ -152,23 +198,29 @@ impl std::fmt::Debug for Thumbprint {
 // === impl PublicJwk ===
 
 impl PublicJwk {
-    /// Parses a public JWK from its JSON object (a proof's `jwk` header or a JWKS entry).
+    /// Parses a public JWK from its JSON object (a JWKS entry; a proof's `jwk` header goes
+    /// through the same checks, see [`JwkMembers`]).
     pub fn from_json(obj: &Map<String, Value>) -> Result<Self, JwkError> {
-        if let Some(name) = PRIVATE_MEMBERS.into_iter().find(|m| obj.contains_key(*m)) {
+        Self::from_members(&JwkMembers::from_map(obj))
+    }
+
+    /// Parses a public JWK from its members: the one place a JWK is validated.
+    pub(crate) fn from_members(members: &JwkMembers<'_>) -> Result<Self, JwkError> {
+        if let Some(name) = members.private_member() {
             return Err(JwkError::PrivateMember(name));
         }
-        let kid = optional_str(obj, "kid")?.map(str::to_owned);
-        let alg = match optional_str(obj, "alg")? {
+        let kid = optional_str(&members.kid, "kid")?.map(str::to_owned);
+        let alg = match optional_str(&members.alg, "alg")? {
             None => None,
             Some(name) => Some(
                 Algorithm::from_name(name)
                     .ok_or_else(|| JwkError::UnsupportedAlg(name.to_owned()))?,
             ),
         };
-        let (key, thumbprint) = match required_str(obj, "kty")? {
-            "EC" => parse_ec(obj)?,
-            "OKP" => parse_okp(obj)?,
-            "RSA" => parse_rsa(obj)?,
+        let (key, thumbprint) = match required_str(&members.kty, "kty")? {
+            "EC" => parse_ec(members)?,
+            "OKP" => parse_okp(members)?,
+            "RSA" => parse_rsa(members)?,
             other => return Err(JwkError::UnsupportedKty(other.to_owned())),
         };
         Ok(Self {
@@ -192,6 +244,16 @@ impl PublicJwk {
     /// The `alg` member, if any and known. (An unknown `alg` is refused by [`Self::from_json`].)
     pub fn alg(&self) -> Option<Algorithm> {
         self.alg
+    }
+
+    /// Bytes this key holds on the heap (key material and `kid`), for cache weights.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let key = match &self.key {
+            KeyMaterial::Ec { point, .. } => point.len(),
+            KeyMaterial::Ed25519(_) => 0,
+            KeyMaterial::Rsa { n, e } => n.len() + e.len(),
+        };
+        key + self.kid.as_ref().map_or(0, String::capacity)
     }
 
     /// Whether this key's type (and curve) can verify `alg`.
@@ -229,16 +291,56 @@ impl PublicJwk {
     }
 }
 
+// === impl JwkMembers ===
+
+impl<'a> JwkMembers<'a> {
+    /// The members of a parsed JSON object (a JWKS entry), borrowed from it.
+    pub(crate) fn from_map(obj: &'a Map<String, Value>) -> Self {
+        let s = |name: &str| StrMember::from_value(obj.get(name));
+        let has = |name: &str| obj.contains_key(name);
+        Self {
+            kty: s("kty"),
+            crv: s("crv"),
+            x: s("x"),
+            y: s("y"),
+            n: s("n"),
+            e: s("e"),
+            kid: s("kid"),
+            alg: s("alg"),
+            d: has("d"),
+            p: has("p"),
+            q: has("q"),
+            dp: has("dp"),
+            dq: has("dq"),
+            qi: has("qi"),
+            oth: has("oth"),
+            k: has("k"),
+            _rest: IgnoredAny,
+        }
+    }
+
+    /// The first private member present, in [`PRIVATE_MEMBERS`] order.
+    fn private_member(&self) -> Option<&'static str> {
+        let present = [
+            self.d, self.p, self.q, self.dp, self.dq, self.qi, self.oth, self.k,
+        ];
+        PRIVATE_MEMBERS
+            .into_iter()
+            .zip(present)
+            .find_map(|(name, here)| here.then_some(name))
+    }
+}
+
 /// EC (RFC 7518 §6.2.1): thumbprint members `crv`, `kty`, `x`, `y`.
-fn parse_ec(obj: &Map<String, Value>) -> Result<(KeyMaterial, Thumbprint), JwkError> {
-    let crv = required_str(obj, "crv")?;
+fn parse_ec(obj: &JwkMembers<'_>) -> Result<(KeyMaterial, Thumbprint), JwkError> {
+    let crv = required_str(&obj.crv, "crv")?;
     let (curve, len) = match crv {
         "P-256" => (EcCurve::P256, 32),
         "P-384" => (EcCurve::P384, 48),
         other => return Err(JwkError::UnsupportedCrv(other.to_owned())),
     };
-    let x = required_str(obj, "x")?;
-    let y = required_str(obj, "y")?;
+    let x = required_str(&obj.x, "x")?;
+    let y = required_str(&obj.y, "y")?;
     let mut point = vec![0u8; 1 + 2 * len];
     point[0] = 0x04;
     decode_exact(x, "x", &mut point[1..=len])?;
@@ -262,12 +364,12 @@ fn parse_ec(obj: &Map<String, Value>) -> Result<(KeyMaterial, Thumbprint), JwkEr
 }
 
 /// OKP (RFC 8037 §2): thumbprint members `crv`, `kty`, `x`.
-fn parse_okp(obj: &Map<String, Value>) -> Result<(KeyMaterial, Thumbprint), JwkError> {
-    let crv = required_str(obj, "crv")?;
+fn parse_okp(obj: &JwkMembers<'_>) -> Result<(KeyMaterial, Thumbprint), JwkError> {
+    let crv = required_str(&obj.crv, "crv")?;
     if crv != "Ed25519" {
         return Err(JwkError::UnsupportedCrv(crv.to_owned()));
     }
-    let x = required_str(obj, "x")?;
+    let x = required_str(&obj.x, "x")?;
     let mut key = [0u8; 32];
     decode_exact(x, "x", &mut key)?;
     let thumbprint = Thumbprint::digest(&[
@@ -279,9 +381,9 @@ fn parse_okp(obj: &Map<String, Value>) -> Result<(KeyMaterial, Thumbprint), JwkE
 }
 
 /// RSA (RFC 7518 §6.3.1): thumbprint members `e`, `kty`, `n`, values as given (RFC 7638 §3.1).
-fn parse_rsa(obj: &Map<String, Value>) -> Result<(KeyMaterial, Thumbprint), JwkError> {
-    let n_b64 = required_str(obj, "n")?;
-    let e_b64 = required_str(obj, "e")?;
+fn parse_rsa(obj: &JwkMembers<'_>) -> Result<(KeyMaterial, Thumbprint), JwkError> {
+    let n_b64 = required_str(&obj.n, "n")?;
+    let e_b64 = required_str(&obj.e, "e")?;
     let n = strip_leading_zeros(B64.decode(n_b64).map_err(|_| JwkError::BadBase64("n"))?);
     let e = strip_leading_zeros(B64.decode(e_b64).map_err(|_| JwkError::BadBase64("e"))?);
     let bits = match n.first() {
@@ -308,19 +410,15 @@ fn parse_rsa(obj: &Map<String, Value>) -> Result<(KeyMaterial, Thumbprint), JwkE
     Ok((key, thumbprint))
 }
 
-fn required_str<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, JwkError> {
-    optional_str(obj, name)?.ok_or(JwkError::MissingMember(name))
+fn required_str<'m>(member: &'m StrMember<'_>, name: &'static str) -> Result<&'m str, JwkError> {
+    optional_str(member, name)?.ok_or(JwkError::MissingMember(name))
 }
 
-fn optional_str<'a>(
-    obj: &'a Map<String, Value>,
+fn optional_str<'m>(
+    member: &'m StrMember<'_>,
     name: &'static str,
-) -> Result<Option<&'a str>, JwkError> {
-    match obj.get(name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(JwkError::NotAString(name)),
-    }
+) -> Result<Option<&'m str>, JwkError> {
+    member.get().map_err(|_| JwkError::NotAString(name))
 }
 
 /// Decodes `encoded` into exactly `out.len()` bytes.

@@ -1,4 +1,8 @@
 //! Compact JWS serialisation (RFC 7515 §7.1): three base64url parts, size-bounded. No I/O.
+//!
+//! [`JwsParts`] splits without decoding, so a caller can decode only the parts it needs (a DPoP
+//! proof whose header is cached); [`CompactJws`] decodes all three, with the same checks in the
+//! same order.
 
 use base64::Engine as _;
 
@@ -15,6 +19,19 @@ pub struct CompactJws<'a> {
     pub payload: Vec<u8>,
     /// The decoded signature.
     pub signature: Vec<u8>,
+}
+
+/// A compact JWS split into its three base64url parts, none decoded yet.
+#[derive(Clone, Copy, Debug)]
+pub struct JwsParts<'a> {
+    /// `BASE64URL(header) || '.' || BASE64URL(payload)`: the bytes the signature covers.
+    pub signing_input: &'a [u8],
+    /// The header as sent (base64url text).
+    pub header: &'a str,
+    /// The payload as sent (base64url text).
+    pub payload: &'a str,
+    /// The signature as sent (base64url text).
+    pub signature: &'a str,
 }
 
 /// Why a compact JWS could not be split.
@@ -52,11 +69,13 @@ pub enum JwsPart {
     Signature,
 }
 
-// === impl CompactJws ===
+// === impl JwsParts ===
 
-impl<'a> CompactJws<'a> {
-    /// Splits `token`, refusing one longer than `max_len` bytes before decoding anything.
-    pub fn parse(token: &'a str, max_len: usize) -> Result<Self, JwsError> {
+impl<'a> JwsParts<'a> {
+    /// Splits `token`, refusing one longer than `max_len` bytes. Decodes nothing: a part's
+    /// emptiness and base64url are checked by [`Self::decode`] / [`Self::decode_into`], which a
+    /// caller runs in part order (header, payload, signature) for [`CompactJws::parse`]'s errors.
+    pub fn split(token: &'a str, max_len: usize) -> Result<Self, JwsError> {
         if token.len() > max_len {
             return Err(JwsError::TooLarge {
                 len: token.len(),
@@ -73,19 +92,52 @@ impl<'a> CompactJws<'a> {
         let signing_input = &token.as_bytes()[..header.len() + 1 + payload.len()];
         Ok(Self {
             signing_input,
-            header: decode_part(header, JwsPart::Header)?,
-            payload: decode_part(payload, JwsPart::Payload)?,
-            signature: decode_part(signature, JwsPart::Signature)?,
+            header,
+            payload,
+            signature,
         })
+    }
+
+    /// The text of `part`.
+    pub fn text(&self, part: JwsPart) -> &'a str {
+        match part {
+            JwsPart::Header => self.header,
+            JwsPart::Payload => self.payload,
+            JwsPart::Signature => self.signature,
+        }
+    }
+
+    /// Decodes `part` into a new buffer.
+    pub fn decode(&self, part: JwsPart) -> Result<Vec<u8>, JwsError> {
+        let mut out = Vec::new();
+        self.decode_into(part, &mut out)?;
+        Ok(out)
+    }
+
+    /// Decodes `part`, appending it to `out` (so that several parts can share one buffer).
+    pub fn decode_into(&self, part: JwsPart, out: &mut Vec<u8>) -> Result<(), JwsError> {
+        let encoded = self.text(part);
+        if encoded.is_empty() {
+            return Err(JwsError::EmptyPart { part });
+        }
+        B64.decode_vec(encoded, out)
+            .map_err(|_| JwsError::BadBase64 { part })
     }
 }
 
-fn decode_part(encoded: &str, part: JwsPart) -> Result<Vec<u8>, JwsError> {
-    if encoded.is_empty() {
-        return Err(JwsError::EmptyPart { part });
+// === impl CompactJws ===
+
+impl<'a> CompactJws<'a> {
+    /// Splits `token`, refusing one longer than `max_len` bytes before decoding anything.
+    pub fn parse(token: &'a str, max_len: usize) -> Result<Self, JwsError> {
+        let parts = JwsParts::split(token, max_len)?;
+        Ok(Self {
+            signing_input: parts.signing_input,
+            header: parts.decode(JwsPart::Header)?,
+            payload: parts.decode(JwsPart::Payload)?,
+            signature: parts.decode(JwsPart::Signature)?,
+        })
     }
-    B64.decode(encoded)
-        .map_err(|_| JwsError::BadBase64 { part })
 }
 
 // === impl JwsError ===
@@ -128,6 +180,29 @@ mod tests {
         assert_eq!(jws.header, br#"{"a":1}"#);
         assert_eq!(jws.payload, br#"{"b":2}"#);
         assert_eq!(jws.signature, [1, 2, 3]);
+    }
+
+    #[test]
+    fn parts_split_without_decoding_and_decode_into_one_buffer() {
+        // The payload is not base64url: splitting does not look.
+        let parts = JwsParts::split("eyJhIjoxfQ.!!.AQID", 100).unwrap();
+        assert_eq!(parts.header, "eyJhIjoxfQ");
+        assert_eq!(parts.signing_input, b"eyJhIjoxfQ.!!");
+        assert_eq!(
+            parts.decode(JwsPart::Payload).unwrap_err(),
+            JwsError::BadBase64 {
+                part: JwsPart::Payload
+            }
+        );
+        let parts = JwsParts::split("eyJhIjoxfQ.eyJiIjoyfQ.AQID", 100).unwrap();
+        let mut buf = Vec::new();
+        parts.decode_into(JwsPart::Payload, &mut buf).unwrap();
+        parts.decode_into(JwsPart::Signature, &mut buf).unwrap();
+        assert_eq!(buf, b"{\"b\":2}\x01\x02\x03");
+        assert_eq!(
+            JwsParts::split("a.b", 100).unwrap_err(),
+            JwsError::NotThreeParts
+        );
     }
 
     #[test]

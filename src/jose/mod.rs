@@ -5,13 +5,14 @@
 //! `sign` is the client side (keygen, proof minting) used by the CLI, tests and benches.
 
 pub mod alg;
+pub(crate) mod json;
 pub mod jwk;
 pub mod jws;
 pub mod sign;
 
 pub use alg::{Algorithm, AlgorithmSet};
 pub use jwk::{JwkError, PublicJwk, Thumbprint};
-pub use jws::{CompactJws, JwsError, JwsPart};
+pub use jws::{CompactJws, JwsError, JwsPart, JwsParts};
 
 /// base64url without padding (RFC 7515 §2), the only encoding JOSE uses.
 pub(crate) use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;

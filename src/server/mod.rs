@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, Readiness};
 use crate::clock::Clock;
 use crate::config::{AccessTokenConfig, Config, KeySource, ReplayBackend, TokenFormat};
-use crate::dpop::ProofPolicy;
+use crate::dpop::{ProofPolicy, ProofVerifier};
 use crate::forward::Forwarder;
 use crate::metrics::Metrics;
 use crate::nonce::NonceKeys;
@@ -276,7 +276,8 @@ pub(crate) fn nonce_keys(config: &Config) -> Result<Option<NonceKeys>, StartErro
         .map_err(|e| StartError(format!("dpop.nonce: {e}")))
 }
 
-/// The proof checks `config` asks for.
+/// The proof checks `config` asks for (the request path wraps them in a
+/// [`ProofVerifier`] with its header cache; `explain` uses them as they are).
 pub(crate) fn proof_policy(config: &Config) -> ProofPolicy {
     ProofPolicy {
         algorithms: config.dpop.algorithms,
@@ -389,7 +390,7 @@ async fn build_state(
             public_url: config.public_url.clone(),
             trust_forwarded: config.trust_forwarded_headers,
         },
-        proof_policy: proof_policy(config),
+        proofs: ProofVerifier::new(proof_policy(config)),
         tokens,
         replay,
         on_error: config.replay_cache.on_error,
