@@ -1,5 +1,6 @@
 //! The request path minus the network: what `pipeline::handle` runs for a DPoP request between
-//! reading the head and forwarding it — `dpop::verify`, `token` validate (JWT, with and without
+//! reading the head and forwarding it — `dpop::ProofVerifier::verify` (with the server's cache of
+//! checked proof headers), `token` validate (JWT, with and without
 //! the verified-token cache), `check_binding` and the replay insert — next to a bare ring verify
 //! of the same algorithm.
 //!
@@ -35,12 +36,12 @@ use common::{Fixture, Issuer, ALGS, NOW};
 /// Every check a DPoP request passes, in `handle`'s order; `n` makes the replay key fresh.
 fn checks(
     f: &Fixture,
-    policy: &dpop::ProofPolicy,
+    proofs: &dpop::ProofVerifier,
     tokens: &JwtValidator,
     replay: &MemoryStore,
     n: u64,
 ) -> bool {
-    let Ok(proof) = dpop::verify(&f.proof, &f.request(), policy, NOW) else {
+    let Ok(proof) = proofs.verify(&f.proof, &f.request(), NOW) else {
         return false;
     };
     let Ok(info) = tokens.validate(&f.token, NOW) else {
@@ -61,7 +62,7 @@ fn checks(
 fn benches(c: &mut Criterion) -> Vec<(String, String)> {
     let issuer = Issuer::new();
     let fixtures: Vec<Fixture> = ALGS.iter().map(|a| Fixture::new(*a, &issuer)).collect();
-    let policy = common::proof_policy();
+    let proofs = dpop::ProofVerifier::new(common::proof_policy());
     let mut rows = Vec::new();
 
     let mut ring = c.benchmark_group("ring");
@@ -78,11 +79,11 @@ fn benches(c: &mut Criterion) -> Vec<(String, String)> {
             let tokens = issuer.validator(capacity);
             let replay = MemoryStore::new(2_000_000, 1);
             let mut n = 0u64;
-            assert!(checks(f, &policy, &tokens, &replay, u64::MAX));
+            assert!(checks(f, &proofs, &tokens, &replay, u64::MAX));
             g.bench_function(f.alg.as_str(), |b| {
                 b.iter(|| {
                     n += 1;
-                    checks(f, &policy, &tokens, &replay, n)
+                    checks(f, &proofs, &tokens, &replay, n)
                 })
             });
             rows.push((

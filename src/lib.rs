@@ -8,7 +8,7 @@
 //!   -> pipeline::handle(req)
 //!        1 route::find               auth: none => go to 7
 //!        2 credentials::extract      one DPoP, one Authorization, scheme  -> 400 invalid_request
-//!        3 dpop::verify       (pure) typ alg jwk sig htm htu iat ath      -> 401 invalid_dpop_proof
+//!        3 dpop::ProofVerifier  typ alg jwk sig htm htu iat ath     -> 401 invalid_dpop_proof
 //!        4 nonce::check       (pure) when enabled                         -> 401 use_dpop_nonce
 //!        5 token::validate           JWT/JWKS, cnf.jkt                    -> 401 invalid_token
 //!        6 replay::check_and_insert  last, so only fully valid proofs use an entry -> 401 | 503

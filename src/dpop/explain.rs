@@ -75,6 +75,11 @@ pub fn explain(
             return out;
         }
     };
+    // As `verify`: a header naming critical extensions is refused before the other checks.
+    if header.crit {
+        push(ProofCheck::Syntax, fail(&ProofError::CritUnsupported));
+        return out;
+    }
     let claims = parse_claims(&jws.payload);
     match &claims {
         Ok(_) => push(
@@ -261,6 +266,41 @@ mod tests {
             report[1].finding,
             Finding::Fail(ProofError::HeaderDuplicateMember.to_string())
         );
+    }
+
+    #[test]
+    fn crit_fails_like_verify_does() {
+        let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+        let jwk = serde_json::Value::Object(key.public_jwk());
+        let request = ProofRequest {
+            method: "GET",
+            htu: "https://api.example.com/x",
+            access_token: None,
+        };
+        let claims = r#"{"jti":"a","htm":"GET","htu":"https://api.example.com/x","iat":1000}"#;
+        let header = format!(r#"{{"typ":"dpop+jwt","alg":"ES256","crit":["x"],"jwk":{jwk}}}"#);
+        let proof = key
+            .sign_jws_text(header.as_bytes(), claims.as_bytes())
+            .unwrap();
+        assert_eq!(
+            crate::dpop::verify(&proof, &request, &policy(), UnixTime(1000)).unwrap_err(),
+            ProofError::CritUnsupported
+        );
+        let report = explain(&proof, &request, &policy(), UnixTime(1000));
+        assert_eq!(report.len(), 2);
+        assert_eq!(
+            report[1].finding,
+            Finding::Fail(ProofError::CritUnsupported.to_string())
+        );
+        // Without crit the same proof passes every check.
+        let header = format!(r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{jwk}}}"#);
+        let proof = key
+            .sign_jws_text(header.as_bytes(), claims.as_bytes())
+            .unwrap();
+        let report = explain(&proof, &request, &policy(), UnixTime(1000));
+        assert!(report
+            .iter()
+            .all(|r| !matches!(r.finding, Finding::Fail(_))));
     }
 
     #[test]
