@@ -65,6 +65,14 @@ impl Clock for FixedClock {
     }
 }
 
+/// Microseconds since the Unix epoch, for log timestamps only; never for checks.
+#[allow(clippy::disallowed_methods)] // reason: clock.rs is where clock reads live
+pub fn wall_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
 /// A monotonic instant, for measuring durations (metrics, timeouts); never for checks.
 #[allow(clippy::disallowed_methods)] // reason: clock.rs is where clock reads live
 pub fn monotonic() -> std::time::Instant {

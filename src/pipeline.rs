@@ -193,18 +193,17 @@ pub async fn handle(
         elapsed,
     );
     resp.headers_mut().insert(X_REQUEST_ID, request_id.clone());
-    tracing::info!(
-        target: "dpop_gateway::access",
-        request_id = request_id.to_str().unwrap_or("-"),
-        method = %method,
-        route = %route_label,
-        status = resp.status().as_u16(),
-        outcome = outcome.outcome,
-        reason = outcome.reason,
-        duration_us = elapsed.as_micros() as u64,
-        jkt = outcome.jkt.as_deref().unwrap_or("-"),
-        client = %conn.remote,
-    );
+    crate::telemetry::access(&crate::telemetry::AccessLine {
+        request_id: request_id.to_str().unwrap_or("-"),
+        method: method.as_str(),
+        route: route_label,
+        status: resp.status().as_u16(),
+        outcome: outcome.outcome,
+        reason: outcome.reason,
+        duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        jkt: outcome.jkt.as_deref().unwrap_or("-"),
+        client: conn.remote,
+    });
     Ok(resp)
 }
 
@@ -419,15 +418,16 @@ fn serve_resource_metadata(
 
 /// The headers [`request_uri::request_uri`] reads.
 fn authority_headers(headers: &http::HeaderMap) -> http::HeaderMap {
+    const NAMES: [http::HeaderName; 5] = [
+        http::header::HOST,
+        http::header::FORWARDED,
+        fwd_headers::X_FORWARDED_PROTO,
+        fwd_headers::X_FORWARDED_HOST,
+        http::HeaderName::from_static("x-forwarded-port"),
+    ];
     let mut out = http::HeaderMap::new();
-    for name in [
-        "host",
-        "forwarded",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-forwarded-port",
-    ] {
-        if let Some(v) = headers.get(name) {
+    for name in NAMES {
+        if let Some(v) = headers.get(&name) {
             out.insert(name, v.clone());
         }
     }
@@ -468,6 +468,8 @@ const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-
 /// Longest client-supplied request id kept.
 const MAX_REQUEST_ID: usize = 128;
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 fn request_id(headers: &mut http::HeaderMap) -> HeaderValue {
     let mut given = headers.get_all(&X_REQUEST_ID).iter();
     if let (Some(v), None) = (given.next(), given.next()) {
@@ -487,8 +489,17 @@ fn request_id(headers: &mut http::HeaderMap) -> HeaderValue {
         u64::from_be_bytes(bytes)
     });
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let id = format!("{prefix:016x}{n:016x}");
-    let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"));
+    let mut id = [0u8; 32];
+    for (i, b) in prefix
+        .to_be_bytes()
+        .into_iter()
+        .chain(n.to_be_bytes())
+        .enumerate()
+    {
+        id[2 * i] = HEX[usize::from(b >> 4)];
+        id[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
+    let value = HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"));
     headers.insert(X_REQUEST_ID, value.clone());
     value
 }

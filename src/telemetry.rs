@@ -11,7 +11,8 @@
 //! lines are dropped, and the next write says how many. Colours only on a terminal.
 
 use std::io::Write;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -34,20 +35,265 @@ pub fn init() -> Option<LogGuard> {
     let json =
         std::env::var("DPOP_GATEWAY_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let (writer, guard) = BatchWriter::spawn(std::io::stderr()).ok()?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(writer);
+        .with_ansi(ansi)
+        .with_writer(writer.clone());
     let installed = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
     match installed {
-        Ok(()) => Some(guard),
+        Ok(()) => {
+            // Colours are tracing's business; plain lines (files, pipes, collectors) are ours.
+            if !ansi {
+                let format = if json { Format::Json } else { Format::Text };
+                let _ = ACCESS.set(AccessSink { writer, format });
+            }
+            Some(guard)
+        }
         Err(_) => {
             drop(guard);
             None
+        }
+    }
+}
+
+/// The access-log target: `RUST_LOG=info,dpop_gateway::access=off` turns the lines off.
+pub const ACCESS_TARGET: &str = "dpop_gateway::access";
+
+/// One request, as its access-log line reports it. Never a token or a proof.
+#[derive(Clone, Copy, Debug)]
+pub struct AccessLine<'a> {
+    /// `X-Request-Id` (a sane client value or a generated one).
+    pub request_id: &'a str,
+    /// The request method.
+    pub method: &'a str,
+    /// The route's prefix, or `unmatched`.
+    pub route: &'a str,
+    /// The response status.
+    pub status: u16,
+    /// `forwarded` or the refusal's error code.
+    pub outcome: &'a str,
+    /// The refusal's reason, `none` when forwarded.
+    pub reason: &'a str,
+    /// Time in the gateway until the response head, in microseconds.
+    pub duration_us: u64,
+    /// The proof key's thumbprint, `-` without a verified proof.
+    pub jkt: &'a str,
+    /// The client's address.
+    pub client: SocketAddr,
+}
+
+/// Writes one access-log line, when the `dpop_gateway::access` target is enabled at `info`.
+///
+/// The line is the one tracing's formatter would write for the same fields (same layout, text
+/// or JSON), but built here with plain appends: through tracing's field visitors it cost about
+/// 6% of a forwarded request's CPU. Without a plain-line sink (a terminal, or tests with their
+/// own subscriber), it goes through tracing.
+pub fn access(line: &AccessLine<'_>) {
+    if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
+        return;
+    }
+    match ACCESS.get() {
+        Some(sink) => {
+            LINE.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                buf.clear();
+                sink.format
+                    .write(&mut buf, crate::clock::wall_micros(), line);
+                let _ = sink.writer.clone().write(&buf);
+            });
+        }
+        None => tracing::info!(
+            target: ACCESS_TARGET,
+            request_id = line.request_id,
+            method = %line.method,
+            route = %line.route,
+            status = line.status,
+            outcome = line.outcome,
+            reason = line.reason,
+            duration_us = line.duration_us,
+            jkt = line.jkt,
+            client = %line.client,
+        ),
+    }
+}
+
+static ACCESS: OnceLock<AccessSink> = OnceLock::new();
+
+thread_local! {
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+struct AccessSink {
+    writer: BatchWriter,
+    format: Format,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+impl Format {
+    /// Appends the line as tracing-subscriber 0.3's default (`fmt()`) or `json()` format.
+    fn write(self, out: &mut Vec<u8>, unix_micros: u64, l: &AccessLine<'_>) {
+        match self {
+            Format::Text => {
+                rfc3339_micros(out, unix_micros);
+                out.extend_from_slice(b"  INFO dpop_gateway::access: request_id=");
+                debug_str(out, l.request_id);
+                out.extend_from_slice(b" method=");
+                out.extend_from_slice(l.method.as_bytes());
+                out.extend_from_slice(b" route=");
+                out.extend_from_slice(l.route.as_bytes());
+                out.extend_from_slice(b" status=");
+                decimal(out, u64::from(l.status));
+                out.extend_from_slice(b" outcome=");
+                debug_str(out, l.outcome);
+                out.extend_from_slice(b" reason=");
+                debug_str(out, l.reason);
+                out.extend_from_slice(b" duration_us=");
+                decimal(out, l.duration_us);
+                out.extend_from_slice(b" jkt=");
+                debug_str(out, l.jkt);
+                out.extend_from_slice(b" client=");
+                socket_addr(out, l.client);
+            }
+            Format::Json => {
+                out.extend_from_slice(b"{\"timestamp\":\"");
+                rfc3339_micros(out, unix_micros);
+                out.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"request_id\":");
+                json_str(out, l.request_id);
+                out.extend_from_slice(b",\"method\":");
+                json_str(out, l.method);
+                out.extend_from_slice(b",\"route\":");
+                json_str(out, l.route);
+                out.extend_from_slice(b",\"status\":");
+                decimal(out, u64::from(l.status));
+                out.extend_from_slice(b",\"outcome\":");
+                json_str(out, l.outcome);
+                out.extend_from_slice(b",\"reason\":");
+                json_str(out, l.reason);
+                out.extend_from_slice(b",\"duration_us\":");
+                decimal(out, l.duration_us);
+                out.extend_from_slice(b",\"jkt\":");
+                json_str(out, l.jkt);
+                out.extend_from_slice(b",\"client\":\"");
+                socket_addr(out, l.client);
+                out.extend_from_slice(b"\"},\"target\":\"dpop_gateway::access\"}");
+            }
+        }
+        out.push(b'\n');
+    }
+}
+
+/// `n` in decimal.
+fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// `n` in decimal, zero-padded to `width` digits.
+fn padded(out: &mut Vec<u8>, n: u64, width: usize) {
+    let start = out.len();
+    decimal(out, n);
+    let len = out.len() - start;
+    if len < width {
+        out.splice(start..start, std::iter::repeat_n(b'0', width - len));
+    }
+}
+
+/// `2026-11-23T15:07:51.661101Z`, as tracing-subscriber's default timer writes it.
+fn rfc3339_micros(out: &mut Vec<u8>, unix_micros: u64) {
+    let secs = unix_micros / 1_000_000;
+    let (y, m, d) = civil_from_days(secs / 86_400);
+    let tod = secs % 86_400;
+    padded(out, y, 4);
+    out.push(b'-');
+    padded(out, m, 2);
+    out.push(b'-');
+    padded(out, d, 2);
+    out.push(b'T');
+    padded(out, tod / 3600, 2);
+    out.push(b':');
+    padded(out, tod / 60 % 60, 2);
+    out.push(b':');
+    padded(out, tod % 60, 2);
+    out.push(b'.');
+    padded(out, unix_micros % 1_000_000, 6);
+    out.push(b'Z');
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+/// A string as `{:?}` writes it (quoted, escaped).
+fn debug_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\' || b == b' ')
+    {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = write!(out, "{s:?}");
+    }
+}
+
+/// A JSON string.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // serde_json escapes exactly as the JSON formatter (which uses it) does.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// `127.0.0.1:443` / `[::1]:443`, as `Display` writes them.
+fn socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(a) => {
+            for (i, o) in a.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                decimal(out, u64::from(o));
+            }
+            out.push(b':');
+            decimal(out, u64::from(a.port()));
+        }
+        SocketAddr::V6(_) => {
+            let _ = write!(out, "{addr}");
         }
     }
 }
@@ -225,6 +471,82 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    fn line(request_id: &str, client: &str) -> AccessLine<'static> {
+        AccessLine {
+            request_id: Box::leak(request_id.to_owned().into_boxed_str()),
+            method: "POST",
+            route: "/api",
+            status: 401,
+            outcome: "invalid_dpop_proof",
+            reason: "replay",
+            duration_us: 1234,
+            jkt: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+            client: client.parse().unwrap(),
+        }
+    }
+
+    /// What tracing-subscriber itself writes for the same line (no timestamp).
+    fn tracing_output(json: bool, l: &AccessLine<'_>) -> String {
+        let sink = Sink::default();
+        let out = sink.clone();
+        let make = move || out.clone();
+        let builder = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .without_time()
+            .with_writer(make);
+        let dispatch = if json {
+            tracing::Dispatch::new(builder.json().finish())
+        } else {
+            tracing::Dispatch::new(builder.finish())
+        };
+        tracing::dispatcher::with_default(&dispatch, || access(l));
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    fn ours(format: Format, l: &AccessLine<'_>) -> String {
+        let mut buf = Vec::new();
+        // 2023-11-14T22:13:20.000042Z
+        format.write(&mut buf, 1_700_000_000_000_042, l);
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn access_lines_are_the_ones_tracing_writes() {
+        for (rid, client) in [
+            ("00b2849ed99ebcf00000000000000009", "127.0.0.1:35878"),
+            (r#"id-with-"quote"-and-\backslash"#, "[2001:db8::1]:443"),
+        ] {
+            let l = line(rid, client);
+            let text = ours(Format::Text, &l);
+            let (ts, rest) = text.split_at(27);
+            assert_eq!(ts, "2023-11-14T22:13:20.000042Z");
+            assert_eq!(rest.trim_start(), tracing_output(false, &l).trim_start());
+
+            let ours_json: serde_json::Value =
+                serde_json::from_str(&ours(Format::Json, &l)).unwrap();
+            let mut theirs: serde_json::Value =
+                serde_json::from_str(&tracing_output(true, &l)).unwrap();
+            assert_eq!(ours_json["timestamp"], "2023-11-14T22:13:20.000042Z");
+            theirs["timestamp"] = ours_json["timestamp"].clone();
+            assert_eq!(ours_json, theirs);
+            assert!(ours(Format::Json, &l).ends_with("}\n"));
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let ts = |micros: u64| {
+            let mut b = Vec::new();
+            rfc3339_micros(&mut b, micros);
+            String::from_utf8(b).unwrap()
+        };
+        assert_eq!(ts(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(ts(951_782_400_000_001), "2000-02-29T00:00:00.000001Z");
+        assert_eq!(ts(1_709_251_199_999_999), "2024-02-29T23:59:59.999999Z");
+        assert_eq!(ts(4_102_444_800_000_000), "2100-01-01T00:00:00.000000Z");
     }
 
     #[test]

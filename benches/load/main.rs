@@ -1125,7 +1125,8 @@ async fn run(plan: Plan) -> String {
     }
 
     // LOADBENCH_ONLY=c runs (c) alone (for profiling the DPoP path with LOADBENCH_PROFILE);
-    // LOADBENCH_ONLY=open runs (c) and then the open-loop pair (for the latency tail).
+    // LOADBENCH_ONLY=open runs (c) and then the open-loop pair (for the latency tail);
+    // LOADBENCH_ONLY=b runs (a) and (b) (for profiling the proxy hop).
     let only = std::env::var("LOADBENCH_ONLY").unwrap_or_default();
     let only_c = only == "c";
     let only_open = only == "open";
@@ -1149,6 +1150,11 @@ async fn run(plan: Plan) -> String {
             )
             .await;
         phases.push(b);
+        if only == "b" {
+            gw.stop();
+            let rows: Vec<String> = phases.iter().map(Phase::row).collect();
+            return format!("{}\n", rows.join("\n"));
+        }
     }
 
     // (c): enough unique proofs for 1.5x the verify-bound rate over warm-up + measure.

@@ -359,3 +359,88 @@ async fn a_nonce_past_half_its_lifetime_is_renewed_on_success() {
         200
     );
 }
+
+/// The binary's access log, text and JSON: one line per request with the outcome, the key's
+/// thumbprint and the request id, never the token or the proof; all of it written by the time
+/// the process exits on SIGTERM.
+#[tokio::test]
+async fn the_access_log_has_one_line_per_request_and_no_secrets() {
+    let upstream = Upstream::start().await;
+    let issuer = Issuer::new();
+    for json in [false, true] {
+        let log = crate::support::temp_dir("access-log").join("stderr.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let format = if json { "json" } else { "text" };
+        let env = [("RUST_LOG", "info"), ("DPOP_GATEWAY_LOG_FORMAT", format)];
+        let mut gw = GatewayProcess::spawn_with(
+            &Options::default(),
+            &upstream,
+            &issuer,
+            &env,
+            std::process::Stdio::from(file),
+        )
+        .await;
+        let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+        let token = issuer.token_for(&key);
+        let proof = mint(&key, &token, None);
+        let ok = send(gw.addr, &token, &proof).await;
+        assert_eq!(ok.status(), 200);
+        let replay = send(gw.addr, &token, &proof).await;
+        assert_eq!(replay.status(), 401);
+        gw.terminate();
+        assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
+
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            !text.contains(&token) && !text.contains(&proof),
+            "a secret was logged"
+        );
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("dpop_gateway::access"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let jkt = key.thumbprint().to_string();
+        let ids = [&ok, &replay].map(|r| r.headers()["x-request-id"].to_str().unwrap().to_owned());
+        if json {
+            let v: Vec<serde_json::Value> = lines
+                .iter()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(v[0]["level"], "INFO");
+            assert_eq!(v[0]["fields"]["status"], 200);
+            assert_eq!(v[0]["fields"]["outcome"], "forwarded");
+            assert_eq!(v[0]["fields"]["jkt"], jkt.as_str());
+            assert_eq!(v[0]["fields"]["request_id"], ids[0].as_str());
+            assert_eq!(v[1]["fields"]["status"], 401);
+            assert_eq!(v[1]["fields"]["outcome"], "invalid_dpop_proof");
+            assert_eq!(v[1]["fields"]["reason"], "replay");
+            assert_eq!(v[1]["fields"]["request_id"], ids[1].as_str());
+        } else {
+            assert!(
+                lines[0].contains(" INFO dpop_gateway::access: "),
+                "{}",
+                lines[0]
+            );
+            for want in [
+                format!("request_id=\"{}\"", ids[0]),
+                "method=GET".into(),
+                "status=200".into(),
+                "outcome=\"forwarded\"".into(),
+                format!("jkt=\"{jkt}\""),
+                "client=127.0.0.1:".into(),
+            ] {
+                assert!(lines[0].contains(&want), "{want} not in {}", lines[0]);
+            }
+            for want in [
+                format!("request_id=\"{}\"", ids[1]),
+                "status=401".into(),
+                "outcome=\"invalid_dpop_proof\"".into(),
+                "reason=\"replay\"".into(),
+                "jkt=\"-\"".into(),
+            ] {
+                assert!(lines[1].contains(&want), "{want} not in {}", lines[1]);
+            }
+        }
+    }
+}

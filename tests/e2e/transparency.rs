@@ -156,7 +156,12 @@ async fn request_ids_are_kept_or_added_and_forwarded() {
     let resp = gw.call("GET", "/open/b").send().await;
     let generated = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(generated.len(), 32);
-    // A refusal carries one too.
+    assert!(generated
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    // A refusal carries one too, and no two requests share one.
+    let again = gw.call("GET", "/open/c").send().await;
+    assert_ne!(again.headers()["x-request-id"], generated.as_str());
     let refused = gw.call("GET", "/resource").send().await;
     assert!(refused.headers().contains_key("x-request-id"));
     let seen = gw.upstream.requests();

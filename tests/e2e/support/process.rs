@@ -33,6 +33,24 @@ fn free_addr() -> SocketAddr {
 impl GatewayProcess {
     /// Writes the config for `opts` and starts the binary; waits until `/healthz` answers.
     pub async fn spawn(opts: &Options, upstream: &Upstream, issuer: &Issuer) -> GatewayProcess {
+        Self::spawn_with(
+            opts,
+            upstream,
+            issuer,
+            &[("RUST_LOG", "warn")],
+            Stdio::inherit(),
+        )
+        .await
+    }
+
+    /// As [`GatewayProcess::spawn`], with `env` set and stderr (the log) going to `stderr`.
+    pub async fn spawn_with(
+        opts: &Options,
+        upstream: &Upstream,
+        issuer: &Issuer,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> GatewayProcess {
         let addr = free_addr();
         let admin_addr = free_addr();
         let opts = Options {
@@ -46,9 +64,9 @@ impl GatewayProcess {
             .arg("run")
             .arg("-c")
             .arg(&path)
-            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let p = GatewayProcess {
