@@ -362,7 +362,8 @@ async fn a_nonce_past_half_its_lifetime_is_renewed_on_success() {
 
 /// The binary's access log, text and JSON: one line per request with the outcome, the key's
 /// thumbprint and the request id, never the token or the proof; all of it written by the time
-/// the process exits on SIGTERM.
+/// the process exits on SIGTERM. The text run is pinned to one CPU, so it also proves the
+/// current-thread runtime serves, checks and drains like the multi-thread one.
 #[tokio::test]
 async fn the_access_log_has_one_line_per_request_and_no_secrets() {
     let upstream = Upstream::start().await;
@@ -372,12 +373,14 @@ async fn the_access_log_has_one_line_per_request_and_no_secrets() {
         let file = std::fs::File::create(&log).unwrap();
         let format = if json { "json" } else { "text" };
         let env = [("RUST_LOG", "info"), ("DPOP_GATEWAY_LOG_FORMAT", format)];
+        let cpu = (!json).then_some(0);
         let mut gw = GatewayProcess::spawn_with(
             &Options::default(),
             &upstream,
             &issuer,
             &env,
             std::process::Stdio::from(file),
+            cpu,
         )
         .await;
         let key = PrivateJwk::generate(Algorithm::ES256).unwrap();

@@ -39,17 +39,20 @@ impl GatewayProcess {
             issuer,
             &[("RUST_LOG", "warn")],
             Stdio::inherit(),
+            None,
         )
         .await
     }
 
-    /// As [`GatewayProcess::spawn`], with `env` set and stderr (the log) going to `stderr`.
+    /// As [`GatewayProcess::spawn`], with `env` set, stderr (the log) going to `stderr`, and
+    /// with `cpu`, pinned to that one CPU (`taskset`).
     pub async fn spawn_with(
         opts: &Options,
         upstream: &Upstream,
         issuer: &Issuer,
         env: &[(&str, &str)],
         stderr: Stdio,
+        cpu: Option<usize>,
     ) -> GatewayProcess {
         let addr = free_addr();
         let admin_addr = free_addr();
@@ -60,7 +63,16 @@ impl GatewayProcess {
         };
         let path = temp_dir("process").join("gateway.yaml");
         std::fs::write(&path, config_yaml(&opts, upstream, issuer)).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_dpop-gateway"))
+        let bin = env!("CARGO_BIN_EXE_dpop-gateway");
+        let mut cmd = match cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpu.to_string()).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
             .arg("run")
             .arg("-c")
             .arg(&path)
