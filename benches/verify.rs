@@ -93,6 +93,33 @@ fn benches(c: &mut Criterion) -> Vec<(String, String)> {
     rows
 }
 
+/// `VERIFY_COUNT=<case>/<alg>:<n>` (case `ring`, `proof` or `proof_cached`) runs that case `n`
+/// times and nothing else, for instruction counts that a noisy machine cannot blur:
+/// `valgrind --tool=callgrind` at two values of `n`; the difference over the difference in `n`
+/// is the instructions per call (README.md, "Instructions per call").
+fn count(spec: &str) {
+    let (case, n) = spec.split_once(':').unwrap();
+    let (case, alg) = case.split_once('/').unwrap();
+    let n: u64 = n.parse().unwrap();
+    let issuer = Issuer::new();
+    let alg = ALGS.iter().find(|a| a.as_str() == alg).unwrap();
+    let f = Fixture::new(*alg, &issuer);
+    let policy = common::proof_policy();
+    let req = f.request();
+    let verifier = ProofVerifier::new(policy.clone());
+    assert!(verifier.verify(&f.proof, &req, NOW).is_ok());
+    let ok = (0..n).all(|_| match case {
+        "ring" => f.ring_verify(),
+        "proof" => dpop::verify(black_box(&f.proof), &req, &policy, NOW).is_ok(),
+        "proof_cached" => verifier.verify(black_box(&f.proof), &req, NOW).is_ok(),
+        other => panic!("unknown case {other}"),
+    });
+    assert!(ok);
+}
+
 fn main() {
-    common::run("verify", benches);
+    match std::env::var("VERIFY_COUNT") {
+        Ok(spec) => count(&spec),
+        Err(_) => common::run("verify", benches),
+    }
 }
