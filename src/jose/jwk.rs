@@ -199,7 +199,7 @@ impl std::fmt::Debug for Thumbprint {
 
 impl PublicJwk {
     /// Parses a public JWK from its JSON object (a JWKS entry; a proof's `jwk` header goes
-    /// through the same checks, see [`JwkMembers`]).
+    /// through the same checks, see `JwkMembers`).
     pub fn from_json(obj: &Map<String, Value>) -> Result<Self, JwkError> {
         Self::from_members(&JwkMembers::from_map(obj))
     }
