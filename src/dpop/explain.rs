@@ -230,8 +230,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn repeated_members_fail_syntax() {
+    /// A key, its public JWK and a GET request, for proofs signed over hand-written JSON.
+    fn raw_setup() -> (PrivateJwk, serde_json::Value, ProofRequest<'static>) {
         let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
         let jwk = serde_json::Value::Object(key.public_jwk());
         let request = ProofRequest {
@@ -239,6 +239,12 @@ mod tests {
             htu: "https://api.example.com/x",
             access_token: None,
         };
+        (key, jwk, request)
+    }
+
+    #[test]
+    fn repeated_members_fail_syntax() {
+        let (key, jwk, request) = raw_setup();
         let header = format!(r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{jwk}}}"#);
         let claims =
             r#"{"jti":"a","jti":"b","htm":"GET","htu":"https://api.example.com/x","iat":1000}"#;
@@ -270,13 +276,7 @@ mod tests {
 
     #[test]
     fn crit_fails_like_verify_does() {
-        let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
-        let jwk = serde_json::Value::Object(key.public_jwk());
-        let request = ProofRequest {
-            method: "GET",
-            htu: "https://api.example.com/x",
-            access_token: None,
-        };
+        let (key, jwk, request) = raw_setup();
         let claims = r#"{"jti":"a","htm":"GET","htu":"https://api.example.com/x","iat":1000}"#;
         let header = format!(r#"{{"typ":"dpop+jwt","alg":"ES256","crit":["x"],"jwk":{jwk}}}"#);
         let proof = key
