@@ -399,3 +399,74 @@ async fn a_jwk_of_another_key_type_than_alg_is_refused() {
         .await;
     assert_refused(&resp, &gw, 0);
 }
+
+/// The proof-header cache never stands in for the signature: once a key's header is cached by
+/// a valid proof, a proof with the byte-identical header but another key's signature is refused.
+#[tokio::test]
+async fn a_cached_header_does_not_skip_the_signature() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = gw.issuer.token_for(&key);
+    let (header, claims) = parts(&gw, &key, &token);
+    let proof = key.sign_jws(header.clone(), &claims).unwrap();
+    let ok = gw
+        .call("GET", "/resource")
+        .dpop_token(&token)
+        .proof(&proof)
+        .send()
+        .await;
+    assert_eq!(ok.status(), 200);
+    let (_, claims) = parts(&gw, &key, &token);
+    let other = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let forged = other.sign_jws(header, &claims).unwrap();
+    // Same header text as the accepted proof, so the cache hits.
+    assert_eq!(forged.split('.').next(), proof.split('.').next());
+    let resp = gw
+        .call("GET", "/resource")
+        .dpop_token(&token)
+        .proof(&forged)
+        .send()
+        .await;
+    assert_refused(&resp, &gw, 1);
+}
+
+/// A member named twice in the header or the claims is refused (JSON leaves it undefined which
+/// copy counts); the same proof with each member once is forwarded.
+#[tokio::test]
+async fn a_repeated_member_is_refused() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = gw.issuer.token_for(&key);
+    let jwk = Value::Object(key.public_jwk());
+    let send = |header: String, claims: String| {
+        let proof = key
+            .sign_jws_text(header.as_bytes(), claims.as_bytes())
+            .unwrap();
+        let gw = &gw;
+        let token = token.clone();
+        async move {
+            gw.call("GET", "/resource")
+                .dpop_token(&token)
+                .proof(&proof)
+                .send()
+                .await
+        }
+    };
+    let claims = |extra: &str| {
+        format!(
+            r#"{{"jti":"{}","htm":"GET","htu":"{}","iat":{},"ath":"{}"{extra}}}"#,
+            sign::random_jti(),
+            gw.url("/resource"),
+            now(),
+            sign::ath(&token)
+        )
+    };
+    let header = format!(r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{jwk}}}"#);
+    let ok = send(header.clone(), claims("")).await;
+    assert_eq!(ok.status(), 200, "each member once passes");
+    let resp = send(header.clone(), claims(r#","htm":"POST""#)).await;
+    assert_refused(&resp, &gw, 1);
+    let twice = format!(r#"{{"typ":"dpop+jwt","alg":"ES256","alg":"ES256","jwk":{jwk}}}"#);
+    let resp = send(twice, claims("")).await;
+    assert_refused(&resp, &gw, 1);
+}
