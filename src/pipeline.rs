@@ -63,6 +63,8 @@ pub struct State {
     pub cors_allow_origins: Vec<String>,
     /// `limits.idle_timeout`, between body reads.
     pub idle_timeout: std::time::Duration,
+    /// `limits.max_header_bytes`, for heads the connection's count did not see.
+    pub max_header_bytes: usize,
     /// Server nonces, when `dpop.nonce` has secrets.
     pub nonces: Option<NonceKeys>,
     /// RFC 9728 protected resource metadata, when `resource_metadata.enabled`.
@@ -207,6 +209,19 @@ pub async fn handle(
     Ok(resp)
 }
 
+/// The length of `parts` as an HTTP/1.1 head: request line, `name:value` lines, blank line.
+/// A lower bound of what came on the wire (no optional whitespace, origin-form target), so a
+/// head the connection's count let through is never refused here.
+fn head_len(parts: &http::request::Parts) -> usize {
+    let target = parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let fields: usize = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 3)
+        .sum();
+    parts.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len() + fields + 2
+}
+
 /// Steps 1-8. Returns the upstream response and the proof key's thumbprint (for the log).
 async fn run(
     state: &State,
@@ -215,6 +230,11 @@ async fn run(
 ) -> Result<(Response<GatewayBody>, Option<String>), Refusal> {
     let (mut parts, incoming) = req.into_parts();
 
+    // 0 the head's size: the connection counts it as it arrives (`server::deadline`), except a
+    // head pipelined behind a body, which hyper read along with the body
+    if head_len(&parts) > state.max_header_bytes {
+        return Err(Refusal::HeadTooLarge);
+    }
     // 1 route, on a canonical path only: a server behind us must not read another path than
     // the one routes were matched on
     route::check_path(parts.uri.path()).map_err(Refusal::InvalidRequest)?;

@@ -44,6 +44,8 @@ pub enum Refusal {
     UpstreamUnavailable(ForwardError),
     /// The upstream did not send response headers within `upstream.request_timeout` (504).
     UpstreamTimeout,
+    /// The request head is over `limits.max_header_bytes` (431, then the connection closes).
+    HeadTooLarge,
 }
 
 /// The `error` code of a refusal (RFC 6750 §3.1, RFC 9449 §7.1, §12.2): the `outcome` label.
@@ -150,6 +152,7 @@ impl Refusal {
             }
             Refusal::UpstreamUnavailable(e) => (502, C::UpstreamError, e.kind(), false, None),
             Refusal::UpstreamTimeout => (504, C::UpstreamError, "timeout", false, None),
+            Refusal::HeadTooLarge => (431, C::InvalidRequest, "head_too_large", false, None),
         };
         RefusalParts {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -176,6 +179,7 @@ impl Refusal {
             // The cause (DNS, connect errors) is logged, not sent: it describes our network.
             Refusal::UpstreamUnavailable(_) => "the upstream is unavailable".to_owned(),
             Refusal::UpstreamTimeout => "the upstream did not answer in time".to_owned(),
+            Refusal::HeadTooLarge => "the request head is over max_header_bytes".to_owned(),
         }
     }
 
@@ -196,6 +200,10 @@ impl Refusal {
         }
         if let Some(nonce) = &ctx.nonce {
             builder = builder.header("dpop-nonce", nonce.as_str());
+        }
+        if let Refusal::HeadTooLarge = self {
+            // RFC 9110 §15.5.20 / the contract: the connection ends here.
+            builder = builder.header(http::header::CONNECTION, "close");
         }
         if let Some(origin) = &ctx.allow_origin {
             builder = builder.header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());

@@ -610,6 +610,62 @@ async fn open_loop(
     (all, dur.as_secs_f64())
 }
 
+/// A `len`-byte upload direct, through the gateway (DPoP route) and, when it is installed,
+/// through nginx (`proxy_request_buffering off`, the same copies the gateway makes); the
+/// report line.
+async fn upload_phase(
+    dir: &Path,
+    gw: &Proxy,
+    up: SocketAddr,
+    gw_addr: SocketAddr,
+    key: &PrivateJwk,
+    token: &str,
+    len: u64,
+) -> String {
+    let plain_head = |host: SocketAddr| {
+        Bytes::from(format!(
+            "POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len}\r\n\r\n"
+        ))
+    };
+    let (t_direct, s_direct) = upload(up, plain_head(up), len).await;
+    let head = dpop_request(key, token, &gw_addr.to_string(), "/upload", "POST", len);
+    let rss_before = gw.rss_kib();
+    gw.reset_peak();
+    let cpu_before = gw.cpu_ns();
+    let (t_gw, s_gw) = upload(gw_addr, head, len).await;
+    let gw_busy = gw.cpu_ns().saturating_sub(cpu_before) as f64 / 1e9 / t_gw.max(1e-9);
+    let growth_kib = gw.peak_rss_kib().saturating_sub(rss_before);
+    let mib = len as f64 / (1 << 20) as f64;
+    let rate = |t: f64| mib / t.max(1e-9);
+    let mut line = format!(
+        "upload of {mib:.0} MiB: direct {:.0} MiB/s (status {s_direct}), through the gateway {:.0} MiB/s (status {s_gw}) = {:.0}% of direct, the gateway's core {:.0}% busy; gateway RSS growth {:.1} MiB",
+        rate(t_direct),
+        rate(t_gw),
+        100.0 * t_direct / t_gw.max(1e-9),
+        100.0 * gw_busy,
+        growth_kib as f64 / 1024.0
+    );
+    match start_nginx(dir, up) {
+        Ok(ngx) => {
+            let cpu_before = ngx.cpu_ns();
+            let (t_ngx, s_ngx) = upload(ngx.addr, plain_head(ngx.addr), len).await;
+            let busy = ngx.cpu_ns().saturating_sub(cpu_before) as f64 / 1e9 / t_ngx.max(1e-9);
+            let _ = write!(
+                line,
+                "; through nginx {:.0} MiB/s (status {s_ngx}) = {:.0}% of direct, its core {:.0}% busy",
+                rate(t_ngx),
+                100.0 * t_direct / t_ngx.max(1e-9),
+                100.0 * busy
+            );
+            ngx.stop();
+        }
+        Err(e) => {
+            let _ = write!(line, "; nginx skipped: {e}");
+        }
+    }
+    line
+}
+
 /// One request with a `len`-byte body streamed in 64 KiB writes; returns (seconds, status).
 async fn upload(addr: SocketAddr, head: Bytes, len: u64) -> (f64, u16) {
     let Ok(mut s) = TcpStream::connect(addr).await else {
@@ -705,6 +761,12 @@ fn start_gateway(dir: &Path, name: &str, yaml: &str, addr: SocketAddr) -> Result
         .arg(dir.join(format!("{name}.perf.data")))
         .arg("--")
         .arg(gateway_bin());
+        c
+    } else if std::env::var("LOADBENCH_PROFILE").is_ok_and(|v| v == "strace") {
+        let mut c = pinned(0, "strace");
+        c.args(["-f", "-e", "trace=network,read,write,writev,readv", "-o"])
+            .arg(dir.join(format!("{name}.strace")))
+            .arg(gateway_bin());
         c
     } else {
         pinned(0, gateway_bin())
@@ -811,6 +873,7 @@ http {{
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_request_buffering off;
+      client_body_buffer_size 1m;
     }}
   }}
 }}
@@ -1128,6 +1191,20 @@ async fn run(plan: Plan) -> String {
     // LOADBENCH_ONLY=open runs (c) and then the open-loop pair (for the latency tail);
     // LOADBENCH_ONLY=b runs (a) and (b) (for profiling the proxy hop).
     let only = std::env::var("LOADBENCH_ONLY").unwrap_or_default();
+    if only == "upload" {
+        let line = upload_phase(
+            &dir,
+            &gw,
+            up,
+            gw_addr,
+            &keys[0],
+            &tokens[0],
+            plan.upload_bytes,
+        )
+        .await;
+        gw.stop();
+        return format!("{line}\n");
+    }
     let only_c = only == "c";
     let only_open = only == "open";
     if !only_c && !only_open {
@@ -1263,32 +1340,16 @@ async fn run(plan: Plan) -> String {
         return format!("{}\n", rows.join("\n"));
     }
 
-    // A streamed upload through (c) and direct.
-    let direct_head = Bytes::from(format!(
-        "POST /upload HTTP/1.1\r\nHost: {up}\r\nContent-Length: {}\r\n\r\n",
-        plan.upload_bytes
-    ));
-    let (t_direct, s_direct) = upload(up, direct_head, plan.upload_bytes).await;
-    let head = dpop_request(
+    let upload_line = upload_phase(
+        &dir,
+        &gw,
+        up,
+        gw_addr,
         &keys[0],
         &tokens[0],
-        &gw_addr.to_string(),
-        "/upload",
-        "POST",
         plan.upload_bytes,
-    );
-    let rss_before = gw.rss_kib();
-    gw.reset_peak();
-    let (t_gw, s_gw) = upload(gw_addr, head, plan.upload_bytes).await;
-    let growth_kib = gw.peak_rss_kib().saturating_sub(rss_before);
-    let mib = plan.upload_bytes as f64 / (1 << 20) as f64;
-    let upload_line = format!(
-        "upload of {mib:.0} MiB: direct {:.0} MiB/s (status {s_direct}), through the gateway {:.0} MiB/s (status {s_gw}) = {:.0}% of direct; gateway RSS growth {:.1} MiB",
-        mib / t_direct.max(1e-9),
-        mib / t_gw.max(1e-9),
-        100.0 * t_direct / t_gw.max(1e-9),
-        growth_kib as f64 / 1024.0
-    );
+    )
+    .await;
     let final_rss = gw.rss_kib();
     gw.stop();
 

@@ -1,7 +1,13 @@
-//! Time limits on an HTTP/1.1 connection that hyper does not express the way the contract
+//! Limits on an HTTP/1.1 connection that hyper does not express the way the contract
 //! promises: a request head must arrive within `header_read_timeout` of its first byte, or
 //! the client gets `408 Request Timeout` and the connection is closed (hyper would close it
-//! without a word); a keep-alive connection idle for `idle_timeout` between requests is closed.
+//! without a word); a head longer than `max_header_bytes` gets `431` and the connection is
+//! closed; a keep-alive connection idle for `idle_timeout` between requests is closed.
+//!
+//! The head size is counted here rather than with hyper's `max_buf_size`, because that one
+//! number also caps every read of a body: a 64 KiB cap costs a third of an upload's
+//! throughput (see the upload figures in `benches/README.md`). A head that arrives pipelined
+//! behind a body is read before its turn and is checked again, as parsed, by the pipeline.
 //!
 //! The wrapper sits between the (TLS-decrypted) stream and hyper and watches the bytes: a head
 //! starts with the first byte read while idle and ends at the first `CRLF CRLF`; any byte
@@ -18,8 +24,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// What a client waiting too long for its head is told before the connection closes.
-const REQUEST_TIMEOUT: &[u8] =
-    b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: application/json\r\ncache-control: no-store\r\ncontent-length: 89\r\n\r\n{\"error\":\"invalid_request\",\"error_description\":\"the request head did not arrive in time\"}";
+
+/// What a client sending a head over `max_header_bytes` is told before the connection closes.
+const HEAD_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-type: application/json\r\ncache-control: no-store\r\ncontent-length: 91\r\n\r\n{\"error\":\"invalid_request\",\"error_description\":\"the request head is over max_header_bytes\"}";
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -29,8 +37,10 @@ enum Phase {
     /// Waiting for the first byte of a request (keep-alive), `idle_timeout`.
     Idle,
     /// Reading a head, `header_read_timeout` from its first byte; `matched` counts the bytes
-    /// of `CRLF CRLF` seen so far.
-    Head { matched: u8 },
+    /// of `CRLF CRLF` seen so far, `len` the bytes of the head.
+    Head { matched: u8, len: usize },
+    /// The head went past `max_header_bytes` before its end.
+    TooLarge,
     /// Head done: body and response are the body's and hyper's business.
     Busy,
     /// HTTP/2: no limits here.
@@ -45,26 +55,52 @@ pub struct Deadlines<IO> {
     /// While the bytes read so far are a prefix of the HTTP/2 preface: how many. The head
     /// deadline runs until the whole preface has arrived (one `P` must not switch it off).
     preface: Option<usize>,
-    header_timeout: Duration,
-    idle_timeout: Duration,
+    limits: HeadLimits,
+}
+
+/// The limits [`Deadlines`] applies, from the config's `limits` block.
+#[derive(Clone, Copy, Debug)]
+pub struct HeadLimits {
+    /// `header_read_timeout`: from a head's first byte to its end.
+    pub header_timeout: Duration,
+    /// `idle_timeout`: between requests on a keep-alive connection.
+    pub idle_timeout: Duration,
+    /// `max_header_bytes`: the whole head, request line to the blank line.
+    pub max_head_bytes: usize,
 }
 
 impl<IO> Deadlines<IO> {
     /// Wraps `inner`; `h2` when ALPN already chose HTTP/2. A new connection is given
     /// `header_timeout` for its first head, counted from the connection (slowloris).
-    pub fn new(inner: IO, header_timeout: Duration, idle_timeout: Duration, h2: bool) -> Self {
+    pub fn new(inner: IO, limits: HeadLimits, h2: bool) -> Self {
         Deadlines {
             inner,
-            sleep: Box::pin(tokio::time::sleep(header_timeout)),
+            sleep: Box::pin(tokio::time::sleep(limits.header_timeout)),
             phase: if h2 {
                 Phase::Passthrough
             } else {
-                Phase::Head { matched: 0 }
+                Phase::Head { matched: 0, len: 0 }
             },
             preface: if h2 { None } else { Some(0) },
-            header_timeout,
-            idle_timeout,
+            limits,
         }
+    }
+
+    /// Writes `response` (best effort: the client may not even read it) and ends the
+    /// connection with `message`.
+    fn refuse(
+        &mut self,
+        cx: &mut Context<'_>,
+        response: &[u8],
+        kind: io::ErrorKind,
+        message: &'static str,
+    ) -> Poll<io::Result<()>>
+    where
+        IO: AsyncWrite + Unpin,
+    {
+        let _ = Pin::new(&mut self.inner).poll_write(cx, response);
+        let _ = Pin::new(&mut self.inner).poll_flush(cx);
+        Poll::Ready(Err(io::Error::new(kind, message)))
     }
 }
 
@@ -94,17 +130,22 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
                             // HTTP/1: the bytes held back as a possible preface count too.
                             this.preface = None;
                             let held = &H2_PREFACE[..seen];
-                            let timeout = this.header_timeout;
-                            advance(&mut this.phase, this.sleep.as_mut(), timeout, held);
-                            advance(&mut this.phase, this.sleep.as_mut(), timeout, new);
+                            let limits = this.limits;
+                            advance(&mut this.phase, this.sleep.as_mut(), &limits, held);
+                            advance(&mut this.phase, this.sleep.as_mut(), &limits, new);
                         }
                     }
-                    _ => advance(
-                        &mut this.phase,
-                        this.sleep.as_mut(),
-                        this.header_timeout,
-                        new,
-                    ),
+                    _ => advance(&mut this.phase, this.sleep.as_mut(), &this.limits, new),
+                }
+                if this.phase == Phase::TooLarge {
+                    // hyper never sees these bytes: the request is not parsed, not forwarded.
+                    buf.set_filled(before);
+                    return this.refuse(
+                        cx,
+                        HEAD_TOO_LARGE,
+                        io::ErrorKind::InvalidData,
+                        "request head over max_header_bytes",
+                    );
                 }
                 Poll::Ready(Ok(()))
             }
@@ -117,13 +158,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
                     return Poll::Pending;
                 }
                 if let Phase::Head { .. } = this.phase {
-                    // Best effort: the client may not even read it.
-                    let _ = Pin::new(&mut this.inner).poll_write(cx, REQUEST_TIMEOUT);
-                    let _ = Pin::new(&mut this.inner).poll_flush(cx);
-                    return Poll::Ready(Err(io::Error::new(
+                    return this.refuse(
+                        cx,
+                        REQUEST_TIMEOUT,
                         io::ErrorKind::TimedOut,
                         "request head not received within header_read_timeout",
-                    )));
+                    );
                 }
                 // Idle past idle_timeout: end of stream, hyper closes quietly.
                 Poll::Ready(Ok(()))
@@ -133,19 +173,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
 }
 
 /// Moves the phase along the bytes just read.
-fn advance(phase: &mut Phase, sleep: Pin<&mut Sleep>, header_timeout: Duration, new: &[u8]) {
+fn advance(phase: &mut Phase, sleep: Pin<&mut Sleep>, limits: &HeadLimits, new: &[u8]) {
     if new.is_empty() {
         return;
     }
-    let mut matched = match *phase {
+    let (mut matched, len) = match *phase {
         Phase::Idle => {
-            sleep.reset(Instant::now() + header_timeout);
-            0
+            sleep.reset(Instant::now() + limits.header_timeout);
+            (0, 0)
         }
-        Phase::Head { matched } => matched,
-        Phase::Busy | Phase::Passthrough => return,
+        Phase::Head { matched, len } => (matched, len),
+        Phase::Busy | Phase::Passthrough | Phase::TooLarge => return,
     };
-    for &b in new {
+    for (i, &b) in new.iter().enumerate() {
         matched = match (matched, b) {
             (0 | 2, b'\r') => matched + 1,
             (1 | 3, b'\n') => matched + 1,
@@ -153,11 +193,20 @@ fn advance(phase: &mut Phase, sleep: Pin<&mut Sleep>, header_timeout: Duration, 
             _ => 0,
         };
         if matched == 4 {
-            *phase = Phase::Busy;
+            *phase = if len + i < limits.max_head_bytes {
+                Phase::Busy
+            } else {
+                Phase::TooLarge
+            };
             return;
         }
     }
-    *phase = Phase::Head { matched };
+    let len = len + new.len();
+    *phase = if len <= limits.max_head_bytes {
+        Phase::Head { matched, len }
+    } else {
+        Phase::TooLarge
+    };
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
@@ -179,7 +228,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
                 }
                 this.sleep
                     .as_mut()
-                    .reset(Instant::now() + this.idle_timeout);
+                    .reset(Instant::now() + this.limits.idle_timeout);
             }
         }
         res
@@ -198,12 +247,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
 mod tests {
     use super::*;
 
+    const LIMITS: HeadLimits = HeadLimits {
+        header_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(1),
+        max_head_bytes: 64,
+    };
+
     fn run(bytes: &[&[u8]]) -> Phase {
-        let mut phase = Phase::Head { matched: 0 };
+        let mut phase = Phase::Head { matched: 0, len: 0 };
         let sleep = tokio::time::sleep(Duration::from_secs(1));
         tokio::pin!(sleep);
         for b in bytes {
-            advance(&mut phase, sleep.as_mut(), Duration::from_secs(1), b);
+            advance(&mut phase, sleep.as_mut(), &LIMITS, b);
         }
         phase
     }
@@ -217,8 +272,57 @@ mod tests {
         );
         assert_eq!(
             run(&[b"GET / HTTP/1.1\r\nhost: a\r\n"]),
-            Phase::Head { matched: 2 }
+            Phase::Head {
+                matched: 2,
+                len: 25
+            }
         );
         assert_eq!(run(&[b"GET / HTTP/1.1\r\r\n\r\n"]), Phase::Busy);
+    }
+
+    #[tokio::test]
+    async fn a_head_of_max_header_bytes_passes_and_one_byte_more_does_not() {
+        // 64 bytes with the blank line, whole or split; body bytes after it do not count.
+        let head = format!("GET / HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(41));
+        assert_eq!(head.len(), 64);
+        assert_eq!(run(&[head.as_bytes()]), Phase::Busy);
+        assert_eq!(
+            run(&[&head.as_bytes()[..40], &head.as_bytes()[40..]]),
+            Phase::Busy
+        );
+        let with_body = format!("{head}{}", "b".repeat(1000));
+        assert_eq!(run(&[with_body.as_bytes()]), Phase::Busy);
+        let over = format!("GET / HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(42));
+        assert_eq!(run(&[over.as_bytes()]), Phase::TooLarge);
+        assert_eq!(
+            run(&[&over.as_bytes()[..64], &over.as_bytes()[64..]]),
+            Phase::TooLarge
+        );
+        // No end in sight: refused as soon as the count passes the limit.
+        assert_eq!(run(&[&[b'a'; 65]]), Phase::TooLarge);
+        assert_eq!(
+            run(&[&[b'a'; 64]]),
+            Phase::Head {
+                matched: 0,
+                len: 64
+            }
+        );
+    }
+
+    #[test]
+    fn the_canned_responses_say_their_length() {
+        for r in [REQUEST_TIMEOUT, HEAD_TOO_LARGE] {
+            let text = std::str::from_utf8(r).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(len, body.len(), "{head}");
+            let json: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(json["error"], "invalid_request");
+        }
     }
 }

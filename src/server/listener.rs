@@ -15,7 +15,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::config::Limits;
 use crate::pipeline::{self, ConnMeta, State};
 
-use super::deadline::Deadlines;
+use super::deadline::{Deadlines, HeadLimits};
 use super::tls::ReloadingAcceptor;
 
 /// Serves `listener` until `shutdown` flips, then drains connections for at most `drain`.
@@ -61,13 +61,17 @@ pub(crate) async fn serve(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let handshake_timeout = limits.header_read_timeout;
-        let idle_timeout = limits.idle_timeout;
+        let head_limits = HeadLimits {
+            header_timeout: limits.header_read_timeout,
+            idle_timeout: limits.idle_timeout,
+            max_head_bytes: limits.max_header_bytes,
+        };
         tokio::spawn(async move {
             let _permit = permit;
             let _gauge = gauge;
             match tls {
                 None => {
-                    let io = Deadlines::new(stream, handshake_timeout, idle_timeout, false);
+                    let io = Deadlines::new(stream, head_limits, false);
                     let conn = builder.serve_connection(TokioIo::new(io), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(error = %e, "connection ended with an error");
@@ -87,7 +91,7 @@ pub(crate) async fn serve(
                         }
                     };
                     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let io = Deadlines::new(tls_stream, handshake_timeout, idle_timeout, h2);
+                    let io = Deadlines::new(tls_stream, head_limits, h2);
                     let conn = builder.serve_connection(TokioIo::new(io), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(error = %e, "connection ended with an error");
@@ -121,11 +125,18 @@ impl Drop for GaugeGuard {
     }
 }
 
+/// The most an HTTP/1 connection reads at once. hyper starts at 8 KiB and grows the buffer
+/// only while reads fill it, i.e. while a body arrives faster than it is forwarded. A 1 GiB
+/// upload ran at 1.4 GB/s with 64 KiB reads and 1.9-2.1 GB/s with 512 KiB (1 MiB: the same).
+const READ_BUFFER_BYTES: usize = 512 * 1024;
+
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .max_buf_size(limits.max_header_bytes)
+        // The head is limited by `Deadlines` (max_header_bytes); this bounds each read, which
+        // a streamed body wants large.
+        .max_buf_size(READ_BUFFER_BYTES.max(limits.max_header_bytes))
         // `Deadlines` enforces header_read_timeout (with a 408) and idle_timeout instead.
         .header_read_timeout(None)
         .keep_alive(true);

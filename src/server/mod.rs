@@ -401,6 +401,7 @@ async fn build_state(
         algs: config.dpop.algorithms.to_names(),
         cors_allow_origins: config.cors_allow_origins.clone(),
         idle_timeout: config.limits.idle_timeout,
+        max_header_bytes: config.limits.max_header_bytes,
         nonces,
         resource_metadata: config
             .resource_metadata

@@ -22,14 +22,37 @@ fn limits(extra: &str) -> Options {
     }
 }
 
+/// The JSON body of a raw response (after the blank line).
+fn json_body(text: &str) -> serde_json::Value {
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
 #[tokio::test]
 async fn an_oversized_request_head_gets_431_and_is_not_forwarded() {
-    let gw = TestGateway::start_with(limits("  max_header_bytes: 16384")).await;
+    let gw = TestGateway::start_with(limits(
+        "  max_header_bytes: 16384\n  header_read_timeout: 30s",
+    ))
+    .await;
     let big = "x".repeat(20_000);
     let req = format!("GET /open/x HTTP/1.1\r\nhost: a\r\nx-big: {big}\r\n\r\n");
+    // `raw` reads until the gateway closes: the connection ends after the 431.
     let out = client::raw(gw.addr, req.as_bytes()).await;
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    assert!(text.contains("connection: close\r\n"), "{text}");
+    assert_eq!(json_body(&text)["error"], "invalid_request");
+    assert!(gw.upstream.requests().is_empty());
+    // A head that never ends is refused as soon as it passes the limit, not buffered until
+    // header_read_timeout (30 s here) would end it with a 408.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(format!("GET /open/x HTTP/1.1\r\nhost: a\r\nx-big: {big}").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the gateway closed the connection");
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431"));
     assert!(gw.upstream.requests().is_empty());
     // A head under the limit passes.
     let req = format!(
@@ -38,6 +61,41 @@ async fn an_oversized_request_head_gets_431_and_is_not_forwarded() {
     );
     let out = client::raw(gw.addr, req.as_bytes()).await;
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn an_oversized_head_pipelined_behind_a_body_gets_431_and_is_not_forwarded() {
+    // The second head arrives in the same reads as the first request's body, before the
+    // connection is back to reading heads; the pipeline measures it as parsed.
+    let gw = TestGateway::start_with(limits("  max_header_bytes: 16384")).await;
+    let body = "b".repeat(300_000);
+    let big = "x".repeat(20_000);
+    let req = format!(
+        "POST /open/first HTTP/1.1\r\nhost: a\r\ncontent-length: {}\r\n\r\n{body}\
+         GET /open/second HTTP/1.1\r\nhost: a\r\nx-big: {big}\r\n\r\n",
+        body.len()
+    );
+    let out = client::raw(gw.addr, req.as_bytes()).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let second = text
+        .find("HTTP/1.1 431")
+        .map(|i| &text[i..])
+        .unwrap_or_else(|| panic!("no 431 for the pipelined head: {text}"));
+    assert!(second.contains("connection: close\r\n"), "{second}");
+    assert_eq!(json_body(second)["error"], "invalid_request");
+    let seen = gw.upstream.requests();
+    assert_eq!(seen.len(), 1, "only the first request is forwarded");
+    assert_eq!(seen[0].body_len, 300_000);
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("dpop_gateway_requests_total")
+                && l.contains("reason=\"head_too_large\"")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -53,6 +111,7 @@ async fn a_slow_request_head_gets_408_and_the_connection_closes() {
     assert!(read.is_ok(), "the gateway closed the connection");
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
+    assert_eq!(json_body(&text)["error"], "invalid_request");
     assert!(gw.upstream.requests().is_empty());
 }
 
