@@ -185,8 +185,16 @@ fn advance(phase: &mut Phase, sleep: Pin<&mut Sleep>, limits: &HeadLimits, new: 
         Phase::Head { matched, len } => (matched, len),
         Phase::Busy | Phase::Passthrough | Phase::TooLarge => return,
     };
-    for (i, &b) in new.iter().enumerate() {
-        matched = match (matched, b) {
+    let mut i = 0;
+    while i < new.len() {
+        if matched == 0 {
+            // Between line ends: skip to the next CR (a head is mostly field text).
+            match memchr::memchr(b'\r', &new[i..]) {
+                Some(skip) => i += skip,
+                None => break,
+            }
+        }
+        matched = match (matched, new[i]) {
             (0 | 2, b'\r') => matched + 1,
             (1 | 3, b'\n') => matched + 1,
             (_, b'\r') => 1,
@@ -200,6 +208,7 @@ fn advance(phase: &mut Phase, sleep: Pin<&mut Sleep>, limits: &HeadLimits, new: 
             };
             return;
         }
+        i += 1;
     }
     let len = len + new.len();
     *phase = if len <= limits.max_head_bytes {
