@@ -32,7 +32,7 @@ use crate::refusal::{ChallengeContext, Refusal};
 use crate::replay::{Admission, ReplayStore, StoreError};
 use crate::request_uri::{self, UriPolicy};
 use crate::resource_metadata::{self, ResourceMetadata};
-use crate::route::{self, Router};
+use crate::route::{self, Route, Router};
 use crate::token::{self, Scheme, TokenInfo, TokenValidator};
 
 /// Everything the request path needs, built once at start and shared by every connection.
@@ -115,16 +115,17 @@ pub async fn handle(
     let origin = req.headers().get(ORIGIN).cloned();
     let route = state.router.find(req.uri().path());
     let route_label = route.map_or("unmatched", |r| r.prefix.as_str());
-    let nonce_route = state.router.nonce_for(req.uri().path());
+    let nonce_route = state.router.nonce_of(route);
     // What a refusal's `resource_metadata` URL is built from: only the headers `htu` reads, and
-    // none when `public_url` decides alone.
+    // none when `public_url` decides alone, or when no 401 can come (an `auth: none` route).
+    let may_challenge = route.is_none_or(|r| r.auth != AuthMode::None);
     let (uri, headers) = match (&state.resource_metadata, &state.uri_policy.public_url) {
-        (Some(_), None) => (req.uri().clone(), authority_headers(req.headers())),
-        (Some(_), Some(_)) => (req.uri().clone(), http::HeaderMap::new()),
-        (None, _) => (http::Uri::default(), http::HeaderMap::new()),
+        (Some(_), None) if may_challenge => (req.uri().clone(), authority_headers(req.headers())),
+        (Some(_), _) if may_challenge => (req.uri().clone(), http::HeaderMap::new()),
+        _ => (http::Uri::default(), http::HeaderMap::new()),
     };
 
-    let (mut resp, outcome) = match run(&state, req, conn).await {
+    let (mut resp, outcome) = match run(&state, req, conn, route).await {
         Ok((resp, jkt)) => (
             resp,
             Outcome {
@@ -227,6 +228,7 @@ async fn run(
     state: &State,
     req: Request<Incoming>,
     conn: ConnMeta,
+    route: Option<&Route>,
 ) -> Result<(Response<GatewayBody>, Option<String>), Refusal> {
     let (mut parts, incoming) = req.into_parts();
 
@@ -238,9 +240,8 @@ async fn run(
     // 1 route, on a canonical path only: a server behind us must not read another path than
     // the one routes were matched on
     route::check_path(parts.uri.path()).map_err(Refusal::InvalidRequest)?;
-    let route = state.router.find(parts.uri.path());
     let auth = route.map_or(AuthMode::Dpop, |r| r.auth);
-    let nonce_required = state.router.nonce_for(parts.uri.path());
+    let nonce_required = state.router.nonce_of(route);
     let authorized = if auth == AuthMode::None || is_cors_preflight(&parts.method, &parts.headers) {
         None
     } else {

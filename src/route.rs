@@ -60,7 +60,12 @@ impl Router {
 
     /// Whether proofs on `path` need a nonce (`dpop.nonce.enabled` where no route matches).
     pub fn nonce_for(&self, path: &str) -> bool {
-        self.find(path).map_or(self.nonce_default, |r| r.nonce)
+        self.nonce_of(self.find(path))
+    }
+
+    /// Whether proofs need a nonce on `route`, as [`Router::find`] returned it.
+    pub fn nonce_of(&self, route: Option<&Route>) -> bool {
+        route.map_or(self.nonce_default, |r| r.nonce)
     }
 
     /// Every route (for metric pre-registration and the resource metadata).
@@ -75,6 +80,14 @@ impl Router {
 /// characters), with no empty segments, no encoded `/` or `\`, and no `;` parameters on dot
 /// segments (`..;/`, which some servlet containers treat as `..`).
 pub fn check_path(path: &str) -> Result<(), &'static str> {
+    if is_plainly_canonical(path) {
+        return Ok(());
+    }
+    check_path_fully(path)
+}
+
+/// [`check_path`] without its fast path.
+fn check_path_fully(path: &str) -> Result<(), &'static str> {
     let lower = path.to_ascii_lowercase();
     if lower.contains("%2f") || lower.contains("%5c") || path.contains('\\') {
         return Err("the request path contains an encoded slash or a backslash");
@@ -93,6 +106,19 @@ pub fn check_path(path: &str) -> Result<(), &'static str> {
         Ok(_) => Err("the request path is not canonical (dot segments or percent-encoded unreserved characters)"),
         Err(_) => Err("the request path is malformed"),
     }
+}
+
+/// Most paths need none of [`check_path`]'s work: without `%` there is nothing to decode,
+/// without a segment starting with `.` there are no dot segments or `..;`, and with only path
+/// characters and no `//` nothing else can be refused. (A property test holds this against the
+/// full check.)
+fn is_plainly_canonical(path: &str) -> bool {
+    path.starts_with('/')
+        && path
+            .bytes()
+            .all(|b| b != b'%' && crate::dpop::htu::is_path_char(b))
+        && !path.contains("//")
+        && !path.contains("/.")
 }
 
 /// How much a route checks: a request matching several ways gets the strictest.
@@ -139,6 +165,38 @@ mod tests {
             ],
             false,
         )
+    }
+
+    #[test]
+    fn the_fast_path_passes_only_what_the_full_check_passes() {
+        // Paths built from the characters that matter, by a fixed xorshift sequence.
+        const ALPHABET: &[&str] = &[
+            "/", "a", "B", ".", "..", "%", "%2e", "%2F", "%41", ";", "\\", "~", "-", "_", ":", "@",
+            "!", "$", "'", "(", "*", "+", ",", "=", "&", " ", "\"", "é", "%zz", "/.;",
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut fast = 0;
+        for _ in 0..200_000 {
+            let mut path = String::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = 1 + (x % 9) as usize;
+            for k in 0..len {
+                let r = (x >> (k * 6)) as usize;
+                path.push_str(ALPHABET[r % ALPHABET.len()]);
+            }
+            if is_plainly_canonical(&path) {
+                fast += 1;
+                assert_eq!(check_path_fully(&path), Ok(()), "{path:?}");
+            }
+            assert_eq!(
+                check_path(&path).is_ok(),
+                check_path_fully(&path).is_ok(),
+                "{path:?}"
+            );
+        }
+        assert!(fast > 1000, "the fast path was taken {fast} times");
     }
 
     #[test]

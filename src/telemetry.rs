@@ -193,8 +193,13 @@ impl Format {
 }
 
 /// `n` in decimal.
-fn decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
+fn decimal(out: &mut Vec<u8>, n: u64) {
+    padded(out, n, 1);
+}
+
+/// `n` in decimal, zero-padded to `width` digits.
+fn padded(out: &mut Vec<u8>, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
     let mut i = digits.len();
     loop {
         i -= 1;
@@ -204,22 +209,38 @@ fn decimal(out: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
-}
-
-/// `n` in decimal, zero-padded to `width` digits.
-fn padded(out: &mut Vec<u8>, n: u64, width: usize) {
-    let start = out.len();
-    decimal(out, n);
-    let len = out.len() - start;
-    if len < width {
-        out.splice(start..start, std::iter::repeat_n(b'0', width - len));
-    }
+    out.extend_from_slice(&digits[i.min(digits.len().saturating_sub(width))..]);
 }
 
 /// `2026-11-23T15:07:51.661101Z`, as tracing-subscriber's default timer writes it.
 fn rfc3339_micros(out: &mut Vec<u8>, unix_micros: u64) {
+    // The date and time up to the second change once a second: kept per thread.
+    thread_local! {
+        static SECOND: std::cell::Cell<(u64, [u8; 20])> = const { std::cell::Cell::new((u64::MAX, [0; 20])) };
+    }
     let secs = unix_micros / 1_000_000;
+    let (cached, mut prefix) = SECOND.get();
+    if cached != secs {
+        let mut text = Vec::with_capacity(20);
+        rfc3339_seconds(&mut text, secs);
+        if let Ok(p) = <[u8; 20]>::try_from(text.as_slice()) {
+            prefix = p;
+            SECOND.set((secs, prefix));
+        } else {
+            // Years past 9999: not cached, written in full.
+            out.extend_from_slice(&text);
+            padded(out, unix_micros % 1_000_000, 6);
+            out.push(b'Z');
+            return;
+        }
+    }
+    out.extend_from_slice(&prefix);
+    padded(out, unix_micros % 1_000_000, 6);
+    out.push(b'Z');
+}
+
+/// `2026-11-23T15:07:51.` for `secs` since the epoch.
+fn rfc3339_seconds(out: &mut Vec<u8>, secs: u64) {
     let (y, m, d) = civil_from_days(secs / 86_400);
     let tod = secs % 86_400;
     padded(out, y, 4);
@@ -234,8 +255,6 @@ fn rfc3339_micros(out: &mut Vec<u8>, unix_micros: u64) {
     out.push(b':');
     padded(out, tod % 60, 2);
     out.push(b'.');
-    padded(out, unix_micros % 1_000_000, 6);
-    out.push(b'Z');
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -547,6 +566,16 @@ mod tests {
         assert_eq!(ts(951_782_400_000_001), "2000-02-29T00:00:00.000001Z");
         assert_eq!(ts(1_709_251_199_999_999), "2024-02-29T23:59:59.999999Z");
         assert_eq!(ts(4_102_444_800_000_000), "2100-01-01T00:00:00.000000Z");
+        // The same second again (from the per-thread prefix), the next one, and back.
+        assert_eq!(ts(4_102_444_800_123_456), "2100-01-01T00:00:00.123456Z");
+        assert_eq!(ts(4_102_444_801_000_000), "2100-01-01T00:00:01.000000Z");
+        assert_eq!(ts(0), "1970-01-01T00:00:00.000000Z");
+        // A five-digit year is written in full, not cached.
+        assert_eq!(ts(253_402_300_800_000_007), "10000-01-01T00:00:00.000007Z");
+        let mut b = Vec::new();
+        padded(&mut b, 7, 3);
+        padded(&mut b, 1234, 2);
+        assert_eq!(b, b"0071234");
     }
 
     #[test]

@@ -1191,17 +1191,10 @@ async fn run(plan: Plan) -> String {
     // LOADBENCH_ONLY=open runs (c) and then the open-loop pair (for the latency tail);
     // LOADBENCH_ONLY=b runs (a) and (b) (for profiling the proxy hop).
     let only = std::env::var("LOADBENCH_ONLY").unwrap_or_default();
+    let (d, g, k, t, len) = (&dir, &gw, &keys[0], &tokens[0], plan.upload_bytes);
+    let upload = move || upload_phase(d, g, up, gw_addr, k, t, len);
     if only == "upload" {
-        let line = upload_phase(
-            &dir,
-            &gw,
-            up,
-            gw_addr,
-            &keys[0],
-            &tokens[0],
-            plan.upload_bytes,
-        )
-        .await;
+        let line = upload().await;
         gw.stop();
         return format!("{line}\n");
     }
@@ -1340,16 +1333,7 @@ async fn run(plan: Plan) -> String {
         return format!("{}\n", rows.join("\n"));
     }
 
-    let upload_line = upload_phase(
-        &dir,
-        &gw,
-        up,
-        gw_addr,
-        &keys[0],
-        &tokens[0],
-        plan.upload_bytes,
-    )
-    .await;
+    let upload_line = upload().await;
     let final_rss = gw.rss_kib();
     gw.stop();
 

@@ -254,7 +254,8 @@ fn is_reg_name_char(b: u8) -> bool {
 }
 
 /// pchar or `/`, minus `%` (handled separately), RFC 3986 §3.3.
-fn is_path_char(b: u8) -> bool {
+/// RFC 3986 `pchar` and `/`, percent-encodings aside.
+pub(crate) fn is_path_char(b: u8) -> bool {
     is_unreserved(b) || is_sub_delim(b) || matches!(b, b':' | b'@' | b'/')
 }
 

@@ -46,6 +46,15 @@ fn is_token_scheme(value: &[u8]) -> bool {
 /// Headers a `Connection` header may not remove: they route and frame the request.
 const NOT_NOMINABLE: [HeaderName; 2] = [header::HOST, header::CONTENT_LENGTH];
 
+/// Where a request came from, as a client (or an earlier proxy) claims it: dropped unless
+/// `trust_forwarded`, since only our own `X-Forwarded-*` values can be vouched for.
+const CLIENT_FORWARDING: [HeaderName; 4] = [
+    header::FORWARDED,
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-real-ip"),
+    X_FORWARDED_FOR,
+];
+
 /// What [`prepare_request`] needs to know about the request and its caller.
 pub struct ForwardContext<'a> {
     /// `forward`: the authorization mode and the identity header names.
@@ -77,18 +86,35 @@ pub struct Identity<'a> {
 /// `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`,
 /// `Proxy-Authorization` and `Proxy-Authenticate`. For requests and responses alike.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let nominated: Vec<HeaderName> = headers
+    let nominated = nominated(headers);
+    remove_where(headers, |name| is_hop_by_hop(name, &nominated));
+}
+
+/// The headers a `Connection` header names, besides the usual `keep-alive` (hop-by-hop
+/// anyway) and `close` (an option, no header): nothing is allocated for those.
+fn nominated(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .filter(|name| !NOT_NOMINABLE.contains(name))
-        .collect();
-    for name in nominated {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
+        .collect()
+}
+
+fn is_hop_by_hop(name: &HeaderName, nominated: &[HeaderName]) -> bool {
+    HOP_BY_HOP.contains(name) || nominated.contains(name)
+}
+
+/// Removes every header `doomed` picks, in one pass over the headers present: a request has
+/// a handful, while the names to drop are a dozen or more, and a `remove` per name hashes it
+/// whether it is there or not.
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    let found: Vec<HeaderName> = headers.keys().filter(|n| doomed(n)).cloned().collect();
+    for name in found {
         headers.remove(name);
     }
 }
@@ -98,16 +124,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// sets `Authorization` per `forward.authorization` and the identity headers when the caller
 /// is known; appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`/`-Host`.
 pub fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
-    // 1. What the client sent that the upstream must not see or must not trust.
-    headers.remove(DPOP);
-    strip_hop_by_hop(headers);
+    // 1. What the client sent that the upstream must not see or must not trust: the proof,
+    // hop-by-hop headers, identity headers and (unless trusted) forwarding claims.
     let names = &ctx.config.identity_headers;
-    for name in [&names.subject, &names.client_id, &names.scope, &names.jkt]
-        .into_iter()
-        .flatten()
-    {
-        headers.remove(name);
-    }
+    let identity_names = [&names.subject, &names.client_id, &names.scope, &names.jkt];
+    let nominated = nominated(headers);
+    remove_where(headers, |name| {
+        *name == DPOP
+            || is_hop_by_hop(name, &nominated)
+            || identity_names.iter().any(|n| n.as_ref() == Some(name))
+            || (!ctx.trust_forwarded && CLIENT_FORWARDING.contains(name))
+    });
 
     // 2. What the gateway vouches for. Without a verified caller (auth: none, a preflight),
     // a Bearer or DPoP token is removed unless `keep`: the upstream trusts Bearer tokens from
@@ -144,12 +171,6 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
     }
 
     // 3. Where the request came from.
-    if !ctx.trust_forwarded {
-        for name in ["forwarded", "x-forwarded-port", "x-real-ip"] {
-            headers.remove(name);
-        }
-        headers.remove(&X_FORWARDED_FOR);
-    }
     append_forwarded_for(headers, ctx.client_addr);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(ctx.proto));
     match ctx.host {
@@ -184,17 +205,43 @@ fn set_authorization(headers: &mut HeaderMap, mode: ForwardAuthorization, token:
 
 /// `X-Forwarded-For: <existing>, <client>`: earlier hops are kept, in order, in one value.
 fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
-    let client = client.to_string();
-    let mut value: Vec<u8> = Vec::new();
+    let mut value: Vec<u8> = Vec::with_capacity(48);
     for existing in headers.get_all(&X_FORWARDED_FOR) {
         value.extend_from_slice(existing.as_bytes());
         value.extend_from_slice(b", ");
     }
-    value.extend_from_slice(client.as_bytes());
-    let value = HeaderValue::from_bytes(&value).unwrap_or_else(|_| {
-        HeaderValue::from_str(&client).unwrap_or(HeaderValue::from_static("unknown"))
+    push_ip(&mut value, client);
+    // The buffer becomes the value without a copy; an address alone is always a valid value.
+    let value = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).unwrap_or_else(|_| {
+        let mut alone = Vec::new();
+        push_ip(&mut alone, client);
+        HeaderValue::from_bytes(&alone).unwrap_or(HeaderValue::from_static("unknown"))
     });
     headers.insert(X_FORWARDED_FOR, value);
+}
+
+/// `ip` as `Display` writes it; IPv4 by hand (every request formats the client's address).
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write as _;
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -246,6 +293,22 @@ mod tests {
             proto: "https",
             trust_forwarded: true,
             host: None,
+        }
+    }
+
+    #[test]
+    fn client_addresses_are_written_as_display_writes_them() {
+        let mut ips: Vec<IpAddr> = [0u8, 1, 9, 10, 42, 99, 100, 199, 200, 255]
+            .iter()
+            .flat_map(|&a| [0u8, 7, 10, 100, 255].map(|b| IpAddr::V4(Ipv4Addr::new(a, b, b, a))))
+            .collect();
+        ips.push("::1".parse().unwrap());
+        ips.push("2001:db8::7:0:1".parse().unwrap());
+        ips.push("::ffff:192.0.2.1".parse().unwrap());
+        for ip in ips {
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
         }
     }
 
