@@ -1511,11 +1511,36 @@ async fn soak_run(
     let samples = Rc::new(RefCell::new(Vec::new()));
     let pid = gw.child.id();
     let s2 = Rc::clone(&samples);
+    // The admin address, from the startup line: replay entries and requests in flight go
+    // beside RSS, so a step in RSS can be told from the store's growth or a backlog.
+    let admin = std::fs::read_to_string(r.dir.join("gateway-memory.log"))
+        .ok()
+        .and_then(|log| {
+            let at = log.find("admin_addr=")? + "admin_addr=".len();
+            log[at..]
+                .split_whitespace()
+                .next()?
+                .parse::<SocketAddr>()
+                .ok()
+        });
     let sampler = tokio::task::spawn_local(async move {
         let t0 = clock::monotonic();
         loop {
-            s2.borrow_mut()
-                .push((t0.elapsed().as_secs(), status_kib(pid, "VmRSS:")));
+            let rss = status_kib(pid, "VmRSS:");
+            let gauges = match admin {
+                Some(a) => {
+                    scrape(
+                        a,
+                        &[
+                            "dpop_gateway_replay_cache_entries",
+                            "dpop_gateway_in_flight_requests",
+                        ],
+                    )
+                    .await
+                }
+                None => vec![None, None],
+            };
+            s2.borrow_mut().push((t0.elapsed().as_secs(), rss, gauges));
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
     });
@@ -1530,12 +1555,43 @@ async fn soak_run(
     let _ = writeln!(out, "| run | req/s | p50 µs | p99 µs | p99.9 µs | proxy CPU µs/req | peak RSS MiB | errors | notes |");
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
     let _ = writeln!(out, "{}", ph.row());
-    let _ = writeln!(out, "\n| t (s) | gateway RSS (MiB) |\n|---:|---:|");
-    for (t, kib) in samples.borrow().iter() {
-        let _ = writeln!(out, "| {t} | {:.1} |", *kib as f64 / 1024.0);
+    let _ = writeln!(
+        out,
+        "\n| t (s) | gateway RSS (MiB) | replay entries | requests in flight |\n|---:|---:|---:|---:|"
+    );
+    let show = |v: &Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+    for (t, kib, gauges) in samples.borrow().iter() {
+        let _ = writeln!(
+            out,
+            "| {t} | {:.1} | {} | {} |",
+            *kib as f64 / 1024.0,
+            show(&gauges[0]),
+            show(&gauges[1])
+        );
     }
     let _ = std::fs::write(r.dir.join("../soak.md"), &out);
     out
+}
+
+/// The values of unlabelled gauges `names` from the admin `/metrics` at `admin`.
+async fn scrape(admin: SocketAddr, names: &[&str]) -> Vec<Option<f64>> {
+    let mut text = String::new();
+    if let Ok(mut s) = TcpStream::connect(admin).await {
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
+        if s.write_all(req.as_bytes()).await.is_ok() {
+            let mut body = Vec::new();
+            let _ = s.read_to_end(&mut body).await;
+            text = String::from_utf8_lossy(&body).into_owned();
+        }
+    }
+    names
+        .iter()
+        .map(|name| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect()
 }
 
 fn cpu_model() -> String {
