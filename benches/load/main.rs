@@ -1513,16 +1513,24 @@ async fn soak_run(
     let s2 = Rc::clone(&samples);
     // The admin address, from the startup line: replay entries and requests in flight go
     // beside RSS, so a step in RSS can be told from the store's growth or a backlog.
-    let admin = std::fs::read_to_string(r.dir.join("gateway-memory.log"))
-        .ok()
-        .and_then(|log| {
-            let at = log.find("admin_addr=")? + "admin_addr=".len();
-            log[at..]
-                .split_whitespace()
-                .next()?
-                .parse::<SocketAddr>()
-                .ok()
-        });
+    // (The log is written in batches: the line may take a moment to appear.)
+    let mut admin = None;
+    for _ in 0..30 {
+        admin = std::fs::read_to_string(r.dir.join("gateway-memory.log"))
+            .ok()
+            .and_then(|log| {
+                let at = log.find("admin_addr=")? + "admin_addr=".len();
+                log[at..]
+                    .split_whitespace()
+                    .next()?
+                    .parse::<SocketAddr>()
+                    .ok()
+            });
+        if admin.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let sampler = tokio::task::spawn_local(async move {
         let t0 = clock::monotonic();
         loop {
