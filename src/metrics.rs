@@ -36,6 +36,9 @@ pub struct Metrics {
     pub upstream_duration: Histogram,
     /// `dpop_gateway_upstream_errors_total{kind}`.
     pub upstream_errors: IntCounterVec,
+    /// `dpop_gateway_connection_refusals_total{reason}`: connections ended before a request
+    /// was parsed (`head_too_large`, `head_timeout`); these never reach the request metrics.
+    pub connection_refusals: IntCounterVec,
     /// `dpop_gateway_in_flight_requests`.
     pub in_flight: IntGauge,
     /// `dpop_gateway_open_connections{listener}`.
@@ -121,6 +124,13 @@ impl Metrics {
                 Opts::new("dpop_gateway_upstream_errors_total", "Upstream failures by kind."),
                 &["kind"],
             )?,
+            connection_refusals: IntCounterVec::new(
+                Opts::new(
+                    "dpop_gateway_connection_refusals_total",
+                    "Connections refused before a request was read, by reason.",
+                ),
+                &["reason"],
+            )?,
             in_flight: IntGauge::new(
                 "dpop_gateway_in_flight_requests",
                 "Requests being handled now.",
@@ -192,6 +202,9 @@ impl Metrics {
         for kind in ["connect", "timeout", "protocol"] {
             m.upstream_errors.with_label_values(&[kind]);
         }
+        for reason in ["head_too_large", "head_timeout"] {
+            m.connection_refusals.with_label_values(&[reason]);
+        }
         for policy in ["reject", "allow"] {
             m.replay_store_errors.with_label_values(&[policy]);
         }
@@ -222,6 +235,7 @@ impl Metrics {
         r.register(Box::new(self.verification_duration.clone()))?;
         r.register(Box::new(self.upstream_duration.clone()))?;
         r.register(Box::new(self.upstream_errors.clone()))?;
+        r.register(Box::new(self.connection_refusals.clone()))?;
         r.register(Box::new(self.in_flight.clone()))?;
         r.register(Box::new(self.open_connections.clone()))?;
         r.register(Box::new(self.replay_entries.clone()))?;

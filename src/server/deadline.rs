@@ -56,6 +56,16 @@ pub struct Deadlines<IO> {
     /// deadline runs until the whole preface has arrived (one `P` must not switch it off).
     preface: Option<usize>,
     limits: HeadLimits,
+    counters: RefusalCounters,
+}
+
+/// The counters of `dpop_gateway_connection_refusals_total` [`Deadlines`] adds to.
+#[derive(Clone, Debug)]
+pub struct RefusalCounters {
+    /// `reason="head_too_large"`.
+    pub head_too_large: prometheus::IntCounter,
+    /// `reason="head_timeout"`.
+    pub head_timeout: prometheus::IntCounter,
 }
 
 /// The limits [`Deadlines`] applies, from the config's `limits` block.
@@ -72,7 +82,7 @@ pub struct HeadLimits {
 impl<IO> Deadlines<IO> {
     /// Wraps `inner`; `h2` when ALPN already chose HTTP/2. A new connection is given
     /// `header_timeout` for its first head, counted from the connection (slowloris).
-    pub fn new(inner: IO, limits: HeadLimits, h2: bool) -> Self {
+    pub fn new(inner: IO, limits: HeadLimits, counters: RefusalCounters, h2: bool) -> Self {
         Deadlines {
             inner,
             sleep: Box::pin(tokio::time::sleep(limits.header_timeout)),
@@ -83,6 +93,7 @@ impl<IO> Deadlines<IO> {
             },
             preface: if h2 { None } else { Some(0) },
             limits,
+            counters,
         }
     }
 
@@ -140,6 +151,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
                 if this.phase == Phase::TooLarge {
                     // hyper never sees these bytes: the request is not parsed, not forwarded.
                     buf.set_filled(before);
+                    this.counters.head_too_large.inc();
                     return this.refuse(
                         cx,
                         HEAD_TOO_LARGE,
@@ -158,6 +170,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
                     return Poll::Pending;
                 }
                 if let Phase::Head { .. } = this.phase {
+                    this.counters.head_timeout.inc();
                     return this.refuse(
                         cx,
                         REQUEST_TIMEOUT,

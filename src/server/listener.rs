@@ -15,7 +15,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::config::Limits;
 use crate::pipeline::{self, ConnMeta, State};
 
-use super::deadline::{Deadlines, HeadLimits};
+use super::deadline::{Deadlines, HeadLimits, RefusalCounters};
 use super::tls::ReloadingAcceptor;
 
 /// Serves `listener` until `shutdown` flips, then drains connections for at most `drain`.
@@ -34,6 +34,11 @@ pub(crate) async fn serve(
     ));
     let scheme = if tls.is_some() { "https" } else { "http" };
     let label = scheme;
+    let refusals = &state.metrics.connection_refusals;
+    let counters = RefusalCounters {
+        head_too_large: refusals.with_label_values(&["head_too_large"]),
+        head_timeout: refusals.with_label_values(&["head_timeout"]),
+    };
     loop {
         // Past max_connections, connections wait in the listen backlog until a slot frees.
         let permit = tokio::select! {
@@ -61,6 +66,7 @@ pub(crate) async fn serve(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let handshake_timeout = limits.header_read_timeout;
+        let counters = counters.clone();
         let head_limits = HeadLimits {
             header_timeout: limits.header_read_timeout,
             idle_timeout: limits.idle_timeout,
@@ -71,7 +77,7 @@ pub(crate) async fn serve(
             let _gauge = gauge;
             match tls {
                 None => {
-                    let io = Deadlines::new(stream, head_limits, false);
+                    let io = Deadlines::new(stream, head_limits, counters, false);
                     let conn = builder.serve_connection(TokioIo::new(io), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(error = %e, "connection ended with an error");
@@ -91,7 +97,7 @@ pub(crate) async fn serve(
                         }
                     };
                     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let io = Deadlines::new(tls_stream, head_limits, h2);
+                    let io = Deadlines::new(tls_stream, head_limits, counters, h2);
                     let conn = builder.serve_connection(TokioIo::new(io), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(error = %e, "connection ended with an error");

@@ -54,6 +54,12 @@ async fn an_oversized_request_head_gets_431_and_is_not_forwarded() {
     assert!(read.is_ok(), "the gateway closed the connection");
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431"));
     assert!(gw.upstream.requests().is_empty());
+    // Neither reached the request metrics; the connection refusals are counted.
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("dpop_gateway_connection_refusals_total{reason=\"head_too_large\"} 2\n"),
+        "{metrics}"
+    );
     // A head under the limit passes.
     let req = format!(
         "GET /open/x HTTP/1.1\r\nhost: a\r\nx-big: {}\r\nconnection: close\r\n\r\n",
@@ -113,6 +119,11 @@ async fn a_slow_request_head_gets_408_and_the_connection_closes() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
     assert_eq!(json_body(&text)["error"], "invalid_request");
     assert!(gw.upstream.requests().is_empty());
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("dpop_gateway_connection_refusals_total{reason=\"head_timeout\"} 1\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
