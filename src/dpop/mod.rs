@@ -524,6 +524,19 @@ mod tests {
         }
     }
 
+    /// A fresh proof for `GET URL` with `ath` of "tok" and nonce "n-1", valid at `NOW`.
+    fn valid_proof(key: &PrivateJwk) -> String {
+        key.mint_proof(&ProofClaims {
+            htm: "GET".into(),
+            htu: URL.into(),
+            iat: NOW,
+            jti: sign::random_jti(),
+            access_token: Some("tok".into()),
+            nonce: Some("n-1".into()),
+        })
+        .unwrap()
+    }
+
     fn get(token: Option<&str>) -> ProofRequest<'_> {
         ProofRequest {
             method: "GET",
@@ -749,16 +762,7 @@ mod tests {
     fn every_algorithm_round_trips() {
         for alg in Algorithm::ALL {
             let key = PrivateJwk::generate(alg).unwrap();
-            let proof = key
-                .mint_proof(&ProofClaims {
-                    htm: "GET".into(),
-                    htu: URL.into(),
-                    iat: NOW,
-                    jti: sign::random_jti(),
-                    access_token: Some("tok".into()),
-                    nonce: Some("n-1".into()),
-                })
-                .unwrap();
+            let proof = valid_proof(&key);
             let ok = verify(&proof, &get(Some("tok")), &policy(), UnixTime(NOW)).unwrap();
             assert_eq!(ok.alg(), alg);
             assert_eq!(ok.jkt(), key.thumbprint());
@@ -1328,16 +1332,7 @@ mod tests {
         let verifier = ProofVerifier::new(policy());
         for alg in Algorithm::ALL {
             let key = fixture_key(alg);
-            let proof = key
-                .mint_proof(&ProofClaims {
-                    htm: "GET".into(),
-                    htu: URL.into(),
-                    iat: NOW,
-                    jti: sign::random_jti(),
-                    access_token: Some("tok".into()),
-                    nonce: Some("n-1".into()),
-                })
-                .unwrap();
+            let proof = valid_proof(&key);
             let req = get(Some("tok"));
             let uncached = verified(verify(&proof, &req, &policy(), UnixTime(NOW)));
             assert!(uncached.is_ok(), "{alg}");
