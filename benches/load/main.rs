@@ -908,7 +908,8 @@ http {{
 fn mint_batch(keys: &[PrivateJwk], tokens: &[String], host: SocketAddr, n: usize) -> Vec<Bytes> {
     let threads = 2.min(n.max(1));
     let per = n.div_ceil(threads);
-    std::thread::scope(|s| {
+    let pinned_before = cpus_allowed();
+    let batch = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 s.spawn(move || {
@@ -927,7 +928,25 @@ fn mint_batch(keys: &[PrivateJwk], tokens: &[String], host: SocketAddr, n: usize
             .into_iter()
             .flat_map(|h| h.join().unwrap_or_default())
             .collect()
-    })
+    });
+    // The minting threads may use both cores; this thread (generator and upstream) must stay
+    // where it was, off the proxy's core.
+    assert_eq!(
+        cpus_allowed(),
+        pinned_before,
+        "minting changed the load generator's CPU affinity"
+    );
+    batch
+}
+
+/// The calling thread's `Cpus_allowed_list` (e.g. `1`).
+fn cpus_allowed() -> String {
+    std::fs::read_to_string("/proc/thread-self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// Lets the calling thread run on every core (this process is pinned to core 1).
@@ -938,8 +957,10 @@ fn widen_affinity() {
     let Some(tid) = link.file_name().map(|t| t.to_string_lossy().into_owned()) else {
         return;
     };
+    // Without `-a`: only this thread. `-a` would widen every thread of the process, the load
+    // generator's and the upstream's too, which would then compete with the proxy on core 0.
     let _ = Command::new("taskset")
-        .args(["-a", "-p", "-c", &format!("0-{}", cores() - 1), &tid])
+        .args(["-p", "-c", &format!("0-{}", cores() - 1), &tid])
         .stdout(Stdio::null())
         .status();
 }
