@@ -307,6 +307,17 @@ impl Proxy {
     }
 }
 
+/// A proxy left running by a panic (an assertion in the harness) is killed, not orphaned on the
+/// core the next run measures.
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// On-CPU ns of every thread of `pid`: `/proc/<pid>/task/*/schedstat` (ns resolution), or
 /// utime+stime from `/proc/<pid>/stat` (clock ticks) where schedstat is missing.
 fn cpu_ns(pid: u32) -> u64 {
@@ -1336,9 +1347,12 @@ async fn run(plan: Plan) -> String {
     let others = (core0_busy_ns().saturating_sub(w) as f64
         - oc.cpu_us_per_req.unwrap_or(0.0) * 1e3 * oc.requests as f64)
         .max(0.0);
+    // "50% load" is half of (c)'s closed-loop rate; unbatched, a request costs more CPU, so the
+    // core is busier than half: the tail is read against this.
     let _ = write!(
         oc.note,
-        "core 0: other processes {:.0}%; ",
+        "core 0: gateway {:.0}% busy, other processes {:.0}%; ",
+        oc.cpu_us_per_req.unwrap_or(0.0) * oc.requests as f64 / (oc.secs * 1e4),
         100.0 * others / (oc.secs * 1e9)
     );
     oc.peak_rss_kib = Some(gw.peak_rss_kib());
