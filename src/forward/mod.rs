@@ -1,6 +1,6 @@
-//! Forwarding to the upstream: a pooled keep-alive HTTP/1.1 client, the request URI rewritten
-//! onto `upstream.url`, bodies streamed both ways, and the wait for response headers bounded by
-//! `upstream.request_timeout`.
+//! Forwarding to the upstream: pooled keep-alive HTTP/1.1 connections ([`pool`]), the request
+//! URI rewritten onto `upstream.url`, bodies streamed both ways, and the wait for response
+//! headers bounded by `upstream.request_timeout`.
 //!
 //! Header policy (what is stripped and set) lives in [`headers`]; the pipeline applies it before
 //! [`Forwarder::send`], which only adds a `Host` when the request has none (HTTP/2) and removes
@@ -8,14 +8,14 @@
 //! `Connection` are hop-by-hop and are removed.
 
 pub mod headers;
+pub mod pool;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{header, HeaderValue, Request, Response, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{self, GatewayBody};
 use crate::config::UpstreamConfig;
@@ -23,15 +23,12 @@ use crate::config::UpstreamConfig;
 /// TCP keepalive probes on idle pooled connections, so a silently dropped upstream is noticed.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
-/// How long an idle pooled connection is kept; under the usual 60-120 s upstream idle timeouts.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
-
 /// Sends requests to the upstream over pooled connections.
 #[derive(Clone)]
 pub struct Forwarder {
-    client: Client<HttpConnector, GatewayBody>,
-    scheme: Scheme,
-    authority: Authority,
+    pool: Arc<pool::Pool>,
+    /// `Host` for a request that has none (HTTP/1.0 without one).
+    authority: HeaderValue,
     /// The path of `upstream.url` without its trailing `/` (empty for none).
     prefix: String,
     request_timeout: Duration,
@@ -61,23 +58,27 @@ impl Forwarder {
         connector.set_connect_timeout(Some(cfg.connect_timeout));
         connector.set_nodelay(true);
         connector.set_keepalive(Some(TCP_KEEPALIVE));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector);
         let parts = cfg.url.clone().into_parts();
         let prefix = parts
             .path_and_query
             .as_ref()
             .map(|p| p.path().trim_end_matches('/').to_owned())
             .unwrap_or_default();
+        // Config validation guarantees an http URL with an authority; without one, every
+        // connection attempt fails (a 502 that names the URI).
+        let authority = parts
+            .authority
+            .unwrap_or_else(|| Authority::from_static("invalid"));
+        let target = Uri::builder()
+            .scheme(parts.scheme.unwrap_or(Scheme::HTTP))
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .unwrap_or_default();
         Forwarder {
-            client,
-            scheme: parts.scheme.unwrap_or(Scheme::HTTP),
-            // Config validation guarantees an authority; an empty one fails each request.
-            authority: parts
-                .authority
-                .unwrap_or_else(|| Authority::from_static("invalid")),
+            pool: pool::Pool::new(connector, target),
+            authority: HeaderValue::from_str(authority.as_str())
+                .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
             prefix,
             request_timeout: cfg.request_timeout,
         }
@@ -90,48 +91,48 @@ impl Forwarder {
         mut req: Request<GatewayBody>,
     ) -> Result<Response<GatewayBody>, ForwardError> {
         // An HTTP/2 request carries its host in `:authority`; the upstream speaks HTTP/1.1 and
-        // legacy APIs build URLs from `Host`, so it must see the one the client used.
+        // legacy APIs build URLs from `Host`, so it must see the one the client used. A request
+        // with neither (HTTP/1.0) gets the upstream's.
         if !req.headers().contains_key(header::HOST) {
-            if let Some(authority) = req.uri().authority() {
-                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-                    req.headers_mut().insert(header::HOST, host);
-                }
-            }
+            let host = req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                .unwrap_or_else(|| self.authority.clone());
+            req.headers_mut().insert(header::HOST, host);
         }
         *req.uri_mut() = self.upstream_uri(req.uri())?;
         *req.version_mut() = Version::HTTP_11;
 
-        let response =
-            match tokio::time::timeout(self.request_timeout, self.client.request(req)).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(e)) if e.is_connect() => return Err(ForwardError::Connect(error_chain(&e))),
-                Ok(Err(e)) => return Err(ForwardError::Other(error_chain(&e))),
-                Err(_elapsed) => {
-                    return Err(ForwardError::Timeout {
-                        after: self.request_timeout,
-                    })
-                }
-            };
+        let response = match tokio::time::timeout(self.request_timeout, self.pool.send(req)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e @ pool::SendError::Connect(_))) => {
+                return Err(ForwardError::Connect(error_chain(&e)))
+            }
+            Ok(Err(e)) => return Err(ForwardError::Other(error_chain(&e))),
+            Err(_elapsed) => {
+                return Err(ForwardError::Timeout {
+                    after: self.request_timeout,
+                })
+            }
+        };
         let (mut parts, incoming) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, body::boxed(incoming)))
     }
 
-    /// `upstream.url` + the request's path and query; the client's scheme and authority
-    /// (absolute-form, `:authority`) are not used.
+    /// The origin-form target for the upstream: `upstream.url`'s path + the request's path and
+    /// query; the client's scheme and authority (absolute-form, `:authority`) are not used.
     fn upstream_uri(&self, uri: &Uri) -> Result<Uri, ForwardError> {
         let path_and_query = uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        let path_and_query = if path_and_query.starts_with('/') {
-            format!("{}{path_and_query}", self.prefix)
-        } else {
-            // `OPTIONS *` (RFC 9110 §7.1): the asterisk goes through as it is.
-            path_and_query.to_owned()
-        };
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
+        if self.prefix.is_empty() || !path_and_query.starts_with('/') {
+            // No prefix, or `OPTIONS *` (RFC 9110 §7.1): the target goes through as it is.
+            if let Some(pq) = uri.path_and_query() {
+                return Ok(Uri::from(pq.clone()));
+            }
+            return Ok(Uri::from_static("/"));
+        }
+        Uri::try_from(format!("{}{path_and_query}", self.prefix))
             .map_err(|e| ForwardError::Other(format!("upstream URI: {e}")))
     }
 }
