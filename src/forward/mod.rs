@@ -77,7 +77,7 @@ impl Forwarder {
             .unwrap_or_default();
         Forwarder {
             pool: pool::Pool::new(connector, target),
-            authority: HeaderValue::from_str(authority.as_str())
+            authority: HeaderValue::from_str(&host_of(&authority))
                 .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
             prefix,
             request_timeout: cfg.request_timeout,
@@ -134,6 +134,14 @@ impl Forwarder {
         }
         Uri::try_from(format!("{}{path_and_query}", self.prefix))
             .map_err(|e| ForwardError::Other(format!("upstream URI: {e}")))
+    }
+}
+
+/// `Host` for `authority` (RFC 9110 §7.2): without the port when it is http's default.
+fn host_of(authority: &Authority) -> String {
+    match authority.port_u16() {
+        Some(port) if port != 80 => format!("{}:{port}", authority.host()),
+        _ => authority.host().to_owned(),
     }
 }
 
@@ -292,6 +300,29 @@ mod tests {
             .unwrap();
         let resp = fwd.send(req).await.unwrap();
         assert_eq!(text(resp).await, "GET /x?y api.example.com:8443 0");
+    }
+
+    #[tokio::test]
+    async fn a_request_without_any_host_gets_the_upstreams() {
+        let addr = upstream().await;
+        let fwd = Forwarder::new(&config(&format!("http://{addr}"), Duration::from_secs(5)));
+        let req = Request::get("/x")
+            .version(Version::HTTP_10)
+            .body(body::empty())
+            .unwrap();
+        let resp = fwd.send(req).await.unwrap();
+        assert_eq!(text(resp).await, format!("GET /x {addr} 0"));
+    }
+
+    #[test]
+    fn host_of_drops_only_the_default_port_and_never_userinfo() {
+        let host = |a: &str| host_of(&a.parse().unwrap());
+        assert_eq!(host("api:80"), "api");
+        assert_eq!(host("api"), "api");
+        assert_eq!(host("api:8080"), "api:8080");
+        assert_eq!(host("u:p@api:8080"), "api:8080");
+        assert_eq!(host("[::1]:80"), "[::1]");
+        assert_eq!(host("[::1]:9"), "[::1]:9");
     }
 
     #[tokio::test]

@@ -234,7 +234,10 @@ impl Body for PooledBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => self.release(),
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
+            // Nothing follows trailers in HTTP/1, and hyper's server stops reading there.
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || self.inner.is_end_stream() => {
+                self.release()
+            }
             // An error: the connection is broken; dropping it closes it.
             Poll::Ready(Some(Err(_))) => self.conn = None,
             _ => {}
@@ -272,6 +275,10 @@ mod tests {
 
     use super::*;
     use crate::body;
+
+    // `#[tokio::test]` runs on one thread: a connection whose body was read to the end is back
+    // in the pool at once (on more threads it may come back a moment later, through `checkin`'s
+    // wait), so the `idle_count` checks right after a body are exact.
 
     /// A raw HTTP/1.1 upstream: for each connection, answers each request head with
     /// `respond(n)` (n counts requests over all connections), closing after `per_conn`
@@ -414,6 +421,115 @@ mod tests {
         }
         assert_eq!(conns.load(Ordering::SeqCst), 3);
         assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_returned_after_the_trailers() {
+        let (target, conns, _) = upstream(100, |_| {
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-t\r\n\r\n2\r\nok\r\n0\r\nx-t: 1\r\n\r\n"
+        })
+        .await;
+        let pool = pool(target);
+        for _ in 0..3 {
+            let mut resp = pool.send(get()).await.unwrap();
+            while !resp
+                .body_mut()
+                .frame()
+                .await
+                .unwrap()
+                .unwrap()
+                .is_trailers()
+            {}
+            drop(resp); // as hyper's HTTP/1 server does once it has the trailers
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 1);
+    }
+
+    /// A request body fed by a channel, of a declared length.
+    struct ChanBody(tokio::sync::mpsc::Receiver<Bytes>, u64);
+
+    impl Body for ChanBody {
+        type Data = Bytes;
+        type Error = crate::body::BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.1)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_whose_request_body_still_streams_is_not_lent_until_it_ends() {
+        // POST: answered at once, then the 10-byte body is read; HEAD and GET: answered.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let c = Arc::clone(&conns);
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                c.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    loop {
+                        head.clear();
+                        let mut byte = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") {
+                            match s.read(&mut byte).await {
+                                Ok(1) => head.push(byte[0]),
+                                _ => return,
+                            }
+                        }
+                        let answer: &[u8] = if head.starts_with(b"POST") {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly"
+                        } else if head.starts_with(b"HEAD") {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond"
+                        };
+                        s.write_all(answer).await.unwrap();
+                        if head.starts_with(b"POST") {
+                            let mut body = [0u8; 10];
+                            s.read_exact(&mut body).await.unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        let pool = pool(format!("http://{addr}/").parse().unwrap());
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let req = Request::post("/up")
+            .header("host", "h")
+            .header("content-length", "10")
+            .body(crate::body::boxed(ChanBody(rx, 10)))
+            .unwrap();
+        tx.send(Bytes::from_static(b"12345")).await.unwrap();
+        let resp = pool.send(req).await.unwrap();
+        assert_eq!(text(resp).await, "early");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(pool.idle_count(), 0, "its request body is still streaming");
+        // Another request meanwhile gets a connection of its own.
+        assert_eq!(text(pool.send(get()).await.unwrap()).await, "second");
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+        tx.send(Bytes::from_static(b"67890")).await.unwrap();
+        drop(tx);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(pool.idle_count(), 2, "back once its body was sent");
+        for _ in 0..4 {
+            let head = Request::head("/x")
+                .header("host", "h")
+                .body(body::empty())
+                .unwrap();
+            drop(pool.send(head).await.unwrap());
+            assert_eq!(text(pool.send(get()).await.unwrap()).await, "second");
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
