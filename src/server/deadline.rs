@@ -12,11 +12,15 @@
 //! The wrapper sits between the (TLS-decrypted) stream and hyper and watches the bytes: a head
 //! starts with the first byte read while idle and ends at the first `CRLF CRLF`; any byte
 //! written (a response) makes the connection idle again. HTTP/2 (prior knowledge, recognised
-//! by its preface, or ALPN `h2`) passes through untouched: its limits are hyper's.
+//! by its preface, or ALPN `h2`) passes through: its head limits are hyper's, and its idle
+//! timeout counts open streams ([`Streams`], kept by the service), not bytes, since PING
+//! frames flow on an idle connection; with no stream open for `idle_timeout`, the read side
+//! ends and hyper closes the connection.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -43,7 +47,7 @@ enum Phase {
     TooLarge,
     /// Head done: body and response are the body's and hyper's business.
     Busy,
-    /// HTTP/2: no limits here.
+    /// HTTP/2: only the idle timeout, by open streams.
     Passthrough,
 }
 
@@ -57,7 +61,17 @@ pub struct Deadlines<IO> {
     preface: Option<usize>,
     limits: HeadLimits,
     counters: RefusalCounters,
+    streams: Arc<Streams>,
 }
+
+/// The HTTP/2 streams open on one connection and when the last one closed: the service
+/// holds a [`StreamOpen`] per request, [`Deadlines`] reads it for the idle timeout.
+#[derive(Debug)]
+pub struct Streams(Mutex<(usize, Instant)>);
+
+/// One open stream; dropped with the response body (or the request, if it never got one).
+#[derive(Debug)]
+pub struct StreamOpen(Arc<Streams>);
 
 /// The counters of `dpop_gateway_connection_refusals_total` [`Deadlines`] adds to.
 #[derive(Clone, Debug)]
@@ -82,10 +96,20 @@ pub struct HeadLimits {
 impl<IO> Deadlines<IO> {
     /// Wraps `inner`; `h2` when ALPN already chose HTTP/2. A new connection is given
     /// `header_timeout` for its first head, counted from the connection (slowloris).
-    pub fn new(inner: IO, limits: HeadLimits, counters: RefusalCounters, h2: bool) -> Self {
+    pub fn new(
+        inner: IO,
+        limits: HeadLimits,
+        counters: RefusalCounters,
+        streams: Arc<Streams>,
+        h2: bool,
+    ) -> Self {
         Deadlines {
             inner,
-            sleep: Box::pin(tokio::time::sleep(limits.header_timeout)),
+            sleep: Box::pin(tokio::time::sleep(if h2 {
+                limits.idle_timeout
+            } else {
+                limits.header_timeout
+            })),
             phase: if h2 {
                 Phase::Passthrough
             } else {
@@ -94,6 +118,24 @@ impl<IO> Deadlines<IO> {
             preface: if h2 { None } else { Some(0) },
             limits,
             counters,
+            streams,
+        }
+    }
+
+    /// HTTP/2, nothing to read: `true` once no stream has been open for `idle_timeout`; else
+    /// the timer is set for when that could be.
+    fn h2_idle(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let now = Instant::now();
+            let next = match *self.streams.lock() {
+                (0, closed) if now >= closed + self.limits.idle_timeout => return true,
+                (0, closed) => closed + self.limits.idle_timeout,
+                _ => now + self.limits.idle_timeout,
+            };
+            self.sleep.as_mut().reset(next);
         }
     }
 
@@ -134,6 +176,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
                             if seen + n == H2_PREFACE.len() {
                                 this.preface = None;
                                 this.phase = Phase::Passthrough;
+                                let idle = Instant::now() + this.limits.idle_timeout;
+                                this.sleep.as_mut().reset(idle);
                             } else {
                                 this.preface = Some(seen + n);
                             }
@@ -163,7 +207,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                if matches!(this.phase, Phase::Busy | Phase::Passthrough) {
+                if this.phase == Phase::Passthrough {
+                    // Idle HTTP/2: end of stream, hyper closes the connection.
+                    return if this.h2_idle(cx) {
+                        Poll::Ready(Ok(()))
+                    } else {
+                        Poll::Pending
+                    };
+                }
+                if this.phase == Phase::Busy {
                     return Poll::Pending;
                 }
                 if this.sleep.as_mut().poll(cx).is_pending() {
@@ -182,6 +234,34 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
                 Poll::Ready(Ok(()))
             }
         }
+    }
+}
+
+// === impl Streams ===
+
+impl Streams {
+    /// No stream open, the last closed now.
+    pub fn new() -> Arc<Streams> {
+        Arc::new(Streams(Mutex::new((0, Instant::now()))))
+    }
+
+    /// Counts a stream open until the returned guard drops.
+    pub fn open(self: &Arc<Self>) -> StreamOpen {
+        self.lock().0 += 1;
+        StreamOpen(Arc::clone(self))
+    }
+
+    /// The count and time, even if a thread panicked holding them (no invariant to break).
+    fn lock(&self) -> MutexGuard<'_, (usize, Instant)> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for StreamOpen {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.0 = state.0.saturating_sub(1);
+        state.1 = Instant::now();
     }
 }
 

@@ -2,8 +2,16 @@
 //! builder serving HTTP/1.1 and HTTP/2 on the same port, with the `limits` applied and a graceful
 //! drain on shutdown.
 
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Version};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -12,10 +20,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::body::{self, BoxError, GatewayBody};
 use crate::config::Limits;
 use crate::pipeline::{self, ConnMeta, State};
 
-use super::deadline::{Deadlines, HeadLimits, RefusalCounters};
+use super::deadline::{Deadlines, HeadLimits, RefusalCounters, StreamOpen, Streams};
 use super::tls::ReloadingAcceptor;
 
 /// Serves `listener` until `shutdown` flips, then drains connections for at most `drain`.
@@ -61,7 +70,28 @@ pub(crate) async fn serve(
         let gauge = GaugeGuard::new(state.metrics.open_connections.with_label_values(&[label]));
         let state = state.clone();
         let meta = ConnMeta { remote, scheme };
-        let service = service_fn(move |req| pipeline::handle(state.clone(), req, meta));
+        let streams = Streams::new();
+        let service = service_fn({
+            let streams = Arc::clone(&streams);
+            move |req: Request<Incoming>| {
+                // HTTP/2: the stream counts as open until its response body is done, for the
+                // connection's idle timeout (see `Deadlines`).
+                let open = (req.version() == Version::HTTP_2).then(|| streams.open());
+                let handled = pipeline::handle(state.clone(), req, meta);
+                async move {
+                    let response = handled.await?;
+                    Ok::<_, Infallible>(match open {
+                        None => response,
+                        Some(open) => response.map(|b| {
+                            body::boxed(WhileOpen {
+                                body: b,
+                                _open: open,
+                            })
+                        }),
+                    })
+                }
+            }
+        });
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
@@ -77,7 +107,7 @@ pub(crate) async fn serve(
             let _gauge = gauge;
             match tls {
                 None => {
-                    let io = Deadlines::new(stream, head_limits, counters, false);
+                    let io = Deadlines::new(stream, head_limits, counters, streams, false);
                     let conn = builder.serve_connection(TokioIo::new(io), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(error = %e, "connection ended with an error");
@@ -97,7 +127,7 @@ pub(crate) async fn serve(
                         }
                     };
                     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let io = Deadlines::new(tls_stream, head_limits, counters, h2);
+                    let io = Deadlines::new(tls_stream, head_limits, counters, streams, h2);
                     let conn = builder.serve_connection(TokioIo::new(io), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(error = %e, "connection ended with an error");
@@ -112,6 +142,33 @@ pub(crate) async fn serve(
         .is_err()
     {
         tracing::warn!("shutdown_timeout elapsed with requests still in flight");
+    }
+}
+
+/// A response body that keeps its HTTP/2 stream counted as open until it is dropped.
+struct WhileOpen {
+    body: GatewayBody,
+    /// Held for its `Drop`.
+    _open: StreamOpen,
+}
+
+impl Body for WhileOpen {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -171,6 +171,30 @@ async fn an_idle_keep_alive_connection_is_closed() {
 }
 
 #[tokio::test]
+async fn an_idle_http2_connection_is_closed_but_not_while_a_stream_is_open() {
+    let gw = TestGateway::start_with(limits("  idle_timeout: 500ms")).await;
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    // A stream open three times idle_timeout (the upstream answers after 1.5 s): not idle.
+    let req = Request::get("http://a/open/slow?ms=1500")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
+    assert!(!conn.is_finished(), "open while a stream was");
+    // Then nothing but the gateway's keep-alive PINGs, which the client answers: closed after
+    // idle_timeout all the same.
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    assert!(closed.is_ok(), "idle HTTP/2 connection closed within 5 s");
+    assert_eq!(gw.upstream.requests().len(), 1);
+}
+
+#[tokio::test]
 async fn connections_past_max_connections_wait_for_a_slot() {
     let gw = TestGateway::start_with(limits("  max_connections: 1")).await;
     // The first connection holds the only slot (idle keep-alive, no request yet).
