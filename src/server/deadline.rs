@@ -14,8 +14,9 @@
 //! written (a response) makes the connection idle again. HTTP/2 (prior knowledge, recognised
 //! by its preface, or ALPN `h2`) passes through: its head limits are hyper's, and its idle
 //! timeout counts open streams ([`Streams`], kept by the service), not bytes, since PING
-//! frames flow on an idle connection; with no stream open for `idle_timeout`, the read side
-//! ends and hyper closes the connection.
+//! frames flow on an idle connection; with no stream open for `idle_timeout`, the connection
+//! task is told ([`Streams::idle`]) and shuts the connection down gracefully (GOAWAY, then
+//! whatever is still queued is sent).
 
 use std::future::Future;
 use std::io;
@@ -67,7 +68,10 @@ pub struct Deadlines<IO> {
 /// The HTTP/2 streams open on one connection and when the last one closed: the service
 /// holds a [`StreamOpen`] per request, [`Deadlines`] reads it for the idle timeout.
 #[derive(Debug)]
-pub struct Streams(Mutex<(usize, Instant)>);
+pub struct Streams {
+    state: Mutex<(usize, Instant)>,
+    idle: tokio::sync::Notify,
+}
 
 /// One open stream; dropped with the response body (or the request, if it never got one).
 #[derive(Debug)]
@@ -122,16 +126,16 @@ impl<IO> Deadlines<IO> {
         }
     }
 
-    /// HTTP/2, nothing to read: `true` once no stream has been open for `idle_timeout`; else
-    /// the timer is set for when that could be.
-    fn h2_idle(&mut self, cx: &mut Context<'_>) -> bool {
-        loop {
-            if self.sleep.as_mut().poll(cx).is_pending() {
-                return false;
-            }
+    /// HTTP/2, nothing to read: tells the connection task once no stream has been open for
+    /// `idle_timeout`, and sets the timer for when that could (next) be.
+    fn h2_idle(&mut self, cx: &mut Context<'_>) {
+        while self.sleep.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
             let next = match *self.streams.lock() {
-                (0, closed) if now >= closed + self.limits.idle_timeout => return true,
+                (0, closed) if now >= closed + self.limits.idle_timeout => {
+                    self.streams.idle.notify_one();
+                    now + self.limits.idle_timeout
+                }
                 (0, closed) => closed + self.limits.idle_timeout,
                 _ => now + self.limits.idle_timeout,
             };
@@ -208,12 +212,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 if this.phase == Phase::Passthrough {
-                    // Idle HTTP/2: end of stream, hyper closes the connection.
-                    return if this.h2_idle(cx) {
-                        Poll::Ready(Ok(()))
-                    } else {
-                        Poll::Pending
-                    };
+                    this.h2_idle(cx);
+                    return Poll::Pending;
                 }
                 if this.phase == Phase::Busy {
                     return Poll::Pending;
@@ -242,7 +242,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
 impl Streams {
     /// No stream open, the last closed now.
     pub fn new() -> Arc<Streams> {
-        Arc::new(Streams(Mutex::new((0, Instant::now()))))
+        Arc::new(Streams {
+            state: Mutex::new((0, Instant::now())),
+            idle: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Resolves once an HTTP/2 connection has had no stream open for `idle_timeout`.
+    pub async fn idle(&self) {
+        self.idle.notified().await;
     }
 
     /// Counts a stream open until the returned guard drops.
@@ -253,7 +261,7 @@ impl Streams {
 
     /// The count and time, even if a thread panicked holding them (no invariant to break).
     fn lock(&self) -> MutexGuard<'_, (usize, Instant)> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

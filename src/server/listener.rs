@@ -16,7 +16,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
@@ -26,6 +25,37 @@ use crate::pipeline::{self, ConnMeta, State};
 
 use super::deadline::{Deadlines, HeadLimits, RefusalCounters, StreamOpen, Streams};
 use super::tls::ReloadingAcceptor;
+
+/// Drives one connection until it ends; once the server shuts down, or an HTTP/2 connection
+/// is idle ([`Streams::idle`]), gracefully: HTTP/1 closes after the response in flight,
+/// HTTP/2 sends GOAWAY and closes once its open streams (and what they still queue) are done.
+/// (A macro: the plain and TLS connections are different types.)
+macro_rules! drive {
+    ($conn:expr, $streams:expr, $shutdown:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        let mut shutdown = $shutdown;
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    break;
+                }
+                () = $streams.idle(), if !closing => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                _ = shutdown.wait_for(|stop| *stop), if !closing => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }};
+}
 
 /// Serves `listener` until `shutdown` flips, then drains connections for at most `drain`.
 pub(crate) async fn serve(
@@ -37,10 +67,10 @@ pub(crate) async fn serve(
     drain: Duration,
 ) {
     let builder = builder(&limits);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(
-        limits.max_connections.min(Semaphore::MAX_PERMITS),
-    ));
+    // Each connection task holds a slot until it ends: the drain waits for all of them back.
+    let total =
+        u32::try_from(limits.max_connections.min(Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+    let slots = Arc::new(Semaphore::new(total as usize));
     let scheme = if tls.is_some() { "https" } else { "http" };
     let label = scheme;
     let refusals = &state.metrics.connection_refusals;
@@ -93,7 +123,7 @@ pub(crate) async fn serve(
             }
         });
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let shutdown = shutdown.clone();
         let tls = tls.clone();
         let handshake_timeout = limits.header_read_timeout;
         let counters = counters.clone();
@@ -107,11 +137,12 @@ pub(crate) async fn serve(
             let _gauge = gauge;
             match tls {
                 None => {
-                    let io = Deadlines::new(stream, head_limits, counters, streams, false);
-                    let conn = builder.serve_connection(TokioIo::new(io), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
+                    let io = Deadlines::new(stream, head_limits, counters, streams.clone(), false);
+                    drive!(
+                        builder.serve_connection(TokioIo::new(io), service),
+                        streams,
+                        shutdown
+                    );
                 }
                 Some(acceptor) => {
                     let accept = acceptor.acceptor().accept(stream);
@@ -127,17 +158,18 @@ pub(crate) async fn serve(
                         }
                     };
                     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let io = Deadlines::new(tls_stream, head_limits, counters, streams, h2);
-                    let conn = builder.serve_connection(TokioIo::new(io), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
+                    let io = Deadlines::new(tls_stream, head_limits, counters, streams.clone(), h2);
+                    drive!(
+                        builder.serve_connection(TokioIo::new(io), service),
+                        streams,
+                        shutdown
+                    );
                 }
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
+    if tokio::time::timeout(drain, slots.acquire_many(total))
         .await
         .is_err()
     {
