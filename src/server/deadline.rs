@@ -15,12 +15,13 @@
 //! by its preface, or ALPN `h2`) passes through: its head limits are hyper's, and its idle
 //! timeout counts open streams ([`Streams`], kept by the service), not bytes, since PING
 //! frames flow on an idle connection; with no stream open for `idle_timeout`, the connection
-//! task is told ([`Streams::idle`]) and shuts the connection down gracefully (GOAWAY, then
-//! whatever is still queued is sent).
+//! task is told ([`Streams::is_idle`], checked after each poll of the connection) and shuts
+//! the connection down gracefully (GOAWAY, then whatever is still queued is sent).
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -70,7 +71,7 @@ pub struct Deadlines<IO> {
 #[derive(Debug)]
 pub struct Streams {
     state: Mutex<(usize, Instant)>,
-    idle: tokio::sync::Notify,
+    idle: AtomicBool,
 }
 
 /// One open stream; dropped with the response body (or the request, if it never got one).
@@ -133,7 +134,10 @@ impl<IO> Deadlines<IO> {
             let now = Instant::now();
             let next = match *self.streams.lock() {
                 (0, closed) if now >= closed + self.limits.idle_timeout => {
-                    self.streams.idle.notify_one();
+                    // Set within the connection's own poll: the connection task looks at it
+                    // when this poll returns.
+                    self.streams.idle.store(true, Ordering::Relaxed);
+                    cx.waker().wake_by_ref();
                     now + self.limits.idle_timeout
                 }
                 (0, closed) => closed + self.limits.idle_timeout,
@@ -244,13 +248,13 @@ impl Streams {
     pub fn new() -> Arc<Streams> {
         Arc::new(Streams {
             state: Mutex::new((0, Instant::now())),
-            idle: tokio::sync::Notify::new(),
+            idle: AtomicBool::new(false),
         })
     }
 
-    /// Resolves once an HTTP/2 connection has had no stream open for `idle_timeout`.
-    pub async fn idle(&self) {
-        self.idle.notified().await;
+    /// Whether this HTTP/2 connection has had no stream open for `idle_timeout`.
+    pub fn is_idle(&self) -> bool {
+        self.idle.load(Ordering::Relaxed)
     }
 
     /// Counts a stream open until the returned guard drops.

@@ -3,13 +3,14 @@
 //! drain on shutdown.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Version};
+use http::{Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
@@ -36,15 +37,27 @@ macro_rules! drive {
         tokio::pin!(conn);
         let mut shutdown = $shutdown;
         let mut closing = false;
+        let streams = $streams;
+        // The connection first; the idle flag is set (and this task woken) by the
+        // connection's own reads, so a load after each poll is all it costs.
+        let idle = std::future::poll_fn(|_| {
+            if streams.is_idle() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        tokio::pin!(idle);
         loop {
             tokio::select! {
+                biased;
                 ended = conn.as_mut() => {
                     if let Err(e) = ended {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                     break;
                 }
-                () = $streams.idle(), if !closing => {
+                () = idle.as_mut(), if !closing => {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
@@ -107,18 +120,9 @@ pub(crate) async fn serve(
                 // HTTP/2: the stream counts as open until its response body is done, for the
                 // connection's idle timeout (see `Deadlines`).
                 let open = (req.version() == Version::HTTP_2).then(|| streams.open());
-                let handled = pipeline::handle(state.clone(), req, meta);
-                async move {
-                    let response = handled.await?;
-                    Ok::<_, Infallible>(match open {
-                        None => response,
-                        Some(open) => response.map(|b| {
-                            body::boxed(WhileOpen {
-                                body: b,
-                                _open: open,
-                            })
-                        }),
-                    })
+                Served {
+                    handled: pipeline::handle(state.clone(), req, meta),
+                    open,
                 }
             }
         });
@@ -174,6 +178,37 @@ pub(crate) async fn serve(
         .is_err()
     {
         tracing::warn!("shutdown_timeout elapsed with requests still in flight");
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The pipeline's future; for an HTTP/2 request, its response body carries the stream's
+    /// [`StreamOpen`] (without a second future around the pipeline's, which is large).
+    struct Served<F> {
+        #[pin]
+        handled: F,
+        open: Option<StreamOpen>,
+    }
+}
+
+impl<F> Future for Served<F>
+where
+    F: Future<Output = Result<Response<GatewayBody>, Infallible>>,
+{
+    type Output = Result<Response<GatewayBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.handled.poll(cx))?;
+        Poll::Ready(Ok(match this.open.take() {
+            None => response,
+            Some(open) => response.map(|b| {
+                body::boxed(WhileOpen {
+                    body: b,
+                    _open: open,
+                })
+            }),
+        }))
     }
 }
 
