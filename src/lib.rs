@@ -42,3 +42,16 @@ pub mod route;
 pub mod server;
 pub mod telemetry;
 pub mod token;
+
+/// An error and its sources, `: `-joined: hyper's and the connectors' top-level messages
+/// ("client error (Connect)", "tcp connect error") say little without their causes.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -19,6 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::body::{self, GatewayBody};
 use crate::config::UpstreamConfig;
+use crate::error_chain;
 
 /// TCP keepalive probes on idle pooled connections, so a silently dropped upstream is noticed.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
@@ -143,18 +144,6 @@ fn host_of(authority: &Authority) -> String {
         Some(port) if port != 80 => format!("{}:{port}", authority.host()),
         _ => authority.host().to_owned(),
     }
-}
-
-/// An error and its sources, `: `-joined (hyper's top-level messages alone are vague).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 // === impl ForwardError ===

@@ -280,12 +280,12 @@ mod tests {
     // in the pool at once (on more threads it may come back a moment later, through `checkin`'s
     // wait), so the `idle_count` checks right after a body are exact.
 
-    /// A raw HTTP/1.1 upstream: for each connection, answers each request head with
-    /// `respond(n)` (n counts requests over all connections), closing after `per_conn`
-    /// requests without saying so. Returns its address and the connections accepted.
+    /// A raw HTTP/1.1 upstream: on each connection, answers each request head with
+    /// `response`, closing after `per_conn` requests without saying so. Returns its address,
+    /// the connections accepted and the requests answered.
     async fn upstream(
         per_conn: usize,
-        respond: fn(usize) -> &'static str,
+        response: &'static str,
     ) -> (Uri, Arc<AtomicUsize>, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -302,8 +302,8 @@ mod tests {
                         if !read_head(&mut s).await {
                             return;
                         }
-                        let n = r.fetch_add(1, Ordering::SeqCst);
-                        if s.write_all(respond(n).as_bytes()).await.is_err() {
+                        r.fetch_add(1, Ordering::SeqCst);
+                        if s.write_all(response.as_bytes()).await.is_err() {
                             return;
                         }
                     }
@@ -349,7 +349,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_read_to_the_end_is_reused() {
-        let (target, conns, _) = upstream(100, |_| OK).await;
+        let (target, conns, _) = upstream(100, OK).await;
         let pool = pool(target);
         for _ in 0..5 {
             let resp = pool.send(get()).await.unwrap();
@@ -361,7 +361,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_body_never_polled_still_returns_the_connection() {
-        let (target, conns, _) = upstream(100, |_| "HTTP/1.1 204 No Content\r\n\r\n").await;
+        let (target, conns, _) = upstream(100, "HTTP/1.1 204 No Content\r\n\r\n").await;
         let pool = pool(target);
         for _ in 0..3 {
             let resp = pool.send(get()).await.unwrap();
@@ -376,7 +376,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_dropped_half_read_closes_its_connection() {
         let (target, conns, _) =
-            upstream(100, |_| "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf").await;
+            upstream(100, "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf").await;
         let pool = pool(target);
         let mut resp = pool.send(get()).await.unwrap();
         let first = resp.body_mut().frame().await.unwrap().unwrap();
@@ -395,7 +395,7 @@ mod tests {
     #[tokio::test]
     async fn an_idle_connection_the_upstream_closed_is_replaced_and_the_request_sent_once() {
         // One request per connection, then a silent close: every pooled connection goes stale.
-        let (target, conns, requests) = upstream(1, |_| OK).await;
+        let (target, conns, requests) = upstream(1, OK).await;
         let pool = pool(target);
         for i in 1..=4 {
             let resp = pool.send(get()).await.unwrap();
@@ -411,9 +411,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_response_that_says_connection_close_is_not_reused() {
-        let (target, conns, _) = upstream(100, |_| {
-            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"
-        })
+        let (target, conns, _) = upstream(
+            100,
+            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
+        )
         .await;
         let pool = pool(target);
         for _ in 0..3 {
@@ -425,9 +426,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_is_returned_after_the_trailers() {
-        let (target, conns, _) = upstream(100, |_| {
-            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-t\r\n\r\n2\r\nok\r\n0\r\nx-t: 1\r\n\r\n"
-        })
+        let (target, conns, _) = upstream(100, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-t\r\n\r\n2\r\nok\r\n0\r\nx-t: 1\r\n\r\n")
         .await;
         let pool = pool(target);
         for _ in 0..3 {
@@ -546,7 +545,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_requests_each_get_a_connection_and_all_come_back() {
-        let (target, conns, _) = upstream(100, |_| OK).await;
+        let (target, conns, _) = upstream(100, OK).await;
         let pool = pool(target);
         let a = pool.send(get()).await.unwrap();
         let b = pool.send(get()).await.unwrap();

@@ -20,6 +20,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
+use crate::error_chain;
+
 /// The longest a TCP connect (and TLS handshake start) to the authorization server may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -192,19 +194,6 @@ impl AsClient {
 /// `dpop-gateway/<version>`.
 fn user_agent() -> &'static str {
     concat!("dpop-gateway/", env!("CARGO_PKG_VERSION"))
-}
-
-/// An error and its sources, joined: hyper's own message ("client error (Connect)") hides the
-/// cause an operator needs (connection refused, certificate unknown).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 // === impl HttpError ===
