@@ -1,16 +1,11 @@
-//! The request path minus the network: what `pipeline::handle` runs for a DPoP request between
-//! reading the head and forwarding it — `dpop::ProofVerifier::verify` (with the server's cache of
-//! checked proof headers), `token` validate (JWT, with and without
-//! the verified-token cache), `check_binding` and the replay insert — next to a bare ring verify
-//! of the same algorithm.
+//! The request path minus the network: `pipeline::authorize` — the function the listener runs
+//! for every request — on a `State` built from a config (the server's proof-header cache, token
+//! cache and memory replay store), for a DPoP request with a fresh proof each iteration, next to
+//! a bare ring verify of the same algorithm. The token step alone, with and without the
+//! verified-token cache, shows what the cache saves.
 //!
-//! `pipeline::handle` itself takes a `Request<hyper::body::Incoming>`, which only hyper's
-//! connection code can build, so the steps are benched as `handle` calls them; the rest of
-//! `handle` (routing, header rewriting, metrics) is in the load benchmark's numbers.
-//!
-//! The same proof is verified every iteration (verification is stateless); the replay insert
-//! gets a fresh key each time (the proof's key with a counter folded in), so every insert is
-//! the first use of a key, as for a new proof.
+//! Proofs are minted before each batch (outside the measurement): a proof is valid once.
+//! Routing, header rewriting and the upstream hop are in the load benchmark's numbers.
 //!
 //! `cargo bench --bench pipeline`; the ratio table is printed at the end.
 
@@ -22,47 +17,62 @@
 mod common;
 
 use std::hint::black_box;
+use std::sync::Arc;
 
-use criterion::Criterion;
-use dpop_gateway::clock::UnixTime;
-use dpop_gateway::dpop;
-use dpop_gateway::replay::memory::MemoryStore;
-use dpop_gateway::replay::Admission;
-use dpop_gateway::token::jwt::JwtValidator;
-use dpop_gateway::token::{self, Scheme};
+use criterion::{BatchSize, Criterion};
+use dpop_gateway::clock::FixedClock;
+use dpop_gateway::config::{Config, ProcessEnv};
+use dpop_gateway::metrics::Metrics;
+use dpop_gateway::pipeline::{self, Access};
+use dpop_gateway::state::{ConnMeta, State};
 
-use common::{Fixture, Issuer, ALGS, NOW};
+use common::{Fixture, Issuer, ALGS, HTU, NOW};
 
-/// Every check a DPoP request passes, in `handle`'s order; `n` makes the replay key fresh.
-fn checks(
-    f: &Fixture,
-    proofs: &dpop::ProofVerifier,
-    tokens: &JwtValidator,
-    replay: &MemoryStore,
-    n: u64,
-) -> bool {
-    let Ok(proof) = proofs.verify(&f.proof, &f.request(), NOW) else {
-        return false;
-    };
-    let Ok(info) = tokens.validate(&f.token, NOW) else {
-        return false;
-    };
-    if token::check_binding(&info, Scheme::Dpop, Some(proof.jkt()), false).is_err() {
-        return false;
-    }
-    let mut key = proof.replay_key();
-    for (k, c) in key.iter_mut().zip(n.to_le_bytes()) {
-        *k ^= c;
-    }
-    // One second per 500k inserts keeps the store bounded however long criterion runs.
-    let now = UnixTime(NOW.as_secs() + n / 500_000);
-    matches!(replay.check_and_insert(key, now), Ok(Admission::Fresh))
+/// A `State` for the default config's checks, trusting `issuer` (its JWKS in a temporary file).
+fn state(issuer: &Issuer, rt: &tokio::runtime::Runtime) -> State {
+    let dir = std::env::temp_dir().join(format!("dpop-gateway-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, issuer.jwks()).unwrap();
+    let yaml = format!(
+        "upstream: {{ url: \"http://127.0.0.1:9\" }}\n\
+         dpop: {{ algorithms: [ES256, ES384, EdDSA, RS256, PS256] }}\n\
+         access_token:\n  issuer: \"https://as.example.com\"\n  audience: \"https://api.example.com\"\n  jwks_file: \"{}\"\n",
+        jwks.display()
+    );
+    let config = Config::from_yaml_str(&yaml, "<bench>", &ProcessEnv).unwrap();
+    rt.block_on(State::from_config(
+        &config,
+        Arc::new(FixedClock::new(NOW)),
+        Metrics::new().unwrap(),
+    ))
+    .unwrap()
 }
 
+/// The request head the fixture's proofs are for.
+fn head(f: &Fixture, proof: &str) -> http::request::Parts {
+    http::Request::get(HTU)
+        .header("authorization", format!("DPoP {}", f.token))
+        .header("dpop", proof)
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0
+}
+
+const CONN: fn() -> ConnMeta = || ConnMeta {
+    remote: "127.0.0.1:40000".parse().unwrap(),
+    scheme: "http",
+};
+
 fn benches(c: &mut Criterion) -> Vec<(String, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let issuer = Issuer::new();
     let fixtures: Vec<Fixture> = ALGS.iter().map(|a| Fixture::new(*a, &issuer)).collect();
-    let proofs = dpop::ProofVerifier::new(common::proof_policy());
+    let state = state(&issuer, &rt);
     let mut rows = Vec::new();
 
     let mut ring = c.benchmark_group("ring");
@@ -71,28 +81,32 @@ fn benches(c: &mut Criterion) -> Vec<(String, String)> {
     }
     ring.finish();
 
-    // The server's token cache size; capacity 0 makes every validate verify the token's
-    // signature (an ES256 issuer) and parse its claims.
-    for (group, capacity) in [("checks_cached", 100_000), ("checks_uncached", 0)] {
-        let mut g = c.benchmark_group(group);
-        for f in &fixtures {
-            let tokens = issuer.validator(capacity);
-            let replay = MemoryStore::new(2_000_000, 1);
-            let mut n = 0u64;
-            assert!(checks(f, &proofs, &tokens, &replay, u64::MAX));
-            g.bench_function(f.alg.as_str(), |b| {
-                b.iter(|| {
-                    n += 1;
-                    checks(f, &proofs, &tokens, &replay, n)
-                })
-            });
-            rows.push((
-                format!("{group}/{}", f.alg.as_str()),
-                common::ring_id(f.alg),
-            ));
-        }
-        g.finish();
+    let mut g = c.benchmark_group("authorize");
+    for f in &fixtures {
+        let mut n = 0u64;
+        let mut fresh = || {
+            n += 1;
+            head(f, &common::mint(&f.key, &format!("jti-{n}"), &f.token))
+        };
+        let first = fresh();
+        let decision = rt.block_on(pipeline::authorize(&state, &first, CONN()));
+        assert!(matches!(decision.result, Ok(Access::Authorized(_))));
+        g.bench_function(f.alg.as_str(), |b| {
+            b.iter_batched(
+                &mut fresh,
+                |head| {
+                    let d = rt.block_on(pipeline::authorize(&state, &head, CONN()));
+                    matches!(d.result, Ok(Access::Authorized(_)))
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        rows.push((
+            format!("authorize/{}", f.alg.as_str()),
+            common::ring_id(f.alg),
+        ));
     }
+    g.finish();
 
     // The token step alone, to show what the cache saves.
     let mut g = c.benchmark_group("token");
@@ -110,5 +124,5 @@ fn benches(c: &mut Criterion) -> Vec<(String, String)> {
 }
 
 fn main() {
-    common::run("pipeline checks", benches);
+    common::run("pipeline", benches);
 }

@@ -264,12 +264,9 @@ fn explain(config: Option<PathBuf>, input: &crate::explain::Input) -> ExitCode {
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
     match runtime.block_on(crate::explain::run(&config, input)) {
-        Ok(reports) => {
-            print!("{}", crate::explain::render(&reports));
-            let failed = reports
-                .iter()
-                .any(|r| matches!(r.finding, crate::dpop::explain::Finding::Fail(_)));
-            if failed {
+        Ok(explanation) => {
+            print!("{}", crate::explain::render(&explanation));
+            if explanation.failed() {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS

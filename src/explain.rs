@@ -1,21 +1,30 @@
 //! `dpop-gateway explain`: every check the gateway would run on a captured proof and token,
 //! with the config's keys, algorithms and limits, each printed as PASS / FAIL (what was
-//! compared) / SKIP. Reuses the request path's pure functions; the replay check needs the live
-//! store and is always skipped.
+//! compared) / SKIP, then the gateway's own verdict.
+//!
+//! The verdict is the request path's: the captured request is turned into a request head and
+//! run through [`pipeline::verify`] with a [`State`] built from the config, exactly as the
+//! listener would, at the `--at` time. The per-check lines come from the same verifier's
+//! policy and the same token validator, run to the end instead of stopping at the first
+//! failure. The replay check needs the live store and is always skipped.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::clock::UnixTime;
-use crate::config::Config;
+use crate::clock::{FixedClock, UnixTime};
+use crate::config::{Config, ReplayBackend};
 use crate::dpop::explain::{explain as explain_proof, Finding, Report};
 use crate::dpop::ProofRequest;
 use crate::jose::jws::CompactJws;
 use crate::jose::PublicJwk;
-use crate::route::Router;
-use crate::server::{build_tokens, nonce_keys, proof_policy};
-use crate::token::{self, Scheme};
+use crate::metrics::Metrics;
+use crate::pipeline;
+use crate::refusal::Refusal;
+use crate::request_uri;
+use crate::state::{ConnMeta, State};
+use crate::token::{self, Scheme, TokenCheck};
 
 /// What to explain.
 #[derive(Clone, Debug)]
@@ -32,45 +41,129 @@ pub struct Input {
     pub at: UnixTime,
 }
 
-/// Runs every check; the lines to print. `Err` when the config cannot be used.
-pub async fn run(config: &Config, input: &Input) -> Result<Vec<Report>, String> {
-    let policy = proof_policy(config);
+/// The report: every check's line, and the request path's verdict.
+#[derive(Clone, Debug)]
+pub struct Explanation {
+    /// One line per check.
+    pub reports: Vec<Report>,
+    /// What the gateway would answer (the replay check aside).
+    pub verdict: Verdict,
+}
+
+/// What the gateway would do with the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every check but replay passed: it would be forwarded (once).
+    Accepted,
+    /// Refused, as a client would see it.
+    Refused {
+        /// The status.
+        status: u16,
+        /// The `error` code.
+        code: &'static str,
+        /// The metric reason: the check that failed.
+        reason: &'static str,
+        /// The `error_description`.
+        description: String,
+    },
+}
+
+/// Runs every check; `Err` when the config or the input cannot be used.
+pub async fn run(config: &Config, input: &Input) -> Result<Explanation, String> {
+    // The replay store is never consulted: a memory one keeps explain off the network.
+    let mut config = config.clone();
+    config.replay_cache.backend = ReplayBackend::Memory { capacity: 1 };
+    let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
+    let clock = Arc::new(FixedClock::new(input.at));
+    let state = State::from_config(&config, clock, metrics)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (head, conn) = request_head(input)?;
+    if input.token.is_some() && !state.tokens.keys_loaded() {
+        // Remote keys load in the background: give them a few seconds.
+        for _ in 0..50 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if state.tokens.keys_loaded() {
+                break;
+            }
+        }
+    }
+
+    let route = state.router.find(head.uri.path());
+    let htu = request_uri::request_uri(&state.uri_policy, conn.scheme, &head.uri, &head.headers)
+        .unwrap_or_else(|| input.url.clone());
     let request = ProofRequest {
         method: &input.method,
-        htu: &input.url,
+        htu: &htu,
         access_token: input.token.as_deref(),
     };
-    let mut out = explain_proof(&input.proof, &request, &policy, input.at);
-    let claims = decode(&input.proof);
+    let mut reports = explain_proof(&input.proof, &request, state.proofs.policy(), input.at);
+    let verdict = pipeline::verify(&state, route, &head, conn, input.at).await;
 
-    // Nonce, when the route the URL names requires one.
-    let path = input
-        .url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
-        .unwrap_or("/");
-    let router = Router::new(&config.routes, config.dpop.nonce.enabled);
-    let nonce_required = router.find(path).is_some_and(|r| r.nonce);
-    let nonce = if !nonce_required {
-        Finding::Skipped("the route does not require a nonce".into())
-    } else {
-        let keys = nonce_keys(config).map_err(|e| e.to_string())?;
-        let claim = claims
-            .as_ref()
-            .and_then(|(_, c)| c.get("nonce"))
-            .and_then(Value::as_str);
-        match keys.map(|k| k.check(claim, input.at)) {
-            Some(Ok(status)) => Finding::Pass(format!("{status:?}")),
-            Some(Err(e)) => Finding::Fail(e.to_string()),
-            None => Finding::Fail("no dpop.nonce.secrets configured".into()),
+    reports.push(Report {
+        check: "nonce",
+        finding: match (&verdict, route.nonce) {
+            (_, false) => Finding::Skipped("the route does not require a nonce".into()),
+            (Err(Refusal::UseNonce(e)), true) => Finding::Fail(e.to_string()),
+            (Err(Refusal::Proof(_) | Refusal::ProofMissing), true) => {
+                Finding::Skipped("checked after the proof, which failed".into())
+            }
+            (_, true) => Finding::Pass("a valid server nonce".into()),
+        },
+    });
+    token_reports(&state, input, &mut reports).await;
+    reports.push(Report {
+        check: "replay",
+        finding: Finding::Skipped("needs the live replay store; not checked here".into()),
+    });
+    let verdict = match verdict {
+        Ok(_) => Verdict::Accepted,
+        Err(refusal) => {
+            let parts = refusal.parts();
+            Verdict::Refused {
+                status: parts.status.as_u16(),
+                code: parts.code.as_str(),
+                reason: parts.reason.as_str(),
+                description: refusal.description(),
+            }
         }
     };
-    out.push(Report {
-        check: "nonce",
-        finding: nonce,
-    });
+    Ok(Explanation { reports, verdict })
+}
 
-    // The token and its binding to the proof's key.
+/// The captured request as the listener would hand it to the pipeline: absolute-form target,
+/// `Authorization: DPoP <token>`, `DPoP: <proof>`.
+fn request_head(input: &Input) -> Result<(http::request::Parts, ConnMeta), String> {
+    let uri: http::Uri = input
+        .url
+        .parse()
+        .map_err(|e| format!("--url {}: {e}", input.url))?;
+    let scheme = match uri.scheme_str() {
+        Some("https") => "https",
+        Some("http") => "http",
+        _ => return Err(format!("--url {}: not an http(s) URL", input.url)),
+    };
+    let mut req = http::Request::builder()
+        .method(input.method.as_str())
+        .uri(uri)
+        .header("dpop", input.proof.as_str());
+    if let Some(t) = &input.token {
+        req = req.header(http::header::AUTHORIZATION, format!("DPoP {t}"));
+    }
+    let (parts, ()) = req
+        .body(())
+        .map_err(|e| format!("the request cannot be built: {e}"))?
+        .into_parts();
+    let conn = ConnMeta {
+        remote: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        scheme,
+    };
+    Ok((parts, conn))
+}
+
+/// The token and its binding to the proof's key, each checked on its own (the token by the
+/// gateway's validator, the binding by the pipeline's rule).
+async fn token_reports(state: &State, input: &Input, out: &mut Vec<Report>) {
     let Some(token) = input.token.as_deref() else {
         for check in ["token", "binding"] {
             out.push(Report {
@@ -78,27 +171,13 @@ pub async fn run(config: &Config, input: &Input) -> Result<Vec<Report>, String> 
                 finding: Finding::Skipped("no --token given".into()),
             });
         }
-        out.push(replay_skipped());
-        return Ok(out);
+        return;
     };
-    let validator = Arc::new(build_tokens(&config.access_token).map_err(|e| e.to_string())?);
-    if !validator.keys_loaded() {
-        // Remote keys load in the background: give them a few seconds.
-        for _ in 0..50 {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            if validator.keys_loaded() {
-                break;
-            }
-        }
-    }
-    let info = validator.validate(token, input.at).await;
-    let proof_jkt = claims
-        .as_ref()
-        .and_then(|(h, _)| h.get("jwk"))
-        .and_then(Value::as_object)
-        .and_then(|j| PublicJwk::from_json(j).ok())
+    let proof_jkt = decode(&input.proof)
+        .and_then(|(h, _)| h.get("jwk").and_then(Value::as_object).cloned())
+        .and_then(|j| PublicJwk::from_json(&j).ok())
         .map(|k| k.thumbprint());
-    match info {
+    match state.tokens.validate(token, input.at).await {
         Ok(info) => {
             out.push(Report {
                 check: "token",
@@ -107,12 +186,15 @@ pub async fn run(config: &Config, input: &Input) -> Result<Vec<Report>, String> 
                     info.sub.as_deref().unwrap_or("-")
                 )),
             });
+            let token_jkt = info
+                .jkt
+                .map_or_else(|| "none".to_owned(), |j| j.to_string());
+            let proof_jkt_text = proof_jkt.map_or_else(|| "none".to_owned(), |j| j.to_string());
             let binding = match token::check_binding(&info, Scheme::Dpop, proof_jkt, false) {
-                Ok(()) => Finding::Pass(format!(
-                    "cnf.jkt {}",
-                    proof_jkt.map(|j| j.to_string()).unwrap_or_default()
+                Ok(()) => Finding::Pass(format!("cnf.jkt {token_jkt}")),
+                Err(e) => Finding::Fail(format!(
+                    "{e}: token cnf.jkt {token_jkt}, proof key {proof_jkt_text}"
                 )),
-                Err(e) => Finding::Fail(e.to_string()),
             };
             out.push(Report {
                 check: "binding",
@@ -120,24 +202,18 @@ pub async fn run(config: &Config, input: &Input) -> Result<Vec<Report>, String> 
             });
         }
         Err(e) => {
+            let binding = matches!(e.check(), TokenCheck::Binding | TokenCheck::Downgrade);
             out.push(Report {
-                check: "token",
+                check: if binding { "binding" } else { "token" },
                 finding: Finding::Fail(e.to_string()),
             });
-            out.push(Report {
-                check: "binding",
-                finding: Finding::Skipped("the token is not valid".into()),
-            });
+            if !binding {
+                out.push(Report {
+                    check: "binding",
+                    finding: Finding::Skipped("the token is not valid".into()),
+                });
+            }
         }
-    }
-    out.push(replay_skipped());
-    Ok(out)
-}
-
-fn replay_skipped() -> Report {
-    Report {
-        check: "replay",
-        finding: Finding::Skipped("needs the live replay store; not checked here".into()),
     }
 }
 
@@ -150,9 +226,10 @@ fn decode(proof: &str) -> Option<(Map<String, Value>, Map<String, Value>)> {
     ))
 }
 
-/// `PASS  htm        GET` lines.
-pub fn render(reports: &[Report]) -> String {
-    reports
+/// `PASS  htm        GET` lines, then the verdict.
+pub fn render(explanation: &Explanation) -> String {
+    let mut out: String = explanation
+        .reports
         .iter()
         .map(|r| {
             let (tag, text) = match &r.finding {
@@ -162,5 +239,30 @@ pub fn render(reports: &[Report]) -> String {
             };
             format!("{tag}  {:<10} {text}\n", r.check)
         })
-        .collect()
+        .collect();
+    match &explanation.verdict {
+        Verdict::Accepted => {
+            out.push_str("=>    accepted: the gateway would forward it (once: replay aside)\n")
+        }
+        Verdict::Refused {
+            status,
+            code,
+            reason,
+            description,
+        } => out.push_str(&format!(
+            "=>    refused: {status} {code} ({reason}): {description}\n"
+        )),
+    }
+    out
+}
+
+impl Explanation {
+    /// Whether the gateway would refuse the request, or any check failed.
+    pub fn failed(&self) -> bool {
+        self.verdict != Verdict::Accepted
+            || self
+                .reports
+                .iter()
+                .any(|r| matches!(r.finding, Finding::Fail(_)))
+    }
 }

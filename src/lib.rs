@@ -30,6 +30,7 @@ pub mod demo;
 pub mod dpop;
 pub mod explain;
 pub mod forward;
+mod hex;
 pub mod jose;
 pub mod metrics;
 pub mod nonce;
@@ -40,6 +41,7 @@ pub mod request_uri;
 pub mod resource_metadata;
 pub mod route;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 pub mod token;
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::refusal::Reason;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -70,6 +71,10 @@ pub struct Metrics {
     token_seen: std::sync::Arc<std::sync::Mutex<crate::token::TokenStats>>,
 }
 
+/// Holds a gauge one higher for as long as it lives (a connection, a request in flight),
+/// however that life ends.
+pub(crate) struct GaugeGuard(IntGauge);
+
 /// A request method as a bounded label.
 pub fn method_class(m: &http::Method) -> &'static str {
     match *m {
@@ -81,6 +86,22 @@ pub fn method_class(m: &http::Method) -> &'static str {
         http::Method::DELETE => "DELETE",
         http::Method::OPTIONS => "OPTIONS",
         _ => "other",
+    }
+}
+
+// === impl GaugeGuard ===
+
+impl GaugeGuard {
+    /// Increments `gauge` now and decrements it on drop.
+    pub(crate) fn new(gauge: IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -199,11 +220,16 @@ impl Metrics {
         };
         m.register_all()?;
         // Small closed label sets start at 0, so rate() and alerts see them before the first event.
-        for kind in ["connect", "timeout", "protocol"] {
-            m.upstream_errors.with_label_values(&[kind]);
-        }
-        for reason in ["head_too_large", "head_timeout"] {
-            m.connection_refusals.with_label_values(&[reason]);
+        for reason in Reason::all() {
+            match reason {
+                Reason::UpstreamConnect | Reason::UpstreamTimeout | Reason::UpstreamProtocol => {
+                    m.upstream_errors.with_label_values(&[reason.as_str()]);
+                }
+                Reason::HeadTooLarge | Reason::HeadTimeout => {
+                    m.connection_refusals.with_label_values(&[reason.as_str()]);
+                }
+                _ => {}
+            }
         }
         for policy in ["reject", "allow"] {
             m.replay_store_errors.with_label_values(&[policy]);

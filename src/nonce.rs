@@ -54,7 +54,7 @@ pub enum NonceStatus {
     NearExpiry,
 }
 
-/// Why a nonce was refused, or why the secrets could not be used.
+/// Why a proof's nonce was refused (the client's fault: it retries with the fresh nonce).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NonceError {
     /// The proof has no `nonce` claim although the server requires one (RFC 9449 §8).
@@ -80,6 +80,11 @@ pub enum NonceError {
         /// The time of the check.
         now: u64,
     },
+}
+
+/// Why the configured secrets cannot make nonces: a start-up error, never a request's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NonceConfigError {
     /// No secret was configured.
     NoSecrets,
     /// A configured secret is shorter than [`MIN_SECRET_BYTES`].
@@ -99,17 +104,17 @@ pub enum NonceError {
 
 impl NonceKeys {
     /// Keys for `secrets` (the first issues, all verify); nonces live `lifetime_secs`.
-    pub fn new(secrets: &[&[u8]], lifetime_secs: u64) -> Result<Self, NonceError> {
+    pub fn new(secrets: &[&[u8]], lifetime_secs: u64) -> Result<Self, NonceConfigError> {
         if secrets.is_empty() {
-            return Err(NonceError::NoSecrets);
+            return Err(NonceConfigError::NoSecrets);
         }
         if lifetime_secs == 0 {
-            return Err(NonceError::ZeroLifetime);
+            return Err(NonceConfigError::ZeroLifetime);
         }
         let mut keys = Vec::with_capacity(secrets.len());
         for (index, secret) in secrets.iter().enumerate() {
             if secret.len() < MIN_SECRET_BYTES {
-                return Err(NonceError::SecretTooShort {
+                return Err(NonceConfigError::SecretTooShort {
                     index,
                     len: secret.len(),
                     min: MIN_SECRET_BYTES,
@@ -227,17 +232,28 @@ impl fmt::Display for NonceError {
                 "the nonce is from the future: issued at {issued}, now {now}, \
                  allowed skew {MAX_FUTURE_SKEW_SECS}s"
             ),
-            NonceError::NoSecrets => f.write_str("no nonce secret is configured"),
-            NonceError::SecretTooShort { index, len, min } => write!(
-                f,
-                "nonce secret #{index} is {len} bytes long, at least {min} are required"
-            ),
-            NonceError::ZeroLifetime => f.write_str("the nonce lifetime must be at least 1s"),
         }
     }
 }
 
 impl std::error::Error for NonceError {}
+
+// === impl NonceConfigError ===
+
+impl fmt::Display for NonceConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NonceConfigError::NoSecrets => f.write_str("no nonce secret is configured"),
+            NonceConfigError::SecretTooShort { index, len, min } => write!(
+                f,
+                "nonce secret #{index} is {len} bytes long, at least {min} are required"
+            ),
+            NonceConfigError::ZeroLifetime => f.write_str("the nonce lifetime must be at least 1s"),
+        }
+    }
+}
+
+impl std::error::Error for NonceConfigError {}
 
 /// Whether `s` is a syntactically valid nonce value (RFC 9449 §8.1):
 /// `nonce = 1*NQCHAR`, `NQCHAR = %x21 / %x23-5B / %x5D-7E` (visible ASCII but `"` and `\`).
@@ -420,7 +436,7 @@ mod tests {
         assert!(NonceKeys::new(&[&[7u8; MIN_SECRET_BYTES]], LIFE).is_ok());
         assert_eq!(
             NonceKeys::new(&[A, &[7u8; 31]], LIFE).unwrap_err(),
-            NonceError::SecretTooShort {
+            NonceConfigError::SecretTooShort {
                 index: 1,
                 len: 31,
                 min: 32
@@ -432,11 +448,11 @@ mod tests {
     fn no_secret_or_zero_lifetime_is_refused() {
         assert_eq!(
             NonceKeys::new(&[], LIFE).unwrap_err(),
-            NonceError::NoSecrets
+            NonceConfigError::NoSecrets
         );
         assert_eq!(
             NonceKeys::new(&[A], 0).unwrap_err(),
-            NonceError::ZeroLifetime
+            NonceConfigError::ZeroLifetime
         );
     }
 

@@ -1,88 +1,63 @@
-//! THE request path. [`handle`] runs the steps below in order; each returns
-//! `Result<_, Refusal>`, and a refusal becomes a response in one place (`refusal.rs`).
+//! THE request path, and the only place its steps are sequenced. [`handle`] is what the
+//! listener calls: [`authorize`], then [`forward`] (or a local answer), then one response, one
+//! metrics record and one access-log line for every request, whatever happened.
 //!
 //! ```text
-//! 1 route::find               auth: none (or a CORS preflight) => go to 7
-//! 2 credentials::extract      one DPoP, one Authorization, scheme  -> 400 invalid_request
-//! 3 dpop::ProofVerifier  typ alg jwk sig htm htu iat ath     -> 401 invalid_dpop_proof
-//! 4 nonce::check       (pure) when the route requires it           -> 401 use_dpop_nonce + DPoP-Nonce
-//! 5 token::validate           JWT/JWKS, then cnf.jkt binding       -> 401 invalid_token | 503
-//! 6 replay::check_and_insert  last, so only fully valid proofs use an entry -> 401 | 503
-//! 7 forward::prepare_request  strip DPoP + hop-by-hop + spoofed identity; set identity, X-Forwarded-*
-//! 8 forward::send             stream to upstream                   -> 502 | 504
-//! always: metrics + one access-log line
+//! authorize(state, head)                                      -> Result<Access, Refusal>
+//!   0 head            over max_header_bytes (a pipelined head) -> 431
+//!   1 route           RFC 9728 metadata => answered here; canonical path, first matching prefix;
+//!                     auth: none or a CORS preflight => Access::Open
+//!   2 credentials     one DPoP, one Authorization, scheme      -> 400 invalid_request | 401
+//!   3 proof           typ alg jwk sig htm htu iat ath          -> 401 invalid_dpop_proof
+//!   4 nonce           when the route requires it               -> 401 use_dpop_nonce + DPoP-Nonce
+//!   5 token, binding  JWT/JWKS or introspection, cnf.jkt       -> 401 invalid_token | 503
+//!   6 replay          jti single use; last, so only fully valid proofs use an entry -> 401 | 503
+//! forward(state, head, body, access)
+//!   7 headers         strip DPoP + hop-by-hop + spoofed identity; set identity, X-Forwarded-*
+//!   8 upstream        stream the body both ways                -> 502 | 504
+//! respond             a refusal becomes a response in refusal.rs; metrics + one access-log line
 //! ```
+//!
+//! Steps 2-5 are [`verify`] (stateless: `explain` runs exactly them); step 6 is [`admit`].
+//! [`authorize`] takes the request head only and any body type stays with the caller, so the
+//! pipeline bench, `explain` and other listeners run this code, not a copy of it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::header::{HeaderValue, ACCESS_CONTROL_EXPOSE_HEADERS, ORIGIN};
+use http::request::Parts;
 use http::{Method, Request, Response};
-use hyper::body::Incoming;
 
-use crate::body::{self, GatewayBody, IdleTimeoutBody};
-use crate::clock::{self, Clock};
-use crate::config::{AuthMode, ForwardConfig, OnError};
-use crate::credentials;
-use crate::dpop::{ProofRequest, ProofVerifier, VerifiedProof};
-use crate::forward::{headers as fwd_headers, ForwardError, Forwarder};
-use crate::metrics::{self, Metrics};
-use crate::nonce::{NonceKeys, NonceStatus};
-use crate::refusal::{ChallengeContext, Refusal};
-use crate::replay::{Admission, ReplayStore, StoreError};
-use crate::request_uri::{self, UriPolicy};
-use crate::resource_metadata::{self, ResourceMetadata};
-use crate::route::{self, Route, Router};
-use crate::token::{self, Scheme, TokenInfo, TokenValidator};
+use crate::body::{self, BoxError, GatewayBody, IdleTimeoutBody};
+use crate::clock::{self, UnixTime};
+use crate::config::{AuthMode, OnError};
+use crate::credentials::{self, Credentials};
+use crate::dpop::{ProofRequest, VerifiedProof};
+use crate::forward::headers as fwd_headers;
+use crate::metrics;
+use crate::nonce::{NonceError, NonceStatus};
+use crate::refusal::{Answering, ErrorCode, Reason, Refusal};
+use crate::replay::{Admission, StoreError};
+use crate::request_uri;
+use crate::resource_metadata;
+use crate::route::{self, Route};
+use crate::state::{ConnMeta, State};
+use crate::token::{self, Scheme, TokenInfo};
 
-/// Everything the request path needs, built once at start and shared by every connection.
-pub struct State {
-    /// The routes.
-    pub router: Router,
-    /// How `htu` is computed.
-    pub uri_policy: UriPolicy,
-    /// Proof checks, with the cache of checked proof headers.
-    pub proofs: ProofVerifier,
-    /// Token checks.
-    pub tokens: TokenValidator,
-    /// The replay store.
-    pub replay: ReplayStore,
-    /// `replay_cache.on_error`.
-    pub on_error: OnError,
-    /// The upstream client.
-    pub forwarder: Forwarder,
-    /// `forward`.
-    pub forward: ForwardConfig,
-    /// Metrics.
-    pub metrics: Metrics,
-    /// The clock.
-    pub clock: Arc<dyn Clock>,
-    /// `algs="…"` for challenges.
-    pub algs: String,
-    /// `cors.allow_origins` (`*` allows any).
-    pub cors_allow_origins: Vec<String>,
-    /// `limits.idle_timeout`, between body reads.
-    pub idle_timeout: std::time::Duration,
-    /// `limits.max_header_bytes`, for heads the connection's count did not see.
-    pub max_header_bytes: usize,
-    /// Server nonces, when `dpop.nonce` has secrets.
-    pub nonces: Option<NonceKeys>,
-    /// RFC 9728 protected resource metadata, when `resource_metadata.enabled`.
-    pub resource_metadata: Option<ResourceMetadata>,
+/// What [`authorize`] decided for a request that may go on.
+pub enum Access {
+    /// Answered by the gateway itself (the RFC 9728 metadata document).
+    Local(Response<GatewayBody>),
+    /// Forwarded without checks or identity: an `auth: none` route or a CORS preflight.
+    Open,
+    /// Forwarded with the identity the checks proved.
+    Authorized(Authorized),
 }
 
-/// What the listener knows about the connection a request came on.
-#[derive(Clone, Copy, Debug)]
-pub struct ConnMeta {
-    /// The client's address.
-    pub remote: SocketAddr,
-    /// `http` or `https`, as the client connected.
-    pub scheme: &'static str,
-}
-
-/// The result of the checks: only [`check`] builds one, and only it lets a request reach the
-/// upstream with an identity.
-struct Authorized {
+/// A request that passed steps 2-5 ([`verify`]) but not yet the replay check: only this module
+/// builds one.
+pub struct Verified {
     token: String,
     info: Arc<TokenInfo>,
     proof: Option<VerifiedProof>,
@@ -90,92 +65,78 @@ struct Authorized {
     renew_nonce: bool,
 }
 
-/// How a handled request ended, for metrics and the access log.
-struct Outcome {
-    outcome: &'static str,
-    reason: &'static str,
-    jkt: Option<String>,
+/// A request that passed every check: only [`admit`] builds one, and only it lets a request
+/// reach the upstream with an identity.
+pub struct Authorized(Verified);
+
+/// [`authorize`]'s answer: the route it matched (for metrics, logs and the refusal's nonce
+/// rule) and the decision.
+pub struct Decision<'s> {
+    /// The route the request matched (the fallback route when none did).
+    pub route: &'s Route,
+    /// The decision.
+    pub result: Result<Access, Refusal>,
 }
 
-/// Handles one request: checks, then forwards or refuses. Never fails.
-pub async fn handle(
+/// How a handled request ended, for metrics and the access log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Sent to the upstream (whatever it answered).
+    Forwarded,
+    /// Answered by the gateway itself.
+    Local,
+    /// Refused.
+    Refused(ErrorCode, Reason),
+}
+
+/// Handles one request: [`authorize`], then [`forward`] or a local answer, then one response,
+/// metrics and an access-log line. Never fails; accepts any request body.
+pub async fn handle<B>(
     state: Arc<State>,
-    mut req: Request<Incoming>,
+    req: Request<B>,
     conn: ConnMeta,
-) -> Result<Response<GatewayBody>, std::convert::Infallible> {
+) -> Result<Response<GatewayBody>, std::convert::Infallible>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let start = clock::monotonic();
     // Dropped with the future too (a client that goes away mid-request).
-    let _in_flight = InFlight::new(&state.metrics.in_flight);
-    let request_id = request_id(req.headers_mut());
-    if let Some(mut resp) = serve_resource_metadata(&state, &req, conn) {
-        resp.headers_mut().insert(X_REQUEST_ID, request_id);
-        return Ok(resp);
-    }
-    let method = req.method().clone();
-    let origin = req.headers().get(ORIGIN).cloned();
-    let route = state.router.find(req.uri().path());
-    let route_label = route.map_or("unmatched", |r| r.prefix.as_str());
-    let nonce_route = state.router.nonce_of(route);
-    // What a refusal's `resource_metadata` URL is built from: only the headers `htu` reads, and
-    // none when `public_url` decides alone, or when no 401 can come (an `auth: none` route).
-    let may_challenge = route.is_none_or(|r| r.auth != AuthMode::None);
-    let (uri, headers) = match (&state.resource_metadata, &state.uri_policy.public_url) {
-        (Some(_), None) if may_challenge => (req.uri().clone(), authority_headers(req.headers())),
-        (Some(_), _) if may_challenge => (req.uri().clone(), http::HeaderMap::new()),
-        _ => (http::Uri::default(), http::HeaderMap::new()),
-    };
+    let _in_flight = metrics::GaugeGuard::new(state.metrics.in_flight.clone());
+    let (mut parts, body) = req.into_parts();
+    let request_id = request_id(&mut parts.headers);
+    let method = parts.method.clone();
+    let origin = parts.headers.get(ORIGIN).cloned();
 
-    let (mut resp, outcome) = match run(&state, req, conn, route).await {
-        Ok((resp, jkt)) => (
-            resp,
-            Outcome {
-                outcome: "forwarded",
-                reason: "none",
-                jkt,
-            },
-        ),
-        Err(refusal) => {
-            let parts = refusal.parts();
-            if let Refusal::UpstreamUnavailable(e) = &refusal {
-                tracing::warn!(error = %e, "upstream unavailable");
-                state
-                    .metrics
-                    .upstream_errors
-                    .with_label_values(&[e.kind()])
-                    .inc();
-            } else if let Refusal::UpstreamTimeout = &refusal {
-                state
-                    .metrics
-                    .upstream_errors
-                    .with_label_values(&["timeout"])
-                    .inc();
+    let decision = authorize(&state, &parts, conn).await;
+    let route = decision.route;
+    let (mut resp, outcome, jkt) = match decision.result {
+        Ok(Access::Local(resp)) => (resp, Outcome::Local, None),
+        Ok(access) => {
+            let jkt = access.jkt();
+            match forward(&state, parts, body, conn, access).await {
+                Ok(resp) => (resp, Outcome::Forwarded, jkt),
+                Err(refusal) => {
+                    let answering = Answering {
+                        state: &state,
+                        conn,
+                        head: None,
+                        nonce_route: route.nonce,
+                        origin: origin.as_ref(),
+                    };
+                    refused(&state, &refusal, &answering, jkt)
+                }
             }
-            tracing::debug!(reason = parts.reason, description = %refusal.description(), "refused");
-            // On a nonce route every 401 carries a fresh nonce, so a client's next proof can
-            // use it without another round trip (RFC 9449 §8).
-            let nonce = match (&state.nonces, nonce_route && parts.status == 401) {
-                (Some(keys), true) => Some(keys.issue(state.clock.now())),
-                _ => None,
+        }
+        Err(refusal) => {
+            let answering = Answering {
+                state: &state,
+                conn,
+                head: Some(&parts),
+                nonce_route: route.nonce,
+                origin: origin.as_ref(),
             };
-            let resource_metadata = match (&state.resource_metadata, parts.status == 401) {
-                (Some(_), true) => base_url(&state, conn, &uri, &headers)
-                    .map(|base| resource_metadata::metadata_url(&base)),
-                _ => None,
-            };
-            let ctx = ChallengeContext {
-                algs: state.algs.clone(),
-                resource_metadata,
-                nonce,
-                allow_origin: origin.as_ref().filter(|o| state.origin_allowed(o)).cloned(),
-            };
-            (
-                refusal.respond(&ctx),
-                Outcome {
-                    outcome: parts.code.as_str(),
-                    reason: parts.reason,
-                    jkt: None,
-                },
-            )
+            refused(&state, &refusal, &answering, None)
         }
     };
     if origin.is_some() {
@@ -185,93 +146,222 @@ pub async fn handle(
             HeaderValue::from_static("WWW-Authenticate, DPoP-Nonce"),
         );
     }
-
-    let elapsed = start.elapsed();
-    let method_label = metrics::method_class(&method);
-    state.metrics.record_request(
-        route_label,
-        method_label,
-        outcome.outcome,
-        outcome.reason,
-        elapsed,
-    );
     resp.headers_mut().insert(X_REQUEST_ID, request_id.clone());
-    crate::telemetry::access(&crate::telemetry::AccessLine {
-        request_id: request_id.to_str().unwrap_or("-"),
-        method: method.as_str(),
-        route: route_label,
-        status: resp.status().as_u16(),
-        outcome: outcome.outcome,
-        reason: outcome.reason,
-        duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        jkt: outcome.jkt.as_deref().unwrap_or("-"),
-        client: conn.remote,
-    });
+    record(
+        &state,
+        route,
+        &method,
+        outcome,
+        &resp,
+        &request_id,
+        jkt,
+        start,
+        conn,
+    );
     Ok(resp)
 }
 
-/// The length of `parts` as an HTTP/1.1 head: request line, `name:value` lines, blank line.
-/// A lower bound of what came on the wire (no optional whitespace, origin-form target), so a
-/// head the connection's count let through is never refused here.
-fn head_len(parts: &http::request::Parts) -> usize {
-    let target = parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
-    let fields: usize = parts
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 3)
-        .sum();
-    parts.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len() + fields + 2
+/// Steps 0-6 on the request head: where the request may go, or why not.
+pub async fn authorize<'s>(state: &'s State, head: &Parts, conn: ConnMeta) -> Decision<'s> {
+    let route = state.router.find(head.uri.path());
+    Decision {
+        route,
+        result: authorize_on(state, route, head, conn).await,
+    }
 }
 
-/// Steps 1-8. Returns the upstream response and the proof key's thumbprint (for the log).
-async fn run(
+async fn authorize_on(
     state: &State,
-    req: Request<Incoming>,
+    route: &Route,
+    head: &Parts,
     conn: ConnMeta,
-    route: Option<&Route>,
-) -> Result<(Response<GatewayBody>, Option<String>), Refusal> {
-    let (mut parts, incoming) = req.into_parts();
-
+) -> Result<Access, Refusal> {
     // 0 the head's size: the connection counts it as it arrives (`server::deadline`), except a
     // head pipelined behind a body, which hyper read along with the body
-    if head_len(&parts) > state.max_header_bytes {
+    if head_len(head) > state.max_header_bytes {
         return Err(Refusal::HeadTooLarge);
     }
-    // 1 route, on a canonical path only: a server behind us must not read another path than
-    // the one routes were matched on
-    route::check_path(parts.uri.path()).map_err(Refusal::InvalidRequest)?;
-    let auth = route.map_or(AuthMode::Dpop, |r| r.auth);
-    let nonce_required = state.router.nonce_of(route);
-    let authorized = if auth == AuthMode::None || is_cors_preflight(&parts.method, &parts.headers) {
-        None
-    } else {
-        let verify_start = clock::monotonic();
-        let a = check(state, &parts, conn, auth, nonce_required).await;
-        state
-            .metrics
-            .verification_duration
-            .observe(verify_start.elapsed().as_secs_f64());
-        Some(a?)
+    // 1 route
+    if let Some(resp) = resource_metadata(state, head, conn) {
+        return Ok(Access::Local(resp));
+    }
+    // Canonical paths only: a server behind us must not read another path than the one
+    // routes were matched on.
+    route::check_path(head.uri.path()).map_err(Refusal::InvalidRequest)?;
+    if route.auth == AuthMode::None || is_cors_preflight(&head.method, &head.headers) {
+        return Ok(Access::Open);
+    }
+    let verify_start = clock::monotonic();
+    let now = state.clock.now();
+    let result = match verify(state, route, head, conn, now).await {
+        Ok(verified) => admit(state, verified, now).await.map(Access::Authorized),
+        Err(refusal) => Err(refusal),
     };
-    let jkt = authorized
-        .as_ref()
-        .and_then(|a| a.proof.as_ref())
-        .map(|p| p.jkt().to_string());
-    let renew_nonce = authorized.as_ref().is_some_and(|a| a.renew_nonce);
+    state
+        .metrics
+        .verification_duration
+        .observe(verify_start.elapsed().as_secs_f64());
+    result
+}
 
+/// Steps 2-5, the stateless checks: credentials, proof, nonce, token and its binding.
+pub(crate) async fn verify(
+    state: &State,
+    route: &Route,
+    head: &Parts,
+    conn: ConnMeta,
+    now: UnixTime,
+) -> Result<Verified, Refusal> {
+    let creds = credentials(head, route)?;
+    let proof = proof(state, head, conn, &creds, now)?;
+    let renew_nonce = nonce(state, route, proof.as_ref(), now)?;
+    let info = state
+        .tokens
+        .validate(creds.token, now)
+        .await
+        .map_err(Refusal::from)?;
+    token::check_binding(
+        &info,
+        creds.scheme,
+        proof.as_ref().map(VerifiedProof::jkt),
+        route.auth == AuthMode::DpopOrBearer,
+    )
+    .map_err(Refusal::Token)?;
+    Ok(Verified {
+        token: creds.token.to_owned(),
+        info,
+        proof,
+        renew_nonce,
+    })
+}
+
+/// 2 credentials: one `DPoP`, one `Authorization`, a scheme the route accepts.
+fn credentials<'h>(head: &'h Parts, route: &Route) -> Result<Credentials<'h>, Refusal> {
+    let creds = credentials::extract(&head.headers)?.ok_or(Refusal::NoCredentials)?;
+    if creds.scheme == Scheme::Bearer && route.auth == AuthMode::Dpop {
+        // Refused before any token work: a random Bearer token must not cost a signature
+        // check or an introspection call on a route that never accepts Bearer.
+        return Err(Refusal::Token(token::TokenError::NotBound));
+    }
+    Ok(creds)
+}
+
+/// 3 proof. A Bearer request's proof, if any, is not used: the binding check refuses a bound
+/// token sent as Bearer.
+fn proof(
+    state: &State,
+    head: &Parts,
+    conn: ConnMeta,
+    creds: &Credentials<'_>,
+    now: UnixTime,
+) -> Result<Option<VerifiedProof>, Refusal> {
+    let proof = match (creds.scheme, creds.proof) {
+        (Scheme::Dpop, Some(proof)) => proof,
+        (Scheme::Dpop, None) => return Err(Refusal::ProofMissing),
+        (Scheme::Bearer, _) => return Ok(None),
+    };
+    let htu = request_uri::request_uri(&state.uri_policy, conn.scheme, &head.uri, &head.headers)
+        .ok_or(Refusal::InvalidRequest("the request names no host"))?;
+    let request = ProofRequest {
+        method: head.method.as_str(),
+        htu: &htu,
+        access_token: Some(creds.token),
+    };
+    state
+        .proofs
+        .verify(proof, &request, now)
+        .map(Some)
+        .map_err(Refusal::Proof)
+}
+
+/// 4 nonce: after the signature (a forged proof learns nothing), before the replay entry (a
+/// nonce retry must not burn the client's jti). `true` when a fresh nonce should go with the
+/// response.
+fn nonce(
+    state: &State,
+    route: &Route,
+    proof: Option<&VerifiedProof>,
+    now: UnixTime,
+) -> Result<bool, Refusal> {
+    let (true, Some(p)) = (route.nonce, proof) else {
+        return Ok(false);
+    };
+    // `State::from_config` refuses to start a route that needs nonces without secrets; fail
+    // closed all the same.
+    let keys = state
+        .nonces
+        .as_ref()
+        .ok_or(Refusal::UseNonce(NonceError::Missing))?;
+    match keys.check(p.nonce(), now) {
+        Ok(NonceStatus::Fresh) => Ok(false),
+        Ok(NonceStatus::NearExpiry) => Ok(true),
+        Err(e) => Err(Refusal::UseNonce(e)),
+    }
+}
+
+/// 6 replay: the proof's `jti` is used once. Last, so that only a fully valid proof uses an
+/// entry.
+pub(crate) async fn admit(
+    state: &State,
+    verified: Verified,
+    now: UnixTime,
+) -> Result<Authorized, Refusal> {
+    let Some(p) = &verified.proof else {
+        return Ok(Authorized(verified));
+    };
+    match state.replay.check_and_insert(p.replay_key(), now).await {
+        Ok(Admission::Fresh) => Ok(Authorized(verified)),
+        Ok(Admission::Replayed) => Err(Refusal::Replayed),
+        Err(StoreError::Full { retry_after }) => {
+            state.metrics.replay_full.inc();
+            Err(Refusal::ReplayStoreFull { retry_after })
+        }
+        Err(StoreError::Unavailable(why)) => {
+            let (policy, result) = match state.on_error {
+                OnError::Reject => ("reject", Err(Refusal::ReplayStoreUnavailable)),
+                OnError::Allow => ("allow", Ok(Authorized(verified))),
+            };
+            state
+                .metrics
+                .replay_store_errors
+                .with_label_values(&[policy])
+                .inc();
+            tracing::warn!(error = %why, on_error = policy, "replay store unavailable");
+            result
+        }
+    }
+}
+
+/// Steps 7-8: the headers the upstream must and must not see, then the upstream exchange with
+/// the body streamed.
+pub async fn forward<B>(
+    state: &State,
+    mut head: Parts,
+    body: B,
+    conn: ConnMeta,
+    access: Access,
+) -> Result<Response<GatewayBody>, Refusal>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let authorized = match &access {
+        Access::Authorized(Authorized(v)) => Some(v),
+        Access::Open | Access::Local(_) => None,
+    };
     // 7 headers. The authority htu was checked against (absolute-form or :authority) is the
     // Host the upstream gets: the two must not differ.
-    if let Some(v) = parts
+    if let Some(v) = head
         .uri
         .authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     {
-        parts.headers.insert(http::header::HOST, v);
+        head.headers.insert(http::header::HOST, v);
     }
-    let host = parts.headers.get(http::header::HOST).cloned();
+    let host = head.headers.get(http::header::HOST).cloned();
     let ctx = fwd_headers::ForwardContext {
         config: &state.forward,
-        identity: authorized.as_ref().map(|a| fwd_headers::Identity {
+        identity: authorized.map(|a| fwd_headers::Identity {
             token: &a.token,
             info: &a.info,
             jkt: a.proof.as_ref().map(VerifiedProof::jkt),
@@ -281,154 +371,112 @@ async fn run(
         proto: conn.scheme,
         host: host.as_ref(),
     };
-    fwd_headers::prepare_request(&mut parts.headers, &ctx);
+    fwd_headers::prepare_request(&mut head.headers, &ctx);
 
-    // 8 send, streaming the body
-    let body = body::boxed(IdleTimeoutBody::new(incoming, state.idle_timeout));
+    // 8 upstream, streaming the body
+    let body = body::boxed(IdleTimeoutBody::new(body, state.idle_timeout));
     let upstream_start = clock::monotonic();
-    let result = state.forwarder.send(Request::from_parts(parts, body)).await;
+    let result = state.forwarder.send(Request::from_parts(head, body)).await;
     state
         .metrics
         .upstream_duration
         .observe(upstream_start.elapsed().as_secs_f64());
-    match result {
-        Ok(mut resp) => {
-            if let (true, Some(keys)) = (renew_nonce, &state.nonces) {
-                if let Ok(v) = HeaderValue::from_str(&keys.issue(state.clock.now())) {
-                    resp.headers_mut().insert("dpop-nonce", v);
-                }
-            }
-            Ok((resp, jkt))
+    let mut resp = result.map_err(Refusal::Upstream)?;
+    if let (true, Some(keys)) = (authorized.is_some_and(|a| a.renew_nonce), &state.nonces) {
+        if let Ok(v) = HeaderValue::from_str(&keys.issue(state.clock.now())) {
+            resp.headers_mut().insert("dpop-nonce", v);
         }
-        Err(ForwardError::Timeout { .. }) => Err(Refusal::UpstreamTimeout),
-        Err(e) => Err(Refusal::UpstreamUnavailable(e)),
     }
+    Ok(resp)
 }
 
-/// Steps 2-6: the checks. Only this function builds an [`Authorized`].
-async fn check(
+/// A refusal's response (made in `refusal.rs`), its log line and its outcome.
+fn refused(
     state: &State,
-    parts: &http::request::Parts,
-    conn: ConnMeta,
-    auth: AuthMode,
-    nonce_required: bool,
-) -> Result<Authorized, Refusal> {
-    // 2 credentials
-    let creds = credentials::extract(&parts.headers)?.ok_or(Refusal::NoCredentials)?;
-    if creds.scheme == Scheme::Bearer && auth == AuthMode::Dpop {
-        // Refused before any token work: a random Bearer token must not cost a signature
-        // check or an introspection call on a route that never accepts Bearer.
-        return Err(Refusal::Token(crate::token::TokenError::NotBound));
+    refusal: &Refusal,
+    answering: &Answering<'_>,
+    jkt: Option<String>,
+) -> (Response<GatewayBody>, Outcome, Option<String>) {
+    let parts = refusal.parts();
+    if let Refusal::Upstream(e) = refusal {
+        tracing::warn!(error = %e, "upstream unavailable");
+        state
+            .metrics
+            .upstream_errors
+            .with_label_values(&[parts.reason.as_str()])
+            .inc();
     }
-    let now = state.clock.now();
-
-    // 3 proof (a Bearer request's proof, if any, is not used: the binding check refuses a bound
-    // token sent as Bearer)
-    let proof = match (creds.scheme, creds.proof) {
-        (Scheme::Dpop, Some(proof)) => {
-            let htu = request_uri::request_uri(
-                &state.uri_policy,
-                conn.scheme,
-                &parts.uri,
-                &parts.headers,
-            )
-            .ok_or(Refusal::InvalidRequest("the request names no host"))?;
-            let request = ProofRequest {
-                method: parts.method.as_str(),
-                htu: &htu,
-                access_token: Some(creds.token),
-            };
-            Some(
-                state
-                    .proofs
-                    .verify(proof, &request, now)
-                    .map_err(Refusal::Proof)?,
-            )
-        }
-        (Scheme::Dpop, None) => return Err(Refusal::ProofMissing),
-        (Scheme::Bearer, _) => None,
-    };
-
-    // 4 nonce: after the signature (a forged proof learns nothing), before the replay entry
-    // (a nonce retry must not burn the client's jti)
-    let mut renew_nonce = false;
-    if let (true, Some(p)) = (nonce_required, &proof) {
-        let keys = state
-            .nonces
-            .as_ref()
-            .ok_or(Refusal::UseNonce(crate::nonce::NonceError::NoSecrets))?;
-        match keys.check(p.nonce(), now) {
-            Ok(NonceStatus::Fresh) => {}
-            Ok(NonceStatus::NearExpiry) => renew_nonce = true,
-            Err(e) => return Err(Refusal::UseNonce(e)),
-        }
+    if let Refusal::TokenService(why) = refusal {
+        tracing::warn!(error = %why, "token service unavailable");
     }
-
-    // 5 token, then its binding to the proof's key
-    let info = state
-        .tokens
-        .validate(creds.token, now)
-        .await
-        .map_err(Refusal::Token)?;
-    token::check_binding(
-        &info,
-        creds.scheme,
-        proof.as_ref().map(VerifiedProof::jkt),
-        auth == AuthMode::DpopOrBearer,
+    tracing::debug!(reason = parts.reason.as_str(), description = %refusal.description(), "refused");
+    (
+        refusal.respond(answering),
+        Outcome::Refused(parts.code, parts.reason),
+        jkt,
     )
-    .map_err(Refusal::Token)?;
+}
 
-    // 6 replay: last, so that only a fully valid proof uses an entry
-    if let Some(p) = &proof {
-        match state.replay.check_and_insert(p.replay_key(), now).await {
-            Ok(Admission::Fresh) => {}
-            Ok(Admission::Replayed) => return Err(Refusal::Replayed),
-            Err(StoreError::Full { retry_after }) => {
-                state.metrics.replay_full.inc();
-                return Err(Refusal::ReplayStoreFull { retry_after });
-            }
-            Err(StoreError::Unavailable(why)) => match state.on_error {
-                OnError::Reject => {
-                    state
-                        .metrics
-                        .replay_store_errors
-                        .with_label_values(&["reject"])
-                        .inc();
-                    tracing::warn!(error = %why, "replay store unavailable; refusing (on_error: reject)");
-                    return Err(Refusal::ReplayStoreUnavailable);
-                }
-                OnError::Allow => {
-                    state
-                        .metrics
-                        .replay_store_errors
-                        .with_label_values(&["allow"])
-                        .inc();
-                    tracing::warn!(error = %why, "replay store unavailable; forwarding (on_error: allow)");
-                }
-            },
-        }
-    }
+/// The request's metrics and access-log line.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    state: &State,
+    route: &Route,
+    method: &Method,
+    outcome: Outcome,
+    resp: &Response<GatewayBody>,
+    request_id: &HeaderValue,
+    jkt: Option<String>,
+    start: std::time::Instant,
+    conn: ConnMeta,
+) {
+    let (outcome, reason) = match outcome {
+        Outcome::Forwarded => ("forwarded", "none"),
+        Outcome::Local => ("local", "none"),
+        Outcome::Refused(code, reason) => (code.as_str(), reason.as_str()),
+    };
+    let elapsed = start.elapsed();
+    state.metrics.record_request(
+        route.label(),
+        metrics::method_class(method),
+        outcome,
+        reason,
+        elapsed,
+    );
+    crate::telemetry::access(&crate::telemetry::AccessLine {
+        request_id: request_id.to_str().unwrap_or("-"),
+        method: method.as_str(),
+        route: route.label(),
+        status: resp.status().as_u16(),
+        outcome,
+        reason,
+        duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        jkt: jkt.as_deref().unwrap_or("-"),
+        client: conn.remote,
+    });
+}
 
-    Ok(Authorized {
-        token: creds.token.to_owned(),
-        info,
-        proof,
-        renew_nonce,
-    })
+/// The length of `parts` as an HTTP/1.1 head: request line, `name:value` lines, blank line.
+/// A lower bound of what came on the wire (no optional whitespace, origin-form target), so a
+/// head the connection's count let through is never refused here.
+fn head_len(parts: &Parts) -> usize {
+    let target = parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let fields: usize = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 3)
+        .sum();
+    parts.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len() + fields + 2
 }
 
 /// `GET /.well-known/oauth-protected-resource[/path]` (RFC 9728 §3), answered by the gateway.
-fn serve_resource_metadata(
-    state: &State,
-    req: &Request<Incoming>,
-    conn: ConnMeta,
-) -> Option<Response<GatewayBody>> {
+fn resource_metadata(state: &State, head: &Parts, conn: ConnMeta) -> Option<Response<GatewayBody>> {
     let rm = state.resource_metadata.as_ref()?;
-    let path = resource_metadata::well_known_path(req.uri().path())?;
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+    let path = resource_metadata::well_known_path(head.uri.path())?;
+    if head.method != Method::GET && head.method != Method::HEAD {
         return None;
     }
-    let base = base_url(state, conn, req.uri(), req.headers())?;
+    let base = crate::refusal::base_url(state, conn, &head.uri, &head.headers)?;
     let mut resp = Response::new(body::full(rm.document(&format!("{base}{path}"))));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -437,59 +485,12 @@ fn serve_resource_metadata(
     Some(resp)
 }
 
-/// The headers [`request_uri::request_uri`] reads.
-fn authority_headers(headers: &http::HeaderMap) -> http::HeaderMap {
-    const NAMES: [http::HeaderName; 5] = [
-        http::header::HOST,
-        http::header::FORWARDED,
-        fwd_headers::X_FORWARDED_PROTO,
-        fwd_headers::X_FORWARDED_HOST,
-        http::HeaderName::from_static("x-forwarded-port"),
-    ];
-    let mut out = http::HeaderMap::new();
-    for name in NAMES {
-        if let Some(v) = headers.get(&name) {
-            out.insert(name, v.clone());
-        }
-    }
-    out
-}
-
-/// `scheme://authority` of the resource as clients address it (the `htu` rules).
-fn base_url(
-    state: &State,
-    conn: ConnMeta,
-    uri: &http::Uri,
-    headers: &http::HeaderMap,
-) -> Option<String> {
-    let full = request_uri::request_uri(&state.uri_policy, conn.scheme, uri, headers)?;
-    full.strip_suffix(uri.path()).map(str::to_owned)
-}
-
-/// Counts a request in flight for as long as it lives.
-struct InFlight(prometheus::IntGauge);
-
-impl InFlight {
-    fn new(gauge: &prometheus::IntGauge) -> Self {
-        gauge.inc();
-        Self(gauge.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 /// `X-Request-Id`: the client's (or the proxy's in front), when it is a sane token, else a new
 /// random one; set on the forwarded request, the response and the access log.
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// Longest client-supplied request id kept.
 const MAX_REQUEST_ID: usize = 128;
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn request_id(headers: &mut http::HeaderMap) -> HeaderValue {
     let mut given = headers.get_all(&X_REQUEST_ID).iter();
@@ -510,17 +511,10 @@ fn request_id(headers: &mut http::HeaderMap) -> HeaderValue {
         u64::from_be_bytes(bytes)
     });
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut id = [0u8; 32];
-    for (i, b) in prefix
-        .to_be_bytes()
-        .into_iter()
-        .chain(n.to_be_bytes())
-        .enumerate()
-    {
-        id[2 * i] = HEX[usize::from(b >> 4)];
-        id[2 * i + 1] = HEX[usize::from(b & 0xf)];
-    }
-    let value = HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"));
+    let mut id = String::with_capacity(32);
+    crate::hex::push(&mut id, &prefix.to_be_bytes());
+    crate::hex::push(&mut id, &n.to_be_bytes());
+    let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"));
     headers.insert(X_REQUEST_ID, value.clone());
     value
 }
@@ -540,12 +534,31 @@ fn is_cors_preflight(method: &Method, headers: &http::HeaderMap) -> bool {
             .is_none_or(|v| v.as_bytes() == b"0")
 }
 
-// === impl State ===
+// === impl Access ===
 
-impl State {
-    fn origin_allowed(&self, origin: &HeaderValue) -> bool {
-        self.cors_allow_origins
-            .iter()
-            .any(|o| o == "*" || origin.as_bytes() == o.as_bytes())
+impl Access {
+    /// The proof key's thumbprint, for the access log.
+    fn jkt(&self) -> Option<String> {
+        match self {
+            Access::Authorized(Authorized(v)) => v.proof.as_ref().map(|p| p.jkt().to_string()),
+            Access::Open | Access::Local(_) => None,
+        }
     }
 }
+
+// === impl Verified ===
+
+impl Verified {
+    /// What the token says.
+    pub fn token_info(&self) -> &TokenInfo {
+        &self.info
+    }
+
+    /// The verified proof (absent for a Bearer token on a `dpop_or_bearer` route).
+    pub fn proof(&self) -> Option<&VerifiedProof> {
+        self.proof.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests;

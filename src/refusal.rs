@@ -1,24 +1,31 @@
 //! Every refusal the gateway makes, and the ONE place where a refusal becomes an HTTP response
-//! (RFC 9449 §7.1, §8, §9; RFC 6750 §3). The `match` in [`Refusal::parts`] is exhaustive with no
-//! `_ =>` arm: a new variant does not compile until someone decides its status, `error` code,
-//! headers and metric reason.
+//! (RFC 9449 §7.1, §8, §9; RFC 6750 §3; RFC 9728 §5.1): status, `error` code, description,
+//! `WWW-Authenticate`, `DPoP-Nonce`, `Retry-After`, CORS and the JSON body, for responses hyper
+//! sends ([`Refusal::respond`]) and for the bytes the connection layer writes itself before a
+//! request was parsed ([`Refusal::http1_bytes`]: 408 and 431).
+//!
+//! The `match` in [`Refusal::parts`] is exhaustive with no `_ =>` arm: a new variant does not
+//! compile until someone decides its status, code, headers and metric [`Reason`].
 
 use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
 use crate::body::{self, GatewayBody};
-use crate::dpop::ProofError;
+use crate::dpop::{ProofCheck, ProofError};
 use crate::forward::ForwardError;
 use crate::nonce::NonceError;
-use crate::token::TokenError;
+use crate::request_uri;
+use crate::resource_metadata;
+use crate::state::{ConnMeta, State};
+use crate::token::{TokenCheck, TokenError};
 
 /// Why a request was not forwarded.
 #[derive(Debug)]
 pub enum Refusal {
     /// A protected route and no credentials at all (RFC 6750 §3.1: no `error` code).
     NoCredentials,
-    /// Duplicate `DPoP` or `Authorization` headers, or an unparseable `Authorization`
-    /// (RFC 6750 §3.1 `invalid_request`).
+    /// Duplicate `DPoP` or `Authorization` headers, an unparseable `Authorization`, a
+    /// non-canonical path (RFC 6750 §3.1 `invalid_request`).
     InvalidRequest(&'static str),
     /// `Authorization: DPoP` without a `DPoP` header (RFC 9449 §7.1).
     ProofMissing,
@@ -29,8 +36,10 @@ pub enum Refusal {
     /// The route requires a server nonce and the proof's is missing, stale or forged
     /// (RFC 9449 §8, §9): the response carries a fresh `DPoP-Nonce`.
     UseNonce(NonceError),
-    /// The access token is invalid or not bound to the proof's key.
+    /// The access token is invalid or not bound to the proof's key (the client's fault).
     Token(TokenError),
+    /// The token service (JWKS never loaded, introspection down) could not answer: ours.
+    TokenService(String),
     /// The replay store is full of live entries; the oldest expires in `retry_after` seconds.
     ReplayStoreFull {
         /// Seconds until a slot frees (at least 1).
@@ -38,14 +47,13 @@ pub enum Refusal {
     },
     /// The replay store is unreachable or slower than its timeout, and `on_error` is `reject`.
     ReplayStoreUnavailable,
-    /// The token service (JWKS or introspection) could not answer.
-    TokenServiceUnavailable,
-    /// The upstream refused the connection or broke the exchange (502).
-    UpstreamUnavailable(ForwardError),
-    /// The upstream did not send response headers within `upstream.request_timeout` (504).
-    UpstreamTimeout,
+    /// The upstream refused the connection, broke the exchange (502) or sent no response
+    /// headers within `upstream.request_timeout` (504).
+    Upstream(ForwardError),
     /// The request head is over `limits.max_header_bytes` (431, then the connection closes).
     HeadTooLarge,
+    /// The request head did not arrive within `limits.header_read_timeout` (408, then closed).
+    HeadTimeout,
 }
 
 /// The `error` code of a refusal (RFC 6750 §3.1, RFC 9449 §7.1, §12.2): the `outcome` label.
@@ -67,6 +75,46 @@ pub enum ErrorCode {
     UpstreamError,
 }
 
+/// Why a request was refused, finer than its [`ErrorCode`]: a closed set, the `reason` label of
+/// the request metrics and the access log. No strings: every value is a variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// No credentials on a protected route.
+    NoCredentials,
+    /// A malformed request (headers, path).
+    InvalidRequest,
+    /// `Authorization: DPoP` without a proof.
+    ProofMissing,
+    /// A proof check failed.
+    Proof(ProofCheck),
+    /// The proof was used before.
+    Replay,
+    /// The route requires a nonce and the proof has none.
+    NonceMissing,
+    /// The nonce is malformed, forged or from a retired secret.
+    NonceInvalid,
+    /// The nonce expired (or comes from the future).
+    NonceExpired,
+    /// A token check failed.
+    Token(TokenCheck),
+    /// The token service is down.
+    TokenService,
+    /// The replay cache is full of live entries.
+    ReplayStoreFull,
+    /// The replay store is unreachable (`on_error: reject`).
+    ReplayStore,
+    /// No connection to the upstream.
+    UpstreamConnect,
+    /// The upstream sent no response headers in time.
+    UpstreamTimeout,
+    /// The upstream broke the exchange.
+    UpstreamProtocol,
+    /// The request head is over `limits.max_header_bytes`.
+    HeadTooLarge,
+    /// The request head was too slow.
+    HeadTimeout,
+}
+
 /// What [`Refusal::parts`] decides.
 #[derive(Debug)]
 pub struct RefusalParts {
@@ -74,17 +122,34 @@ pub struct RefusalParts {
     pub status: StatusCode,
     /// The `error` code (also the metric `outcome`).
     pub code: ErrorCode,
-    /// A finer closed-set reason for the metric label (`replay`, `htu`, `signature`, …).
-    pub reason: &'static str,
+    /// The metric reason.
+    pub reason: Reason,
     /// Whether to send a `WWW-Authenticate: DPoP` challenge.
     pub challenge: bool,
     /// `Retry-After` seconds, for 503.
     pub retry_after: Option<u64>,
+    /// Whether the connection ends after the response (408, 431).
+    pub close: bool,
 }
 
-/// What the response needs besides the refusal itself.
+/// The request a refusal answers, as far as its response depends on it.
+pub(crate) struct Answering<'a> {
+    /// The gateway's state (algorithms, nonce keys, CORS origins, metadata).
+    pub(crate) state: &'a State,
+    /// The connection the request came on.
+    pub(crate) conn: ConnMeta,
+    /// The request's head, while it was not forwarded (`None` for an upstream failure, which
+    /// carries no challenge).
+    pub(crate) head: Option<&'a http::request::Parts>,
+    /// Whether the request's route requires server nonces.
+    pub(crate) nonce_route: bool,
+    /// The request's `Origin`.
+    pub(crate) origin: Option<&'a HeaderValue>,
+}
+
+/// The per-request parts of a refusal's response, once decided.
 #[derive(Clone, Debug, Default)]
-pub struct ChallengeContext {
+pub struct Wire {
     /// `algs="ES256 …"` value (RFC 9449 §7.1), precomputed from `dpop.algorithms`.
     pub algs: String,
     /// `resource_metadata="…"` (RFC 9728 §5.1), when enabled.
@@ -98,17 +163,6 @@ pub struct ChallengeContext {
 // === impl ErrorCode ===
 
 impl ErrorCode {
-    /// Every code, for metric pre-registration.
-    pub const ALL: [ErrorCode; 7] = [
-        ErrorCode::Unauthorized,
-        ErrorCode::InvalidRequest,
-        ErrorCode::InvalidDpopProof,
-        ErrorCode::InvalidToken,
-        ErrorCode::UseDpopNonce,
-        ErrorCode::Unavailable,
-        ErrorCode::UpstreamError,
-    ];
-
     /// The wire `error` value (and metric label).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -123,36 +177,99 @@ impl ErrorCode {
     }
 }
 
+// === impl Reason ===
+
+impl Reason {
+    /// Every reason, for metric pre-registration and documentation.
+    pub fn all() -> impl Iterator<Item = Reason> {
+        use Reason as R;
+        [
+            R::NoCredentials,
+            R::InvalidRequest,
+            R::ProofMissing,
+            R::Replay,
+            R::NonceMissing,
+            R::NonceInvalid,
+            R::NonceExpired,
+            R::TokenService,
+            R::ReplayStoreFull,
+            R::ReplayStore,
+            R::UpstreamConnect,
+            R::UpstreamTimeout,
+            R::UpstreamProtocol,
+            R::HeadTooLarge,
+            R::HeadTimeout,
+        ]
+        .into_iter()
+        .chain(ProofCheck::ALL.into_iter().map(R::Proof))
+        .chain(TokenCheck::ALL.into_iter().map(R::Token))
+    }
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NoCredentials => "no_credentials",
+            Reason::InvalidRequest => "invalid_request",
+            Reason::ProofMissing => "missing",
+            Reason::Proof(c) => c.as_str(),
+            Reason::Replay => "replay",
+            Reason::NonceMissing => "nonce_missing",
+            Reason::NonceInvalid => "nonce_invalid",
+            Reason::NonceExpired => "nonce_expired",
+            Reason::Token(c) => c.as_str(),
+            Reason::TokenService => "token_service",
+            Reason::ReplayStoreFull => "replay_store_full",
+            Reason::ReplayStore => "replay_store",
+            Reason::UpstreamConnect => "connect",
+            Reason::UpstreamTimeout => "timeout",
+            Reason::UpstreamProtocol => "protocol",
+            Reason::HeadTooLarge => "head_too_large",
+            Reason::HeadTimeout => "head_timeout",
+        }
+    }
+
+    /// The reason of an upstream failure.
+    pub fn of_upstream(e: &ForwardError) -> Reason {
+        match e {
+            ForwardError::Connect(_) => Reason::UpstreamConnect,
+            ForwardError::Timeout { .. } => Reason::UpstreamTimeout,
+            ForwardError::Other(_) => Reason::UpstreamProtocol,
+        }
+    }
+}
+
 // === impl Refusal ===
 
 impl Refusal {
     /// The single decision table: status, code, reason and headers of every refusal.
     pub fn parts(&self) -> RefusalParts {
         use ErrorCode as C;
+        use Reason as R;
         let (status, code, reason, challenge, retry_after) = match self {
-            Refusal::NoCredentials => (401, C::Unauthorized, "no_credentials", true, None),
-            Refusal::InvalidRequest(_) => (400, C::InvalidRequest, "invalid_request", true, None),
-            Refusal::ProofMissing => (401, C::InvalidDpopProof, "missing", true, None),
-            Refusal::Proof(e) => (401, C::InvalidDpopProof, e.check().as_str(), true, None),
-            Refusal::Replayed => (401, C::InvalidDpopProof, "replay", true, None),
+            Refusal::NoCredentials => (401, C::Unauthorized, R::NoCredentials, true, None),
+            Refusal::InvalidRequest(_) => (400, C::InvalidRequest, R::InvalidRequest, true, None),
+            Refusal::ProofMissing => (401, C::InvalidDpopProof, R::ProofMissing, true, None),
+            Refusal::Proof(e) => (401, C::InvalidDpopProof, R::Proof(e.check()), true, None),
+            Refusal::Replayed => (401, C::InvalidDpopProof, R::Replay, true, None),
             Refusal::UseNonce(e) => (401, C::UseDpopNonce, nonce_reason(e), true, None),
-            Refusal::Token(TokenError::Unavailable(_)) | Refusal::TokenServiceUnavailable => {
-                (503, C::Unavailable, "token_service", false, Some(1))
-            }
-            Refusal::Token(e) => (401, C::InvalidToken, e.check().as_str(), true, None),
+            Refusal::Token(e) => (401, C::InvalidToken, R::Token(e.check()), true, None),
+            Refusal::TokenService(_) => (503, C::Unavailable, R::TokenService, false, Some(1)),
             Refusal::ReplayStoreFull { retry_after } => (
                 503,
                 C::Unavailable,
-                "replay_store_full",
+                R::ReplayStoreFull,
                 false,
                 Some(*retry_after),
             ),
             Refusal::ReplayStoreUnavailable => {
-                (503, C::Unavailable, "replay_store", false, Some(1))
+                (503, C::Unavailable, R::ReplayStore, false, Some(1))
             }
-            Refusal::UpstreamUnavailable(e) => (502, C::UpstreamError, e.kind(), false, None),
-            Refusal::UpstreamTimeout => (504, C::UpstreamError, "timeout", false, None),
-            Refusal::HeadTooLarge => (431, C::InvalidRequest, "head_too_large", false, None),
+            Refusal::Upstream(e @ ForwardError::Timeout { .. }) => {
+                (504, C::UpstreamError, Reason::of_upstream(e), false, None)
+            }
+            Refusal::Upstream(e) => (502, C::UpstreamError, Reason::of_upstream(e), false, None),
+            Refusal::HeadTooLarge => (431, C::InvalidRequest, R::HeadTooLarge, false, None),
+            Refusal::HeadTimeout => (408, C::InvalidRequest, R::HeadTimeout, false, None),
         };
         RefusalParts {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -160,6 +277,7 @@ impl Refusal {
             reason,
             challenge,
             retry_after,
+            close: matches!(self, Refusal::HeadTooLarge | Refusal::HeadTimeout),
         }
     }
 
@@ -173,66 +291,152 @@ impl Refusal {
             Refusal::Replayed => "the DPoP proof was already used".to_owned(),
             Refusal::UseNonce(e) => format!("a fresh server nonce is required: {e}"),
             Refusal::Token(e) => e.to_string(),
+            // The cause is logged, not sent: it describes our network.
+            Refusal::TokenService(_) => "the token service is unavailable".to_owned(),
             Refusal::ReplayStoreFull { .. } => "the replay cache is full; retry later".to_owned(),
             Refusal::ReplayStoreUnavailable => "the replay store is unavailable".to_owned(),
-            Refusal::TokenServiceUnavailable => "the token service is unavailable".to_owned(),
-            // The cause (DNS, connect errors) is logged, not sent: it describes our network.
-            Refusal::UpstreamUnavailable(_) => "the upstream is unavailable".to_owned(),
-            Refusal::UpstreamTimeout => "the upstream did not answer in time".to_owned(),
+            Refusal::Upstream(ForwardError::Timeout { .. }) => {
+                "the upstream did not answer in time".to_owned()
+            }
+            Refusal::Upstream(_) => "the upstream is unavailable".to_owned(),
             Refusal::HeadTooLarge => "the request head is over max_header_bytes".to_owned(),
+            Refusal::HeadTimeout => "the request head did not arrive in time".to_owned(),
         }
+    }
+
+    /// The response for the request `req` describes: the per-request parts ([`Wire`]) are
+    /// decided here, then rendered by [`Refusal::render`].
+    pub(crate) fn respond(&self, req: &Answering<'_>) -> Response<GatewayBody> {
+        let state = req.state;
+        let status = self.parts().status;
+        let unauthorized = status == StatusCode::UNAUTHORIZED;
+        // On a nonce route every 401 carries a fresh nonce, so a client's next proof can use it
+        // without another round trip (RFC 9449 §8).
+        let nonce = match (&state.nonces, req.nonce_route && unauthorized) {
+            (Some(keys), true) => Some(keys.issue(state.clock.now())),
+            _ => None,
+        };
+        // RFC 9728 §5.1: every 401 names the resource's metadata.
+        let resource_metadata = match (&state.resource_metadata, req.head, unauthorized) {
+            (Some(_), Some(head), true) => base_url(state, req.conn, &head.uri, &head.headers)
+                .map(|base| resource_metadata::metadata_url(&base)),
+            _ => None,
+        };
+        let wire = Wire {
+            algs: state.algs.clone(),
+            resource_metadata,
+            nonce,
+            allow_origin: req.origin.filter(|o| state.origin_allowed(o)).cloned(),
+        };
+        self.render(&wire)
     }
 
     /// Renders the refusal: status, `WWW-Authenticate`, `DPoP-Nonce`, `Retry-After`, CORS and
     /// a small JSON body `{"error": …, "error_description": …}`.
-    pub fn respond(&self, ctx: &ChallengeContext) -> Response<GatewayBody> {
+    pub fn render(&self, wire: &Wire) -> Response<GatewayBody> {
+        let (parts, headers, body) = self.head(wire);
+        let mut resp = Response::new(body::full(body));
+        *resp.status_mut() = parts.status;
+        *resp.headers_mut() = headers;
+        resp
+    }
+
+    /// The bytes of the HTTP/1.1 response the connection layer writes itself, for refusals made
+    /// before hyper parsed a request (408, 431): the same status, headers and body as
+    /// [`Refusal::render`] would give.
+    pub fn http1_bytes(&self) -> Vec<u8> {
+        let (parts, headers, body) = self.head(&Wire::default());
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\n",
+            parts.status.as_u16(),
+            parts.status.canonical_reason().unwrap_or("")
+        )
+        .into_bytes();
+        for (name, value) in &headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+        out.extend_from_slice(body.as_bytes());
+        out
+    }
+
+    /// Status, headers and body text.
+    fn head(&self, wire: &Wire) -> (RefusalParts, http::HeaderMap, String) {
         let parts = self.parts();
         let description = self.description();
-        let mut builder = Response::builder()
-            .status(parts.status)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::CACHE_CONTROL, "no-store");
+        let mut h = http::HeaderMap::new();
+        if parts.close {
+            // RFC 9110 §15.5.9, §15.5.20 / the contract: the connection ends here.
+            h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
         if parts.challenge {
-            builder = builder.header(WWW_AUTHENTICATE, challenge(parts.code, &description, ctx));
+            h.insert(WWW_AUTHENTICATE, challenge(parts.code, &description, wire));
         }
         if let Some(secs) = parts.retry_after {
-            builder = builder.header(RETRY_AFTER, secs.max(1));
+            h.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
-        if let Some(nonce) = &ctx.nonce {
-            builder = builder.header("dpop-nonce", nonce.as_str());
+        if let Some(v) = wire
+            .nonce
+            .as_deref()
+            .and_then(|n| HeaderValue::from_str(n).ok())
+        {
+            h.insert("dpop-nonce", v);
         }
-        if let Refusal::HeadTooLarge = self {
-            // RFC 9110 §15.5.20 / the contract: the connection ends here.
-            builder = builder.header(http::header::CONNECTION, "close");
-        }
-        if let Some(origin) = &ctx.allow_origin {
-            builder = builder.header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        if let Some(origin) = &wire.allow_origin {
+            h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         }
         let body = serde_json::json!({
             "error": parts.code.as_str(),
             "error_description": description,
-        });
-        builder
-            .body(body::full(body.to_string()))
-            .unwrap_or_else(|_| fallback_response(parts.status))
+        })
+        .to_string();
+        (parts, h, body)
     }
 }
 
-/// The closed-set metric reason of a nonce refusal.
-fn nonce_reason(e: &NonceError) -> &'static str {
-    match e {
-        NonceError::Missing => "nonce_missing",
-        NonceError::Malformed | NonceError::BadMac => "nonce_invalid",
-        NonceError::Expired { .. } | NonceError::FromFuture { .. } => "nonce_expired",
-        // Configuration errors never reach a request; counted apart if they ever do.
-        NonceError::NoSecrets | NonceError::SecretTooShort { .. } | NonceError::ZeroLifetime => {
-            "nonce_config"
+impl From<TokenError> for Refusal {
+    /// A token the client got wrong is a 401; a token service that could not answer is ours.
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Unavailable(why) => Refusal::TokenService(why),
+            e => Refusal::Token(e),
         }
     }
 }
 
+/// `scheme://authority` of the resource as clients address it (the `htu` rules).
+pub(crate) fn base_url(
+    state: &State,
+    conn: ConnMeta,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> Option<String> {
+    let full = request_uri::request_uri(&state.uri_policy, conn.scheme, uri, headers)?;
+    full.strip_suffix(uri.path()).map(str::to_owned)
+}
+
+/// The closed-set metric reason of a nonce refusal.
+fn nonce_reason(e: &NonceError) -> Reason {
+    match e {
+        NonceError::Missing => Reason::NonceMissing,
+        NonceError::Malformed | NonceError::BadMac => Reason::NonceInvalid,
+        NonceError::Expired { .. } | NonceError::FromFuture { .. } => Reason::NonceExpired,
+    }
+}
+
 /// `DPoP error="…", error_description="…", algs="…"[, resource_metadata="…"]`.
-fn challenge(code: ErrorCode, description: &str, ctx: &ChallengeContext) -> HeaderValue {
+fn challenge(code: ErrorCode, description: &str, wire: &Wire) -> HeaderValue {
     let mut v = String::from("DPoP");
     let mut sep = " ";
     if code != ErrorCode::Unauthorized {
@@ -243,8 +447,8 @@ fn challenge(code: ErrorCode, description: &str, ctx: &ChallengeContext) -> Head
             quoted_safe(description)
         ));
     }
-    v.push_str(&format!("{sep}algs=\"{}\"", ctx.algs));
-    if let Some(rm) = &ctx.resource_metadata {
+    v.push_str(&format!("{sep}algs=\"{}\"", wire.algs));
+    if let Some(rm) = &wire.resource_metadata {
         v.push_str(&format!(", resource_metadata=\"{}\"", quoted_safe(rm)));
     }
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("DPoP"))
@@ -262,18 +466,12 @@ fn quoted_safe(s: &str) -> String {
         .collect()
 }
 
-fn fallback_response(status: StatusCode) -> Response<GatewayBody> {
-    let mut resp = Response::new(body::empty());
-    *resp.status_mut() = status;
-    resp
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ctx() -> ChallengeContext {
-        ChallengeContext {
+    fn wire() -> Wire {
+        Wire {
             algs: "ES256 EdDSA".into(),
             ..Default::default()
         }
@@ -281,7 +479,7 @@ mod tests {
 
     #[test]
     fn no_credentials_challenge_has_no_error_code() {
-        let resp = Refusal::NoCredentials.respond(&ctx());
+        let resp = Refusal::NoCredentials.render(&wire());
         assert_eq!(resp.status(), 401);
         assert_eq!(
             resp.headers()[WWW_AUTHENTICATE],
@@ -291,7 +489,7 @@ mod tests {
 
     #[test]
     fn replay_is_invalid_dpop_proof_with_description() {
-        let resp = Refusal::Replayed.respond(&ctx());
+        let resp = Refusal::Replayed.render(&wire());
         assert_eq!(resp.status(), 401);
         let www = resp.headers()[WWW_AUTHENTICATE].to_str().unwrap();
         assert!(www.starts_with("DPoP error=\"invalid_dpop_proof\", error_description=\""));
@@ -300,7 +498,7 @@ mod tests {
 
     #[test]
     fn full_store_is_503_with_retry_after() {
-        let resp = Refusal::ReplayStoreFull { retry_after: 42 }.respond(&ctx());
+        let resp = Refusal::ReplayStoreFull { retry_after: 42 }.render(&wire());
         assert_eq!(resp.status(), 503);
         assert_eq!(resp.headers()[RETRY_AFTER], "42");
         assert!(resp.headers().get(WWW_AUTHENTICATE).is_none());
@@ -309,5 +507,46 @@ mod tests {
     #[test]
     fn descriptions_cannot_break_the_quoted_string() {
         assert_eq!(quoted_safe("a\"b\\c\nd"), "a'b/c?d");
+    }
+
+    #[test]
+    fn upstream_timeout_is_504_and_other_failures_502() {
+        let t = Refusal::Upstream(ForwardError::Timeout {
+            after: std::time::Duration::from_secs(1),
+        });
+        assert_eq!(t.parts().status, 504);
+        assert_eq!(t.parts().reason, Reason::UpstreamTimeout);
+        let c = Refusal::Upstream(ForwardError::Connect("refused".into()));
+        assert_eq!(c.parts().status, 502);
+        assert_eq!(c.parts().reason.as_str(), "connect");
+    }
+
+    #[test]
+    fn raw_408_and_431_match_the_rendered_refusal() {
+        for (refusal, status) in [(Refusal::HeadTimeout, 408), (Refusal::HeadTooLarge, 431)] {
+            let bytes = refusal.http1_bytes();
+            let text = String::from_utf8(bytes).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+            assert!(head.contains("\r\nconnection: close"), "{head}");
+            assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())));
+            let json: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(json["error"], "invalid_request");
+            assert_eq!(json["error_description"], refusal.description());
+        }
+    }
+
+    #[test]
+    fn reason_labels_are_unique_per_code_family() {
+        let all: Vec<_> = Reason::all().collect();
+        let mut labels: Vec<_> = all
+            .iter()
+            .filter(|r| !matches!(r, Reason::Proof(_) | Reason::Token(_)))
+            .map(|r| r.as_str())
+            .collect();
+        labels.sort_unstable();
+        let n = labels.len();
+        labels.dedup();
+        assert_eq!(labels.len(), n, "{labels:?}");
     }
 }

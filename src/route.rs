@@ -8,8 +8,12 @@ use crate::config::{AuthMode, RouteConfig};
 #[derive(Clone, Debug)]
 pub struct Router {
     routes: Vec<Route>,
-    nonce_default: bool,
+    /// What a path no route matches gets: `auth: dpop`, `dpop.nonce.enabled`.
+    fallback: Route,
 }
+
+/// The `route` label of requests no route matched.
+const UNMATCHED: &str = "unmatched";
 
 /// One matched route.
 #[derive(Clone, Debug)]
@@ -37,40 +41,48 @@ impl Router {
             .collect();
         Self {
             routes,
-            nonce_default,
+            fallback: Route {
+                prefix: UNMATCHED.to_owned(),
+                auth: AuthMode::Dpop,
+                nonce: nonce_default,
+            },
         }
     }
 
     /// The route for `path`: the first whose prefix matches; and when an ASCII case-insensitive
     /// match (what a case-insensitive upstream would see) finds a stricter route, that one, so
-    /// `/API/x` cannot slip past a protected `/api` through a more open `/` route.
-    /// `None` when nothing matches (treated as `auth: dpop`).
-    pub fn find(&self, path: &str) -> Option<&Route> {
+    /// `/API/x` cannot slip past a protected `/api` through a more open `/` route. When nothing
+    /// matches, the fallback (`auth: dpop`, labelled `unmatched`).
+    pub fn find(&self, path: &str) -> &Route {
         let exact = self.routes.iter().find(|r| prefix_matches(&r.prefix, path));
         let folded = self
             .routes
             .iter()
             .find(|r| prefix_matches_ignore_case(&r.prefix, path));
         match (exact, folded) {
-            (Some(e), Some(f)) if strictness(f.auth) > strictness(e.auth) => Some(f),
-            (Some(e), _) => Some(e),
-            (None, f) => f,
+            (Some(e), Some(f)) if strictness(f.auth) > strictness(e.auth) => f,
+            (Some(e), _) => e,
+            (None, Some(f)) => f,
+            (None, None) => &self.fallback,
         }
     }
 
-    /// Whether proofs on `path` need a nonce (`dpop.nonce.enabled` where no route matches).
-    pub fn nonce_for(&self, path: &str) -> bool {
-        self.nonce_of(self.find(path))
+    /// Whether any route, the fallback included, requires nonces.
+    pub(crate) fn needs_nonces(&self) -> bool {
+        self.fallback.nonce
+            || self
+                .routes
+                .iter()
+                .any(|r| r.nonce && r.auth != AuthMode::None)
     }
+}
 
-    /// Whether proofs need a nonce on `route`, as [`Router::find`] returned it.
-    pub fn nonce_of(&self, route: Option<&Route>) -> bool {
-        route.map_or(self.nonce_default, |r| r.nonce)
-    }
+// === impl Route ===
 
-    /// Every route (for metric pre-registration and the resource metadata).
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
+impl Route {
+    /// The bounded `route` label: the configured prefix, or `unmatched`.
+    pub fn label(&self) -> &str {
+        &self.prefix
     }
 }
 
@@ -202,12 +214,12 @@ mod tests {
     #[test]
     fn first_match_wins_at_segment_boundaries() {
         let rt = router();
-        assert_eq!(rt.find("/healthz").unwrap().auth, AuthMode::None);
-        assert_eq!(rt.find("/healthz/deep").unwrap().auth, AuthMode::None);
-        assert_eq!(rt.find("/healthzx").unwrap().auth, AuthMode::Dpop);
-        assert_eq!(rt.find("/public/a").unwrap().auth, AuthMode::DpopOrBearer);
-        assert_eq!(rt.find("/public").unwrap().auth, AuthMode::Dpop);
-        assert_eq!(rt.find("/anything").unwrap().auth, AuthMode::Dpop);
+        assert_eq!(rt.find("/healthz").auth, AuthMode::None);
+        assert_eq!(rt.find("/healthz/deep").auth, AuthMode::None);
+        assert_eq!(rt.find("/healthzx").auth, AuthMode::Dpop);
+        assert_eq!(rt.find("/public/a").auth, AuthMode::DpopOrBearer);
+        assert_eq!(rt.find("/public").auth, AuthMode::Dpop);
+        assert_eq!(rt.find("/anything").auth, AuthMode::Dpop);
     }
 
     #[test]
@@ -227,9 +239,9 @@ mod tests {
             ],
             false,
         );
-        assert_eq!(rt.find("/API/x").unwrap().auth, AuthMode::Dpop);
-        assert_eq!(rt.find("/Api").unwrap().auth, AuthMode::Dpop);
-        assert_eq!(rt.find("/other").unwrap().auth, AuthMode::None);
+        assert_eq!(rt.find("/API/x").auth, AuthMode::Dpop);
+        assert_eq!(rt.find("/Api").auth, AuthMode::Dpop);
+        assert_eq!(rt.find("/other").auth, AuthMode::None);
     }
 
     #[test]
@@ -255,15 +267,20 @@ mod tests {
     }
 
     #[test]
-    fn unmatched_path_has_no_route() {
+    fn unmatched_path_gets_the_dpop_fallback() {
         let rt = Router::new(
             &[RouteConfig {
                 path_prefix: "/api".into(),
                 auth: AuthMode::None,
                 nonce: None,
             }],
-            false,
+            true,
         );
-        assert!(rt.find("/other").is_none());
+        let r = rt.find("/other");
+        assert_eq!(
+            (r.label(), r.auth, r.nonce),
+            ("unmatched", AuthMode::Dpop, true)
+        );
+        assert!(rt.needs_nonces());
     }
 }

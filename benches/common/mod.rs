@@ -217,6 +217,11 @@ impl Issuer {
         self.key.sign_jws(header, &claims).unwrap()
     }
 
+    /// The issuer's JWKS document.
+    pub fn jwks(&self) -> &[u8] {
+        &self.jwks
+    }
+
     /// A validator trusting this issuer, with a token cache of `cache_capacity` entries.
     pub fn validator(&self, cache_capacity: u64) -> JwtValidator {
         let policy = JwtPolicy {

@@ -32,9 +32,6 @@ const CONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
 /// Longest backoff between connection attempts: a restarted Redis is used within about this long.
 const CONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
 
-/// Digits of the hex key encoding.
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
 /// The Redis replay store, shared by every connection, core and replica.
 pub struct RedisStore {
     /// Boxed: the client's connection info is large and `ReplayStore` holds this inline.
@@ -151,10 +148,7 @@ impl RedisStore {
     fn redis_key(&self, key: &[u8; 16]) -> String {
         let mut out = String::with_capacity(self.key_prefix.len() + 32);
         out.push_str(&self.key_prefix);
-        for b in key {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
+        crate::hex::push(&mut out, key);
         out
     }
 

@@ -22,18 +22,27 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// What a client waiting too long for its head is told before the connection closes.
-const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: application/json\r\ncache-control: no-store\r\ncontent-length: 89\r\n\r\n{\"error\":\"invalid_request\",\"error_description\":\"the request head did not arrive in time\"}";
+use crate::refusal::Refusal;
+
+/// What a client waiting too long for its head is told before the connection closes (the
+/// bytes come from `refusal.rs`, like every refusal's).
+fn request_timeout() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| Refusal::HeadTimeout.http1_bytes())
+}
 
 /// What a client sending a head over `max_header_bytes` is told before the connection closes.
-const HEAD_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-type: application/json\r\ncache-control: no-store\r\ncontent-length: 91\r\n\r\n{\"error\":\"invalid_request\",\"error_description\":\"the request head is over max_header_bytes\"}";
+fn head_too_large() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| Refusal::HeadTooLarge.http1_bytes())
+}
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -206,7 +215,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
                     this.counters.head_too_large.inc();
                     return this.refuse(
                         cx,
-                        HEAD_TOO_LARGE,
+                        head_too_large(),
                         io::ErrorKind::InvalidData,
                         "request head over max_header_bytes",
                     );
@@ -229,7 +238,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
                     this.counters.head_timeout.inc();
                     return this.refuse(
                         cx,
-                        REQUEST_TIMEOUT,
+                        request_timeout(),
                         io::ErrorKind::TimedOut,
                         "request head not received within header_read_timeout",
                     );
@@ -425,7 +434,7 @@ mod tests {
 
     #[test]
     fn the_canned_responses_say_their_length() {
-        for r in [REQUEST_TIMEOUT, HEAD_TOO_LARGE] {
+        for r in [request_timeout(), head_too_large()] {
             let text = std::str::from_utf8(r).unwrap();
             let (head, body) = text.split_once("\r\n\r\n").unwrap();
             let len: usize = head

@@ -22,7 +22,9 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::body::{self, BoxError, GatewayBody};
 use crate::config::Limits;
-use crate::pipeline::{self, ConnMeta, State};
+use crate::pipeline;
+use crate::refusal::Reason;
+use crate::state::{ConnMeta, State};
 
 use super::deadline::{Deadlines, HeadLimits, RefusalCounters, StreamOpen, Streams};
 use super::tls::ReloadingAcceptor;
@@ -88,8 +90,8 @@ pub(crate) async fn serve(
     let label = scheme;
     let refusals = &state.metrics.connection_refusals;
     let counters = RefusalCounters {
-        head_too_large: refusals.with_label_values(&["head_too_large"]),
-        head_timeout: refusals.with_label_values(&["head_timeout"]),
+        head_too_large: refusals.with_label_values(&[Reason::HeadTooLarge.as_str()]),
+        head_timeout: refusals.with_label_values(&[Reason::HeadTimeout.as_str()]),
     };
     loop {
         // Past max_connections, connections wait in the listen backlog until a slot frees.
@@ -110,7 +112,9 @@ pub(crate) async fn serve(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let gauge = GaugeGuard::new(state.metrics.open_connections.with_label_values(&[label]));
+        let gauge = crate::metrics::GaugeGuard::new(
+            state.metrics.open_connections.with_label_values(&[label]),
+        );
         let state = state.clone();
         let meta = ConnMeta { remote, scheme };
         let streams = Streams::new();
@@ -236,22 +240,6 @@ impl Body for WhileOpen {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
-    }
-}
-
-/// Decrements a gauge when the connection task ends, however it ends.
-struct GaugeGuard(prometheus::IntGauge);
-
-impl GaugeGuard {
-    fn new(g: prometheus::IntGauge) -> Self {
-        g.inc();
-        Self(g)
-    }
-}
-
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }
 

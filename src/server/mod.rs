@@ -16,20 +16,13 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Readiness};
 use crate::clock::Clock;
-use crate::config::{AccessTokenConfig, Config, KeySource, ReplayBackend, TokenFormat};
-use crate::dpop::{ProofPolicy, ProofVerifier};
-use crate::forward::Forwarder;
+use crate::config::{Config, KeySource};
 use crate::metrics::Metrics;
-use crate::nonce::NonceKeys;
-use crate::pipeline::State;
-use crate::replay::{memory::MemoryStore, redis::RedisStore, ReplayStore};
-use crate::request_uri::UriPolicy;
-use crate::route::Router;
-use crate::token::http::AsClient;
-use crate::token::introspection::{IntrospectionPolicy, Introspector};
-use crate::token::jwks::{KeyLocation, RemoteKeys};
-use crate::token::jwt::{JwkSet, JwtPolicy, JwtValidator};
-use crate::token::{Counters, TokenValidator};
+use crate::replay::ReplayStore;
+pub use crate::state::StartError;
+use crate::state::State;
+use crate::token::jwt::JwkSet;
+use crate::token::TokenValidator;
 
 /// How often TLS files are checked for a change (the contract promises 30 s).
 const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
@@ -39,13 +32,6 @@ const FILE_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How often the replay store is probed for readiness and its size exported.
 const DEPENDENCY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Verified access tokens kept in memory at most.
-const TOKEN_CACHE_CAPACITY: u64 = 100_000;
-
-/// Why the gateway could not start.
-#[derive(Debug)]
-pub struct StartError(pub String);
 
 /// A running gateway.
 pub struct Running {
@@ -61,16 +47,6 @@ pub struct Running {
     admin: JoinHandle<()>,
 }
 
-// === impl StartError ===
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for StartError {}
-
 // === impl Running ===
 
 impl Running {
@@ -79,7 +55,7 @@ impl Running {
         // rustls and the Redis client share the process-wide provider: make it ring, explicitly.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let metrics = Metrics::new().map_err(|e| StartError(format!("metrics: {e}")))?;
-        let state = Arc::new(build_state(&config, clock, metrics.clone()).await?);
+        let state = Arc::new(State::from_config(&config, clock, metrics.clone()).await?);
         let tls = match &config.tls {
             Some(t) => {
                 let acceptor = tls::ReloadingAcceptor::load(&t.cert, &t.key)
@@ -208,9 +184,6 @@ async fn watch_dependencies(
     }
 }
 
-/// The token validator for `access_token`: a `jwks_file` is read now (an error stops the start);
-/// remote keys are fetched in the background (the gateway starts even if the authorization
-/// server is down, and is not ready until they are loaded).
 /// Reloads `access_token.jwks_file` when it changes (a ConfigMap update, a symlink swap): a
 /// good new set replaces the keys (and empties the token cache); a bad one is logged and the
 /// old keys stay.
@@ -258,153 +231,4 @@ async fn watch_jwks_file(state: Arc<State>, path: PathBuf, mut shutdown: watch::
             .with_label_values(&[result])
             .inc();
     }
-}
-
-/// The nonce keys, when `dpop.nonce` has secrets.
-pub(crate) fn nonce_keys(config: &Config) -> Result<Option<NonceKeys>, StartError> {
-    let nonce = &config.dpop.nonce;
-    if nonce.secrets.is_empty() {
-        return Ok(None);
-    }
-    let secrets: Vec<&[u8]> = nonce
-        .secrets
-        .iter()
-        .map(|s| s.expose().as_bytes())
-        .collect();
-    NonceKeys::new(&secrets, nonce.lifetime.as_secs())
-        .map(Some)
-        .map_err(|e| StartError(format!("dpop.nonce: {e}")))
-}
-
-/// The proof checks `config` asks for (the request path wraps them in a
-/// [`ProofVerifier`] with its header cache; `explain` uses them as they are).
-pub(crate) fn proof_policy(config: &Config) -> ProofPolicy {
-    ProofPolicy {
-        algorithms: config.dpop.algorithms,
-        max_age: config.dpop.proof_max_age.as_secs(),
-        clock_skew: config.dpop.clock_skew.as_secs(),
-        max_proof_bytes: config.limits.max_proof_bytes,
-        require_ath: config.dpop.require_ath,
-    }
-}
-
-pub(crate) fn build_tokens(at: &AccessTokenConfig) -> Result<TokenValidator, StartError> {
-    let policy = JwtPolicy {
-        issuer: at.issuer.clone(),
-        audience: at.audience.clone().unwrap_or_default(),
-        algorithms: at.algorithms,
-        leeway: at.leeway.as_secs(),
-        require_typ: at.require_typ,
-    };
-    let client = || {
-        AsClient::new(at.ca_file.as_deref())
-            .map_err(|e| StartError(format!("access_token.ca_file: {e}")))
-    };
-    let counters = Arc::new(Counters::default());
-    match (at.format, &at.keys) {
-        (TokenFormat::Jwt, KeySource::File(path)) => {
-            let bytes = std::fs::read(path).map_err(|e| {
-                StartError(format!("access_token.jwks_file {}: {e}", path.display()))
-            })?;
-            let keys = JwkSet::from_json(&bytes).map_err(|e| {
-                StartError(format!("access_token.jwks_file {}: {e}", path.display()))
-            })?;
-            if keys.keys.is_empty() {
-                return Err(StartError(format!(
-                    "access_token.jwks_file {}: no usable signing key",
-                    path.display()
-                )));
-            }
-            Ok(TokenValidator::Jwt(JwtValidator::new(
-                policy,
-                keys,
-                TOKEN_CACHE_CAPACITY,
-            )))
-        }
-        (TokenFormat::Jwt, source) => {
-            let location = match source {
-                KeySource::Uri(uri) => KeyLocation::Uri(uri.clone()),
-                _ => KeyLocation::Discovery {
-                    issuer: at.issuer.clone(),
-                },
-            };
-            let validator = JwtValidator::new(policy, JwkSet::default(), TOKEN_CACHE_CAPACITY);
-            let keys = Arc::new(RemoteKeys::new(validator, location, client()?, counters));
-            RemoteKeys::spawn_refresh(&keys);
-            Ok(TokenValidator::RemoteJwt(keys))
-        }
-        (TokenFormat::Introspection, _) => {
-            let Some(i) = &at.introspection else {
-                return Err(StartError(
-                    "access_token.introspection: required when format is introspection".into(),
-                ));
-            };
-            let policy = IntrospectionPolicy {
-                issuer: at.issuer.clone(),
-                audience: at.audience.clone(),
-                leeway: at.leeway.as_secs(),
-                cache_ttl: i.cache_ttl,
-            };
-            Introspector::new(
-                i.endpoint.clone(),
-                &i.client_id,
-                i.client_secret.expose(),
-                client()?,
-                policy,
-                counters,
-            )
-            .map(|i| TokenValidator::Introspection(Box::new(i)))
-            .map_err(|e| StartError(format!("access_token.introspection: {e}")))
-        }
-    }
-}
-
-async fn build_state(
-    config: &Config,
-    clock: Arc<dyn Clock>,
-    metrics: Metrics,
-) -> Result<State, StartError> {
-    let tokens = build_tokens(&config.access_token)?;
-    let ttl = config.dpop.proof_max_age.as_secs() + config.dpop.clock_skew.as_secs();
-    let replay = match &config.replay_cache.backend {
-        ReplayBackend::Memory { capacity } => {
-            metrics
-                .replay_capacity
-                .set(i64::try_from(*capacity).unwrap_or(i64::MAX));
-            ReplayStore::Memory(MemoryStore::new(*capacity, ttl))
-        }
-        ReplayBackend::Redis {
-            url,
-            key_prefix,
-            timeout,
-        } => ReplayStore::Redis(
-            RedisStore::connect(url.expose(), key_prefix, ttl, *timeout)
-                .await
-                .map_err(|e| StartError(format!("replay_cache.redis_url: {e:?}")))?,
-        ),
-    };
-    let nonces = nonce_keys(config)?;
-    Ok(State {
-        router: Router::new(&config.routes, config.dpop.nonce.enabled),
-        uri_policy: UriPolicy {
-            public_url: config.public_url.clone(),
-            trust_forwarded: config.trust_forwarded_headers,
-        },
-        proofs: ProofVerifier::new(proof_policy(config)),
-        tokens,
-        replay,
-        on_error: config.replay_cache.on_error,
-        forwarder: Forwarder::new(&config.upstream),
-        forward: config.forward.clone(),
-        metrics,
-        clock,
-        algs: config.dpop.algorithms.to_names(),
-        cors_allow_origins: config.cors_allow_origins.clone(),
-        idle_timeout: config.limits.idle_timeout,
-        max_header_bytes: config.limits.max_header_bytes,
-        nonces,
-        resource_metadata: config
-            .resource_metadata
-            .then(|| crate::resource_metadata::ResourceMetadata::from_config(config)),
-    })
 }

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Instructions per proxied request (user space, every gateway thread), the figure
+# benches/README.md tracks: the release gateway under callgrind, pinned to one CPU, behind a
+# fixed-answer upstream; 300 warm-up requests over one keep-alive connection, a dump, then
+# N more and a second dump: the second dump's total / N.
+#
+#   benches/callgrind/run.sh            # auth: none and DPoP ES256, N=2000
+#   N=500 benches/callgrind/run.sh none # one case
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${N:-2000}
+WARM=300
+CASES=${*:-none dpop}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+cargo build --release --quiet
+bin=target/release/dpop-gateway
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+up=$(free_port)
+python3 benches/callgrind/upstream.py "$up" &
+for case in $CASES; do
+  port=$(free_port); admin=$(free_port)
+  auth=$case; [ "$case" = dpop ] && auth=dpop
+  cat > "$work/gw.yaml" <<YAML
+listen: "127.0.0.1:$port"
+admin_listen: "127.0.0.1:$admin"
+upstream: { url: "http://127.0.0.1:$up" }
+routes: [{ path_prefix: "/", auth: $auth }]
+access_token:
+  issuer: "https://as.example.com"
+  audience: "https://api.example.com"
+  jwks_file: config/demo/jwks.json
+YAML
+  RUST_LOG=info taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
+    "$bin" run -c "$work/gw.yaml" 2>"$work/gw.log" &
+  vg=$!
+  for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$admin/healthz" && break; sleep 0.2; done
+  url="http://127.0.0.1:$port/r"
+  total=$((WARM + N))
+  if [ "$case" = dpop ]; then
+    "$bin" keygen --alg ES256 > "$work/client.jwk"
+    token=$("$bin" token --issuer-key config/demo/issuer-key.jwk --bind "$work/client.jwk" --aud https://api.example.com --ttl 3600)
+    : > "$work/curl.cfg"
+    for i in $(seq "$total"); do
+      printf 'url = "%s"\noutput = /dev/null\nheader = "Authorization: DPoP %s"\nheader = "DPoP: %s"\n' \
+        "$url" "$token" "$("$bin" proof --key "$work/client.jwk" --method GET --url "$url" --token "$token")" >> "$work/curl.cfg"
+    done
+    head -n $((4 * WARM)) "$work/curl.cfg" > "$work/warm.cfg"
+    tail -n +$((4 * WARM + 1)) "$work/curl.cfg" > "$work/meas.cfg"
+    curl -s -K "$work/warm.cfg"; callgrind_control -d "$vg" >/dev/null
+    curl -s -K "$work/meas.cfg"; callgrind_control -d "$vg" >/dev/null
+  else
+    curl -s -o /dev/null "$url?[1-$WARM]"; callgrind_control -d "$vg" >/dev/null
+    curl -s -o /dev/null "$url?[1-$N]"; callgrind_control -d "$vg" >/dev/null
+  fi
+  kill -INT "$vg"; wait "$vg" 2>/dev/null || true
+  second=$(ls "$work"/cg.out.* | sort -t. -k3 -n | sed -n 2p)
+  ir=$(grep -m1 '^summary:\|^totals:' "$second" | awk '{print $2}')
+  grep -q ' 200 \|status=200' "$work/gw.log" || true
+  printf '%-5s %8d instructions per request (%s requests, second dump %s)\n' "$case" $((ir / N)) "$N" "$(basename "$second")"
+  rm -f "$work"/cg.out*
+done

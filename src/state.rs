@@ -1,0 +1,265 @@
+//! The request path's shared state, built once from a validated [`Config`] and shared by every
+//! connection: routes, proof and token checks, the replay store, nonce keys, the upstream pool.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+use crate::clock::Clock;
+use crate::config::{
+    AccessTokenConfig, Config, ForwardConfig, KeySource, OnError, ReplayBackend, TokenFormat,
+};
+use crate::dpop::{ProofPolicy, ProofVerifier};
+use crate::forward::Forwarder;
+use crate::metrics::Metrics;
+use crate::nonce::NonceKeys;
+use crate::replay::{memory::MemoryStore, redis::RedisStore, ReplayStore};
+use crate::request_uri::UriPolicy;
+use crate::resource_metadata::ResourceMetadata;
+use crate::route::Router;
+use crate::token::http::AsClient;
+use crate::token::introspection::{IntrospectionPolicy, Introspector};
+use crate::token::jwks::{KeyLocation, RemoteKeys};
+use crate::token::jwt::{JwkSet, JwtPolicy, JwtValidator};
+use crate::token::{Counters, TokenValidator};
+
+/// Verified access tokens kept in memory at most.
+const TOKEN_CACHE_CAPACITY: u64 = 100_000;
+
+/// Why the gateway could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+/// Everything the request path needs, built once at start and shared by every connection.
+pub struct State {
+    /// The routes.
+    pub(crate) router: Router,
+    /// How `htu` is computed.
+    pub(crate) uri_policy: UriPolicy,
+    /// Proof checks, with the cache of checked proof headers.
+    pub(crate) proofs: ProofVerifier,
+    /// Token checks.
+    pub(crate) tokens: TokenValidator,
+    /// The replay store.
+    pub(crate) replay: ReplayStore,
+    /// `replay_cache.on_error`.
+    pub(crate) on_error: OnError,
+    /// The upstream client.
+    pub(crate) forwarder: Forwarder,
+    /// `forward`.
+    pub(crate) forward: ForwardConfig,
+    /// Metrics.
+    pub(crate) metrics: Metrics,
+    /// The clock.
+    pub(crate) clock: Arc<dyn Clock>,
+    /// `algs="…"` for challenges.
+    pub(crate) algs: String,
+    /// `cors.allow_origins` (`*` allows any).
+    pub(crate) cors_allow_origins: Vec<String>,
+    /// `limits.idle_timeout`, between body reads.
+    pub(crate) idle_timeout: std::time::Duration,
+    /// `limits.max_header_bytes`, for heads the connection's count did not see.
+    pub(crate) max_header_bytes: usize,
+    /// Server nonces, when `dpop.nonce` has secrets.
+    pub(crate) nonces: Option<NonceKeys>,
+    /// RFC 9728 protected resource metadata, when `resource_metadata.enabled`.
+    pub(crate) resource_metadata: Option<ResourceMetadata>,
+}
+
+/// What the listener knows about the connection a request came on.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnMeta {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// `http` or `https`, as the client connected.
+    pub scheme: &'static str,
+}
+
+// === impl StartError ===
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+// === impl State ===
+
+/// The nonce keys, when `dpop.nonce` has secrets.
+pub(crate) fn nonce_keys(config: &Config) -> Result<Option<NonceKeys>, StartError> {
+    let nonce = &config.dpop.nonce;
+    if nonce.secrets.is_empty() {
+        return Ok(None);
+    }
+    let secrets: Vec<&[u8]> = nonce
+        .secrets
+        .iter()
+        .map(|s| s.expose().as_bytes())
+        .collect();
+    NonceKeys::new(&secrets, nonce.lifetime.as_secs())
+        .map(Some)
+        .map_err(|e| StartError(format!("dpop.nonce: {e}")))
+}
+
+/// The proof checks `config` asks for (the request path wraps them in a
+/// [`ProofVerifier`] with its header cache; `explain` uses them as they are).
+pub(crate) fn proof_policy(config: &Config) -> ProofPolicy {
+    ProofPolicy {
+        algorithms: config.dpop.algorithms,
+        max_age: config.dpop.proof_max_age.as_secs(),
+        clock_skew: config.dpop.clock_skew.as_secs(),
+        max_proof_bytes: config.limits.max_proof_bytes,
+        require_ath: config.dpop.require_ath,
+    }
+}
+
+/// The token validator for `access_token`: a `jwks_file` is read now (an error stops the start);
+/// remote keys are fetched in the background (the gateway starts even if the authorization
+/// server is down, and is not ready until they are loaded).
+pub(crate) fn build_tokens(at: &AccessTokenConfig) -> Result<TokenValidator, StartError> {
+    let policy = JwtPolicy {
+        issuer: at.issuer.clone(),
+        audience: at.audience.clone().unwrap_or_default(),
+        algorithms: at.algorithms,
+        leeway: at.leeway.as_secs(),
+        require_typ: at.require_typ,
+    };
+    let client = || {
+        AsClient::new(at.ca_file.as_deref())
+            .map_err(|e| StartError(format!("access_token.ca_file: {e}")))
+    };
+    let counters = Arc::new(Counters::default());
+    match (at.format, &at.keys) {
+        (TokenFormat::Jwt, KeySource::File(path)) => {
+            let bytes = std::fs::read(path).map_err(|e| {
+                StartError(format!("access_token.jwks_file {}: {e}", path.display()))
+            })?;
+            let keys = JwkSet::from_json(&bytes).map_err(|e| {
+                StartError(format!("access_token.jwks_file {}: {e}", path.display()))
+            })?;
+            if keys.keys.is_empty() {
+                return Err(StartError(format!(
+                    "access_token.jwks_file {}: no usable signing key",
+                    path.display()
+                )));
+            }
+            Ok(TokenValidator::Jwt(JwtValidator::new(
+                policy,
+                keys,
+                TOKEN_CACHE_CAPACITY,
+            )))
+        }
+        (TokenFormat::Jwt, source) => {
+            let location = match source {
+                KeySource::Uri(uri) => KeyLocation::Uri(uri.clone()),
+                _ => KeyLocation::Discovery {
+                    issuer: at.issuer.clone(),
+                },
+            };
+            let validator = JwtValidator::new(policy, JwkSet::default(), TOKEN_CACHE_CAPACITY);
+            let keys = Arc::new(RemoteKeys::new(validator, location, client()?, counters));
+            RemoteKeys::spawn_refresh(&keys);
+            Ok(TokenValidator::RemoteJwt(keys))
+        }
+        (TokenFormat::Introspection, _) => {
+            let Some(i) = &at.introspection else {
+                return Err(StartError(
+                    "access_token.introspection: required when format is introspection".into(),
+                ));
+            };
+            let policy = IntrospectionPolicy {
+                issuer: at.issuer.clone(),
+                audience: at.audience.clone(),
+                leeway: at.leeway.as_secs(),
+                cache_ttl: i.cache_ttl,
+            };
+            Introspector::new(
+                i.endpoint.clone(),
+                &i.client_id,
+                i.client_secret.expose(),
+                client()?,
+                policy,
+                counters,
+            )
+            .map(|i| TokenValidator::Introspection(Box::new(i)))
+            .map_err(|e| StartError(format!("access_token.introspection: {e}")))
+        }
+    }
+}
+
+impl State {
+    /// Builds the request path's state from a validated config: token validator, replay store,
+    /// nonce keys, upstream pool. A `jwks_file` is read now; remote keys load in the background.
+    pub async fn from_config(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+    ) -> Result<State, StartError> {
+        let tokens = build_tokens(&config.access_token)?;
+        let ttl = config.dpop.proof_max_age.as_secs() + config.dpop.clock_skew.as_secs();
+        let replay = match &config.replay_cache.backend {
+            ReplayBackend::Memory { capacity } => {
+                metrics
+                    .replay_capacity
+                    .set(i64::try_from(*capacity).unwrap_or(i64::MAX));
+                ReplayStore::Memory(MemoryStore::new(*capacity, ttl))
+            }
+            ReplayBackend::Redis {
+                url,
+                key_prefix,
+                timeout,
+            } => ReplayStore::Redis(
+                RedisStore::connect(url.expose(), key_prefix, ttl, *timeout)
+                    .await
+                    .map_err(|e| StartError(format!("replay_cache.redis_url: {e:?}")))?,
+            ),
+        };
+        let nonces = nonce_keys(config)?;
+        let router = Router::new(&config.routes, config.dpop.nonce.enabled);
+        if router.needs_nonces() && nonces.is_none() {
+            return Err(StartError(
+                "dpop.nonce.secrets: required when a route requires nonces".into(),
+            ));
+        }
+        Ok(State {
+            router,
+            uri_policy: UriPolicy {
+                public_url: config.public_url.clone(),
+                trust_forwarded: config.trust_forwarded_headers,
+            },
+            proofs: ProofVerifier::new(proof_policy(config)),
+            tokens,
+            replay,
+            on_error: config.replay_cache.on_error,
+            forwarder: Forwarder::new(&config.upstream),
+            forward: config.forward.clone(),
+            metrics,
+            clock,
+            algs: config.dpop.algorithms.to_names(),
+            cors_allow_origins: config.cors_allow_origins.clone(),
+            idle_timeout: config.limits.idle_timeout,
+            max_header_bytes: config.limits.max_header_bytes,
+            nonces,
+            resource_metadata: config
+                .resource_metadata
+                .then(|| crate::resource_metadata::ResourceMetadata::from_config(config)),
+        })
+    }
+}
+
+impl State {
+    /// Whether `origin` may read the gateway's own refusals (`cors.allow_origins`).
+    pub(crate) fn origin_allowed(&self, origin: &HeaderValue) -> bool {
+        self.cors_allow_origins
+            .iter()
+            .any(|o| o == "*" || origin.as_bytes() == o.as_bytes())
+    }
+
+    /// The metrics this state records into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
