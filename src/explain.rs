@@ -24,7 +24,7 @@ use crate::pipeline;
 use crate::refusal::Refusal;
 use crate::request_uri;
 use crate::state::{ConnMeta, State};
-use crate::token::{self, Scheme, TokenCheck};
+use crate::token::{self, Scheme, TokenCheck, TokenFailure};
 
 /// What to explain.
 #[derive(Clone, Debug)]
@@ -201,7 +201,17 @@ async fn token_reports(state: &State, input: &Input, out: &mut Vec<Report>) {
                 finding: binding,
             });
         }
-        Err(e) => {
+        Err(TokenFailure::Unavailable(why)) => {
+            out.push(Report {
+                check: "token",
+                finding: Finding::Fail(format!("the token service is unavailable: {why}")),
+            });
+            out.push(Report {
+                check: "binding",
+                finding: Finding::Skipped("the token could not be checked".into()),
+            });
+        }
+        Err(TokenFailure::Invalid(e)) => {
             let binding = matches!(e.check(), TokenCheck::Binding | TokenCheck::Downgrade);
             out.push(Report {
                 check: if binding { "binding" } else { "token" },

@@ -17,7 +17,7 @@ use crate::nonce::NonceError;
 use crate::request_uri;
 use crate::resource_metadata;
 use crate::state::{ConnMeta, State};
-use crate::token::{TokenCheck, TokenError};
+use crate::token::{TokenCheck, TokenError, TokenFailure};
 
 /// Why a request was not forwarded.
 #[derive(Debug)]
@@ -405,12 +405,12 @@ impl Refusal {
     }
 }
 
-impl From<TokenError> for Refusal {
+impl From<TokenFailure> for Refusal {
     /// A token the client got wrong is a 401; a token service that could not answer is ours.
-    fn from(e: TokenError) -> Self {
+    fn from(e: TokenFailure) -> Self {
         match e {
-            TokenError::Unavailable(why) => Refusal::TokenService(why),
-            e => Refusal::Token(e),
+            TokenFailure::Invalid(e) => Refusal::Token(e),
+            TokenFailure::Unavailable(why) => Refusal::TokenService(why),
         }
     }
 }

@@ -703,7 +703,9 @@ mod tests {
         // A server whose certificate the client does not trust is never used.
         let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
         let untrusted = tls(other.cert.pem().into_bytes());
-        let s = RedisStore::with_client(untrusted, &prefix("tls"), TTL, TIMEOUT)
+        // A generous timeout: the handshake's refusal, not the clock, must decide (a loaded
+        // machine once took over 500 ms).
+        let s = RedisStore::with_client(untrusted, &prefix("tls"), TTL, Duration::from_secs(10))
             .await
             .unwrap();
         let got = s.check_and_insert([18; 16], NOW).await;

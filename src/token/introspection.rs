@@ -6,7 +6,7 @@
 //! form-urlencoded before base64). Answers are cached by SHA-256 of the token: an active one for
 //! `cache_ttl` but never past its `exp`, an inactive or refused one for at most
 //! [`REFUSED_TTL`]. An outage (connect error, timeout, a status other than 200, an unparseable
-//! answer) is [`TokenError::Unavailable`] (503), never a 401, and is not cached.
+//! answer) is [`TokenFailure::Unavailable`] (503), never a 401, and is not cached.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use crate::clock::UnixTime;
 use super::cache::{OwnTtl, TokenCache, TokenKey, Ttl, MAX_TTL};
 use super::http::AsClient;
 use super::jwt::{check_exp, check_nbf, cnf_jkt, numeric_date};
-use super::{Counters, TokenError, TokenInfo};
+use super::{Counters, TokenError, TokenFailure, TokenInfo};
 
 /// An inactive (or otherwise refused) answer is remembered at most this long: long enough to
 /// absorb a burst of retries with a revoked token, short enough that a token the AS starts
@@ -68,7 +68,7 @@ const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
 /// A cached verdict and how long moka keeps it.
 #[derive(Clone, Debug)]
 struct Cached {
-    verdict: Result<Arc<TokenInfo>, TokenError>,
+    verdict: Result<Arc<TokenInfo>, TokenFailure>,
     nbf: Option<u64>,
     ttl: Duration,
 }
@@ -77,7 +77,7 @@ struct Cached {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
     /// The token's claims, or why it is refused.
-    pub verdict: Result<Arc<TokenInfo>, TokenError>,
+    pub verdict: Result<Arc<TokenInfo>, TokenFailure>,
     /// Its `nbf`.
     pub nbf: Option<u64>,
 }
@@ -114,7 +114,11 @@ impl Introspector {
     }
 
     /// Validates `token` at `now`: from the cache, else by asking the endpoint.
-    pub async fn validate(&self, token: &str, now: UnixTime) -> Result<Arc<TokenInfo>, TokenError> {
+    pub async fn validate(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<Arc<TokenInfo>, TokenFailure> {
         let key = TokenCache::key(token);
         if let Some(hit) = self.cache.get(&key) {
             self.counters
@@ -131,7 +135,7 @@ impl Introspector {
         let Ok(Ok(_slot)) = tokio::time::timeout(IN_FLIGHT_WAIT, self.in_flight.acquire()).await
         else {
             tracing::warn!(endpoint = %self.endpoint, "introspection saturated: {MAX_IN_FLIGHT} requests in flight");
-            return Err(TokenError::Unavailable(
+            return Err(TokenFailure::Unavailable(
                 "too many introspection requests in flight".into(),
             ));
         };
@@ -143,7 +147,7 @@ impl Introspector {
                     .introspection_failures
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(endpoint = %self.endpoint, %why, "token introspection failed");
-                return Err(TokenError::Unavailable(why));
+                return Err(TokenFailure::Unavailable(why));
             }
         };
         let Answer { verdict, nbf } = read_answer(&answer, &self.policy, now);
@@ -181,7 +185,7 @@ impl Introspector {
 
 /// Reads an RFC 7662 §2.2 answer: `active`, then `token_type`, `iss`, `aud`, `exp`, `nbf` and
 /// `cnf.jkt` when present. An answer without a boolean `active` is unparseable, hence
-/// [`TokenError::Unavailable`].
+/// [`TokenFailure::Unavailable`].
 pub fn read_answer(
     answer: &Map<String, Value>,
     policy: &IntrospectionPolicy,
@@ -198,12 +202,12 @@ fn check_answer(
     answer: &Map<String, Value>,
     policy: &IntrospectionPolicy,
     now: UnixTime,
-) -> Result<TokenInfo, TokenError> {
+) -> Result<TokenInfo, TokenFailure> {
     match answer.get("active") {
         Some(Value::Bool(true)) => {}
-        Some(Value::Bool(false)) => return Err(TokenError::Inactive),
+        Some(Value::Bool(false)) => return Err(TokenFailure::Invalid(TokenError::Inactive)),
         _ => {
-            return Err(TokenError::Unavailable(
+            return Err(TokenFailure::Unavailable(
                 "introspection answer has no boolean active".into(),
             ))
         }
@@ -215,21 +219,21 @@ fn check_answer(
         Some(Value::String(t))
             if t.eq_ignore_ascii_case("dpop") || t.eq_ignore_ascii_case("bearer") => {}
         Some(other) => {
-            return Err(TokenError::TokenType {
+            return Err(TokenFailure::Invalid(TokenError::TokenType {
                 got: other
                     .as_str()
                     .map_or_else(|| other.to_string(), str::to_owned),
-            })
+            }))
         }
     }
     match answer.get("iss") {
         None => {}
         Some(Value::String(iss)) if *iss == policy.issuer => {}
         Some(other) => {
-            return Err(TokenError::Issuer {
+            return Err(TokenFailure::Invalid(TokenError::Issuer {
                 expected: policy.issuer.clone(),
                 got: other.as_str().map(str::to_owned),
-            })
+            }))
         }
     }
     if let (Some(expected), Some(aud)) = (&policy.audience, answer.get("aud")) {
@@ -239,9 +243,9 @@ fn check_answer(
             _ => false,
         };
         if !ok {
-            return Err(TokenError::Audience {
+            return Err(TokenFailure::Invalid(TokenError::Audience {
                 expected: expected.clone(),
-            });
+            }));
         }
     }
     let secs = now.as_secs();
@@ -264,7 +268,7 @@ fn check_answer(
 /// (not at all when it has none left); a refused one for at most [`REFUSED_TTL`]; an outage
 /// never.
 fn cache_ttl(
-    verdict: &Result<Arc<TokenInfo>, TokenError>,
+    verdict: &Result<Arc<TokenInfo>, TokenFailure>,
     policy: &IntrospectionPolicy,
     now: UnixTime,
 ) -> Option<Duration> {
@@ -276,7 +280,7 @@ fn cache_ttl(
             }
             None => policy.cache_ttl,
         },
-        Err(TokenError::Unavailable(_)) => return None,
+        Err(TokenFailure::Unavailable(_)) => return None,
         Err(_) => policy.cache_ttl.min(REFUSED_TTL),
     };
     (!ttl.is_zero()).then_some(ttl.min(MAX_TTL))
@@ -352,7 +356,7 @@ mod tests {
         })
     }
 
-    fn check(answer: &Value) -> Result<Arc<TokenInfo>, TokenError> {
+    fn check(answer: &Value) -> Result<Arc<TokenInfo>, TokenFailure> {
         read_answer(answer.as_object().unwrap(), &policy(), UnixTime(NOW)).verdict
     }
 
@@ -382,14 +386,17 @@ mod tests {
     fn an_inactive_answer_is_inactive() {
         assert_eq!(
             check(&json!({ "active": false })),
-            Err(TokenError::Inactive)
+            Err(TokenFailure::Invalid(TokenError::Inactive))
         );
     }
 
     #[test]
     fn an_answer_without_boolean_active_is_an_outage() {
         for a in [json!({}), json!({ "active": "true" })] {
-            assert!(matches!(check(&a), Err(TokenError::Unavailable(_))), "{a}");
+            assert!(
+                matches!(check(&a), Err(TokenFailure::Unavailable(_))),
+                "{a}"
+            );
         }
     }
 
@@ -401,7 +408,9 @@ mod tests {
         assert!(check(&without("token_type")).is_ok());
         assert_eq!(
             check(&with("token_type", json!("mac"))),
-            Err(TokenError::TokenType { got: "mac".into() })
+            Err(TokenFailure::Invalid(TokenError::TokenType {
+                got: "mac".into()
+            }))
         );
     }
 
@@ -410,10 +419,10 @@ mod tests {
         assert!(check(&without("iss")).is_ok());
         assert_eq!(
             check(&with("iss", json!("https://evil.example.com"))),
-            Err(TokenError::Issuer {
+            Err(TokenFailure::Invalid(TokenError::Issuer {
                 expected: "https://as.example.com".into(),
                 got: Some("https://evil.example.com".into())
-            })
+            }))
         );
     }
 
@@ -423,9 +432,9 @@ mod tests {
         assert!(check(&with("aud", json!("https://api.example.com"))).is_ok());
         assert_eq!(
             check(&with("aud", json!(["https://other.example.com"]))),
-            Err(TokenError::Audience {
+            Err(TokenFailure::Invalid(TokenError::Audience {
                 expected: "https://api.example.com".into()
-            })
+            }))
         );
     }
 
@@ -434,18 +443,18 @@ mod tests {
         assert!(check(&with("exp", json!(NOW - 10))).is_ok());
         assert_eq!(
             check(&with("exp", json!(NOW - 31))),
-            Err(TokenError::Expired {
+            Err(TokenFailure::Invalid(TokenError::Expired {
                 exp: NOW - 31,
                 now: NOW
-            })
+            }))
         );
         assert!(check(&with("nbf", json!(NOW + 10))).is_ok());
         assert_eq!(
             check(&with("nbf", json!(NOW + 31))),
-            Err(TokenError::NotYetValid {
+            Err(TokenFailure::Invalid(TokenError::NotYetValid {
                 nbf: NOW + 31,
                 now: NOW
-            })
+            }))
         );
     }
 
@@ -454,7 +463,7 @@ mod tests {
         assert!(check(&without("cnf")).unwrap().jkt.is_none());
         assert_eq!(
             check(&with("cnf", json!({ "jkt": "short" }))),
-            Err(TokenError::CnfMalformed)
+            Err(TokenFailure::Invalid(TokenError::CnfMalformed))
         );
     }
 
@@ -479,11 +488,11 @@ mod tests {
         assert_eq!(cache_ttl(&info(Some(NOW)), &p, now), None);
         assert_eq!(cache_ttl(&info(None), &p, now), Some(p.cache_ttl));
         assert_eq!(
-            cache_ttl(&Err(TokenError::Inactive), &p, now),
+            cache_ttl(&Err(TokenFailure::Invalid(TokenError::Inactive)), &p, now),
             Some(REFUSED_TTL)
         );
         assert_eq!(
-            cache_ttl(&Err(TokenError::Unavailable("x".into())), &p, now),
+            cache_ttl(&Err(TokenFailure::Unavailable("x".into())), &p, now),
             None
         );
     }

@@ -19,7 +19,7 @@ use crate::clock::{monotonic, UnixTime};
 
 use super::http::AsClient;
 use super::jwt::{JwkSet, JwtValidator};
-use super::{Counters, TokenError, TokenInfo};
+use super::{Counters, TokenError, TokenFailure, TokenInfo};
 
 /// The least time between two fetches that a token (unknown `kid`, keys never loaded) triggers.
 pub const REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
@@ -176,12 +176,16 @@ impl RemoteKeys {
 
     /// Validates `token`: keys never loaded -> one rate-limited fetch, else `Unavailable`; an
     /// unknown `kid` -> one rate-limited, single-flight fetch and a second try.
-    pub async fn validate(&self, token: &str, now: UnixTime) -> Result<Arc<TokenInfo>, TokenError> {
+    pub async fn validate(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<Arc<TokenInfo>, TokenFailure> {
         let seen = self.attempts.load(Ordering::Acquire);
         if !self.keys_loaded() {
             self.refetch(seen).await;
             if !self.keys_loaded() {
-                return Err(TokenError::Unavailable(
+                return Err(TokenFailure::Unavailable(
                     "the authorization server's keys could not be loaded".into(),
                 ));
             }
@@ -189,9 +193,9 @@ impl RemoteKeys {
         let seen = self.attempts.load(Ordering::Acquire);
         match self.validator.validate(token, now) {
             Err(TokenError::UnknownKid { kid: Some(_) }) if self.refetch(seen).await => {
-                self.validator.validate(token, now)
+                Ok(self.validator.validate(token, now)?)
             }
-            verdict => verdict,
+            verdict => Ok(verdict?),
         }
     }
 

@@ -117,7 +117,15 @@ pub enum TokenError {
         /// The introspection response's `token_type`.
         got: String,
     },
-    /// The token service could not be asked (introspection down): a 503, not a 401.
+}
+
+/// Why a token was not accepted: the client's token is wrong (401), or the service that checks
+/// tokens could not answer (503: never the client's fault, never cached).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenFailure {
+    /// The token is invalid or not bound.
+    Invalid(TokenError),
+    /// The JWKS was never loaded, or introspection failed.
     Unavailable(String),
 }
 
@@ -152,8 +160,6 @@ pub enum TokenCheck {
     Downgrade,
     /// Introspection: inactive.
     Inactive,
-    /// The token service is unavailable.
-    Unavailable,
 }
 
 /// How the presented token's scheme relates to DPoP (RFC 9449 §7.1, RFC 6750 §2.1).
@@ -209,9 +215,13 @@ pub struct Counters {
 
 impl TokenValidator {
     /// Validates `token` at `now`; verified tokens are cached until `exp`.
-    pub async fn validate(&self, token: &str, now: UnixTime) -> Result<Arc<TokenInfo>, TokenError> {
+    pub async fn validate(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<Arc<TokenInfo>, TokenFailure> {
         match self {
-            TokenValidator::Jwt(v) => v.validate(token, now),
+            TokenValidator::Jwt(v) => Ok(v.validate(token, now)?),
             TokenValidator::RemoteJwt(v) => v.validate(token, now).await,
             TokenValidator::Introspection(v) => v.validate(token, now).await,
         }
@@ -322,7 +332,6 @@ impl TokenError {
             TokenError::BoundTokenAsBearer => TokenCheck::Downgrade,
             TokenError::Inactive => TokenCheck::Inactive,
             TokenError::TokenType { .. } => TokenCheck::Typ,
-            TokenError::Unavailable(_) => TokenCheck::Unavailable,
         }
     }
 }
@@ -382,18 +391,25 @@ impl std::fmt::Display for TokenError {
                 "introspection says the token type is '{}', not DPoP or Bearer",
                 clip(got)
             ),
-            TokenError::Unavailable(why) => write!(f, "the token service is unavailable: {why}"),
         }
     }
 }
 
 impl std::error::Error for TokenError {}
 
+// === impl TokenFailure ===
+
+impl From<TokenError> for TokenFailure {
+    fn from(e: TokenError) -> Self {
+        TokenFailure::Invalid(e)
+    }
+}
+
 // === impl TokenCheck ===
 
 impl TokenCheck {
     /// Every check, for metric pre-registration.
-    pub const ALL: [TokenCheck; 15] = [
+    pub const ALL: [TokenCheck; 14] = [
         TokenCheck::Malformed,
         TokenCheck::Typ,
         TokenCheck::Alg,
@@ -408,7 +424,6 @@ impl TokenCheck {
         TokenCheck::Binding,
         TokenCheck::Downgrade,
         TokenCheck::Inactive,
-        TokenCheck::Unavailable,
     ];
 
     /// The metric label value.
@@ -428,7 +443,6 @@ impl TokenCheck {
             TokenCheck::Binding => "binding",
             TokenCheck::Downgrade => "downgrade",
             TokenCheck::Inactive => "inactive",
-            TokenCheck::Unavailable => "unavailable",
         }
     }
 }
@@ -500,10 +514,6 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), labels.len());
-        assert_eq!(
-            TokenError::Unavailable("x".into()).check(),
-            TokenCheck::Unavailable
-        );
         assert_eq!(TokenError::Inactive.check().as_str(), "inactive");
     }
 
