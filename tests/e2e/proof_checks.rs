@@ -551,14 +551,14 @@ async fn a_proof_key_with_a_leading_zero_octet_in_n_is_refused() {
     let token = gw.issuer.sign(&gw.issuer.claims(Some(jkt)));
     // The pair: the minimal encoding with its own token is forwarded.
     assert_eq!(
-        gw.authorized(&key, "GET", "/resource").send().await.status(),
+        gw.authorized(&key, "GET", "/resource")
+            .send()
+            .await
+            .status(),
         200
     );
     let (mut header, claims) = parts(&gw, &key, &token);
-    header.insert(
-        "jwk".into(),
-        json!({"kty": "RSA", "n": padded_n, "e": e}),
-    );
+    header.insert("jwk".into(), json!({"kty": "RSA", "n": padded_n, "e": e}));
     let proof = key.sign_jws(header, &claims).unwrap();
     let resp = gw
         .call("GET", "/resource")
@@ -609,11 +609,69 @@ async fn the_default_algorithms_accept_ed25519_under_both_names() {
         let resp = gw.get(&key, &server.jwt("k1", &key)).await;
         assert_eq!(resp.status(), 200, "{alg}: {:?}", resp.body());
     }
-    let refused = gw.get(&PrivateJwk::generate(Algorithm::ES256).unwrap(), "x").await;
+    let refused = gw
+        .get(&PrivateJwk::generate(Algorithm::ES256).unwrap(), "x")
+        .await;
     let www = refused.headers()["www-authenticate"].to_str().unwrap();
     assert!(
         www.contains("algs=\"ES256 ES384 EdDSA Ed25519 RS256 PS256\""),
         "{www}"
     );
     assert_eq!(gw.upstream.requests().len(), 2);
+}
+
+/// `keygen --alg Ed25519` and `proof` (the built binary) make a proof the gateway accepts, with
+/// `alg: "Ed25519"` in its header.
+#[tokio::test]
+async fn a_keygen_ed25519_key_signs_proofs_the_gateway_accepts() {
+    let bin = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dpop-gateway"));
+        c.current_dir(env!("CARGO_MANIFEST_DIR"));
+        c
+    };
+    let out = bin().args(["keygen", "--alg", "Ed25519"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jwk: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&jwk["alg"], &jwk["kty"], &jwk["crv"]),
+        (&json!("Ed25519"), &json!("OKP"), &json!("Ed25519"))
+    );
+    let key_path = crate::support::temp_dir("keygen-ed25519").join("client.jwk");
+    std::fs::write(&key_path, &out.stdout).unwrap();
+    let key = PrivateJwk::from_json(std::str::from_utf8(&out.stdout).unwrap()).unwrap();
+
+    let gw = TestGateway::start_with(Options {
+        dpop_algorithms: "[Ed25519]".into(),
+        ..Options::default()
+    })
+    .await;
+    let token = gw.issuer.token_for(&key);
+    let url = gw.url("/resource");
+    let out = bin()
+        .args(["proof", "--key"])
+        .arg(&key_path)
+        .args(["--method", "GET", "--url", &url, "--token", &token])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let proof = String::from_utf8(out.stdout).unwrap();
+    let proof = proof.trim();
+    let header: Value =
+        serde_json::from_slice(&B64.decode(proof.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(header["alg"], "Ed25519");
+    let resp = gw
+        .call("GET", "/resource")
+        .dpop_token(&token)
+        .proof(proof)
+        .send()
+        .await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.body());
 }

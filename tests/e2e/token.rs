@@ -324,7 +324,11 @@ async fn a_token_with_a_claim_twice_is_refused() {
         let resp = send(&gw, &key, &token).await;
         assert_eq!(resp.status(), 401, "{extra}: {:?}", resp.body());
         assert_eq!(www_error(&resp).as_deref(), Some("invalid_token"));
-        assert_eq!(gw.upstream.requests().len(), 1, "upstream saw only the pair");
+        assert_eq!(
+            gw.upstream.requests().len(),
+            1,
+            "upstream saw only the pair"
+        );
     }
 }
 
@@ -369,5 +373,8 @@ async fn a_token_forged_for_a_small_order_key_in_the_jwks_is_refused() {
         assert_invalid_token(&send(&gw, &key, &forged).await, &gw);
     }
     // The other key in the same file still loaded.
-    assert_eq!(send(&gw, &key, &gw.issuer.token_for(&key)).await.status(), 200);
+    assert_eq!(
+        send(&gw, &key, &gw.issuer.token_for(&key)).await.status(),
+        200
+    );
 }
