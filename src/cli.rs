@@ -43,7 +43,8 @@ enum Command {
     },
     /// Print a new private JWK (for testing clients).
     Keygen {
-        /// ES256, ES384, EdDSA, RS256 or PS256.
+        /// ES256, ES384, EdDSA, Ed25519, RS256 or PS256 (EdDSA and Ed25519 make the same kind of
+        /// key; its `alg`, and so the proofs' `alg`, is the name given).
         #[arg(long, default_value = "ES256")]
         alg: String,
     },
@@ -323,7 +324,10 @@ async fn wait_for_signal() {
 
 fn keygen(alg: &str) -> ExitCode {
     let Some(alg) = Algorithm::from_name(alg) else {
-        eprintln!("dpop-gateway keygen: unknown --alg {alg:?} (ES256, ES384, EdDSA, RS256, PS256)");
+        eprintln!(
+            "dpop-gateway keygen: unknown --alg {alg:?} ({})",
+            Algorithm::NAMES
+        );
         return ExitCode::from(EXIT_USAGE);
     };
     match PrivateJwk::generate(alg) {

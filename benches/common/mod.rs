@@ -97,7 +97,7 @@ impl Fixture {
                 point.extend(member("y"));
                 RingKey::Unparsed(point)
             }
-            Algorithm::EdDSA => RingKey::Unparsed(member("x")),
+            Algorithm::EdDSA | Algorithm::Ed25519 => RingKey::Unparsed(member("x")),
             Algorithm::RS256 | Algorithm::PS256 => {
                 let n = member("n");
                 let first = n.iter().position(|b| *b != 0).unwrap_or(0);
@@ -130,7 +130,7 @@ impl Fixture {
                     .verify(msg, sig)
                     .is_ok()
             }
-            (RingKey::Unparsed(k), Algorithm::EdDSA) => {
+            (RingKey::Unparsed(k), Algorithm::EdDSA | Algorithm::Ed25519) => {
                 UnparsedPublicKey::new(&signature::ED25519, k)
                     .verify(msg, sig)
                     .is_ok()

@@ -128,7 +128,7 @@ pub enum AuthMode {
 /// `dpop`.
 #[derive(Clone, Debug)]
 pub struct DpopConfig {
-    /// `dpop.algorithms` (default all five).
+    /// `dpop.algorithms` (default all six: ES256, ES384, EdDSA, Ed25519, RS256, PS256).
     pub algorithms: AlgorithmSet,
     /// `dpop.proof_max_age` (default 60s).
     pub proof_max_age: Duration,
@@ -200,7 +200,7 @@ pub struct AccessTokenConfig {
     pub audience: Option<String>,
     /// Where the JWT signing keys come from.
     pub keys: KeySource,
-    /// `algorithms` (default ES256, RS256, PS256, EdDSA).
+    /// `algorithms` (default ES256, RS256, PS256, EdDSA, Ed25519).
     pub algorithms: AlgorithmSet,
     /// `leeway` for exp/nbf (default 30s).
     pub leeway: Duration,
@@ -504,6 +504,7 @@ access_token:
             Algorithm::RS256,
             Algorithm::PS256,
             Algorithm::EdDSA,
+            Algorithm::Ed25519,
         ];
         assert_eq!(at.algorithms, token_algs.into_iter().collect());
         assert_eq!(at.leeway, Duration::from_secs(30));
@@ -867,6 +868,14 @@ access_token:
         );
         let c = parse(&format!("{BASE}dpop:\n  algorithms: [EdDSA]\n")).unwrap();
         assert_eq!(c.dpop.algorithms.to_names(), "EdDSA");
+        // RFC 9864's name is its own entry: listing one does not allow the other.
+        let c = parse(&format!(
+            "{BASE}  algorithms: [Ed25519]\ndpop:\n  algorithms: [Ed25519, ES256]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.dpop.algorithms.to_names(), "ES256 Ed25519");
+        assert!(!c.dpop.algorithms.contains(Algorithm::EdDSA));
+        assert_eq!(c.access_token.algorithms.to_names(), "Ed25519");
     }
 
     #[test]

@@ -302,7 +302,7 @@ const RESERVED_HEADERS: [&str; 18] = [
     "x-forwarded-port",
 ];
 
-const ALGORITHMS: &str = "ES256, ES384, EdDSA, RS256 or PS256";
+const ALGORITHMS: &str = Algorithm::NAMES;
 
 /// Reads `text` into [`RawConfig`], with `${NAME}` values from `env`.
 ///
@@ -653,7 +653,8 @@ impl ScalarValue for NonceSecret {
 // === impl Algorithm, enums ===
 
 impl ScalarValue for Algorithm {
-    const EXPECTING: &'static str = "an algorithm name (ES256, ES384, EdDSA, RS256, PS256)";
+    const EXPECTING: &'static str =
+        "an algorithm name (ES256, ES384, EdDSA, Ed25519, RS256, PS256)";
 
     fn parse(text: &str) -> Result<Self, String> {
         if let Some(alg) = Algorithm::from_name(text) {
@@ -874,6 +875,8 @@ mod tests {
     #[test]
     fn algorithms_refuse_symmetric_and_none() {
         assert_eq!(Algorithm::parse("EdDSA").unwrap(), Algorithm::EdDSA);
+        assert_eq!(Algorithm::parse("Ed25519").unwrap(), Algorithm::Ed25519);
+        assert!(<Algorithm as ScalarValue>::EXPECTING.contains(Algorithm::NAMES));
         for bad in ["none", "HS256", "hs512"] {
             assert!(
                 Algorithm::parse(bad)

@@ -23,12 +23,14 @@ struct Cx<'a> {
     origin: &'a str,
 }
 
-/// `access_token.algorithms` default: what authorization servers commonly sign with.
-const TOKEN_ALGORITHMS: [Algorithm; 4] = [
+/// `access_token.algorithms` default: what authorization servers commonly sign with; Ed25519
+/// under both its names (RFC 8037 `EdDSA`, RFC 9864 `Ed25519`: the same keys and signatures).
+const TOKEN_ALGORITHMS: [Algorithm; 5] = [
     Algorithm::ES256,
     Algorithm::RS256,
     Algorithm::PS256,
     Algorithm::EdDSA,
+    Algorithm::Ed25519,
 ];
 
 /// Validates `raw`, read from `text` (named `origin` in errors).
@@ -102,7 +104,7 @@ fn algorithms(
     if set.is_empty() {
         return Err(cx.err(
             path,
-            format!("{path}: empty; allow at least one of ES256, ES384, EdDSA, RS256, PS256"),
+            format!("{path}: empty; allow at least one of {}", Algorithm::NAMES),
         ));
     }
     Ok(set)

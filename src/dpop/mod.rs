@@ -27,10 +27,9 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
-use serde_json::error::Category;
 
 use crate::clock::UnixTime;
-use crate::jose::json::{self, present, NumMember, ObjMember, StrMember};
+use crate::jose::json::{parse_object, present, NumMember, ObjMember, ObjectError, StrMember};
 use crate::jose::jwk::JwkMembers;
 use crate::jose::{
     Algorithm, AlgorithmSet, JwsError, JwsPart, JwsParts, PublicJwk, Thumbprint, B64,
@@ -126,14 +125,6 @@ struct ClaimsView<'a> {
     /// Unknown claims, checked as JSON and ignored.
     #[serde(flatten)]
     _rest: IgnoredAny,
-}
-
-/// Why a JSON text did not give a view.
-enum ObjectError {
-    /// Not JSON, or not an object.
-    NotJson,
-    /// A member the view reads appears twice.
-    Duplicate,
 }
 
 /// The request a proof must match.
@@ -352,19 +343,6 @@ fn parse_claims(payload: &[u8]) -> Result<ClaimsView<'_>, ProofError> {
     parse_object(payload).map_err(|e| match e {
         ObjectError::NotJson => ProofError::ClaimsNotJson,
         ObjectError::Duplicate => ProofError::ClaimsDuplicateMember,
-    })
-}
-
-/// Parses a JSON object into a view.
-fn parse_object<'a, T: Deserialize<'a>>(text: &'a [u8]) -> Result<T, ObjectError> {
-    if !json::is_object_text(text) {
-        return Err(ObjectError::NotJson);
-    }
-    serde_json::from_slice(text).map_err(|e| match e.classify() {
-        // An object at the top and members that take any JSON value leave one data error:
-        // serde's duplicate_field (syntax, depth and number range are Syntax or Eof).
-        Category::Data => ObjectError::Duplicate,
-        _ => ObjectError::NotJson,
     })
 }
 
@@ -892,6 +870,83 @@ mod tests {
         jwk.insert("alg".into(), "ES384".into());
         let h = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
         assert_eq!(check(&unsigned(&h)).unwrap_err().check(), ProofCheck::Jwk);
+    }
+
+    #[test]
+    fn ed25519_is_accepted_under_its_rfc_9864_name_and_eddsa_as_before() {
+        let key = PrivateJwk::generate(Algorithm::Ed25519).unwrap();
+        let proof = valid_proof(&key);
+        let (h, _) = proof.split_once('.').unwrap();
+        let header: Value = serde_json::from_slice(&B64.decode(h).unwrap()).unwrap();
+        assert_eq!(header["alg"], "Ed25519");
+        let ok = verify(&proof, &get(Some("tok")), &policy(), UnixTime(NOW)).unwrap();
+        assert_eq!(ok.alg(), Algorithm::Ed25519);
+        // The same key signing as EdDSA: the same thumbprint, so the same token binding.
+        let eddsa = PrivateJwk::from_json(
+            &key.to_json()
+                .replace(r#""alg":"Ed25519""#, r#""alg":"EdDSA""#),
+        )
+        .unwrap();
+        let ok_eddsa = verify(
+            &valid_proof(&eddsa),
+            &get(Some("tok")),
+            &policy(),
+            UnixTime(NOW),
+        );
+        assert_eq!(ok_eddsa.unwrap().jkt(), ok.jkt());
+        // Distinct names in dpop.algorithms: each allows only itself.
+        for (allowed, refused) in [
+            (Algorithm::EdDSA, valid_proof(&key)),
+            (Algorithm::Ed25519, valid_proof(&eddsa)),
+        ] {
+            let only = ProofPolicy {
+                algorithms: [allowed].into_iter().collect(),
+                ..policy()
+            };
+            assert_eq!(
+                verify(&refused, &get(Some("tok")), &only, UnixTime(NOW))
+                    .unwrap_err()
+                    .check(),
+                ProofCheck::Alg,
+                "{allowed}"
+            );
+        }
+        // A jwk that names its own alg is used with that name only (RFC 7517 §4.4).
+        let mut jwk = key.public_jwk();
+        jwk.insert("alg".into(), "EdDSA".into());
+        let h = json!({"typ": "dpop+jwt", "alg": "Ed25519", "jwk": jwk});
+        assert_eq!(
+            check(&unsigned(&h)).unwrap_err(),
+            ProofError::JwkDoesNotFit {
+                alg: Algorithm::Ed25519
+            }
+        );
+    }
+
+    #[test]
+    fn a_proof_forged_for_a_small_order_key_is_refused() {
+        // x = the identity point, signature R = identity, S = 0: ring verifies it over any
+        // message (see jose::jwk); the key check refuses it before the signature is looked at.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut signature = [0u8; 64];
+        signature[0] = 1;
+        for alg in ["EdDSA", "Ed25519"] {
+            let h = json!({"typ": "dpop+jwt", "alg": alg,
+                           "jwk": {"kty": "OKP", "crv": "Ed25519", "x": B64.encode(identity)}});
+            let forged = format!(
+                "{}.{}.{}",
+                B64.encode(h.to_string()),
+                B64.encode(Value::Object(claims()).to_string()),
+                B64.encode(signature)
+            );
+            let err = check(&forged).unwrap_err();
+            assert_eq!(
+                err,
+                ProofError::Jwk(crate::jose::JwkError::Ed25519SmallOrder)
+            );
+            assert_eq!(err.check(), ProofCheck::Jwk);
+        }
     }
 
     #[test]

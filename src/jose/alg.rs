@@ -1,5 +1,10 @@
-//! The JWS algorithms the gateway verifies (RFC 7518 §3, RFC 8037) and their allow-list.
-//! Only asymmetric algorithms exist here: `none` and `HS*` cannot even be named.
+//! The JWS algorithms the gateway verifies (RFC 7518 §3, RFC 8037, RFC 9864) and their
+//! allow-list. Only asymmetric algorithms exist here: `none` and `HS*` cannot even be named.
+//!
+//! `EdDSA` (RFC 8037 §3.1, polymorphic: the key's curve picks the scheme) and `Ed25519`
+//! (RFC 9864 §2.2, fully specified) are two names for the same verification here, since the
+//! only EdDSA curve supported is Ed25519; they stay distinct names in an allow-list because
+//! clients send one or the other.
 
 /// An asymmetric JWS algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -8,8 +13,11 @@ pub enum Algorithm {
     ES256,
     /// ECDSA P-384 with SHA-384 (RFC 7518 §3.4).
     ES384,
-    /// Ed25519 (RFC 8037 §3.1).
+    /// EdDSA (RFC 8037 §3.1), with an Ed25519 key: the only EdDSA curve supported.
     EdDSA,
+    /// Ed25519 by its fully-specified name (RFC 9864 §2.2); same keys and signatures as
+    /// `EdDSA` with an Ed25519 key.
+    Ed25519,
     /// RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 §3.3); keys of at least 2048 bits.
     RS256,
     /// RSASSA-PSS with SHA-256 (RFC 7518 §3.5); keys of at least 2048 bits.
@@ -24,13 +32,17 @@ pub struct AlgorithmSet(u8);
 
 impl Algorithm {
     /// Every algorithm, in the order used for `algs="…"`.
-    pub const ALL: [Algorithm; 5] = [
+    pub const ALL: [Algorithm; 6] = [
         Algorithm::ES256,
         Algorithm::ES384,
         Algorithm::EdDSA,
+        Algorithm::Ed25519,
         Algorithm::RS256,
         Algorithm::PS256,
     ];
+
+    /// Every name, in [`Self::ALL`] order, for messages that list the choices.
+    pub const NAMES: &'static str = "ES256, ES384, EdDSA, Ed25519, RS256, PS256";
 
     /// The algorithm named `name` in a JWS `alg` header, if it is one we support.
     pub fn from_name(name: &str) -> Option<Self> {
@@ -43,6 +55,7 @@ impl Algorithm {
             Algorithm::ES256 => "ES256",
             Algorithm::ES384 => "ES384",
             Algorithm::EdDSA => "EdDSA",
+            Algorithm::Ed25519 => "Ed25519",
             Algorithm::RS256 => "RS256",
             Algorithm::PS256 => "PS256",
         }
@@ -105,5 +118,31 @@ impl FromIterator<Algorithm> for AlgorithmSet {
             set.insert(a);
         }
         set
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_list_every_algorithm_in_order() {
+        let names: Vec<&str> = Algorithm::ALL.into_iter().map(Algorithm::as_str).collect();
+        assert_eq!(names.join(", "), Algorithm::NAMES);
+        for alg in Algorithm::ALL {
+            assert_eq!(Algorithm::from_name(alg.as_str()), Some(alg));
+        }
+        // Names are case-sensitive (RFC 7515 §4.1.1).
+        assert_eq!(Algorithm::from_name("ed25519"), None);
+        assert_eq!(Algorithm::from_name("EDDSA"), None);
+    }
+
+    #[test]
+    fn eddsa_and_ed25519_are_distinct_in_a_set() {
+        let set: AlgorithmSet = [Algorithm::Ed25519].into_iter().collect();
+        assert!(set.contains(Algorithm::Ed25519));
+        assert!(!set.contains(Algorithm::EdDSA));
+        let all: AlgorithmSet = Algorithm::ALL.into_iter().collect();
+        assert_eq!(all.to_names(), "ES256 ES384 EdDSA Ed25519 RS256 PS256");
     }
 }

@@ -1,20 +1,29 @@
-//! Typed, borrowed views of JSON members for the serde-derived structs of `jose` and `dpop`.
+//! Typed, borrowed views of JSON members for the serde-derived structs of `jose`, `dpop` and
+//! `token`: one rule for every JOSE JSON text the gateway reads (proof headers and claims,
+//! access-token headers and claims, JWKS entries).
 //!
 //! The checks need to tell "absent" from "present but the wrong JSON type" (`null` included),
-//! so a member is never an `Option<String>`: [`StrMember`], [`NumMember`] and [`ObjMember`] keep
-//! all three cases, and [`present`] records a member whose value is never looked at (`crit`, a
-//! JWK's private members). Strings borrow from the JSON text unless they contain escapes.
+//! so a member is never an `Option<String>`: [`StrMember`], [`NumMember`], [`ObjMember`] and
+//! [`StrsMember`] keep all the cases, and [`present`] records a member whose value is never
+//! looked at (`crit`, a JWK's private members). Strings borrow from the JSON text unless they
+//! contain escapes. A member the view reads that appears twice is an error ([`parse_object`]:
+//! [`ObjectError::Duplicate`]), never "the last one wins" as in a `serde_json::Map`.
 //!
 //! Every value is read through `deserialize_any`, never `IgnoredAny`: serde_json's fast skip does
 //! not check UTF-8, surrogates, number range or nesting depth, and a text that
 //! `serde_json::Value` refuses must be refused here too. Structs using these views ignore their
 //! unknown members with `#[serde(flatten)] _rest: IgnoredAny`, which serde reads (and checks)
 //! with `deserialize_any` as well; it costs an allocation only when there is an unknown member.
+//!
+//! One visitor reads every view: a view says, through [`Shape`], what it makes of the JSON
+//! types it takes; every other type is consumed, checked and recorded as "another type".
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::error::Category;
 use serde_json::Value;
 
 /// A member that must be a JSON string when present.
@@ -54,6 +63,20 @@ pub(crate) enum ObjMember<T> {
     NotObj,
 }
 
+/// A member that may be a string or an array (`aud`, RFC 7519 §4.1.3; `scp`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum StrsMember<'a> {
+    /// Not in the object.
+    #[default]
+    Absent,
+    /// A string.
+    Str(Cow<'a, str>),
+    /// An array; each element is a string or another type.
+    Array(Vec<StrMember<'a>>),
+    /// Present, neither a string nor an array (`null` included).
+    Other,
+}
+
 /// Present, with a string value the caller does not want (`NotStr` is `Err`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct NotAString;
@@ -61,24 +84,88 @@ pub(crate) struct NotAString;
 /// Consumes and checks any JSON value, keeping nothing.
 pub(crate) struct Skip;
 
+/// Why a JSON text did not give a view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ObjectError {
+    /// Not JSON, or not an object.
+    NotJson,
+    /// A member the view reads appears twice.
+    Duplicate,
+}
+
+/// What a view makes of each JSON type. Every method defaults to "present, another type"
+/// ([`Self::OTHER`]) after consuming and checking the value; a view overrides the types it
+/// takes. [`MemberVisitor`] calls these for every view.
+pub(crate) trait Shape<'de>: Sized {
+    /// Present, of a type this view does not take (`null` included).
+    const OTHER: Self;
+
+    /// A string without escapes, borrowed from the JSON text.
+    fn borrowed_str(_: &'de str) -> Self {
+        Self::OTHER
+    }
+
+    /// A string that had escapes.
+    fn owned_str(_: &str) -> Self {
+        Self::OTHER
+    }
+
+    /// A number, floored to a `u64` (see [`NumMember::Num`]).
+    fn number(_: u64) -> Self {
+        Self::OTHER
+    }
+
+    /// An object.
+    fn object<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        while map.next_entry::<Skip, Skip>()?.is_some() {}
+        Ok(Self::OTHER)
+    }
+
+    /// An array.
+    fn array<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Self::OTHER)
+    }
+}
+
+/// The one visitor: dispatches each JSON type to the view's [`Shape`] method.
+struct MemberVisitor<T>(PhantomData<T>);
+
 /// `#[serde(default, deserialize_with = "present")]`: `true` when the member is there, whatever
 /// its value (`null` included); the value is still checked as JSON.
 pub(crate) fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
     Skip::deserialize(deserializer).map(|Skip| true)
 }
 
-/// The first non-whitespace byte (RFC 8259 §2 whitespace) of a JSON text is `{`. A derived
-/// struct also accepts a JSON array (its fields by position); `serde_json::Map` does not.
-pub(crate) fn is_object_text(text: &[u8]) -> bool {
+/// Parses a JSON text that must be an object into the view `T`. A derived struct also accepts a
+/// JSON array (its fields by position); that is refused here first.
+pub(crate) fn parse_object<'a, T: Deserialize<'a>>(text: &'a [u8]) -> Result<T, ObjectError> {
+    if !is_object_text(text) {
+        return Err(ObjectError::NotJson);
+    }
+    serde_json::from_slice(text).map_err(|e| match e.classify() {
+        // An object at the top and members that take any JSON value leave one data error:
+        // serde's duplicate_field (syntax, depth and number range are Syntax or Eof).
+        Category::Data => ObjectError::Duplicate,
+        _ => ObjectError::NotJson,
+    })
+}
+
+/// The first non-whitespace byte (RFC 8259 §2 whitespace) of a JSON text is `{`.
+fn is_object_text(text: &[u8]) -> bool {
     text.iter()
         .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
         .is_some_and(|b| *b == b'{')
 }
 
+fn deserialize_shape<'de, T: Shape<'de>, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    d.deserialize_any(MemberVisitor(PhantomData))
+}
+
 // === impl StrMember ===
 
 impl<'a> StrMember<'a> {
-    /// The member of a parsed JSON object (a JWKS entry).
+    /// The member of a parsed JSON object (a JWK given as a `serde_json::Map`).
     pub(crate) fn from_value(value: Option<&'a Value>) -> Self {
         match value {
             None => StrMember::Absent,
@@ -97,253 +184,150 @@ impl<'a> StrMember<'a> {
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for StrMember<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StrVisitor)
+impl<'de> Shape<'de> for StrMember<'de> {
+    const OTHER: Self = StrMember::NotStr;
+
+    fn borrowed_str(v: &'de str) -> Self {
+        StrMember::Str(Cow::Borrowed(v))
+    }
+
+    fn owned_str(v: &str) -> Self {
+        StrMember::Str(Cow::Owned(v.to_owned()))
     }
 }
 
-struct StrVisitor;
-
-impl<'de> Visitor<'de> for StrVisitor {
-    type Value = StrMember<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(StrMember::Str(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(StrMember::Str(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(StrMember::Str(Cow::Owned(v)))
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(StrMember::NotStr)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(StrMember::NotStr)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(StrMember::NotStr)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(StrMember::NotStr)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(StrMember::NotStr)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(StrMember::NotStr)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        Skip::deserialize(d).map(|Skip| StrMember::NotStr)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        SkipVisitor.visit_seq(seq).map(|Skip| StrMember::NotStr)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        SkipVisitor.visit_map(map).map(|Skip| StrMember::NotStr)
+impl<'de: 'a, 'a> Deserialize<'de> for StrMember<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_shape::<StrMember<'de>, D>(deserializer)
     }
 }
 
 // === impl NumMember ===
 
-impl<'de> Deserialize<'de> for NumMember {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NumVisitor)
+impl Shape<'_> for NumMember {
+    const OTHER: Self = NumMember::NotNum;
+
+    fn number(v: u64) -> Self {
+        NumMember::Num(v)
     }
 }
 
-struct NumVisitor;
-
-impl<'de> Visitor<'de> for NumVisitor {
-    type Value = NumMember;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(NumMember::Num(v))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        // serde_json only calls this for negative numbers: floored, they are 0.
-        Ok(NumMember::Num(u64::try_from(v).unwrap_or(0)))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        // `as` saturates: negative -> 0, huge -> u64::MAX.
-        Ok(NumMember::Num(v.floor() as u64))
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(NumMember::NotNum)
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<Self::Value, E> {
-        Ok(NumMember::NotNum)
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(NumMember::NotNum)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(NumMember::NotNum)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(NumMember::NotNum)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        Skip::deserialize(d).map(|Skip| NumMember::NotNum)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        SkipVisitor.visit_seq(seq).map(|Skip| NumMember::NotNum)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        SkipVisitor.visit_map(map).map(|Skip| NumMember::NotNum)
+impl<'de> Deserialize<'de> for NumMember {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_shape(deserializer)
     }
 }
 
 // === impl ObjMember ===
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjMember<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ObjVisitor(std::marker::PhantomData))
+impl<'de, T: Deserialize<'de>> Shape<'de> for ObjMember<T> {
+    const OTHER: Self = ObjMember::NotObj;
+
+    fn object<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        T::deserialize(de::value::MapAccessDeserializer::new(map)).map(ObjMember::Obj)
     }
 }
 
-struct ObjVisitor<T>(std::marker::PhantomData<T>);
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjMember<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_shape(deserializer)
+    }
+}
 
-impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjVisitor<T> {
-    type Value = ObjMember<T>;
+// === impl StrsMember ===
 
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
+impl<'de> Shape<'de> for StrsMember<'de> {
+    const OTHER: Self = StrsMember::Other;
+
+    fn borrowed_str(v: &'de str) -> Self {
+        StrsMember::Str(Cow::Borrowed(v))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        T::deserialize(de::value::MapAccessDeserializer::new(map)).map(ObjMember::Obj)
+    fn owned_str(v: &str) -> Self {
+        StrsMember::Str(Cow::Owned(v.to_owned()))
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(ObjMember::NotObj)
+    fn array<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+        while let Some(item) = seq.next_element::<StrMember<'de>>()? {
+            items.push(item);
+        }
+        Ok(StrsMember::Array(items))
     }
+}
 
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(ObjMember::NotObj)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(ObjMember::NotObj)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(ObjMember::NotObj)
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<Self::Value, E> {
-        Ok(ObjMember::NotObj)
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(ObjMember::NotObj)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(ObjMember::NotObj)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(ObjMember::NotObj)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        Skip::deserialize(d).map(|Skip| ObjMember::NotObj)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        SkipVisitor.visit_seq(seq).map(|Skip| ObjMember::NotObj)
+impl<'de: 'a, 'a> Deserialize<'de> for StrsMember<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_shape::<StrsMember<'de>, D>(deserializer)
     }
 }
 
 // === impl Skip ===
 
+impl Shape<'_> for Skip {
+    // The defaults consume every value, recursively.
+    const OTHER: Self = Skip;
+}
+
 impl<'de> Deserialize<'de> for Skip {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(SkipVisitor)
+        deserialize_shape(deserializer)
     }
 }
 
-struct SkipVisitor;
+// === impl MemberVisitor ===
 
-impl<'de> Visitor<'de> for SkipVisitor {
-    type Value = Skip;
+impl<'de, T: Shape<'de>> Visitor<'de> for MemberVisitor<T> {
+    type Value = T;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Skip, E> {
-        Ok(Skip)
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<T, E> {
+        Ok(T::borrowed_str(v))
     }
 
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Skip, E> {
-        Ok(Skip)
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        Ok(T::owned_str(v))
     }
 
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Skip, E> {
-        Ok(Skip)
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        Ok(T::number(v))
     }
 
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Skip, E> {
-        Ok(Skip)
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        // serde_json only calls this for negative numbers: floored, they are 0.
+        Ok(T::number(u64::try_from(v).unwrap_or(0)))
     }
 
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Skip, E> {
-        Ok(Skip)
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+        // `as` saturates: negative -> 0, huge -> u64::MAX.
+        Ok(T::number(v.floor() as u64))
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Skip, E> {
-        Ok(Skip)
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<T, E> {
+        Ok(T::OTHER)
     }
 
-    fn visit_none<E: de::Error>(self) -> Result<Skip, E> {
-        Ok(Skip)
+    fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+        Ok(T::OTHER)
     }
 
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Skip, D::Error> {
-        Skip::deserialize(d)
+    fn visit_none<E: de::Error>(self) -> Result<T, E> {
+        Ok(T::OTHER)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(Skip)
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        Skip::deserialize(d).map(|Skip| T::OTHER)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
-        while map.next_entry::<Skip, Skip>()?.is_some() {}
-        Ok(Skip)
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
+        T::array(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::object(map)
     }
 }
 
@@ -359,6 +343,18 @@ mod tests {
         n: NumMember,
         #[serde(default, deserialize_with = "present")]
         p: bool,
+        #[serde(default, borrow)]
+        l: StrsMember<'a>,
+        #[serde(default)]
+        o: ObjMember<Inner>,
+        #[serde(flatten)]
+        _rest: de::IgnoredAny,
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Inner {
+        #[serde(default)]
+        n: NumMember,
         #[serde(flatten)]
         _rest: de::IgnoredAny,
     }
@@ -466,6 +462,64 @@ mod tests {
         }
         // Unknown members may repeat, as in a serde_json::Map (the last one wins there).
         assert!(view(r#"{"u":1,"u":2}"#).is_ok());
+    }
+
+    #[test]
+    fn string_or_array_keeps_each_element() {
+        assert_eq!(view("{}").unwrap().l, StrsMember::Absent);
+        assert!(matches!(
+            view(r#"{"l":"a"}"#).unwrap().l,
+            StrsMember::Str(Cow::Borrowed("a"))
+        ));
+        assert_eq!(
+            view(r#"{"l":["a",1,null,"b\u0063"]}"#).unwrap().l,
+            StrsMember::Array(vec![
+                StrMember::Str("a".into()),
+                StrMember::NotStr,
+                StrMember::NotStr,
+                StrMember::Str("bc".into()),
+            ])
+        );
+        for other in ["null", "1", "true", r#"{"a":"b"}"#] {
+            let text = format!(r#"{{"l":{other}}}"#);
+            assert_eq!(view(&text).unwrap().l, StrsMember::Other, "{other}");
+        }
+    }
+
+    #[test]
+    fn nested_objects_are_views_too() {
+        assert_eq!(
+            view(r#"{"o":{"n":3,"x":[1]}}"#).unwrap().o,
+            ObjMember::Obj(Inner {
+                n: NumMember::Num(3),
+                _rest: de::IgnoredAny
+            })
+        );
+        assert_eq!(view(r#"{"o":[1]}"#).unwrap().o, ObjMember::NotObj);
+        assert_eq!(view(r#"{"o":null}"#).unwrap().o, ObjMember::NotObj);
+        // A duplicate inside the nested view is a duplicate of the whole text.
+        assert_eq!(
+            parse_object::<View<'_>>(br#"{"o":{"n":1,"n":2}}"#).unwrap_err(),
+            ObjectError::Duplicate
+        );
+    }
+
+    #[test]
+    fn parse_object_tells_duplicates_from_non_objects() {
+        assert!(parse_object::<View<'_>>(br#" {"s":"a"}"#).is_ok());
+        for text in [&br#"{"s":"a","s":"b"}"#[..], br#"{"l":[],"l":"x"}"#] {
+            assert_eq!(
+                parse_object::<View<'_>>(text).unwrap_err(),
+                ObjectError::Duplicate
+            );
+        }
+        // A derived struct would take an array by position; an object is required.
+        for text in [&b"[\"a\"]"[..], b"\"s\"", b"", b"{", b"{\"s\":\"\xff\"}"] {
+            assert_eq!(
+                parse_object::<View<'_>>(text).unwrap_err(),
+                ObjectError::NotJson
+            );
+        }
     }
 
     #[test]

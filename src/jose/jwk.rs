@@ -3,6 +3,13 @@
 //!
 //! A JWK carrying any private member (`d`, `p`, `q`, `dp`, `dq`, `qi`, `oth`, `k`) is refused:
 //! RFC 9449 §4.3 point 7.
+//!
+//! Keys that would verify forged signatures or have several thumbprints are refused too:
+//! Ed25519 keys of small order, which ring's cofactorless verification accepts a fixed
+//! signature for over any message, and Ed25519 encodings with `y >= p` (RFC 8032 §5.1.3,
+//! RFC 8725 §3.4); RSA `n` and `e` with leading zero octets (RFC 7518 §2, §6.3.1) in a proof's
+//! key, whose thumbprint names it (a JWKS entry gets the zeros dropped, see
+//! [`PublicJwk::from_key_set_members`]).
 
 use base64::Engine as _;
 use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
@@ -50,6 +57,9 @@ pub(crate) struct JwkMembers<'a> {
     kid: StrMember<'a>,
     #[serde(default, borrow)]
     alg: StrMember<'a>,
+    /// `use` (RFC 7517 §4.2): read for JWKS entries only.
+    #[serde(default, borrow, rename = "use")]
+    key_use: StrMember<'a>,
     // The private members (PRIVATE_MEMBERS): refused whatever their value.
     #[serde(default, deserialize_with = "present")]
     d: bool,
@@ -99,6 +109,16 @@ pub enum JwkError {
         /// The decoded length.
         got: usize,
     },
+    /// An Ed25519 public key of small order (the identity or a point of order 2, 4 or 8, in
+    /// any encoding): every message has a signature it verifies without any private key
+    /// (RFC 8032 §5.1.7 verification without the cofactor; RFC 8725 §3.4).
+    Ed25519SmallOrder,
+    /// An Ed25519 public key whose `y` is not reduced, `y >= p` (RFC 8032 §5.1.3 step 1:
+    /// decoding fails).
+    Ed25519NotCanonical,
+    /// An RSA `n` or `e` with a leading zero octet, which RFC 7518 §2 (Base64urlUInt: "the
+    /// minimum number of octets") forbids: the same key would have several thumbprints.
+    NotMinimalInteger(&'static str),
     /// The RSA modulus is shorter than 2048 bits (RFC 7518 §3.3).
     RsaKeyTooSmall {
         /// The modulus length, in bits.
@@ -134,6 +154,55 @@ enum KeyMaterial {
 enum EcCurve {
     P256,
     P384,
+}
+
+/// How RSA integers with leading zero octets are taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Integers {
+    /// Refused (RFC 7518 §2): a proof key, whose thumbprint is what a token is bound to.
+    Minimal,
+    /// Dropped: a token-signing key in a JWKS, found by `kid`, whose thumbprint names nothing;
+    /// RFC 7518 §6.3.1.1 notes libraries that prefix a zero octet to `n`, and authorization
+    /// servers built on them still serve such keys.
+    ZerosDropped,
+}
+
+/// Every small-order point of edwards25519 (order 1, 2, 4 and 8) as the 255-bit `y` of its
+/// encodings (RFC 8032 §5.1.2), little-endian, sign bit clear: each one is refused with the
+/// sign bit clear or set, which covers the canonical encodings of the eight points, the `x = 0`
+/// ones with the sign bit set (which RFC 8032 §5.1.3 step 4 refuses to decode), and `y = p` and
+/// `y = p + 1`, the non-canonical encodings of `y = 0` and `y = 1`. (No other small-order `y`
+/// has a non-canonical form: `y + p < 2^255` only for `y < 19`.) The unit tests derive the
+/// whole list from one order-8 point.
+const ED25519_SMALL_ORDER_Y: [[u8; 32]; 7] = [
+    // y = 0: the two points of order 4, (±sqrt(-1), 0).
+    [0; 32],
+    // y = 1: the identity (order 1).
+    le_bytes(1, 0, 0),
+    // The two y values of the four points of order 8.
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ],
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ],
+    // y = p - 1: (0, -1), order 2.
+    le_bytes(0xec, 0xff, 0x7f),
+    // y = p and y = p + 1: 0 and 1 again, not reduced.
+    le_bytes(0xed, 0xff, 0x7f),
+    le_bytes(0xee, 0xff, 0x7f),
+];
+
+/// 32 little-endian bytes: `first`, then 30 times `middle`, then `last`.
+const fn le_bytes(first: u8, middle: u8, last: u8) -> [u8; 32] {
+    let mut out = [middle; 32];
+    out[0] = first;
+    out[31] = last;
+    out
 }
 
 /// Members that only a private (or symmetric) key has (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037).
@@ -204,8 +273,20 @@ impl PublicJwk {
         Self::from_members(&JwkMembers::from_map(obj))
     }
 
-    /// Parses a public JWK from its members: the one place a JWK is validated.
+    /// Parses a public JWK from its members (a proof's `jwk` header): the one place a JWK is
+    /// validated.
     pub(crate) fn from_members(members: &JwkMembers<'_>) -> Result<Self, JwkError> {
+        Self::parse(members, Integers::Minimal)
+    }
+
+    /// [`Self::from_members`] for a token-signing key in a JWKS: the same checks, except that
+    /// RSA `n` and `e` with leading zero octets are taken with the zeros dropped (the value is
+    /// the same; such a key's thumbprint names nothing).
+    pub(crate) fn from_key_set_members(members: &JwkMembers<'_>) -> Result<Self, JwkError> {
+        Self::parse(members, Integers::ZerosDropped)
+    }
+
+    fn parse(members: &JwkMembers<'_>, integers: Integers) -> Result<Self, JwkError> {
         if let Some(name) = members.private_member() {
             return Err(JwkError::PrivateMember(name));
         }
@@ -220,7 +301,7 @@ impl PublicJwk {
         let (key, thumbprint) = match required_str(&members.kty, "kty")? {
             "EC" => parse_ec(members)?,
             "OKP" => parse_okp(members)?,
-            "RSA" => parse_rsa(members)?,
+            "RSA" => parse_rsa(members, integers)?,
             other => return Err(JwkError::UnsupportedKty(other.to_owned())),
         };
         Ok(Self {
@@ -261,7 +342,7 @@ impl PublicJwk {
         match (&self.key, alg) {
             (KeyMaterial::Ec { curve, .. }, Algorithm::ES256) => *curve == EcCurve::P256,
             (KeyMaterial::Ec { curve, .. }, Algorithm::ES384) => *curve == EcCurve::P384,
-            (KeyMaterial::Ed25519(_), Algorithm::EdDSA) => true,
+            (KeyMaterial::Ed25519(_), Algorithm::EdDSA | Algorithm::Ed25519) => true,
             (KeyMaterial::Rsa { .. }, Algorithm::RS256 | Algorithm::PS256) => true,
             _ => false,
         }
@@ -278,7 +359,7 @@ impl PublicJwk {
                 UnparsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, point)
                     .verify(message, signature)
             }
-            (KeyMaterial::Ed25519(x), Algorithm::EdDSA) => {
+            (KeyMaterial::Ed25519(x), Algorithm::EdDSA | Algorithm::Ed25519) => {
                 UnparsedPublicKey::new(&signature::ED25519, x).verify(message, signature)
             }
             (KeyMaterial::Rsa { n, e }, Algorithm::RS256) => RsaPublicKeyComponents { n, e }
@@ -307,6 +388,7 @@ impl<'a> JwkMembers<'a> {
             e: s("e"),
             kid: s("kid"),
             alg: s("alg"),
+            key_use: s("use"),
             d: has("d"),
             p: has("p"),
             q: has("q"),
@@ -317,6 +399,17 @@ impl<'a> JwkMembers<'a> {
             k: has("k"),
             _rest: IgnoredAny,
         }
+    }
+
+    /// Whether a JWKS entry may verify signatures: RFC 7517 §4.2, a key marked for another use
+    /// (`enc`) must not; without `use`, it may.
+    pub(crate) fn is_for_signing(&self) -> bool {
+        matches!(self.key_use.get(), Ok(None | Some("sig")))
+    }
+
+    /// The `kid`, when it is a string (for log lines about a refused JWKS entry).
+    pub(crate) fn kid(&self) -> Option<&str> {
+        self.kid.get().ok().flatten()
     }
 
     /// The first private member present, in [`PRIVATE_MEMBERS`] order.
@@ -372,6 +465,7 @@ fn parse_okp(obj: &JwkMembers<'_>) -> Result<(KeyMaterial, Thumbprint), JwkError
     let x = required_str(&obj.x, "x")?;
     let mut key = [0u8; 32];
     decode_exact(x, "x", &mut key)?;
+    check_ed25519(&key)?;
     let thumbprint = Thumbprint::digest(&[
         b"{\"crv\":\"Ed25519\",\"kty\":\"OKP\",\"x\":\"",
         x.as_bytes(),
@@ -380,12 +474,31 @@ fn parse_okp(obj: &JwkMembers<'_>) -> Result<(KeyMaterial, Thumbprint), JwkError
     Ok((KeyMaterial::Ed25519(key), thumbprint))
 }
 
+/// Ed25519 key checks beyond its length: not of small order, `y` reduced (see
+/// [`ED25519_SMALL_ORDER_Y`]). Points not on the curve fail in ring, at verification.
+fn check_ed25519(key: &[u8; 32]) -> Result<(), JwkError> {
+    let mut y = *key;
+    y[31] &= 0x7f;
+    if ED25519_SMALL_ORDER_Y.contains(&y) {
+        return Err(JwkError::Ed25519SmallOrder);
+    }
+    // p = 2^255 - 19: y >= p exactly when y is 2^255 - 19 ..= 2^255 - 1, i.e. its top 31
+    // bytes are all ones (0x7f for the last, sign bit clear) and its first byte is >= 0xed.
+    if y[0] >= 0xed && y[1..31].iter().all(|b| *b == 0xff) && y[31] == 0x7f {
+        return Err(JwkError::Ed25519NotCanonical);
+    }
+    Ok(())
+}
+
 /// RSA (RFC 7518 §6.3.1): thumbprint members `e`, `kty`, `n`, values as given (RFC 7638 §3.1).
-fn parse_rsa(obj: &JwkMembers<'_>) -> Result<(KeyMaterial, Thumbprint), JwkError> {
+fn parse_rsa(
+    obj: &JwkMembers<'_>,
+    integers: Integers,
+) -> Result<(KeyMaterial, Thumbprint), JwkError> {
     let n_b64 = required_str(&obj.n, "n")?;
     let e_b64 = required_str(&obj.e, "e")?;
-    let n = strip_leading_zeros(B64.decode(n_b64).map_err(|_| JwkError::BadBase64("n"))?);
-    let e = strip_leading_zeros(B64.decode(e_b64).map_err(|_| JwkError::BadBase64("e"))?);
+    let n = uint(n_b64, "n", integers)?;
+    let e = uint(e_b64, "e", integers)?;
     let bits = match n.first() {
         Some(first) => n.len() * 8 - first.leading_zeros() as usize,
         None => 0,
@@ -442,12 +555,21 @@ fn decode_exact(encoded: &str, member: &'static str, out: &mut [u8]) -> Result<(
     }
 }
 
-fn strip_leading_zeros(mut bytes: Vec<u8>) -> Vec<u8> {
+/// A Base64urlUInt (RFC 7518 §2), big-endian without leading zero octets (what ring takes).
+/// Zero is the single octet `AA`; any other value with a leading zero octet is refused or has
+/// its zeros dropped, as `integers` says.
+fn uint(encoded: &str, member: &'static str, integers: Integers) -> Result<Vec<u8>, JwkError> {
+    let mut bytes = B64
+        .decode(encoded)
+        .map_err(|_| JwkError::BadBase64(member))?;
     let zeros = bytes.iter().take_while(|b| **b == 0).count();
-    if zeros > 0 {
+    if zeros > 0 && bytes.len() > 1 {
+        if integers == Integers::Minimal {
+            return Err(JwkError::NotMinimalInteger(member));
+        }
         bytes.drain(..zeros);
     }
-    bytes
+    Ok(bytes)
 }
 
 // === impl JwkError ===
@@ -467,6 +589,13 @@ impl std::fmt::Display for JwkError {
                 expected,
                 got,
             } => write!(f, "JWK `{member}` is {got} bytes, expected {expected}"),
+            JwkError::Ed25519SmallOrder => f.write_str("Ed25519 key is of small order"),
+            JwkError::Ed25519NotCanonical => {
+                f.write_str("Ed25519 key is not canonically encoded (y >= p)")
+            }
+            JwkError::NotMinimalInteger(m) => {
+                write!(f, "JWK `{m}` has a leading zero octet (RFC 7518 §2)")
+            }
             JwkError::RsaKeyTooSmall { bits } => {
                 write!(f, "RSA key is {bits} bits, fewer than 2048")
             }
@@ -699,10 +828,9 @@ mod tests {
 
     #[test]
     fn rsa_modulus_under_2048_bits_is_refused() {
-        // 2047 bits: top byte 0x7f. A leading zero byte does not count.
+        // 2047 bits: top byte 0x7f.
         let mut n = vec![0xffu8; 256];
         n[0] = 0x7f;
-        n.insert(0, 0);
         let jwk = obj(json!({"kty": "RSA", "n": B64.encode(&n), "e": "AQAB"}));
         assert_eq!(
             PublicJwk::from_json(&jwk).unwrap_err(),
@@ -740,6 +868,249 @@ mod tests {
             jwk.verify(Algorithm::ES256, b"m", &[0; 64]).unwrap_err(),
             JwkError::BadSignature
         );
+    }
+
+    fn okp(x: &[u8; 32]) -> Map<String, Value> {
+        obj(json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(x)}))
+    }
+
+    /// Every refused small-order encoding: each listed `y` with the sign bit clear and set.
+    fn small_order_encodings() -> Vec<[u8; 32]> {
+        ED25519_SMALL_ORDER_Y
+            .iter()
+            .flat_map(|y| {
+                let mut signed = *y;
+                signed[31] |= 0x80;
+                [*y, signed]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_small_order_ed25519_encoding_is_refused() {
+        let encodings = small_order_encodings();
+        assert_eq!(encodings.len(), 14);
+        for x in encodings {
+            assert_eq!(
+                PublicJwk::from_json(&okp(&x)).unwrap_err(),
+                JwkError::Ed25519SmallOrder,
+                "{}",
+                B64.encode(x)
+            );
+        }
+    }
+
+    #[test]
+    fn ed25519_y_of_p_or_more_is_refused() {
+        // y = p + k for k in 0..19 is every 255-bit y >= p; p and p + 1 are small-order.
+        for k in 0u8..19 {
+            for sign in [0u8, 0x80] {
+                let mut x = [0xffu8; 32];
+                x[0] = 0xed + k;
+                x[31] = 0x7f | sign;
+                let want = if k < 2 {
+                    JwkError::Ed25519SmallOrder
+                } else {
+                    JwkError::Ed25519NotCanonical
+                };
+                assert_eq!(PublicJwk::from_json(&okp(&x)).unwrap_err(), want, "p+{k}");
+            }
+        }
+        // y = p - 2, the largest reduced y that is not small-order: accepted here (ring decides
+        // at verification whether it is on the curve).
+        let mut x = [0xffu8; 32];
+        x[0] = 0xeb;
+        x[31] = 0x7f;
+        assert!(PublicJwk::from_json(&okp(&x)).is_ok());
+    }
+
+    #[test]
+    fn generated_ed25519_keys_pass_the_key_checks() {
+        for _ in 0..64 {
+            let key = crate::jose::sign::PrivateJwk::generate(Algorithm::Ed25519).unwrap();
+            assert!(PublicJwk::from_json(&key.public_jwk()).is_ok());
+        }
+    }
+
+    /// Why the list exists: ring alone verifies `R = identity, S = 0` under the identity key
+    /// for any message. If this ever fails, ring became cofactored or refuses small-order keys
+    /// itself, and the list is belt and braces.
+    #[test]
+    fn ring_alone_accepts_a_forgery_under_the_identity_key() {
+        let identity = le_bytes(1, 0, 0);
+        let mut forged = [0u8; 64];
+        forged[..32].copy_from_slice(&identity);
+        for message in [&b"any message"[..], b"another one"] {
+            assert!(UnparsedPublicKey::new(&signature::ED25519, identity)
+                .verify(message, &forged)
+                .is_ok());
+        }
+        assert_eq!(
+            PublicJwk::from_json(&okp(&identity)).unwrap_err(),
+            JwkError::Ed25519SmallOrder
+        );
+    }
+
+    /// edwards25519 arithmetic on big integers, only to derive the small-order list in tests.
+    mod edwards {
+        use rsa::BigUint;
+
+        pub(super) type Point = (BigUint, BigUint);
+
+        pub(super) fn p() -> BigUint {
+            (BigUint::from(1u8) << 255usize) - BigUint::from(19u8)
+        }
+
+        fn inv(a: &BigUint) -> BigUint {
+            a.modpow(&(p() - BigUint::from(2u8)), &p())
+        }
+
+        fn sub(a: &BigUint, b: &BigUint) -> BigUint {
+            (a + p() - b % p()) % p()
+        }
+
+        /// d = -121665 / 121666 (RFC 8032 §5.1).
+        fn d() -> BigUint {
+            sub(
+                &BigUint::from(0u8),
+                &(BigUint::from(121_665u32) * inv(&BigUint::from(121_666u32))),
+            )
+        }
+
+        /// RFC 8032 §5.1.3 decoding, lenient: `y` is reduced mod p and `x = 0` with the sign
+        /// bit set is taken as `x = 0` (both refused by the gateway anyway).
+        pub(super) fn decode(enc: &[u8; 32]) -> Option<Point> {
+            let sign = enc[31] >> 7;
+            let mut y = *enc;
+            y[31] &= 0x7f;
+            let y = BigUint::from_bytes_le(&y) % p();
+            let one = BigUint::from(1u8);
+            let yy = &y * &y % p();
+            let u = sub(&yy, &one);
+            let v = (d() * &yy + &one) % p();
+            let xx = u * inv(&v) % p();
+            let mut x = xx.modpow(&((p() + BigUint::from(3u8)) >> 3usize), &p());
+            if &x * &x % p() != xx {
+                let sqrt_m1 = BigUint::from(2u8).modpow(&((p() - &one) >> 2usize), &p());
+                x = x * sqrt_m1 % p();
+            }
+            if &x * &x % p() != xx {
+                return None;
+            }
+            if x != BigUint::from(0u8) && x.to_bytes_le()[0] & 1 != sign {
+                x = p() - x;
+            }
+            Some((x, y))
+        }
+
+        pub(super) fn encode((x, y): &Point) -> [u8; 32] {
+            let mut out = [0u8; 32];
+            let bytes = y.to_bytes_le();
+            out[..bytes.len()].copy_from_slice(&bytes);
+            out[31] |= (x.to_bytes_le()[0] & 1) << 7;
+            out
+        }
+
+        pub(super) fn add((x1, y1): &Point, (x2, y2): &Point) -> Point {
+            let one = BigUint::from(1u8);
+            let t = d() * x1 * x2 % p() * y1 * y2 % p();
+            let x = (x1 * y2 + x2 * y1) % p() * inv(&((&one + &t) % p())) % p();
+            let y = (y1 * y2 + x1 * x2) % p() * inv(&sub(&one, &t)) % p();
+            (x, y)
+        }
+
+        pub(super) fn identity() -> Point {
+            (BigUint::from(0u8), BigUint::from(1u8))
+        }
+    }
+
+    #[test]
+    fn the_small_order_list_is_every_point_of_order_8_or_less() {
+        // The group of edwards25519 has order 8 * l with l prime (RFC 7748 §4.1), so its points
+        // of order dividing 8 are exactly the multiples of one point of order 8.
+        let t = edwards::decode(&ED25519_SMALL_ORDER_Y[2]).unwrap();
+        let mut multiples = vec![edwards::identity()];
+        for k in 1..8 {
+            multiples.push(edwards::add(&multiples[k - 1], &t));
+        }
+        assert_ne!(multiples[4], edwards::identity(), "order 8, not 4");
+        assert_eq!(edwards::add(&multiples[7], &t), edwards::identity());
+        let distinct: std::collections::HashSet<_> = multiples.iter().collect();
+        assert_eq!(distinct.len(), 8);
+        // Every point's canonical encoding is listed ...
+        for point in &multiples {
+            let mut y = edwards::encode(point);
+            y[31] &= 0x7f;
+            assert!(ED25519_SMALL_ORDER_Y.contains(&y), "{}", B64.encode(y));
+        }
+        // ... and every listed encoding (either sign) is one of them.
+        for enc in small_order_encodings() {
+            let point = edwards::decode(&enc).unwrap();
+            assert!(multiples.contains(&point), "{}", B64.encode(enc));
+        }
+        // y = p and y = p + 1 are the only unreduced forms of a small-order y (0 and 1).
+        let p = edwards::p().to_bytes_le();
+        assert_eq!(ED25519_SMALL_ORDER_Y[5][..], p[..]);
+    }
+
+    fn rsa_jwk(n: &[u8], e: &[u8]) -> JwkMembersOwned {
+        JwkMembersOwned(obj(
+            json!({"kty": "RSA", "n": B64.encode(n), "e": B64.encode(e)}),
+        ))
+    }
+
+    /// A JWK map whose members are parsed either way.
+    struct JwkMembersOwned(Map<String, Value>);
+
+    impl JwkMembersOwned {
+        fn proof_key(&self) -> Result<PublicJwk, JwkError> {
+            PublicJwk::from_members(&JwkMembers::from_map(&self.0))
+        }
+
+        fn key_set_key(&self) -> Result<PublicJwk, JwkError> {
+            PublicJwk::from_key_set_members(&JwkMembers::from_map(&self.0))
+        }
+    }
+
+    #[test]
+    fn rsa_integers_with_leading_zero_octets_are_refused_in_proof_keys() {
+        let n = [0xc5u8; 256];
+        let mut padded_n = vec![0u8];
+        padded_n.extend(n);
+        let minimal = rsa_jwk(&n, &[1, 0, 1]);
+        assert!(minimal.proof_key().is_ok());
+        assert_eq!(
+            rsa_jwk(&padded_n, &[1, 0, 1]).proof_key().unwrap_err(),
+            JwkError::NotMinimalInteger("n")
+        );
+        assert_eq!(
+            rsa_jwk(&n, &[0, 1, 0, 1]).proof_key().unwrap_err(),
+            JwkError::NotMinimalInteger("e")
+        );
+        // In a JWKS, the zeros are dropped: the same key as the minimal one.
+        let padded = rsa_jwk(&padded_n, &[0, 1, 0, 1]).key_set_key().unwrap();
+        let KeyMaterial::Rsa { n: got_n, e: got_e } = &padded.key else {
+            panic!("an RSA key");
+        };
+        assert_eq!((&got_n[..], &got_e[..]), (&n[..], &[1u8, 0, 1][..]));
+        // Zero is the single octet "AA" (RFC 7518 §2): minimal, and then too small a modulus.
+        assert_eq!(
+            rsa_jwk(&[0], &[1, 0, 1]).proof_key().unwrap_err(),
+            JwkError::RsaKeyTooSmall { bits: 0 }
+        );
+    }
+
+    #[test]
+    fn a_jwks_entry_says_whether_it_is_for_signing() {
+        let members = |v: Value| {
+            let m = obj(v);
+            let parsed = JwkMembers::from_map(&m);
+            (parsed.is_for_signing(), parsed.kid().map(str::to_owned))
+        };
+        assert_eq!(members(json!({"kid": "a"})), (true, Some("a".into())));
+        assert_eq!(members(json!({"use": "sig"})), (true, None));
+        assert_eq!(members(json!({"use": "enc", "kid": 1})), (false, None));
+        assert_eq!(members(json!({"use": null})), (false, None));
     }
 
     #[test]

@@ -98,7 +98,7 @@ impl PrivateJwk {
                 put(&mut jwk, "y", &B64.encode(y));
                 put(&mut jwk, "d", &B64.encode(d));
             }
-            Algorithm::EdDSA => {
+            Algorithm::EdDSA | Algorithm::Ed25519 => {
                 let seed: [u8; 32] = ring::rand::generate(&rng)
                     .map_err(|_| SignError::Generation)?
                     .expose();
@@ -210,7 +210,7 @@ impl PrivateJwk {
         }
         let rng = SystemRandom::new();
         let private_names: &[&'static str] = match alg {
-            Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA => &["d"],
+            Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA | Algorithm::Ed25519 => &["d"],
             Algorithm::RS256 | Algorithm::PS256 => &RSA_PRIVATE,
         };
         let private = private_names
@@ -238,7 +238,7 @@ impl PrivateJwk {
                     .map_err(rejected)?,
                 )
             }
-            Algorithm::EdDSA => SigningKey::Ed25519(
+            Algorithm::EdDSA | Algorithm::Ed25519 => SigningKey::Ed25519(
                 Ed25519KeyPair::from_seed_and_public_key(&bytes("d")?, &bytes("x")?)
                     .map_err(rejected)?,
             ),

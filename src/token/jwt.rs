@@ -1,14 +1,25 @@
 //! JWT access tokens (RFC 9068 §4): typ, alg allow-list, key by `kid`, signature, iss, aud,
 //! exp/nbf with leeway, and the `cnf.jkt` shape. The checks are pure (`now` is an argument);
 //! verified tokens are kept in [`TokenCache`] until their `exp`.
+//!
+//! Header, claims and JWKS entries are read with the same strict views as DPoP proofs
+//! (`jose::json`): a member the checks read that appears twice refuses the token (or skips the
+//! JWKS entry), where a `serde_json::Map` would keep the last one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::clock::UnixTime;
-use crate::jose::{Algorithm, AlgorithmSet, CompactJws, PublicJwk, Thumbprint};
+use crate::jose::json::{
+    parse_object, present, NumMember, ObjMember, ObjectError, StrMember, StrsMember,
+};
+use crate::jose::jwk::JwkMembers;
+use crate::jose::{clip, Algorithm, AlgorithmSet, CompactJws, JwkError, PublicJwk, Thumbprint};
 
 use super::cache::TokenCache;
 use super::{TokenError, TokenInfo};
@@ -54,6 +65,71 @@ struct KeyState {
     generation: u64,
 }
 
+/// A JWKS document (RFC 7517 §5), each entry kept as its JSON text so that a bad entry skips
+/// that key only.
+#[derive(Deserialize)]
+struct JwksView<'a> {
+    #[serde(default, borrow)]
+    keys: Option<Vec<&'a RawValue>>,
+    #[serde(flatten)]
+    _rest: IgnoredAny,
+}
+
+/// The header members the checks read (RFC 9068 §4, RFC 7515 §4.1).
+#[derive(Debug, Deserialize)]
+struct HeaderView<'a> {
+    /// Present at all (whatever its value): refused, no extension is understood.
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+    #[serde(default, borrow)]
+    typ: StrMember<'a>,
+    #[serde(default, borrow)]
+    alg: StrMember<'a>,
+    #[serde(default, borrow)]
+    kid: StrMember<'a>,
+    /// Unknown members, checked as JSON and ignored.
+    #[serde(flatten)]
+    _rest: IgnoredAny,
+}
+
+/// The claims the checks read (RFC 9068 §2.2, RFC 7519 §4.1, RFC 9449 §6.1).
+#[derive(Debug, Deserialize)]
+struct ClaimsView<'a> {
+    #[serde(default, borrow)]
+    iss: StrMember<'a>,
+    #[serde(default, borrow)]
+    aud: StrsMember<'a>,
+    #[serde(default)]
+    exp: NumMember,
+    #[serde(default)]
+    nbf: NumMember,
+    #[serde(default)]
+    iat: NumMember,
+    #[serde(default, borrow)]
+    sub: StrMember<'a>,
+    #[serde(default, borrow)]
+    client_id: StrMember<'a>,
+    #[serde(default, borrow)]
+    scope: StrMember<'a>,
+    #[serde(default, borrow)]
+    scp: StrsMember<'a>,
+    #[serde(default, borrow)]
+    cnf: ObjMember<CnfView<'a>>,
+    /// Unknown claims, checked as JSON and ignored.
+    #[serde(flatten)]
+    _rest: IgnoredAny,
+}
+
+/// The confirmation claim (RFC 7800 §3.1) as DPoP uses it (RFC 9449 §6.1).
+#[derive(Debug, Deserialize)]
+pub(super) struct CnfView<'a> {
+    #[serde(default, borrow)]
+    jkt: StrMember<'a>,
+    /// Other confirmation methods (`x5t#S256`, ...), ignored.
+    #[serde(flatten)]
+    _rest: IgnoredAny,
+}
+
 /// What verification yields besides [`TokenInfo`].
 struct Verified {
     info: TokenInfo,
@@ -63,19 +139,25 @@ struct Verified {
 // === impl JwkSet ===
 
 impl JwkSet {
-    /// Parses a JWKS document (`{"keys": [...]}`).
+    /// Parses a JWKS document (`{"keys": [...]}`). An entry that is not a usable signing key
+    /// is skipped and the others load: an entry that is not an object, or is marked for
+    /// another `use` (RFC 7517 §4.2), silently; a key type, curve or `alg` not supported here
+    /// with an info line; a refused key (private members, small-order or non-canonical
+    /// Ed25519, RSA under 2048 bits, a member twice, ...) with a warning naming its `kid`.
     pub fn from_json(bytes: &[u8]) -> Result<JwkSet, TokenError> {
-        let doc: Map<String, Value> = serde_json::from_slice(bytes)
-            .map_err(|_| TokenError::Malformed("JWKS is not a JSON object".into()))?;
-        let Some(Value::Array(entries)) = doc.get("keys") else {
+        let doc: JwksView<'_> = parse_object(bytes).map_err(|e| {
+            TokenError::Malformed(match e {
+                ObjectError::NotJson => "JWKS is not a JSON object".into(),
+                ObjectError::Duplicate => "JWKS `keys` is not an array, or appears twice".into(),
+            })
+        })?;
+        let Some(entries) = doc.keys else {
             return Err(TokenError::Malformed("JWKS has no keys array".into()));
         };
         let keys = entries
             .iter()
-            .filter_map(Value::as_object)
-            // RFC 7517 §4.2: a key marked for another use (`enc`) must not verify signatures.
-            .filter(|jwk| jwk.get("use").is_none_or(|u| u == "sig"))
-            .filter_map(|jwk| PublicJwk::from_json(jwk).ok())
+            .enumerate()
+            .filter_map(|(index, entry)| key_set_entry(index, entry.get().as_bytes()))
             .collect();
         Ok(JwkSet { keys })
     }
@@ -170,6 +252,36 @@ impl JwtValidator {
     }
 }
 
+/// One JWKS entry as a signing key, or `None` (logged, see [`JwkSet::from_json`]).
+fn key_set_entry(index: usize, text: &[u8]) -> Option<PublicJwk> {
+    let members: JwkMembers<'_> = match parse_object(text) {
+        Ok(members) => members,
+        Err(ObjectError::NotJson) => return None,
+        Err(ObjectError::Duplicate) => {
+            tracing::warn!(index, "JWKS entry skipped: a member appears twice");
+            return None;
+        }
+    };
+    if !members.is_for_signing() {
+        return None;
+    }
+    match PublicJwk::from_key_set_members(&members) {
+        Ok(key) => Some(key),
+        Err(error) => {
+            let kid = members.kid().map(clip);
+            match error {
+                JwkError::UnsupportedKty(_)
+                | JwkError::UnsupportedCrv(_)
+                | JwkError::UnsupportedAlg(_) => {
+                    tracing::info!(index, kid, %error, "JWKS entry skipped: not supported here");
+                }
+                _ => tracing::warn!(index, kid, %error, "JWKS entry skipped: refused key"),
+            }
+            None
+        }
+    }
+}
+
 /// Every RFC 9068 §4 check, in its order, with `keys` at `now`.
 fn verify(
     token: &str,
@@ -179,48 +291,55 @@ fn verify(
 ) -> Result<Verified, TokenError> {
     let jws = CompactJws::parse(token, MAX_TOKEN_BYTES)
         .map_err(|e| TokenError::Malformed(e.to_string()))?;
-    let header: Map<String, Value> = serde_json::from_slice(&jws.header)
-        .map_err(|_| TokenError::Malformed("header is not a JSON object".into()))?;
+    let header: HeaderView<'_> = parse_object(&jws.header).map_err(|e| {
+        TokenError::Malformed(match e {
+            ObjectError::NotJson => "header is not a JSON object".into(),
+            ObjectError::Duplicate => "header has a member twice".into(),
+        })
+    })?;
     // RFC 7515 §4.1.11: no critical extension is understood here.
-    if header.contains_key("crit") {
+    if header.crit {
         return Err(TokenError::Malformed(
             "crit header parameter not supported".into(),
         ));
     }
     if policy.require_typ {
-        check_typ(&header)?;
+        check_typ(&header.typ)?;
     }
-    let alg = match header.get("alg") {
-        Some(Value::String(name)) => Algorithm::from_name(name)
+    let alg = match header.alg.get() {
+        Ok(Some(name)) => Algorithm::from_name(name)
             .filter(|a| policy.algorithms.contains(*a))
             .ok_or_else(|| TokenError::AlgNotAllowed {
-                got: Some(name.clone()),
+                got: Some(name.to_owned()),
             })?,
         _ => return Err(TokenError::AlgNotAllowed { got: None }),
     };
-    let kid = match header.get("kid") {
-        None => None,
-        Some(Value::String(kid)) => Some(kid.as_str()),
-        Some(_) => return Err(TokenError::Malformed("kid is not a string".into())),
-    };
+    let kid = header
+        .kid
+        .get()
+        .map_err(|_| TokenError::Malformed("kid is not a string".into()))?;
     keys.select(kid, alg)?
         .verify(alg, jws.signing_input, &jws.signature)
         .map_err(|_| TokenError::Signature)?;
-    let claims: Map<String, Value> = serde_json::from_slice(&jws.payload)
-        .map_err(|_| TokenError::Malformed("claims are not a JSON object".into()))?;
+    let claims: ClaimsView<'_> = parse_object(&jws.payload).map_err(|e| {
+        TokenError::Malformed(match e {
+            ObjectError::NotJson => "claims are not a JSON object".into(),
+            ObjectError::Duplicate => "claims have a member twice".into(),
+        })
+    })?;
     check_claims(&claims, policy, now)
 }
 
 /// RFC 9068 §4 step 2 (and §2.1): `typ` is `at+jwt`, media types being case-insensitive.
-fn check_typ(header: &Map<String, Value>) -> Result<(), TokenError> {
-    match header.get("typ") {
-        Some(Value::String(t))
+fn check_typ(typ: &StrMember<'_>) -> Result<(), TokenError> {
+    match typ.get() {
+        Ok(Some(t))
             if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") =>
         {
             Ok(())
         }
-        Some(Value::String(t)) => Err(TokenError::Typ {
-            got: Some(t.clone()),
+        Ok(Some(t)) => Err(TokenError::Typ {
+            got: Some(t.to_owned()),
         }),
         _ => Err(TokenError::Typ { got: None }),
     }
@@ -228,51 +347,54 @@ fn check_typ(header: &Map<String, Value>) -> Result<(), TokenError> {
 
 /// RFC 9068 §4 steps 3, 4, 7; RFC 7519 §4.1.5-6; RFC 9449 §6.1 for `cnf`.
 fn check_claims(
-    claims: &Map<String, Value>,
+    claims: &ClaimsView<'_>,
     policy: &JwtPolicy,
     now: UnixTime,
 ) -> Result<Verified, TokenError> {
     let now = now.as_secs();
-    match claims.get("iss") {
-        Some(Value::String(iss)) if *iss == policy.issuer => {}
+    match claims.iss.get() {
+        Ok(Some(iss)) if iss == policy.issuer => {}
         other => {
             return Err(TokenError::Issuer {
                 expected: policy.issuer.clone(),
-                got: other.and_then(Value::as_str).map(str::to_owned),
+                got: other.ok().flatten().map(str::to_owned),
             })
         }
     }
-    let audience_ok = match claims.get("aud") {
-        Some(Value::String(aud)) => *aud == policy.audience,
-        Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(&policy.audience)),
-        _ => false,
+    let is_ours = |aud: &StrMember<'_>| aud.get() == Ok(Some(policy.audience.as_str()));
+    let audience_ok = match &claims.aud {
+        StrsMember::Str(aud) => *aud == policy.audience,
+        StrsMember::Array(auds) => auds.iter().any(is_ours),
+        StrsMember::Absent | StrsMember::Other => false,
     };
     if !audience_ok {
         return Err(TokenError::Audience {
             expected: policy.audience.clone(),
         });
     }
-    let exp = numeric_date(claims, "exp")?.ok_or(TokenError::ExpMissing)?;
+    let exp = date(claims.exp, "exp")?.ok_or(TokenError::ExpMissing)?;
     check_exp(exp, now, policy.leeway)?;
-    let nbf = numeric_date(claims, "nbf")?;
+    let nbf = date(claims.nbf, "nbf")?;
     check_nbf(nbf, now, policy.leeway)?;
-    if let Some(iat) = numeric_date(claims, "iat")? {
+    if let Some(iat) = date(claims.iat, "iat")? {
         if iat > now.saturating_add(policy.leeway) {
             return Err(TokenError::IssuedInFuture { iat, now });
         }
     }
-    let jkt = cnf_jkt(claims)?;
-    let string = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+    let jkt = jkt(&claims.cnf)?;
+    let string = |member: &StrMember<'_>| member.get().ok().flatten().map(str::to_owned);
     // RFC 9068 §2.2.3: `scope` is a space-separated string; some servers send `scp` as an array.
-    let scope = string("scope").or_else(|| {
-        let scp = claims.get("scp")?.as_array()?;
-        let names: Vec<&str> = scp.iter().filter_map(Value::as_str).collect();
-        Some(names.join(" "))
+    let scope = string(&claims.scope).or_else(|| match &claims.scp {
+        StrsMember::Array(scp) => {
+            let names: Vec<&str> = scp.iter().filter_map(|s| s.get().ok().flatten()).collect();
+            Some(names.join(" "))
+        }
+        _ => None,
     });
     Ok(Verified {
         info: TokenInfo {
-            sub: string("sub"),
-            client_id: string("client_id"),
+            sub: string(&claims.sub),
+            client_id: string(&claims.client_id),
             scope,
             jkt,
             exp: Some(UnixTime(exp)),
@@ -282,18 +404,27 @@ fn check_claims(
 }
 
 /// RFC 9449 §6.1 (JWT) and §6.2 (introspection): `cnf.jkt`, when present, is a base64url
-/// SHA-256 thumbprint.
+/// SHA-256 thumbprint. For a parsed object (an introspection answer); JWTs use [`jkt`].
 pub(super) fn cnf_jkt(claims: &Map<String, Value>) -> Result<Option<Thumbprint>, TokenError> {
-    match claims.get("cnf") {
-        None => Ok(None),
-        Some(Value::Object(cnf)) => match cnf.get("jkt") {
-            None => Ok(None),
-            Some(Value::String(jkt)) => Thumbprint::from_b64(jkt)
+    let cnf = match claims.get("cnf") {
+        None => ObjMember::Absent,
+        Some(value) => ObjMember::deserialize(value).map_err(|_| TokenError::CnfMalformed)?,
+    };
+    jkt(&cnf)
+}
+
+/// The thumbprint in a `cnf` member, see [`cnf_jkt`].
+fn jkt(cnf: &ObjMember<CnfView<'_>>) -> Result<Option<Thumbprint>, TokenError> {
+    match cnf {
+        ObjMember::Absent => Ok(None),
+        ObjMember::Obj(cnf) => match cnf.jkt.get() {
+            Ok(None) => Ok(None),
+            Ok(Some(jkt)) => Thumbprint::from_b64(jkt)
                 .map(Some)
                 .ok_or(TokenError::CnfMalformed),
-            Some(_) => Err(TokenError::CnfMalformed),
+            Err(_) => Err(TokenError::CnfMalformed),
         },
-        Some(_) => Err(TokenError::CnfMalformed),
+        ObjMember::NotObj => Err(TokenError::CnfMalformed),
     }
 }
 
@@ -313,20 +444,27 @@ pub(super) fn check_nbf(nbf: Option<u64>, now: u64, leeway: u64) -> Result<(), T
     }
 }
 
-/// A NumericDate claim (RFC 7519 §2: seconds, possibly fractional; floored here).
+/// A NumericDate claim (RFC 7519 §2: seconds, possibly fractional; floored as
+/// [`NumMember`] says) of a parsed object (an introspection answer); JWTs use [`date`].
 pub(super) fn numeric_date(
     claims: &Map<String, Value>,
     name: &str,
 ) -> Result<Option<u64>, TokenError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => Ok(Some(match n.as_u64() {
-            Some(secs) => secs,
-            // Negative saturates to 0, huge to u64::MAX: both then fail or pass the window
-            // checks the way their true values would.
-            None => n.as_f64().map_or(0, |f| f.floor() as u64),
-        })),
-        Some(_) => Err(TokenError::Malformed(format!("{name} is not a number"))),
+    let member = match claims.get(name) {
+        None => NumMember::Absent,
+        // A Value is any JSON: a NumMember takes every one.
+        Some(value) => NumMember::deserialize(value).unwrap_or(NumMember::NotNum),
+    };
+    date(member, name)
+}
+
+/// A NumericDate member: `None` when absent. A negative number is 0 and a huge one saturates:
+/// both then fail or pass the window checks the way their true values would.
+fn date(member: NumMember, name: &str) -> Result<Option<u64>, TokenError> {
+    match member {
+        NumMember::Absent => Ok(None),
+        NumMember::Num(secs) => Ok(Some(secs)),
+        NumMember::NotNum => Err(TokenError::Malformed(format!("{name} is not a number"))),
     }
 }
 
@@ -726,6 +864,275 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// A compact JWS with `header` and `payload` as given (raw JSON text), signed by `key`.
+    fn sign_raw(key: &PrivateJwk, header: &str, payload: &str) -> String {
+        key.sign_jws_text(header.as_bytes(), payload.as_bytes())
+            .unwrap()
+    }
+
+    fn claims_text(extra: &str) -> String {
+        let c = claims().to_string();
+        format!("{}{extra}}}", &c[..c.len() - 1])
+    }
+
+    #[test]
+    fn duplicate_claims_are_refused_not_last_wins() {
+        let f = fixture();
+        let header = r#"{"typ":"at+jwt","alg":"ES256","kid":"k1"}"#;
+        // The same claims once: accepted (the pair).
+        assert!(f.check(&sign_raw(&f.key, header, &claims_text(""))).is_ok());
+        for extra in [
+            r#","sub":"admin""#,
+            r#","cnf":{"jkt":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
+            r#","iss":"https://as.example.com""#,
+            r#","aud":["x"]"#,
+            r#","exp":1"#,
+            r#","scope":"admin""#,
+        ] {
+            let token = sign_raw(&f.key, header, &claims_text(extra));
+            assert_eq!(
+                f.check(&token).unwrap_err(),
+                TokenError::Malformed("claims have a member twice".into()),
+                "{extra}"
+            );
+        }
+        // Inside cnf too.
+        let c = claims_text("").replace(
+            r#""jkt":"#,
+            r#""jkt":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","jkt":"#,
+        );
+        assert_eq!(
+            f.check(&sign_raw(&f.key, header, &c)).unwrap_err(),
+            TokenError::Malformed("claims have a member twice".into())
+        );
+        // An unknown claim may repeat (no check reads it).
+        let token = sign_raw(&f.key, header, &claims_text(r#","x":1,"x":2"#));
+        assert!(f.check(&token).is_ok());
+    }
+
+    #[test]
+    fn duplicate_header_members_are_refused() {
+        let f = fixture();
+        let c = claims().to_string();
+        for header in [
+            r#"{"typ":"at+jwt","alg":"ES256","kid":"k1","alg":"ES256"}"#,
+            r#"{"typ":"at+jwt","alg":"ES256","kid":"k1","kid":"k2"}"#,
+            r#"{"typ":"at+jwt","typ":"JWT","alg":"ES256","kid":"k1"}"#,
+            r#"{"typ":"at+jwt","alg":"ES256","kid":"k1","crit":[],"crit":[]}"#,
+        ] {
+            assert_eq!(
+                f.check(&sign_raw(&f.key, header, &c)).unwrap_err(),
+                TokenError::Malformed("header has a member twice".into()),
+                "{header}"
+            );
+        }
+        let not_object = sign_raw(&f.key, r#"["ES256"]"#, &c);
+        assert_eq!(
+            f.check(&not_object).unwrap_err(),
+            TokenError::Malformed("header is not a JSON object".into())
+        );
+    }
+
+    #[test]
+    fn claims_of_the_wrong_type_keep_their_meaning() {
+        let f = fixture();
+        // Non-string identity claims are dropped, as before the strict views.
+        let info = f
+            .check(&f.token(|c| {
+                c["sub"] = json!(5);
+                c["client_id"] = json!(null);
+                c["scope"] = json!(["a"]);
+                c["scp"] = json!(["x", 1, "y"]);
+            }))
+            .unwrap();
+        assert_eq!(info.sub, None);
+        assert_eq!(info.client_id, None);
+        assert_eq!(info.scope.as_deref(), Some("x y"));
+        assert_eq!(
+            f.check(&f.token(|c| c["iss"] = json!(1))).unwrap_err(),
+            TokenError::Issuer {
+                expected: ISS.into(),
+                got: None
+            }
+        );
+        assert_eq!(
+            f.check(&f.token(|c| c["aud"] = json!([1, null])))
+                .unwrap_err(),
+            TokenError::Audience {
+                expected: AUD.into()
+            }
+        );
+        assert_eq!(
+            f.check(&f.token(|c| c["nbf"] = json!(true))).unwrap_err(),
+            TokenError::Malformed("nbf is not a number".into())
+        );
+    }
+
+    #[test]
+    fn ed25519_tokens_verify_under_either_name_with_the_same_key() {
+        let ed = PrivateJwk::generate(Algorithm::Ed25519).unwrap();
+        let v = JwtValidator::new(policy(), jwks(&[(&ed, "ed")]), 10);
+        let token = sign(&ed, Some("ed"), &claims());
+        let header: Value =
+            serde_json::from_slice(&CompactJws::parse(&token, 10_000).unwrap().header).unwrap();
+        assert_eq!(header["alg"], "Ed25519");
+        assert!(v.validate(&token, UnixTime(NOW)).is_ok());
+        // The same key, signing as `EdDSA` (RFC 8037).
+        let as_eddsa = ed
+            .to_json()
+            .replace(r#""alg":"Ed25519""#, r#""alg":"EdDSA""#);
+        let eddsa = PrivateJwk::from_json(&as_eddsa).unwrap();
+        assert_eq!(eddsa.thumbprint(), ed.thumbprint());
+        let mut c = claims();
+        c["jti"] = json!("t-eddsa");
+        assert!(v
+            .validate(&sign(&eddsa, Some("ed"), &c), UnixTime(NOW))
+            .is_ok());
+        // Only the names the policy lists.
+        let eddsa_only = JwtValidator::new(
+            JwtPolicy {
+                algorithms: [Algorithm::EdDSA].into_iter().collect(),
+                ..policy()
+            },
+            jwks(&[(&ed, "ed")]),
+            10,
+        );
+        assert_eq!(
+            eddsa_only.validate(&token, UnixTime(NOW)).unwrap_err(),
+            TokenError::AlgNotAllowed {
+                got: Some("Ed25519".into())
+            }
+        );
+    }
+
+    /// A JWKS entry of kty OKP with `x` as given.
+    fn okp_entry(x: &[u8; 32], kid: &str) -> Value {
+        json!({"kty": "OKP", "crv": "Ed25519", "kid": kid,
+               "x": crate::jose::B64.encode(x)})
+    }
+
+    /// The token an attacker forges for the identity key: `R = identity, S = 0`, which
+    /// ring's cofactorless check accepts over any message.
+    fn forged_token(kid: &str) -> String {
+        use crate::jose::B64;
+        let header = json!({"typ": "at+jwt", "alg": "EdDSA", "kid": kid}).to_string();
+        let mut sig = [0u8; 64];
+        sig[0] = 1;
+        format!(
+            "{}.{}.{}",
+            B64.encode(header),
+            B64.encode(claims().to_string()),
+            B64.encode(sig)
+        )
+    }
+
+    #[test]
+    fn small_order_signing_keys_are_skipped_with_a_log_line_and_the_others_load() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let good = PrivateJwk::generate(Algorithm::ES256).unwrap();
+        let mut good_jwk = good.public_jwk();
+        good_jwk.insert("kid".into(), "good".into());
+        let doc = json!({"keys": [okp_entry(&identity, "forged"), good_jwk]}).to_string();
+        let (set, log) = logged(|| JwkSet::from_json(doc.as_bytes()).unwrap());
+        assert_eq!(set.keys.len(), 1);
+        assert_eq!(set.keys[0].kid(), Some("good"));
+        assert!(log.contains("WARN"), "{log}");
+        assert!(log.contains("kid=\"forged\""), "{log}");
+        assert!(log.contains("Ed25519 key is of small order"), "{log}");
+        let v = JwtValidator::new(policy(), set, 10);
+        assert_eq!(
+            v.validate(&forged_token("forged"), UnixTime(NOW))
+                .unwrap_err(),
+            TokenError::UnknownKid {
+                kid: Some("forged".into())
+            }
+        );
+        assert!(v
+            .validate(&sign(&good, Some("good"), &claims()), UnixTime(NOW))
+            .is_ok());
+    }
+
+    #[test]
+    fn the_forged_token_is_what_a_small_order_key_would_accept() {
+        // The forgery itself verifies under the identity key when no key check stands in the
+        // way: this is what the JWKS check closes.
+        use crate::jose::jwk::JwkMembers;
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let token = forged_token("forged");
+        let jws = CompactJws::parse(&token, MAX_TOKEN_BYTES).unwrap();
+        assert!(
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, identity)
+                .verify(jws.signing_input, &jws.signature)
+                .is_ok()
+        );
+        let entry = okp_entry(&identity, "forged");
+        let map = entry.as_object().unwrap();
+        assert_eq!(
+            PublicJwk::from_key_set_members(&JwkMembers::from_map(map)).unwrap_err(),
+            JwkError::Ed25519SmallOrder
+        );
+    }
+
+    #[test]
+    fn jwks_entries_with_a_member_twice_are_skipped() {
+        let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+        let mut jwk = key.public_jwk();
+        jwk.insert("kid".into(), "k".into());
+        let one = Value::Object(jwk).to_string();
+        let twice = one.replacen(r#""kid":"k""#, r#""kid":"k","x":"AAAA""#, 1);
+        let doc = format!(r#"{{"keys":[{twice},{one}]}}"#);
+        let (set, log) = logged(|| JwkSet::from_json(doc.as_bytes()).unwrap());
+        assert_eq!(set.keys.len(), 1);
+        assert!(log.contains("a member appears twice"), "{log}");
+        assert!(JwkSet::from_json(br#"{"keys":[],"keys":[]}"#).is_err());
+        assert!(JwkSet::from_json(br#"{"keys":null}"#).is_err());
+    }
+
+    #[test]
+    fn jwks_rsa_keys_with_leading_zero_octets_still_load() {
+        use crate::jose::B64;
+        let key = PrivateJwk::generate(Algorithm::RS256).unwrap();
+        let mut jwk = key.public_jwk();
+        let n = B64.decode(jwk["n"].as_str().unwrap()).unwrap();
+        let mut padded = vec![0u8];
+        padded.extend(n);
+        jwk.insert("n".into(), B64.encode(padded).into());
+        jwk.insert("kid".into(), "java".into());
+        let set = JwkSet::from_json(json!({ "keys": [jwk] }).to_string().as_bytes()).unwrap();
+        let v = JwtValidator::new(policy(), set, 10);
+        assert!(v
+            .validate(&sign(&key, Some("java"), &claims()), UnixTime(NOW))
+            .is_ok());
+    }
+
+    /// Runs `f` with a subscriber that writes to a buffer; returns `f`'s value and the text.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+        use std::sync::Mutex;
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        (out, text)
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Interop with third-party software: the real `oidc-provider` npm package as the
-//! authorization server (DPoP, client_credentials, resource indicators, introspection) and the
-//! real `oauth4webapi` package as the client (`tests/interop/`). The gateway discovers the AS's
-//! keys from its OpenID Connect metadata (it has no RFC 8414 document: the fallback), and a
-//! second gateway introspects the AS's opaque tokens.
+//! authorization server (DPoP, client_credentials, resource indicators, introspection) and
+//! panva's client packages `oauth4webapi`, `openid-client` and `dpop` as the clients
+//! (`tests/interop/`). The gateway discovers the AS's keys from its OpenID Connect metadata (it
+//! has no RFC 8414 document: the fallback), and a second gateway introspects the AS's opaque
+//! tokens. The clients sign Ed25519 proofs with RFC 9864's `alg: "Ed25519"`, and the AS signs
+//! access tokens with it too; the gateways run with the default algorithm lists.
 //!
 //! Needs `npm ci --prefix tests/interop`: without `tests/interop/node_modules` the test is
 //! skipped, or fails when `CI` is set.
@@ -19,6 +21,10 @@ use crate::support::issuer_server::RemoteGateway;
 const JWT_AUDIENCE: &str = "https://api.interop.test";
 /// The resource indicator whose tokens are opaque.
 const OPAQUE_AUDIENCE: &str = "https://opaque.interop.test";
+/// The resource indicator whose tokens are JWTs signed with `alg: "Ed25519"`.
+const ED25519_AUDIENCE: &str = "https://ed25519.interop.test";
+/// The client packages (`client.mjs <library>`).
+const LIBRARIES: [&str; 3] = ["oauth4webapi", "openid-client", "dpop"];
 
 /// The AS process, killed on drop.
 struct NodeAs {
@@ -32,7 +38,7 @@ impl NodeAs {
     fn start(dir: &std::path::Path) -> NodeAs {
         let mut child = Command::new("node")
             .arg(dir.join("as.mjs"))
-            .args([JWT_AUDIENCE, OPAQUE_AUDIENCE])
+            .args([JWT_AUDIENCE, OPAQUE_AUDIENCE, ED25519_AUDIENCE])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -71,12 +77,27 @@ fn interop_dir() -> Option<PathBuf> {
     None
 }
 
-/// Runs `client.mjs` (blocking, off the runtime's threads) and parses its JSON.
-async fn run_client(dir: PathBuf, issuer: String, resource: &'static str, url: String) -> Value {
+/// What `client.mjs` is asked to do.
+struct ClientRun {
+    /// The client package.
+    library: &'static str,
+    /// The proof key's algorithm.
+    alg: &'static str,
+    /// The AS.
+    issuer: String,
+    /// The resource indicator (the gateway's audience).
+    resource: &'static str,
+}
+
+/// Runs `client.mjs` (blocking, off the runtime's threads) against `gw` and parses its JSON.
+async fn run_client(dir: &std::path::Path, run: &ClientRun, gw: &RemoteGateway) -> Value {
+    let script = dir.join("client.mjs");
+    let url = format!("http://{}/interop/hello", gw.addr);
+    let args = [run.library, run.alg, &run.issuer, run.resource, &url].map(str::to_owned);
     let output = tokio::task::spawn_blocking(move || {
         Command::new("node")
-            .arg(dir.join("client.mjs"))
-            .args([&issuer, resource, &url])
+            .arg(script)
+            .args(args)
             .stdin(Stdio::null())
             .output()
             .expect("run node tests/interop/client.mjs")
@@ -97,9 +118,10 @@ async fn run_client(dir: PathBuf, issuer: String, resource: &'static str, url: S
     })
 }
 
-/// What every run must show: one request forwarded (without `DPoP`), the replay and the
-/// foreign-key proof refused.
-fn assert_steps(out: &Value, gw: &RemoteGateway) {
+/// What every run must show: proofs with the algorithm asked for, one request forwarded
+/// (without `DPoP`), the replay and the foreign-key proof refused.
+fn assert_steps(out: &Value, run: &ClientRun, gw: &RemoteGateway) {
+    assert_eq!(out["proof_alg"], run.alg, "{}: {out}", run.library);
     assert!(
         out["token_type"]
             .as_str()
@@ -134,9 +156,14 @@ async fn oidc_provider_jwt_and_opaque_dpop_tokens_from_oauth4webapi_pass_and_rep
         "  issuer: \"{issuer}\"\n  audience: \"{JWT_AUDIENCE}\""
     ))
     .await;
-    let url = format!("http://{}/interop/hello", jwt_gw.addr);
-    let out = run_client(dir.clone(), issuer.clone(), JWT_AUDIENCE, url).await;
-    assert_steps(&out, &jwt_gw);
+    let run = ClientRun {
+        library: "oauth4webapi",
+        alg: "ES256",
+        issuer: issuer.clone(),
+        resource: JWT_AUDIENCE,
+    };
+    let out = run_client(&dir, &run, &jwt_gw).await;
+    assert_steps(&out, &run, &jwt_gw);
     jwt_gw.shutdown().await;
 
     // Opaque access tokens, introspected (oidc-provider's default introspection route).
@@ -144,9 +171,44 @@ async fn oidc_provider_jwt_and_opaque_dpop_tokens_from_oauth4webapi_pass_and_rep
         "  format: introspection\n  issuer: \"{issuer}\"\n  audience: \"{OPAQUE_AUDIENCE}\"\n  introspection:\n    endpoint: \"{issuer}/token/introspection\"\n    client_id: gateway\n    client_secret: gateway-secret"
     ))
     .await;
-    let url = format!("http://{}/interop/hello", opaque_gw.addr);
-    let out = run_client(dir, issuer, OPAQUE_AUDIENCE, url).await;
-    assert_steps(&out, &opaque_gw);
+    let run = ClientRun {
+        resource: OPAQUE_AUDIENCE,
+        ..run
+    };
+    let out = run_client(&dir, &run, &opaque_gw).await;
+    assert_steps(&out, &run, &opaque_gw);
     opaque_gw.shutdown().await;
+    drop(node_as);
+}
+
+/// panva's three client packages sign Ed25519 proofs as `alg: "Ed25519"` (RFC 9864);
+/// oidc-provider binds tokens to those keys and signs them with `alg: "Ed25519"` as well. A
+/// gateway with the default `dpop.algorithms` and `access_token.algorithms` accepts both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ed25519_proofs_from_oauth4webapi_openid_client_and_dpop_pass_with_oidc_provider_tokens() {
+    let Some(dir) = interop_dir() else { return };
+    let node_as = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || NodeAs::start(&dir)
+    })
+    .await
+    .unwrap();
+    for library in LIBRARIES {
+        let gw = RemoteGateway::start(&format!(
+            "  issuer: \"{}\"\n  audience: \"{ED25519_AUDIENCE}\"",
+            node_as.issuer
+        ))
+        .await;
+        let run = ClientRun {
+            library,
+            alg: "Ed25519",
+            issuer: node_as.issuer.clone(),
+            resource: ED25519_AUDIENCE,
+        };
+        let out = run_client(&dir, &run, &gw).await;
+        assert_eq!(out["token_alg"], "Ed25519", "{library}: {out}");
+        assert_steps(&out, &run, &gw);
+        gw.shutdown().await;
+    }
     drop(node_as);
 }

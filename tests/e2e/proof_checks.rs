@@ -470,3 +470,208 @@ async fn a_repeated_member_is_refused() {
     let resp = send(twice, claims("")).await;
     assert_refused(&resp, &gw, 1);
 }
+
+/// RFC 7638 thumbprint of a JWK's required members, given as their canonical JSON (computed
+/// here: the gateway refuses to for the keys below).
+fn thumbprint_of(canonical_json: &str) -> String {
+    B64.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        canonical_json.as_bytes(),
+    ))
+}
+
+/// The Ed25519 identity point's encoding: y = 1, sign bit clear.
+const IDENTITY: [u8; 32] = {
+    let mut x = [0u8; 32];
+    x[0] = 1;
+    x
+};
+
+/// A forged proof needs no private key: with `x` the identity point, the signature
+/// `R = identity, S = 0` verifies over every message in ring's cofactorless check. A token
+/// bound to that key (an AS that does not validate keys issues one) must still not pass: the
+/// proof is refused for its key, and the upstream sees nothing.
+#[tokio::test]
+async fn a_proof_forged_for_the_small_order_identity_key_is_refused() {
+    let gw = TestGateway::start_with(Options {
+        dpop_algorithms: "[ES256, EdDSA, Ed25519]".into(),
+        ..Options::default()
+    })
+    .await;
+    let x = B64.encode(IDENTITY);
+    let jkt = thumbprint_of(&format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#));
+    let token = gw.issuer.sign(&gw.issuer.claims(Some(jkt)));
+    let mut forged_signature = [0u8; 64];
+    forged_signature[..32].copy_from_slice(&IDENTITY);
+    for (seen, alg) in [(1, Algorithm::EdDSA), (2, Algorithm::Ed25519)] {
+        // The pair: a real key of the same type, same route, is forwarded.
+        let real = PrivateJwk::generate(alg).unwrap();
+        let ok = gw.authorized(&real, "GET", "/resource").send().await;
+        assert_eq!(ok.status(), 200, "{alg}");
+        let header = json!({"typ": "dpop+jwt", "alg": alg.as_str(),
+                            "jwk": {"kty": "OKP", "crv": "Ed25519", "x": x}});
+        let claims = json!({
+            "jti": sign::random_jti(),
+            "htm": "GET",
+            "htu": gw.url("/resource"),
+            "iat": now(),
+            "ath": sign::ath(&token),
+        });
+        let proof = raw_jws(&header, &claims, &forged_signature);
+        let resp = gw
+            .call("GET", "/resource")
+            .dpop_token(&token)
+            .proof(&proof)
+            .send()
+            .await;
+        assert_refused(&resp, &gw, seen);
+        assert!(
+            json_body(&resp)["error_description"]
+                .as_str()
+                .is_some_and(|d| d.contains("small order")),
+            "{:?}",
+            resp.body()
+        );
+    }
+}
+
+/// One RSA key, two encodings of `n` (with and without a leading zero octet), would have two
+/// thumbprints: the non-minimal one is refused (RFC 7518 §2), though its signature verifies
+/// and a token is bound to exactly that thumbprint.
+#[tokio::test]
+async fn a_proof_key_with_a_leading_zero_octet_in_n_is_refused() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::from_json(include_str!("../fixtures/rs256-client.jwk")).unwrap();
+    let public = key.public_jwk();
+    let (n, e) = (public["n"].as_str().unwrap(), public["e"].as_str().unwrap());
+    let mut padded = vec![0u8];
+    padded.extend(B64.decode(n).unwrap());
+    let padded_n = B64.encode(&padded);
+    let jkt = thumbprint_of(&format!(r#"{{"e":"{e}","kty":"RSA","n":"{padded_n}"}}"#));
+    let token = gw.issuer.sign(&gw.issuer.claims(Some(jkt)));
+    // The pair: the minimal encoding with its own token is forwarded.
+    assert_eq!(
+        gw.authorized(&key, "GET", "/resource")
+            .send()
+            .await
+            .status(),
+        200
+    );
+    let (mut header, claims) = parts(&gw, &key, &token);
+    header.insert("jwk".into(), json!({"kty": "RSA", "n": padded_n, "e": e}));
+    let proof = key.sign_jws(header, &claims).unwrap();
+    let resp = gw
+        .call("GET", "/resource")
+        .dpop_token(&token)
+        .proof(&proof)
+        .send()
+        .await;
+    assert_refused(&resp, &gw, 1);
+}
+
+/// RFC 9864's `Ed25519` is accepted where `dpop.algorithms` lists it, `EdDSA` only where that
+/// is listed, and the challenge and RFC 9728 metadata name exactly what is accepted.
+#[tokio::test]
+async fn ed25519_is_accepted_by_its_own_name_and_advertised() {
+    let gw = TestGateway::start_with(Options {
+        dpop_algorithms: "[ES256, Ed25519]".into(),
+        ..Options::default()
+    })
+    .await;
+    let ed25519 = PrivateJwk::generate(Algorithm::Ed25519).unwrap();
+    let ok = gw.authorized(&ed25519, "GET", "/resource").send().await;
+    assert_eq!(ok.status(), 200);
+    // The same key type under RFC 8037's name is not listed here.
+    let eddsa = PrivateJwk::generate(Algorithm::EdDSA).unwrap();
+    let resp = gw.authorized(&eddsa, "GET", "/resource").send().await;
+    assert_refused(&resp, &gw, 1);
+    let www = resp.headers()["www-authenticate"].to_str().unwrap();
+    assert!(www.contains("algs=\"ES256 Ed25519\""), "{www}");
+    let doc = gw
+        .call("GET", "/.well-known/oauth-protected-resource")
+        .send()
+        .await;
+    assert_eq!(
+        json_body(&doc)["dpop_signing_alg_values_supported"],
+        json!(["ES256", "Ed25519"])
+    );
+}
+
+/// Without `dpop.algorithms`, both Ed25519 names are accepted and advertised.
+#[tokio::test]
+async fn the_default_algorithms_accept_ed25519_under_both_names() {
+    use crate::support::issuer_server::{IssuerServer, RemoteGateway};
+    let server = IssuerServer::start().await;
+    server.publish(&["k1"]);
+    let gw = RemoteGateway::discovering(&server).await;
+    for alg in [Algorithm::Ed25519, Algorithm::EdDSA] {
+        let key = PrivateJwk::generate(alg).unwrap();
+        let resp = gw.get(&key, &server.jwt("k1", &key)).await;
+        assert_eq!(resp.status(), 200, "{alg}: {:?}", resp.body());
+    }
+    let refused = gw
+        .get(&PrivateJwk::generate(Algorithm::ES256).unwrap(), "x")
+        .await;
+    let www = refused.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        www.contains("algs=\"ES256 ES384 EdDSA Ed25519 RS256 PS256\""),
+        "{www}"
+    );
+    assert_eq!(gw.upstream.requests().len(), 2);
+}
+
+/// `keygen --alg Ed25519` and `proof` (the built binary) make a proof the gateway accepts, with
+/// `alg: "Ed25519"` in its header.
+#[tokio::test]
+async fn a_keygen_ed25519_key_signs_proofs_the_gateway_accepts() {
+    let bin = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dpop-gateway"));
+        c.current_dir(env!("CARGO_MANIFEST_DIR"));
+        c
+    };
+    let out = bin().args(["keygen", "--alg", "Ed25519"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jwk: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&jwk["alg"], &jwk["kty"], &jwk["crv"]),
+        (&json!("Ed25519"), &json!("OKP"), &json!("Ed25519"))
+    );
+    let key_path = crate::support::temp_dir("keygen-ed25519").join("client.jwk");
+    std::fs::write(&key_path, &out.stdout).unwrap();
+    let key = PrivateJwk::from_json(std::str::from_utf8(&out.stdout).unwrap()).unwrap();
+
+    let gw = TestGateway::start_with(Options {
+        dpop_algorithms: "[Ed25519]".into(),
+        ..Options::default()
+    })
+    .await;
+    let token = gw.issuer.token_for(&key);
+    let url = gw.url("/resource");
+    let out = bin()
+        .args(["proof", "--key"])
+        .arg(&key_path)
+        .args(["--method", "GET", "--url", &url, "--token", &token])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let proof = String::from_utf8(out.stdout).unwrap();
+    let proof = proof.trim();
+    let header: Value =
+        serde_json::from_slice(&B64.decode(proof.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(header["alg"], "Ed25519");
+    let resp = gw
+        .call("GET", "/resource")
+        .dpop_token(&token)
+        .proof(proof)
+        .send()
+        .await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.body());
+}

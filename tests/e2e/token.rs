@@ -288,3 +288,93 @@ async fn token_with_a_malformed_cnf_is_refused() {
 async fn token_issued_in_the_future_is_refused() {
     refused_claims(|c| c["iat"] = json!(now() + 600)).await;
 }
+
+/// The issuer's claims for `key` as JSON text with `extra` members appended (which may repeat
+/// one already there), signed by the issuer as an `at+jwt`.
+fn token_with_extra_members(gw: &TestGateway, key: &PrivateJwk, extra: &str) -> String {
+    let claims = gw.issuer.claims(Some(key.thumbprint().to_string()));
+    let text = claims.to_string();
+    let text = format!("{}{extra}}}", &text[..text.len() - 1]);
+    let header = json!({"typ": "at+jwt", "alg": "ES256", "kid": "test-issuer-1"}).to_string();
+    gw.issuer
+        .key
+        .sign_jws_text(header.as_bytes(), text.as_bytes())
+        .unwrap()
+}
+
+/// JSON leaves a repeated member undefined: one reader takes the first copy, another the
+/// last. A token whose claims name `sub` or `cnf` twice is refused, not read last-wins.
+#[tokio::test]
+async fn a_token_with_a_claim_twice_is_refused() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let other = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    // The pair: the same construction with no repeat is forwarded.
+    let once = token_with_extra_members(&gw, &key, "");
+    assert_eq!(send(&gw, &key, &once).await.status(), 200);
+    let twice = [
+        // An earlier `sub` that a first-wins reader would take.
+        r#","sub":"admin""#.to_owned(),
+        // A `cnf` bound to another key: a first-wins reader would bind it there.
+        format!(r#","cnf":{{"jkt":"{}"}}"#, other.thumbprint()),
+        format!(r#","cnf":{{"jkt":"{}"}}"#, key.thumbprint()),
+    ];
+    for extra in &twice {
+        let token = token_with_extra_members(&gw, &key, extra);
+        let resp = send(&gw, &key, &token).await;
+        assert_eq!(resp.status(), 401, "{extra}: {:?}", resp.body());
+        assert_eq!(www_error(&resp).as_deref(), Some("invalid_token"));
+        assert_eq!(
+            gw.upstream.requests().len(),
+            1,
+            "upstream saw only the pair"
+        );
+    }
+}
+
+/// A JWKS file holding a small-order Ed25519 key (the identity point) besides the real one:
+/// a token "signed" by it with `R = identity, S = 0` would verify for any claims. The key is
+/// skipped (and logged) at load, the real key still loads, and the forgery is refused.
+#[tokio::test]
+async fn a_token_forged_for_a_small_order_key_in_the_jwks_is_refused() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let issuer = crate::support::gateway::Issuer::new();
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut real = issuer.key.public_jwk();
+    real.insert("kid".into(), json!("test-issuer-1"));
+    let forged_key = json!({"kty": "OKP", "crv": "Ed25519", "kid": "forged", "use": "sig",
+                            "x": b64.encode(identity)});
+    std::fs::write(
+        &issuer.jwks_path,
+        json!({ "keys": [forged_key, real] }).to_string(),
+    )
+    .unwrap();
+    let upstream = crate::support::upstream::Upstream::start().await;
+    let gw = TestGateway::start_full(
+        crate::support::Options::default(),
+        upstream,
+        std::sync::Arc::new(issuer),
+    )
+    .await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let claims = gw.issuer.claims(Some(key.thumbprint().to_string()));
+    let mut signature = [0u8; 64];
+    signature[..32].copy_from_slice(&identity);
+    for alg in ["EdDSA", "Ed25519"] {
+        let header = json!({"typ": "at+jwt", "alg": alg, "kid": "forged"});
+        let forged = format!(
+            "{}.{}.{}",
+            b64.encode(header.to_string()),
+            b64.encode(claims.to_string()),
+            b64.encode(signature)
+        );
+        assert_invalid_token(&send(&gw, &key, &forged).await, &gw);
+    }
+    // The other key in the same file still loaded.
+    assert_eq!(
+        send(&gw, &key, &gw.issuer.token_for(&key)).await.status(),
+        200
+    );
+}

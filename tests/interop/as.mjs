@@ -1,26 +1,33 @@
 // The authorization server of the interop test: the real `oidc-provider` package, on loopback,
 // with DPoP, the client_credentials grant, resource indicators and token introspection.
 //
-//   node tests/interop/as.mjs <jwt-audience> <opaque-audience>
+//   node tests/interop/as.mjs <jwt-audience> <opaque-audience> <ed25519-audience>
 //
-// Prints one JSON line on stdout when it listens: {"issuer": "http://127.0.0.1:PORT"}.
-// Runs until killed (the Rust test that spawns it kills it).
+// Prints one JSON line on stdout when it listens: {"issuer": "http://127.0.0.1:PORT"}; all its
+// other output goes to stderr. Runs until killed (the Rust test that spawns it kills it).
+// DPoP proofs are accepted with oidc-provider's default algorithms: ES256, Ed25519 (RFC 9864)
+// and EdDSA.
 //
 // Clients:
 //   interop-client / interop-secret  client_credentials, client_secret_basic (the DPoP client)
 //   gateway / gateway-secret         the gateway's own credentials, for introspection
 // Resource servers (RFC 8707 `resource`):
-//   <jwt-audience>     JWT access tokens (RFC 9068, ES256, carrying cnf.jkt)
-//   <opaque-audience>  opaque access tokens, checked by introspection
+//   <jwt-audience>      JWT access tokens (RFC 9068, ES256, carrying cnf.jkt)
+//   <opaque-audience>   opaque access tokens, checked by introspection
+//   <ed25519-audience>  JWT access tokens signed with alg "Ed25519" (RFC 9864)
 import { createServer } from 'node:http';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import Provider from 'oidc-provider';
 
-const [jwtAudience, opaqueAudience] = process.argv.slice(2);
-if (!jwtAudience || !opaqueAudience) {
-  console.error('usage: node as.mjs <jwt-audience> <opaque-audience>');
+const [jwtAudience, opaqueAudience, ed25519Audience] = process.argv.slice(2);
+if (!jwtAudience || !opaqueAudience || !ed25519Audience) {
+  console.error('usage: node as.mjs <jwt-audience> <opaque-audience> <ed25519-audience>');
   process.exit(64);
 }
+// stdout carries the one line the test reads (and is closed after it): oidc-provider's notices
+// (console.info) go to stderr with everything else.
+console.info = console.error;
+console.log = console.error;
 
 function signingKey(type, options, alg) {
   const jwk = generateKeyPairSync(type, options).privateKey.export({ format: 'jwk' });
@@ -38,6 +45,13 @@ server.listen(0, '127.0.0.1', () => {
       accessTokenFormat: 'jwt',
       accessTokenTTL: 300,
       jwt: { sign: { alg: 'ES256' } },
+    },
+    [ed25519Audience]: {
+      scope: 'read',
+      audience: ed25519Audience,
+      accessTokenFormat: 'jwt',
+      accessTokenTTL: 300,
+      jwt: { sign: { alg: 'Ed25519' } },
     },
     [opaqueAudience]: {
       scope: 'read',
@@ -70,6 +84,7 @@ server.listen(0, '127.0.0.1', () => {
       keys: [
         signingKey('ec', { namedCurve: 'P-256' }, 'ES256'),
         signingKey('rsa', { modulusLength: 2048 }, 'RS256'),
+        signingKey('ed25519', {}, 'Ed25519'),
       ],
     },
     features: {
