@@ -4,13 +4,9 @@
 //! Syntax, inside any scalar value: `${NAME}` (NAME is `[A-Za-z_][A-Za-z0-9_]*`) is replaced by
 //! the variable's value; an unset variable is an error, never an empty string. `$${` writes a
 //! literal `${`; any other `$` is literal. Substitution happens once, inside the already parsed
-//! scalar, so a value cannot add YAML structure and is not itself searched for `${`.
-//!
-//! serde's `Deserialize` has no room for a context argument, so while a document is deserialized
-//! the looked-up values sit in a thread-local [`Scope`] (set and cleared by `from_yaml_str` on the
-//! same thread). No I/O except [`ProcessEnv`].
+//! scalar (by the YAML layer's deserializer, `yaml::NodeDe`), so a value cannot add YAML
+//! structure and is not itself searched for `${`. No I/O except [`ProcessEnv`].
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 
 /// Where `${NAME}` values come from.
@@ -40,21 +36,11 @@ pub(crate) enum SubstError {
     },
 }
 
-/// While alive, [`substitute_in_scope`] on this thread uses these values.
-pub(crate) struct Scope {
-    previous: Option<HashMap<String, String>>,
-}
-
 /// One part of a scalar: literal text or a variable reference.
 #[derive(Debug, PartialEq, Eq)]
 enum Piece<'a> {
     Literal(&'a str),
     Var(&'a str),
-}
-
-thread_local! {
-    /// The variables of the document being deserialized on this thread.
-    static VARS: RefCell<Option<HashMap<String, String>>> = const { RefCell::new(None) };
 }
 
 // === impl ProcessEnv ===
@@ -83,23 +69,6 @@ impl std::fmt::Display for SubstError {
                 "`${{{name}}}` is not a variable name (letters, digits and _; write `$${{` for a literal `${{`)"
             ),
         }
-    }
-}
-
-// === impl Scope ===
-
-impl Scope {
-    /// Makes `vars` the values [`substitute_in_scope`] sees until the scope is dropped.
-    pub(crate) fn enter(vars: HashMap<String, String>) -> Self {
-        let previous = VARS.with(|v| v.borrow_mut().replace(vars));
-        Scope { previous }
-    }
-}
-
-impl Drop for Scope {
-    fn drop(&mut self) {
-        let previous = self.previous.take();
-        VARS.with(|v| *v.borrow_mut() = previous);
     }
 }
 
@@ -156,32 +125,6 @@ pub(crate) fn substitute(text: &str, env: &dyn EnvLookup) -> Result<String, Subs
         }
     }
     Ok(out)
-}
-
-/// [`substitute`] with the values of the current [`Scope`] (none outside a scope).
-pub(crate) fn substitute_in_scope(text: &str) -> Result<String, SubstError> {
-    if !text.contains('$') {
-        return Ok(text.to_owned());
-    }
-    VARS.with(|vars| match vars.borrow().as_ref() {
-        Some(vars) => substitute(text, vars),
-        None => substitute(text, &HashMap::new()),
-    })
-}
-
-/// The variable names `text` refers to (none when its syntax is wrong: that error is reported
-/// when the value is deserialized).
-pub(crate) fn names(text: &str) -> Vec<&str> {
-    pieces(text)
-        .map(|ps| {
-            ps.into_iter()
-                .filter_map(|p| match p {
-                    Piece::Var(name) => Some(name),
-                    Piece::Literal(_) => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// `text` written so that [`substitute`] gives it back: `${` becomes `$${`.
@@ -259,21 +202,5 @@ mod tests {
             substitute("${1A}", &env(&[])),
             Err(SubstError::BadName { name: "1A".into() })
         );
-    }
-
-    #[test]
-    fn names_lists_references_only() {
-        assert_eq!(names("$${X} ${Y} $Z ${W}"), vec!["Y", "W"]);
-        assert!(names("${broken").is_empty());
-    }
-
-    #[test]
-    fn scope_is_restored_when_dropped() {
-        assert!(substitute_in_scope("${S}").is_err());
-        {
-            let _scope = Scope::enter(env(&[("S", "v")]));
-            assert_eq!(substitute_in_scope("${S}").unwrap(), "v");
-        }
-        assert!(substitute_in_scope("${S}").is_err());
     }
 }

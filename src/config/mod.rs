@@ -22,6 +22,7 @@ mod error;
 mod masked;
 mod raw;
 mod validate;
+mod yaml;
 
 pub use env::{EnvLookup, ProcessEnv};
 pub use error::ConfigError;
@@ -339,7 +340,7 @@ impl Config {
         origin: &str,
         env: &dyn EnvLookup,
     ) -> Result<Config, ConfigError> {
-        let raw = raw::parse(text, env).map_err(|e| ConfigError::from_yaml(origin, &e))?;
+        let raw = raw::parse(text, env).map_err(|e| ConfigError::from_yaml(origin, text, &e))?;
         validate::resolve(raw, text, origin)
     }
 
@@ -598,6 +599,30 @@ access_token:
             8,
             35,
             "nonse",
+        );
+    }
+
+    #[test]
+    fn a_duplicate_key_points_at_the_second_one() {
+        assert_error(
+            &format!(
+                "{BASE}dpop:\n  proof_max_age: 60s\n  require_ath: true\n  proof_max_age: 30s\n"
+            ),
+            10,
+            3,
+            "dpop.proof_max_age: duplicate key (first set at line 8, column 3)",
+        );
+        assert_error(
+            &format!("listen: \"127.0.0.1:1\"\n{BASE}listen: \"127.0.0.1:2\"\n"),
+            8,
+            1,
+            "listen: duplicate key (first set at line 1, column 1)",
+        );
+        assert_error(
+            &format!("{BASE}routes:\n  - {{ path_prefix: /, auth: dpop, auth: none }}\n"),
+            8,
+            35,
+            "routes[0].auth: duplicate key",
         );
     }
 

@@ -1,13 +1,12 @@
 //! The serde mirror of the YAML: every section `#[serde(deny_unknown_fields)]`, every setting
 //! optional here (defaults and required settings are decided in `validate`, which can name them).
 //!
-//! Every scalar is a [`Scalar<T>`]: it reads the scalar's text (whatever YAML would resolve it
-//! to, so `8192`, `"8192"` and `${N}` all work), substitutes `${NAME}` and parses it with
-//! [`ScalarValue::parse`]. That happens inside serde_yaml's `deserialize_str`, so a failure carries
-//! the value's line and column and the setting's dotted path. Rules that involve one value live
-//! here; rules that compare values live in `validate`. No I/O.
+//! Every scalar is a [`Scalar<T>`]: it reads the scalar's text as written (whatever YAML would
+//! resolve it to, so `8192`, `"8192"` and `${N}` all work), `${NAME}` already substituted by the
+//! YAML layer, and parses it with [`ScalarValue::parse`]; a failure is reported at the value,
+//! under the setting's dotted path. Rules that involve one value live here; rules that compare
+//! values live in `validate`. No I/O.
 
-use std::collections::BTreeSet;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +16,8 @@ use http::HeaderName;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-use super::env::{self, EnvLookup, Scope};
+use super::env::EnvLookup;
+use super::yaml::{self, NodeDe, YamlError};
 use super::{duration, AuthMode, ForwardAuthorization, OnError, PublicUrl, Secret, TokenFormat};
 use crate::jose::Algorithm;
 
@@ -305,35 +305,12 @@ const RESERVED_HEADERS: [&str; 18] = [
 const ALGORITHMS: &str = Algorithm::NAMES;
 
 /// Reads `text` into [`RawConfig`], with `${NAME}` values from `env`.
-///
-/// A first pass reads the document as a plain YAML tree only to learn which variables its
-/// scalars name (so that only those are looked up, and the scope holds owned values).
-pub(crate) fn parse(text: &str, env: &dyn EnvLookup) -> Result<RawConfig, serde_yaml::Error> {
-    let tree: serde_yaml::Value = serde_yaml::from_str(text)?;
+pub(crate) fn parse(text: &str, env: &dyn EnvLookup) -> Result<RawConfig, YamlError> {
+    let tree = yaml::read(text)?;
     if tree.is_null() {
         return Ok(RawConfig::default());
     }
-    let mut names = BTreeSet::new();
-    collect_names(&tree, &mut names);
-    let vars = names
-        .into_iter()
-        .filter_map(|name| env.get(name).map(|value| (name.to_owned(), value)))
-        .collect();
-    let _scope = Scope::enter(vars);
-    serde_yaml::from_str(text)
-}
-
-fn collect_names<'a>(value: &'a serde_yaml::Value, names: &mut BTreeSet<&'a str>) {
-    match value {
-        serde_yaml::Value::String(s) => names.extend(env::names(s)),
-        serde_yaml::Value::Sequence(items) => items.iter().for_each(|v| collect_names(v, names)),
-        serde_yaml::Value::Mapping(map) => map.iter().for_each(|(k, v)| {
-            collect_names(k, names);
-            collect_names(v, names);
-        }),
-        serde_yaml::Value::Tagged(tagged) => collect_names(&tagged.value, names),
-        serde_yaml::Value::Null | serde_yaml::Value::Bool(_) | serde_yaml::Value::Number(_) => {}
-    }
+    RawConfig::deserialize(NodeDe::root(&tree, env)).map_err(|e| e.into_yaml_error())
 }
 
 /// For `Option<Option<T>>` fields: a present key (even `null`) is `Some`.
@@ -354,8 +331,8 @@ pub(crate) fn value<T>(s: Option<Scalar<T>>) -> Option<T> {
 
 impl<'de, T: ScalarValue> Deserialize<'de> for Scalar<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // `deserialize_str` hands over any scalar's text as written (`8192`, `true`, `60s`), so
-        // every setting accepts `${NAME}` and is parsed by one function.
+        // `deserialize_str` hands over any scalar's text as written (`8192`, `true`, `60s`),
+        // `${NAME}` substituted, so every setting is parsed by one function.
         d.deserialize_str(ScalarVisitor(PhantomData))
     }
 }
@@ -368,8 +345,7 @@ impl<T: ScalarValue> Visitor<'_> for ScalarVisitor<T> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        let text = env::substitute_in_scope(v).map_err(E::custom)?;
-        T::parse(&text).map(Scalar).map_err(E::custom)
+        T::parse(v).map(Scalar).map_err(E::custom)
     }
 }
 
