@@ -1,4 +1,4 @@
-//! The command line (CONTRACT.md): `run`, `check`, `keygen`, `proof`. Exit codes: 0 success,
+//! The command line (README.md "Command line"): `run`, `check`, `keygen`, `proof`, `explain`, `demo`, `token`. Exit codes: 0 success,
 //! 64 usage or configuration error, 1 start or runtime failure.
 
 use std::path::PathBuf;
