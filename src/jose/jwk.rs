@@ -610,12 +610,9 @@ impl std::fmt::Display for JwkError {
 
 impl std::error::Error for JwkError {}
 
-/// At most 32 characters of a client-supplied value, for error messages.
+/// At most 32 characters of a client-supplied value (a JWK member name), for error messages.
 fn clip(s: &str) -> &str {
-    match s.char_indices().nth(32) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
+    super::clip_to(s, 32)
 }
 
 #[cfg(test)]

@@ -19,7 +19,12 @@ pub(crate) use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 
 /// At most 128 characters of a client- or token-supplied value, for error messages.
 pub(crate) fn clip(s: &str) -> &str {
-    match s.char_indices().nth(128) {
+    clip_to(s, 128)
+}
+
+/// At most `max` characters of `s`: the one clipping rule for values quoted in errors.
+pub(crate) fn clip_to(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,
     }
