@@ -27,7 +27,7 @@ pub const VERIFY_BUCKETS: &[f64] = &[
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// `dpop_gateway_requests_total{route,method,outcome,reason}`.
+    /// `dpop_gateway_requests_total{route,method,outcome,reason,status}`.
     pub requests: IntCounterVec,
     /// `dpop_gateway_request_duration_seconds{route,outcome}`.
     pub request_duration: HistogramVec,
@@ -60,6 +60,9 @@ pub struct Metrics {
     pub token_cache: IntCounterVec,
     /// `dpop_gateway_tls_reloads_total{result}`.
     pub tls_reloads: IntCounterVec,
+    /// `dpop_gateway_tls_certificate_expiry_timestamp_seconds`: the serving certificate's
+    /// `notAfter` (registered only with `tls`).
+    pub tls_certificate_expiry: IntGauge,
     /// `dpop_gateway_jwks_fetches_total{result}`.
     pub jwks_fetches: IntCounterVec,
     /// `dpop_gateway_introspection_requests_total{result}`.
@@ -115,9 +118,9 @@ impl Metrics {
             requests: IntCounterVec::new(
                 Opts::new(
                     "dpop_gateway_requests_total",
-                    "Requests by route, method, outcome (forwarded or the refusal's error code) and reason.",
+                    "Requests by route, method, outcome (forwarded, local or the refusal's error code), reason and response status.",
                 ),
-                &["route", "method", "outcome", "reason"],
+                &["route", "method", "outcome", "reason", "status"],
             )?,
             request_duration: HistogramVec::new(
                 HistogramOpts::new(
@@ -189,6 +192,10 @@ impl Metrics {
                     "Verified-token cache lookups by result (hit, miss).",
                 ),
                 &["result"],
+            )?,
+            tls_certificate_expiry: IntGauge::new(
+                "dpop_gateway_tls_certificate_expiry_timestamp_seconds",
+                "Unix time the serving certificate (the leaf of tls.cert) expires; updated on reload.",
             )?,
             tls_reloads: IntCounterVec::new(
                 Opts::new(
@@ -277,6 +284,13 @@ impl Metrics {
         Ok(())
     }
 
+    /// Registers the serving certificate's expiry: only a gateway that serves TLS has one (an
+    /// always-present 0 would read as "expired" to an alert).
+    pub(crate) fn register_tls_expiry(&self) -> Result<(), prometheus::Error> {
+        self.registry
+            .register(Box::new(self.tls_certificate_expiry.clone()))
+    }
+
     /// Records one finished request.
     pub fn record_request(
         &self,
@@ -284,10 +298,11 @@ impl Metrics {
         method: &'static str,
         outcome: &'static str,
         reason: &'static str,
+        status: http::StatusCode,
         elapsed: Duration,
     ) {
         self.requests
-            .with_label_values(&[route, method, outcome, reason])
+            .with_label_values(&[route, method, outcome, reason, status.as_str()])
             .inc();
         self.request_duration
             .with_label_values(&[route, outcome])

@@ -441,6 +441,7 @@ fn record(
         metrics::method_class(method),
         outcome,
         reason,
+        resp.status(),
         elapsed,
     );
     crate::telemetry::access(&crate::telemetry::AccessLine {

@@ -1,6 +1,7 @@
 //! Starting and stopping the gateway: builds the shared [`State`] from a [`Config`], binds the
 //! main and admin listeners, and returns a [`Running`] handle that drains on shutdown.
 
+mod cert_expiry;
 pub mod deadline;
 pub mod listener;
 pub mod tls;
@@ -62,6 +63,17 @@ impl Running {
                     .map_err(|e| StartError(format!("tls: {e}")))?;
                 let acceptor = Arc::new(acceptor);
                 let reloads = metrics.tls_reloads.clone();
+                metrics
+                    .register_tls_expiry()
+                    .map_err(|e| StartError(format!("metrics: {e}")))?;
+                let expiry = metrics.tls_certificate_expiry.clone();
+                let set_expiry = move |path: &std::path::Path| {
+                    if let Some(t) = tls::leaf_not_after(path) {
+                        expiry.set(t);
+                    }
+                };
+                set_expiry(&t.cert);
+                let cert = t.cert.clone();
                 acceptor.spawn_watcher_with(
                     t.cert.clone(),
                     t.key.clone(),
@@ -69,6 +81,9 @@ impl Running {
                     move |ok| {
                         let result = if ok { "success" } else { "failure" };
                         reloads.with_label_values(&[result]).inc();
+                        if ok {
+                            set_expiry(&cert);
+                        }
                     },
                 );
                 Some(acceptor)

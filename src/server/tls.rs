@@ -121,6 +121,13 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(chain)
 }
 
+/// Unix time of the `notAfter` of the leaf certificate in the PEM chain at `path`, for the
+/// expiry metric; `None` when it cannot be read.
+pub(crate) fn leaf_not_after(path: &Path) -> Option<i64> {
+    let chain = read_chain(path).ok()?;
+    super::cert_expiry::not_after(chain.first()?.as_ref())
+}
+
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = read(path)?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
