@@ -486,7 +486,13 @@ async fn prometheus_scrapes_gateways_and_evaluates_rules_and_dashboard() {
     }
     assert_eq!(count, alert_rules().len() + 2, "rules loaded");
 
-    // Every dashboard query is valid PromQL over the live data, and none is empty.
+    // Every dashboard query is valid PromQL over the live data, and none is empty (once each
+    // request series has the two samples rate() needs: the 503 one appeared last).
+    prom.wait_for(
+        "count(count_over_time(dpop_gateway_requests_total[1m]) < 2) or vector(0)",
+        0.0,
+    )
+    .await;
     for q in dashboard_queries() {
         let data = prom
             .api("query", Some(&q))
