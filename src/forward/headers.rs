@@ -55,6 +55,20 @@ const CLIENT_FORWARDING: [HeaderName; 4] = [
     X_FORWARDED_FOR,
 ];
 
+/// Headers the gateway sets, strips or frames the request with, besides the configured identity
+/// headers: a client field whose name contains `_` and reads as one of these with `_` as `-`
+/// is dropped ([`is_underscore_alias`]).
+const ALIASED: [HeaderName; 8] = [
+    DPOP,
+    header::AUTHORIZATION,
+    header::HOST,
+    header::CONTENT_LENGTH,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    HeaderName::from_static("x-request-id"),
+    header::EXPECT,
+];
+
 /// What [`prepare_request`] needs to know about the request and its caller.
 pub struct ForwardContext<'a> {
     /// `forward`: the authorization mode and the identity header names.
@@ -134,6 +148,7 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
             || is_hop_by_hop(name, &nominated)
             || identity_names.iter().any(|n| n.as_ref() == Some(name))
             || (!ctx.trust_forwarded && CLIENT_FORWARDING.contains(name))
+            || is_underscore_alias(name, &identity_names)
     });
 
     // 2. What the gateway vouches for. Without a verified caller (auth: none, a preflight),
@@ -181,6 +196,30 @@ pub fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
             headers.remove(X_FORWARDED_HOST);
         }
     }
+}
+
+/// Whether `name` contains `_` and, with `_` read as `-`, names a header the gateway sets,
+/// strips or frames the request with (the identity headers included). CGI and the servers
+/// modelled on it (RFC 3875 §4.1.18: WSGI, Rack, PHP) turn both `X-Auth-Subject` and
+/// `X_Auth_Subject` into `HTTP_X_AUTH_SUBJECT`, so a client's `X_Auth_Subject: admin` would
+/// pass for the gateway's own header (Puma CVE-2024-45614, httpoxy).
+fn is_underscore_alias(name: &HeaderName, identity: &[&Option<HeaderName>]) -> bool {
+    let name = name.as_str().as_bytes();
+    let reads_as = |protected: &HeaderName| same_field(name, protected.as_str().as_bytes());
+    // An identity header may itself be configured with `_`: its `-` spelling is an alias too.
+    if identity.iter().filter_map(|n| n.as_ref()).any(reads_as) {
+        return true;
+    }
+    memchr::memchr(b'_', name).is_some()
+        && (ALIASED.iter().any(reads_as)
+            || HOP_BY_HOP.iter().any(reads_as)
+            || CLIENT_FORWARDING.iter().any(reads_as))
+}
+
+/// `a` and `b` (lower-case field names) are the same with every `_` read as `-`.
+fn same_field(a: &[u8], b: &[u8]) -> bool {
+    let fold = |c: u8| if c == b'_' { b'-' } else { c };
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| fold(*x) == fold(*y))
 }
 
 /// Applies `forward.authorization` for a verified caller.
@@ -434,6 +473,48 @@ mod tests {
         ] {
             assert!(map.get(name).is_none(), "{name} must not pass");
         }
+    }
+
+    #[test]
+    fn underscore_aliases_of_gateway_headers_are_removed_and_other_underscores_kept() {
+        let cfg = config(ForwardAuthorization::Bearer);
+        let mut map = headers(&[
+            ("x_auth_subject", "admin"),
+            ("x-auth_client-id", "evil"),
+            ("x_dpop_jkt", "forged"),
+            ("x_forwarded_for", "10.0.0.1"),
+            ("x_forwarded_host", "evil.example"),
+            ("x_real_ip", "10.0.0.1"),
+            ("content_length", "5"),
+            ("transfer_encoding", "chunked"),
+            ("proxy_authorization", "Basic x"),
+            ("x_request_id", "forged"),
+            ("x_tenant_id", "acme"),
+            ("content-length", "3"),
+        ]);
+        prepare_request(&mut map, &ctx(&cfg, None));
+        let mut left: Vec<_> = map.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            [
+                "content-length",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x_tenant_id"
+            ]
+        );
+        assert_eq!(get(&map, "x-forwarded-for"), Some("203.0.113.7"));
+    }
+
+    #[test]
+    fn an_identity_header_configured_with_underscores_is_protected_under_both_spellings() {
+        let mut cfg = config(ForwardAuthorization::Bearer);
+        cfg.identity_headers.subject = Some(HeaderName::from_static("x_user"));
+        let mut map = headers(&[("x_user", "admin"), ("x-user", "admin")]);
+        prepare_request(&mut map, &ctx(&cfg, None));
+        assert!(map.get("x_user").is_none());
+        assert!(map.get("x-user").is_none());
     }
 
     #[test]

@@ -160,3 +160,54 @@ async fn the_upstream_gets_the_host_htu_was_checked_against() {
         gw.addr.to_string().as_str()
     );
 }
+
+/// Every header the upstream got whose name reads as `name` with `_` as `-` (CGI's view).
+fn cgi_aliases(seen: &crate::support::upstream::Seen, name: &str) -> Vec<String> {
+    seen.headers
+        .iter()
+        .filter(|(n, _)| n.as_str().replace('_', "-") == name)
+        .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap_or("?")))
+        .collect()
+}
+
+#[tokio::test]
+async fn underscore_spellings_of_identity_headers_never_reach_the_upstream() {
+    let gw = TestGateway::start().await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    for mode in [client::Mode::H1, client::Mode::H2c] {
+        // auth: none: nobody may name a subject.
+        let raw = b"GET /open/x HTTP/1.1\r\nhost: a\r\nX_Auth_Subject: admin\r\nx_forwarded_for: 10.0.0.1\r\nconnection: close\r\n\r\n";
+        let out = client::raw(gw.addr, raw).await;
+        assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
+        let resp = gw
+            .call("GET", "/open/y")
+            .header("X_Auth_Subject", "admin")
+            .header("x_dpop_jkt", "forged")
+            .mode(mode.clone())
+            .send()
+            .await;
+        assert_eq!(resp.status(), 200);
+        // A DPoP route: the token's subject only, never `admin,alice`.
+        let resp = gw
+            .authorized(&key, "GET", "/resource")
+            .header("X_Auth_Subject", "admin")
+            .header("x-auth_scope", "admin")
+            .mode(mode)
+            .send()
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+    let seen = gw.upstream.requests();
+    assert_eq!(seen.len(), 6);
+    for (i, r) in seen.iter().enumerate() {
+        assert!(cgi_aliases(r, "x-dpop-jkt").iter().all(|h| !h.contains("forged")));
+        assert!(cgi_aliases(r, "x-auth-scope").iter().all(|h| !h.contains("admin")));
+        assert_eq!(cgi_aliases(r, "x-forwarded-for"), ["x-forwarded-for: 127.0.0.1"]);
+        let subjects = cgi_aliases(r, "x-auth-subject");
+        if i % 3 == 2 {
+            assert_eq!(subjects, ["x-auth-subject: alice"], "request {i}");
+        } else {
+            assert!(subjects.is_empty(), "request {i}: {subjects:?}");
+        }
+    }
+}
