@@ -11,7 +11,9 @@
 //!   3 proof           typ alg jwk sig htm htu iat ath          -> 401 invalid_dpop_proof
 //!   4 nonce           when the route requires it               -> 401 use_dpop_nonce + DPoP-Nonce
 //!   5 token, binding  JWT/JWKS or introspection, cnf.jkt       -> 401 invalid_token | 503
-//!   6 replay          jti single use; last, so only fully valid proofs use an entry -> 401 | 503
+//!   6 replay          memory store: a proof issued before the process started  -> 401
+//!                     (use_dpop_nonce on nonce routes); jti single use; last, so only fully
+//!                     valid proofs use an entry                                -> 401 | 503
 //! forward(state, head, body, access)
 //!   7 headers         strip DPoP + hop-by-hop + spoofed identity; set identity, X-Forwarded-*
 //!   8 upstream        stream the body both ways                -> 502 | 504
@@ -194,7 +196,9 @@ async fn authorize_on(
     let verify_start = clock::monotonic();
     let now = state.clock.now();
     let result = match verify(state, route, head, conn, now).await {
-        Ok(verified) => admit(state, verified, now).await.map(Access::Authorized),
+        Ok(verified) => admit(state, route, verified, now)
+            .await
+            .map(Access::Authorized),
         Err(refusal) => Err(refusal),
     };
     state
@@ -300,15 +304,25 @@ fn nonce(
 }
 
 /// 6 replay: the proof's `jti` is used once. Last, so that only a fully valid proof uses an
-/// entry.
+/// entry. With the memory store, first: a proof issued before this process started may have
+/// been admitted by the previous one, whose entries are gone (`replay::ProcessStart`).
 pub(crate) async fn admit(
     state: &State,
+    route: &Route,
     verified: Verified,
     now: UnixTime,
 ) -> Result<Authorized, Refusal> {
     let Some(p) = &verified.proof else {
         return Ok(Authorized(verified));
     };
+    if let Some(start) = &state.process_start {
+        start
+            .check(p.iat(), now)
+            .map_err(|issued| Refusal::IssuedBeforeStart {
+                issued,
+                nonce_route: route.nonce,
+            })?;
+    }
     match state.replay.check_and_insert(p.replay_key(), now).await {
         Ok(Admission::Fresh) => Ok(Authorized(verified)),
         Ok(Admission::Replayed) => Err(Refusal::Replayed),

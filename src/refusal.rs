@@ -14,6 +14,7 @@ use crate::body::{self, GatewayBody};
 use crate::dpop::{ProofCheck, ProofError};
 use crate::forward::ForwardError;
 use crate::nonce::NonceError;
+use crate::replay::IssuedBeforeStart;
 use crate::request_uri;
 use crate::resource_metadata;
 use crate::state::{ConnMeta, State};
@@ -33,6 +34,16 @@ pub enum Refusal {
     Proof(ProofError),
     /// The proof's `jti` was seen before within its window (RFC 9449 §11.1).
     Replayed,
+    /// The proof was issued before this process started (memory replay store, within
+    /// `proof_max_age + clock_skew` of the start), so a previous process may have accepted
+    /// it: `use_dpop_nonce` with a fresh nonce on a route that uses nonces (RFC 9449 §8), else
+    /// `invalid_dpop_proof`. Either way the client retries with a fresh proof.
+    IssuedBeforeStart {
+        /// The proof's `iat` and the start second.
+        issued: IssuedBeforeStart,
+        /// Whether the route uses server nonces.
+        nonce_route: bool,
+    },
     /// The route requires a server nonce and the proof's is missing, stale or forged
     /// (RFC 9449 §8, §9): the response carries a fresh `DPoP-Nonce`.
     UseNonce(NonceError),
@@ -89,6 +100,8 @@ pub enum Reason {
     Proof(ProofCheck),
     /// The proof was used before.
     Replay,
+    /// The proof was issued before this process started (memory replay store).
+    IssuedBeforeStart,
     /// The route requires a nonce and the proof has none.
     NonceMissing,
     /// The nonce is malformed, forged or from a retired secret.
@@ -188,6 +201,7 @@ impl Reason {
             R::InvalidRequest,
             R::ProofMissing,
             R::Replay,
+            R::IssuedBeforeStart,
             R::NonceMissing,
             R::NonceInvalid,
             R::NonceExpired,
@@ -213,6 +227,7 @@ impl Reason {
             Reason::ProofMissing => "missing",
             Reason::Proof(c) => c.as_str(),
             Reason::Replay => "replay",
+            Reason::IssuedBeforeStart => "issued_before_start",
             Reason::NonceMissing => "nonce_missing",
             Reason::NonceInvalid => "nonce_invalid",
             Reason::NonceExpired => "nonce_expired",
@@ -251,6 +266,13 @@ impl Refusal {
             Refusal::ProofMissing => (401, C::InvalidDpopProof, R::ProofMissing, true, None),
             Refusal::Proof(e) => (401, C::InvalidDpopProof, R::Proof(e.check()), true, None),
             Refusal::Replayed => (401, C::InvalidDpopProof, R::Replay, true, None),
+            Refusal::IssuedBeforeStart {
+                nonce_route: true, ..
+            } => (401, C::UseDpopNonce, R::IssuedBeforeStart, true, None),
+            Refusal::IssuedBeforeStart {
+                nonce_route: false,
+                ..
+            } => (401, C::InvalidDpopProof, R::IssuedBeforeStart, true, None),
             Refusal::UseNonce(e) => (401, C::UseDpopNonce, nonce_reason(e), true, None),
             Refusal::Token(e) => (401, C::InvalidToken, R::Token(e.check()), true, None),
             Refusal::TokenService(_) => (503, C::Unavailable, R::TokenService, false, Some(1)),
@@ -289,6 +311,11 @@ impl Refusal {
             Refusal::ProofMissing => "the DPoP header is missing".to_owned(),
             Refusal::Proof(e) => e.to_string(),
             Refusal::Replayed => "the DPoP proof was already used".to_owned(),
+            Refusal::IssuedBeforeStart { issued, .. } => format!(
+                "the DPoP proof was issued (iat {}) before the gateway started ({}); retry with a fresh proof",
+                issued.iat.as_secs(),
+                issued.start.as_secs()
+            ),
             Refusal::UseNonce(e) => format!("a fresh server nonce is required: {e}"),
             Refusal::Token(e) => e.to_string(),
             // The cause is logged, not sent: it describes our network.
@@ -494,6 +521,27 @@ mod tests {
         let www = resp.headers()[WWW_AUTHENTICATE].to_str().unwrap();
         assert!(www.starts_with("DPoP error=\"invalid_dpop_proof\", error_description=\""));
         assert!(www.ends_with("algs=\"ES256 EdDSA\""));
+    }
+
+    #[test]
+    fn a_proof_from_before_the_start_is_invalid_or_asks_for_a_nonce() {
+        let issued = IssuedBeforeStart {
+            iat: crate::clock::UnixTime(99),
+            start: crate::clock::UnixTime(100),
+        };
+        for (nonce_route, code) in [
+            (false, ErrorCode::InvalidDpopProof),
+            (true, ErrorCode::UseDpopNonce),
+        ] {
+            let r = Refusal::IssuedBeforeStart {
+                issued,
+                nonce_route,
+            };
+            assert_eq!(r.parts().status, 401);
+            assert_eq!(r.parts().code, code);
+            assert_eq!(r.parts().reason.as_str(), "issued_before_start");
+            assert!(r.description().contains("fresh proof"));
+        }
     }
 
     #[test]

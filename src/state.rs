@@ -65,6 +65,9 @@ pub struct State {
     pub(crate) nonces: Option<NonceKeys>,
     /// RFC 9728 protected resource metadata, when `resource_metadata.enabled`.
     pub(crate) resource_metadata: Option<ResourceMetadata>,
+    /// Memory backend only: proofs issued before this process started (see
+    /// [`crate::replay::ProcessStart`]); `None` with a shared store, which outlives a restart.
+    pub(crate) process_start: Option<crate::replay::ProcessStart>,
 }
 
 /// What the listener knows about the connection a request came on.
@@ -200,6 +203,13 @@ impl State {
     ) -> Result<State, StartError> {
         let tokens = build_tokens(&config.access_token)?;
         let ttl = config.dpop.proof_max_age.as_secs() + config.dpop.clock_skew.as_secs();
+        let process_start = match &config.replay_cache.backend {
+            ReplayBackend::Memory { .. } => Some(crate::replay::ProcessStart::new(
+                clock.now(),
+                ttl,
+            )),
+            ReplayBackend::Redis { .. } => None,
+        };
         let replay = match &config.replay_cache.backend {
             ReplayBackend::Memory { capacity } => {
                 metrics
@@ -246,6 +256,7 @@ impl State {
             resource_metadata: config
                 .resource_metadata
                 .then(|| crate::resource_metadata::ResourceMetadata::from_config(config)),
+            process_start,
         })
     }
 }

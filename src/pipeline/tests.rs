@@ -285,3 +285,32 @@ async fn every_request_is_recorded_local_answers_and_refusals_included() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_proof_from_before_the_start_is_refused_by_a_memory_backed_gateway() {
+    let f = fixture("").await;
+    let mut claims = ProofClaims {
+        htm: "GET".into(),
+        htu: URL.into(),
+        iat: NOW.as_secs() - 1,
+        jti: "j-before".into(),
+        access_token: Some(f.token.clone()),
+        nonce: None,
+    };
+    let old = f.client.mint_proof(&claims).unwrap();
+    let (_, r) = f.authorize(&f.head("GET", "/api/items", Some(&old))).await;
+    assert!(matches!(
+        refusal(r),
+        Refusal::IssuedBeforeStart {
+            nonce_route: false,
+            ..
+        }
+    ));
+    claims.iat = NOW.as_secs();
+    claims.jti = "j-after".into();
+    let fresh = f.client.mint_proof(&claims).unwrap();
+    let (_, r) = f
+        .authorize(&f.head("GET", "/api/items", Some(&fresh)))
+        .await;
+    assert!(matches!(r, Ok(Access::Authorized(_))));
+}

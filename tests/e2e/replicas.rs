@@ -447,3 +447,108 @@ async fn the_access_log_has_one_line_per_request_and_no_secrets() {
         }
     }
 }
+
+/// Waits until the clock is past `iat`'s second, so that a process started now starts later.
+async fn next_second(iat: u64) {
+    while now() <= iat {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The second in which `proof` claims it was made.
+fn iat_of(proof: &str) -> u64 {
+    use base64::Engine;
+    let payload = proof.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["iat"].as_u64().unwrap()
+}
+
+/// A memory-backed gateway forgets its replay entries when it restarts: a proof issued before
+/// the new process started is refused (a fresh one is accepted), on a nonce route with
+/// `use_dpop_nonce` and a fresh nonce; nothing refused reaches the upstream.
+#[tokio::test]
+async fn a_restart_does_not_reopen_the_replay_window_of_the_memory_store() {
+    let issuer = Issuer::new();
+    for nonce_route in [false, true] {
+        let upstream = Upstream::start().await;
+        let opts = if nonce_route {
+            nonce_opts(&[SECRET_A], "5m")
+        } else {
+            Options {
+                extra: format!("public_url: \"{PUBLIC}\""),
+                ..Options::default()
+            }
+        };
+        let mut gw = GatewayProcess::spawn(&opts, &upstream, &issuer).await;
+        let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+        let token = issuer.token_for(&key);
+        let nonce = if nonce_route {
+            let resp = send(gw.addr, &token, &mint(&key, &token, None)).await;
+            Some(resp.headers()["dpop-nonce"].to_str().unwrap().to_owned())
+        } else {
+            None
+        };
+        let proof = mint(&key, &token, nonce.as_deref());
+        assert_eq!(send(gw.addr, &token, &proof).await.status(), 200);
+        assert_eq!(upstream.requests().len(), 1);
+
+        next_second(iat_of(&proof)).await;
+        gw.restart().await;
+        let replay = send(gw.addr, &token, &proof).await;
+        assert_eq!(replay.status(), 401, "nonce route: {nonce_route}");
+        let want = if nonce_route {
+            "use_dpop_nonce"
+        } else {
+            "invalid_dpop_proof"
+        };
+        assert_eq!(www_error(&replay).as_deref(), Some(want));
+        let body = crate::support::json_body(&replay);
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("before the gateway started"),
+            "{body}"
+        );
+        assert_eq!(upstream.requests().len(), 1, "the replay is not forwarded");
+        let fresh_nonce = replay
+            .headers()
+            .get("dpop-nonce")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(fresh_nonce.is_some(), nonce_route);
+        let fresh = mint(&key, &token, fresh_nonce.as_deref());
+        assert_eq!(send(gw.addr, &token, &fresh).await.status(), 200);
+        assert_eq!(upstream.requests().len(), 2);
+    }
+}
+
+/// With Redis the replay entries outlive a restart: a replay is refused as a replay, and a
+/// proof issued before the restart but never used is accepted (today's behaviour).
+#[tokio::test]
+async fn a_restart_of_a_redis_backed_gateway_keeps_the_shared_window() {
+    let redis = TestRedis::start();
+    let upstream = Upstream::start().await;
+    let issuer = Issuer::new();
+    let opts = redis_opts(&redis, "reject", &upstream);
+    let mut gw = GatewayProcess::spawn(&opts, &upstream, &issuer).await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token_for(&key);
+    let used = mint(&key, &token, None);
+    let unused = mint(&key, &token, None);
+    assert_eq!(send(gw.addr, &token, &used).await.status(), 200);
+    next_second(iat_of(&unused)).await;
+    gw.restart().await;
+    let replay = send(gw.addr, &token, &used).await;
+    assert_eq!(replay.status(), 401);
+    assert!(crate::support::json_body(&replay)["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("already used"));
+    assert_eq!(send(gw.addr, &token, &unused).await.status(), 200);
+    assert_eq!(upstream.requests().len(), 2);
+}

@@ -2,6 +2,7 @@
 //! need several replicas or signals.
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -21,6 +22,10 @@ pub struct GatewayProcess {
     /// The admin listener.
     pub admin_addr: SocketAddr,
     child: Child,
+    /// The config file, kept for [`GatewayProcess::restart`].
+    config: PathBuf,
+    /// The environment it was started with.
+    env: Vec<(String, String)>,
 }
 
 fn free_addr() -> SocketAddr {
@@ -63,7 +68,80 @@ impl GatewayProcess {
         };
         let path = temp_dir("process").join("gateway.yaml");
         std::fs::write(&path, config_yaml(&opts, upstream, issuer)).unwrap();
-        let bin = env!("CARGO_BIN_EXE_dpop-gateway");
+        let child = launch(&path, env, stderr, cpu);
+        let p = GatewayProcess {
+            addr,
+            admin_addr,
+            child,
+            config: path,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        p.until_healthy().await;
+        p
+    }
+
+    /// Stops the process (SIGTERM, drained) and starts it again with the same config file,
+    /// hence the same addresses; waits until `/healthz` answers.
+    pub async fn restart(&mut self) {
+        self.terminate();
+        let code = self.wait_exit(Duration::from_secs(10));
+        assert_eq!(code, Some(0), "the first process exits 0 on SIGTERM");
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.child = launch(&self.config, &env, Stdio::inherit(), None);
+        self.until_healthy().await;
+    }
+
+    /// Waits until `/healthz` answers.
+    async fn until_healthy(&self) {
+        for _ in 0..200 {
+            if self.admin_get("/healthz").await == Some(200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("gateway process did not start");
+    }
+
+    /// Sends `signal` (a `kill -s` name: `HUP`, `TERM`).
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args(["-s", signal, &self.pid().to_string()])
+            .status();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The status and body of an admin GET, or `None` when it does not answer.
+    pub async fn admin_text(&self, path: &str) -> Option<(u16, String)> {
+        let req = Request::get(path)
+            .header("host", "admin")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        client::try_send(self.admin_addr, Mode::H1, req)
+            .await
+            .ok()
+            .map(|r| {
+                (
+                    r.status().as_u16(),
+                    String::from_utf8_lossy(r.body()).into_owned(),
+                )
+            })
+    }
+}
+
+/// Starts `dpop-gateway run -c config`.
+fn launch(config: &std::path::Path, env: &[(&str, &str)], stderr: Stdio, cpu: Option<usize>) -> Child {
+    let bin = env!("CARGO_BIN_EXE_dpop-gateway");
         let mut cmd = match cpu {
             Some(cpu) => {
                 let mut c = Command::new("taskset");
@@ -72,28 +150,17 @@ impl GatewayProcess {
             }
             None => Command::new(bin),
         };
-        let child = cmd
-            .arg("run")
+        cmd.arg("run")
             .arg("-c")
-            .arg(&path)
+            .arg(config)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .unwrap();
-        let p = GatewayProcess {
-            addr,
-            admin_addr,
-            child,
-        };
-        for _ in 0..200 {
-            if p.admin_get("/healthz").await == Some(200) {
-                return p;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("gateway process did not start");
-    }
+            .unwrap()
+}
+
+impl GatewayProcess {
 
     /// The status of an admin GET, or `None` when it does not answer.
     pub async fn admin_get(&self, path: &str) -> Option<u16> {
