@@ -270,8 +270,7 @@ impl Refusal {
                 nonce_route: true, ..
             } => (401, C::UseDpopNonce, R::IssuedBeforeStart, true, None),
             Refusal::IssuedBeforeStart {
-                nonce_route: false,
-                ..
+                nonce_route: false, ..
             } => (401, C::InvalidDpopProof, R::IssuedBeforeStart, true, None),
             Refusal::UseNonce(e) => (401, C::UseDpopNonce, nonce_reason(e), true, None),
             Refusal::Token(e) => (401, C::InvalidToken, R::Token(e.check()), true, None),

@@ -204,10 +204,9 @@ impl State {
         let tokens = build_tokens(&config.access_token)?;
         let ttl = config.dpop.proof_max_age.as_secs() + config.dpop.clock_skew.as_secs();
         let process_start = match &config.replay_cache.backend {
-            ReplayBackend::Memory { .. } => Some(crate::replay::ProcessStart::new(
-                clock.now(),
-                ttl,
-            )),
+            ReplayBackend::Memory { .. } => {
+                Some(crate::replay::ProcessStart::new(clock.now(), ttl))
+            }
             ReplayBackend::Redis { .. } => None,
         };
         let replay = match &config.replay_cache.backend {

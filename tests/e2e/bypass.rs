@@ -200,9 +200,16 @@ async fn underscore_spellings_of_identity_headers_never_reach_the_upstream() {
     let seen = gw.upstream.requests();
     assert_eq!(seen.len(), 6);
     for (i, r) in seen.iter().enumerate() {
-        assert!(cgi_aliases(r, "x-dpop-jkt").iter().all(|h| !h.contains("forged")));
-        assert!(cgi_aliases(r, "x-auth-scope").iter().all(|h| !h.contains("admin")));
-        assert_eq!(cgi_aliases(r, "x-forwarded-for"), ["x-forwarded-for: 127.0.0.1"]);
+        assert!(cgi_aliases(r, "x-dpop-jkt")
+            .iter()
+            .all(|h| !h.contains("forged")));
+        assert!(cgi_aliases(r, "x-auth-scope")
+            .iter()
+            .all(|h| !h.contains("admin")));
+        assert_eq!(
+            cgi_aliases(r, "x-forwarded-for"),
+            ["x-forwarded-for: 127.0.0.1"]
+        );
         let subjects = cgi_aliases(r, "x-auth-subject");
         if i % 3 == 2 {
             assert_eq!(subjects, ["x-auth-subject: alice"], "request {i}");

@@ -211,6 +211,8 @@ struct Doc {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Inner {
+    // reason: read by deserialization only; the tests check where errors point.
+    #[allow(dead_code)]
     deep: Option<String>,
 }
 

@@ -140,28 +140,32 @@ impl GatewayProcess {
 }
 
 /// Starts `dpop-gateway run -c config`.
-fn launch(config: &std::path::Path, env: &[(&str, &str)], stderr: Stdio, cpu: Option<usize>) -> Child {
+fn launch(
+    config: &std::path::Path,
+    env: &[(&str, &str)],
+    stderr: Stdio,
+    cpu: Option<usize>,
+) -> Child {
     let bin = env!("CARGO_BIN_EXE_dpop-gateway");
-        let mut cmd = match cpu {
-            Some(cpu) => {
-                let mut c = Command::new("taskset");
-                c.arg("-c").arg(cpu.to_string()).arg(bin);
-                c
-            }
-            None => Command::new(bin),
-        };
-        cmd.arg("run")
-            .arg("-c")
-            .arg(config)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap()
+    let mut cmd = match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.arg("run")
+        .arg("-c")
+        .arg(config)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
 }
 
 impl GatewayProcess {
-
     /// The status of an admin GET, or `None` when it does not answer.
     pub async fn admin_get(&self, path: &str) -> Option<u16> {
         let req = Request::get(path)
