@@ -3,7 +3,7 @@
 //! compared) / SKIP, then the gateway's own verdict.
 //!
 //! The verdict is the request path's: the captured request is turned into a request head and
-//! run through [`pipeline::verify`] with a [`State`] built from the config, exactly as the
+//! run through `pipeline::verify` with a [`State`] built from the config, exactly as the
 //! listener would, at the `--at` time. The per-check lines come from the same verifier's
 //! policy and the same token validator, run to the end instead of stopping at the first
 //! failure. The replay check needs the live store and is always skipped.

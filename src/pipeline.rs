@@ -20,7 +20,7 @@
 //! respond             a refusal becomes a response in refusal.rs; metrics + one access-log line
 //! ```
 //!
-//! Steps 2-5 are [`verify`] (stateless: `explain` runs exactly them); step 6 is [`admit`].
+//! Steps 2-5 are `verify` (stateless: `explain` runs exactly them); step 6 is `admit`.
 //! [`authorize`] takes the request head only and any body type stays with the caller, so the
 //! pipeline bench, `explain` and other listeners run this code, not a copy of it.
 
@@ -57,7 +57,7 @@ pub enum Access {
     Authorized(Authorized),
 }
 
-/// A request that passed steps 2-5 ([`verify`]) but not yet the replay check: only this module
+/// A request that passed steps 2-5 (`verify`) but not yet the replay check: only this module
 /// builds one.
 pub struct Verified {
     token: String,
@@ -67,7 +67,7 @@ pub struct Verified {
     renew_nonce: bool,
 }
 
-/// A request that passed every check: only [`admit`] builds one, and only it lets a request
+/// A request that passed every check: only `admit` builds one, and only it lets a request
 /// reach the upstream with an identity.
 pub struct Authorized(Verified);
 

@@ -1,7 +1,7 @@
 //! Every refusal the gateway makes, and the ONE place where a refusal becomes an HTTP response
 //! (RFC 9449 §7.1, §8, §9; RFC 6750 §3; RFC 9728 §5.1): status, `error` code, description,
 //! `WWW-Authenticate`, `DPoP-Nonce`, `Retry-After`, CORS and the JSON body, for responses hyper
-//! sends ([`Refusal::respond`]) and for the bytes the connection layer writes itself before a
+//! sends (`Refusal::respond`) and for the bytes the connection layer writes itself before a
 //! request was parsed ([`Refusal::http1_bytes`]: 408 and 431).
 //!
 //! The `match` in [`Refusal::parts`] is exhaustive with no `_ =>` arm: a new variant does not

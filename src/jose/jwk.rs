@@ -9,7 +9,7 @@
 //! signature for over any message, and Ed25519 encodings with `y >= p` (RFC 8032 §5.1.3,
 //! RFC 8725 §3.4); RSA `n` and `e` with leading zero octets (RFC 7518 §2, §6.3.1) in a proof's
 //! key, whose thumbprint names it (a JWKS entry gets the zeros dropped, see
-//! [`PublicJwk::from_key_set_members`]).
+//! `PublicJwk::from_key_set_members`).
 
 use base64::Engine as _;
 use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
