@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 /// The readiness latch, and whether the dependencies that are probed (the shared replay
 /// store) answer.
 #[derive(Clone, Debug)]
-pub struct Readiness {
+pub(crate) struct Readiness {
     started: Arc<AtomicBool>,
     dependencies_ok: Arc<AtomicBool>,
 }
@@ -37,22 +37,22 @@ impl Default for Readiness {
 
 impl Readiness {
     /// Marks the gateway started (listeners up, keys loaded).
-    pub fn set_ready(&self) {
+    pub(crate) fn set_ready(&self) {
         self.started.store(true, Ordering::Release);
     }
 
     /// Marks the gateway not ready (shutdown has begun); it never becomes ready again.
-    pub fn set_not_ready(&self) {
+    pub(crate) fn set_not_ready(&self) {
         self.started.store(false, Ordering::Release);
     }
 
     /// Records whether the probed dependencies answer.
-    pub fn set_dependencies_ok(&self, ok: bool) {
+    pub(crate) fn set_dependencies_ok(&self, ok: bool) {
         self.dependencies_ok.store(ok, Ordering::Release);
     }
 
     /// Whether the gateway is ready.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.started.load(Ordering::Acquire) && self.dependencies_ok.load(Ordering::Acquire)
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
@@ -52,9 +52,10 @@ pub fn full(bytes: impl Into<Bytes>) -> GatewayBody {
         .boxed_unsync()
 }
 
+#[cfg(test)]
 /// An empty body.
 pub fn empty() -> GatewayBody {
-    Empty::<Bytes>::new()
+    http_body_util::Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed_unsync()
 }

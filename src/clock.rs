@@ -53,6 +53,7 @@ impl FixedClock {
         Self(AtomicU64::new(t.0))
     }
 
+    #[cfg(test)]
     /// Moves the clock to `t`.
     pub fn set(&self, t: UnixTime) {
         self.0.store(t.0, Ordering::Relaxed);

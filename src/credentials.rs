@@ -9,7 +9,7 @@ use crate::token::Scheme;
 
 /// What the request presented.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Credentials<'a> {
+pub(crate) struct Credentials<'a> {
     /// `DPoP` or `Bearer`.
     pub scheme: Scheme,
     /// The access token.
@@ -20,7 +20,7 @@ pub struct Credentials<'a> {
 
 /// Extracts credentials; `Ok(None)` when the request has neither a usable `Authorization` nor a
 /// `DPoP` header (the caller answers with a bare challenge).
-pub fn extract(headers: &HeaderMap) -> Result<Option<Credentials<'_>>, Refusal> {
+pub(crate) fn extract(headers: &HeaderMap) -> Result<Option<Credentials<'_>>, Refusal> {
     let proof = single(headers, "dpop", "more than one DPoP header")?
         .map(|v| {
             v.to_str()

@@ -24,7 +24,7 @@ use crate::server::Running;
 type DemoClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 /// Runs the walkthrough; `Err` says what broke.
-pub async fn run() -> Result<(), String> {
+pub(crate) async fn run() -> Result<(), String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let upstream = start_echo().await?;
     let dir = std::env::temp_dir().join(format!("dpop-gateway-demo-{}", std::process::id()));

@@ -28,7 +28,7 @@ use crate::token::{self, Scheme, TokenCheck, TokenFailure};
 
 /// What to explain.
 #[derive(Clone, Debug)]
-pub struct Input {
+pub(crate) struct Input {
     /// The `DPoP` header value.
     pub proof: String,
     /// The access token, if any.
@@ -43,7 +43,7 @@ pub struct Input {
 
 /// The report: every check's line, and the request path's verdict.
 #[derive(Clone, Debug)]
-pub struct Explanation {
+pub(crate) struct Explanation {
     /// One line per check.
     pub reports: Vec<Report>,
     /// What the gateway would answer (the replay check aside).
@@ -52,7 +52,7 @@ pub struct Explanation {
 
 /// What the gateway would do with the request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Every check but replay passed: it would be forwarded (once).
     Accepted,
     /// Refused, as a client would see it.
@@ -69,7 +69,7 @@ pub enum Verdict {
 }
 
 /// Runs every check; `Err` when the config or the input cannot be used.
-pub async fn run(config: &Config, input: &Input) -> Result<Explanation, String> {
+pub(crate) async fn run(config: &Config, input: &Input) -> Result<Explanation, String> {
     // The replay store is never consulted: a memory one keeps explain off the network.
     let mut config = config.clone();
     config.replay_cache.backend = ReplayBackend::Memory { capacity: 1 };
@@ -237,7 +237,7 @@ fn decode(proof: &str) -> Option<(Map<String, Value>, Map<String, Value>)> {
 }
 
 /// `PASS  htm        GET` lines, then the verdict.
-pub fn render(explanation: &Explanation) -> String {
+pub(crate) fn render(explanation: &Explanation) -> String {
     let mut out: String = explanation
         .reports
         .iter()
@@ -268,7 +268,7 @@ pub fn render(explanation: &Explanation) -> String {
 
 impl Explanation {
     /// Whether the gateway would refuse the request, or any check failed.
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         self.verdict != Verdict::Accepted
             || self
                 .reports

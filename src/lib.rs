@@ -6,29 +6,29 @@
 //!
 //! `jose`, `dpop` and `token::jwt` do no I/O and read no clock: time is an argument.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod body;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod credentials;
-pub mod demo;
+pub(crate) mod credentials;
+pub(crate) mod demo;
 pub mod dpop;
-pub mod explain;
-pub mod forward;
+pub(crate) mod explain;
+pub(crate) mod forward;
 mod hex;
 pub mod jose;
 pub mod metrics;
-pub mod nonce;
+pub(crate) mod nonce;
 pub mod pipeline;
-pub mod refusal;
+pub(crate) mod refusal;
 pub mod replay;
-pub mod request_uri;
-pub mod resource_metadata;
-pub mod route;
+pub(crate) mod request_uri;
+pub(crate) mod resource_metadata;
+pub(crate) mod route;
 pub mod server;
 pub mod state;
-pub mod telemetry;
+pub(crate) mod telemetry;
 pub mod token;
 
 /// An error and its sources, `: `-joined: hyper's and the connectors' top-level messages

@@ -20,10 +20,10 @@ use crate::clock::UnixTime;
 
 /// The shortest accepted secret: the HMAC-SHA256 output size, so a secret is never the weak
 /// link (RFC 2104 §3).
-pub const MIN_SECRET_BYTES: usize = 32;
+pub(crate) const MIN_SECRET_BYTES: usize = 32;
 
 /// How far in the future a nonce's issue time may be: clock skew between replicas.
-pub const MAX_FUTURE_SKEW_SECS: u64 = 5;
+pub(crate) const MAX_FUTURE_SKEW_SECS: u64 = 5;
 
 /// The format version byte; a new format gets a new value so old nonces fail as malformed.
 const VERSION: u8 = 1;
@@ -39,14 +39,14 @@ const SIGNED_LEN: usize = 1 + 8;
 const NONCE_LEN: usize = SIGNED_LEN + TAG_LEN;
 
 /// The secrets nonces are made and checked with. The first one issues; all of them verify.
-pub struct NonceKeys {
+pub(crate) struct NonceKeys {
     keys: Vec<hmac::Key>,
     lifetime_secs: u64,
 }
 
 /// What a valid nonce's age says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NonceStatus {
+pub(crate) enum NonceStatus {
     /// Younger than half its lifetime.
     Fresh,
     /// Older than half its lifetime but still valid: the pipeline accepts the request and sends
@@ -84,7 +84,7 @@ pub enum NonceError {
 
 /// Why the configured secrets cannot make nonces: a start-up error, never a request's.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NonceConfigError {
+pub(crate) enum NonceConfigError {
     /// No secret was configured.
     NoSecrets,
     /// A configured secret is shorter than [`MIN_SECRET_BYTES`].
@@ -104,7 +104,7 @@ pub enum NonceConfigError {
 
 impl NonceKeys {
     /// Keys for `secrets` (the first issues, all verify); nonces live `lifetime_secs`.
-    pub fn new(secrets: &[&[u8]], lifetime_secs: u64) -> Result<Self, NonceConfigError> {
+    pub(crate) fn new(secrets: &[&[u8]], lifetime_secs: u64) -> Result<Self, NonceConfigError> {
         if secrets.is_empty() {
             return Err(NonceConfigError::NoSecrets);
         }
@@ -130,7 +130,7 @@ impl NonceKeys {
 
     /// A new nonce issued at `now` under the first secret: base64url without padding, so it is
     /// also valid in a header and in the `nonce` claim (RFC 9449 §8.1).
-    pub fn issue(&self, now: UnixTime) -> String {
+    pub(crate) fn issue(&self, now: UnixTime) -> String {
         let signed = signed_bytes(now.as_secs());
         let mut raw = [0u8; NONCE_LEN];
         raw[..SIGNED_LEN].copy_from_slice(&signed);
@@ -143,7 +143,11 @@ impl NonceKeys {
 
     /// Checks the proof's `nonce` claim at `now`: made by one of the secrets, not older than the
     /// lifetime, not issued in the future beyond the skew allowance.
-    pub fn check(&self, nonce: Option<&str>, now: UnixTime) -> Result<NonceStatus, NonceError> {
+    pub(crate) fn check(
+        &self,
+        nonce: Option<&str>,
+        now: UnixTime,
+    ) -> Result<NonceStatus, NonceError> {
         let nonce = nonce.ok_or(NonceError::Missing)?;
         // A nonce of this format is 55 characters; anything much longer is not worth decoding.
         if nonce.len() > 2 * NONCE_LEN {
@@ -168,11 +172,6 @@ impl NonceKeys {
         issued_be.copy_from_slice(&signed[1..SIGNED_LEN]);
         let issued = u64::from_be_bytes(issued_be);
         self.judge_age(issued, now.as_secs())
-    }
-
-    /// The configured lifetime in seconds.
-    pub fn lifetime_secs(&self) -> u64 {
-        self.lifetime_secs
     }
 
     fn judge_age(&self, issued: u64, now: u64) -> Result<NonceStatus, NonceError> {
@@ -257,7 +256,8 @@ impl std::error::Error for NonceConfigError {}
 
 /// Whether `s` is a syntactically valid nonce value (RFC 9449 §8.1):
 /// `nonce = 1*NQCHAR`, `NQCHAR = %x21 / %x23-5B / %x5D-7E` (visible ASCII but `"` and `\`).
-pub fn nonce_chars_ok(s: &str) -> bool {
+#[cfg(test)]
+pub(crate) fn nonce_chars_ok(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))

@@ -564,11 +564,13 @@ impl Access {
 // === impl Verified ===
 
 impl Verified {
+    #[cfg(test)]
     /// What the token says.
     pub fn token_info(&self) -> &TokenInfo {
         &self.info
     }
 
+    #[cfg(test)]
     /// The verified proof (absent for a Bearer token on a `dpop_or_bearer` route).
     pub fn proof(&self) -> Option<&VerifiedProof> {
         self.proof.as_ref()

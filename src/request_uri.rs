@@ -12,7 +12,7 @@ use crate::config::PublicUrl;
 
 /// How the gateway decides the client-facing scheme and authority.
 #[derive(Clone, Debug)]
-pub struct UriPolicy {
+pub(crate) struct UriPolicy {
     /// `public_url`.
     pub public_url: Option<PublicUrl>,
     /// `trust_forwarded_headers`.
@@ -20,7 +20,7 @@ pub struct UriPolicy {
 }
 
 /// Builds `scheme://authority/path` for `htu`; `None` when the request names no authority.
-pub fn request_uri(
+pub(crate) fn request_uri(
     policy: &UriPolicy,
     listener_scheme: &str,
     uri: &Uri,

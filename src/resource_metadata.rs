@@ -7,11 +7,11 @@ use serde_json::{json, Value};
 use crate::config::{AuthMode, Config};
 
 /// The well-known path (RFC 9728 §3).
-pub const WELL_KNOWN_PATH: &str = "/.well-known/oauth-protected-resource";
+pub(crate) const WELL_KNOWN_PATH: &str = "/.well-known/oauth-protected-resource";
 
 /// What the metadata says, built once from the config.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResourceMetadata {
+pub(crate) struct ResourceMetadata {
     authorization_servers: Vec<String>,
     dpop_algorithms: Vec<String>,
     bound_tokens_required: bool,
@@ -22,7 +22,7 @@ pub struct ResourceMetadata {
 impl ResourceMetadata {
     /// From the config: `access_token.issuer`, `dpop.algorithms`, and whether any route is
     /// `dpop_or_bearer`.
-    pub fn from_config(config: &Config) -> ResourceMetadata {
+    pub(crate) fn from_config(config: &Config) -> ResourceMetadata {
         ResourceMetadata {
             authorization_servers: vec![config.access_token.issuer.clone()],
             dpop_algorithms: config
@@ -40,7 +40,7 @@ impl ResourceMetadata {
 
     /// The JSON document for `resource` (RFC 9728 §2; §3.3: `resource` must be the URL the
     /// metadata was asked for, less the well-known segment).
-    pub fn document(&self, resource: &str) -> String {
+    pub(crate) fn document(&self, resource: &str) -> String {
         let doc: Value = json!({
             "resource": resource,
             "authorization_servers": self.authorization_servers,
@@ -55,7 +55,7 @@ impl ResourceMetadata {
 /// Whether `path` asks for the metadata: `Some("")` for the well-known path itself,
 /// `Some("/api")` for `/.well-known/oauth-protected-resource/api` (the resource's path), `None`
 /// for any other path.
-pub fn well_known_path(path: &str) -> Option<&str> {
+pub(crate) fn well_known_path(path: &str) -> Option<&str> {
     let rest = path.strip_prefix(WELL_KNOWN_PATH)?;
     (rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }
@@ -63,7 +63,7 @@ pub fn well_known_path(path: &str) -> Option<&str> {
 /// The metadata URL of `resource` (RFC 9728 §3.1: the well-known segment goes between the
 /// host and the resource's path; a terminating `/` of the path is dropped), for the
 /// `resource_metadata="…"` challenge parameter.
-pub fn metadata_url(resource: &str) -> String {
+pub(crate) fn metadata_url(resource: &str) -> String {
     let (scheme, rest) = resource.split_once("://").unwrap_or(("https", resource));
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),

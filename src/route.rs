@@ -6,7 +6,7 @@ use crate::config::{AuthMode, RouteConfig};
 
 /// The routes, in configuration order, with their resolved nonce policy.
 #[derive(Clone, Debug)]
-pub struct Router {
+pub(crate) struct Router {
     routes: Vec<Route>,
     /// What a path no route matches gets: `auth: dpop`, `dpop.nonce.enabled`.
     fallback: Route,
@@ -30,7 +30,7 @@ pub struct Route {
 
 impl Router {
     /// Builds the table; `nonce_default` is `dpop.nonce.enabled`.
-    pub fn new(routes: &[RouteConfig], nonce_default: bool) -> Self {
+    pub(crate) fn new(routes: &[RouteConfig], nonce_default: bool) -> Self {
         let routes = routes
             .iter()
             .map(|r| Route {
@@ -53,7 +53,7 @@ impl Router {
     /// match (what a case-insensitive upstream would see) finds a stricter route, that one, so
     /// `/API/x` cannot slip past a protected `/api` through a more open `/` route. When nothing
     /// matches, the fallback (`auth: dpop`, labelled `unmatched`).
-    pub fn find(&self, path: &str) -> &Route {
+    pub(crate) fn find(&self, path: &str) -> &Route {
         let exact = self.routes.iter().find(|r| prefix_matches(&r.prefix, path));
         let folded = self
             .routes
@@ -91,7 +91,7 @@ impl Route {
 /// already be canonical (RFC 3986 §6.2.2: no dot segments, no percent-encoded unreserved
 /// characters), with no empty segments, no encoded `/` or `\`, and no `;` parameters on dot
 /// segments (`..;/`, which some servlet containers treat as `..`).
-pub fn check_path(path: &str) -> Result<(), &'static str> {
+pub(crate) fn check_path(path: &str) -> Result<(), &'static str> {
     if is_plainly_canonical(path) {
         return Ok(());
     }

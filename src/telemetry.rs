@@ -20,17 +20,17 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 /// How long a line may wait in the batch before it is written.
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A batch this large is written without waiting for [`FLUSH_INTERVAL`].
-pub const FLUSH_AT: usize = 64 * 1024;
+pub(crate) const FLUSH_AT: usize = 64 * 1024;
 
 /// The most a batch holds while the writer is busy; further lines are dropped and counted.
-pub const MAX_BATCH: usize = 1024 * 1024;
+pub(crate) const MAX_BATCH: usize = 1024 * 1024;
 
 /// Installs the global subscriber; keep the guard alive for as long as logs should be written
 /// (dropping it writes what is batched). `None` when a subscriber was already installed.
-pub fn init() -> Option<LogGuard> {
+pub(crate) fn init() -> Option<LogGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json =
         std::env::var("DPOP_GATEWAY_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
@@ -62,11 +62,11 @@ pub fn init() -> Option<LogGuard> {
 }
 
 /// The access-log target: `RUST_LOG=info,dpop_gateway::access=off` turns the lines off.
-pub const ACCESS_TARGET: &str = "dpop_gateway::access";
+pub(crate) const ACCESS_TARGET: &str = "dpop_gateway::access";
 
 /// One request, as its access-log line reports it. Never a token or a proof.
 #[derive(Clone, Copy, Debug)]
-pub struct AccessLine<'a> {
+pub(crate) struct AccessLine<'a> {
     /// `X-Request-Id` (a sane client value or a generated one).
     pub request_id: &'a str,
     /// The request method.
@@ -93,7 +93,7 @@ pub struct AccessLine<'a> {
 /// or JSON), but built here with plain appends: through tracing's field visitors it cost about
 /// 6% of a forwarded request's CPU. Without a plain-line sink (a terminal, or tests with their
 /// own subscriber), it goes through tracing.
-pub fn access(line: &AccessLine<'_>) {
+pub(crate) fn access(line: &AccessLine<'_>) {
     if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
         return;
     }
@@ -340,12 +340,12 @@ impl Shared {
 
 /// A [`MakeWriter`] appending whole lines to the shared batch.
 #[derive(Clone)]
-pub struct BatchWriter {
+pub(crate) struct BatchWriter {
     shared: Arc<Shared>,
 }
 
 /// Writes what is batched when dropped, and stops the writer thread.
-pub struct LogGuard {
+pub(crate) struct LogGuard {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
@@ -354,7 +354,9 @@ pub struct LogGuard {
 
 impl BatchWriter {
     /// Starts the writer thread draining into `out`.
-    pub fn spawn<W: Write + Send + 'static>(out: W) -> std::io::Result<(BatchWriter, LogGuard)> {
+    pub(crate) fn spawn<W: Write + Send + 'static>(
+        out: W,
+    ) -> std::io::Result<(BatchWriter, LogGuard)> {
         let shared = Arc::new(Shared::default());
         let thread = std::thread::Builder::new()
             .name("log-writer".into())

@@ -348,11 +348,6 @@ impl Config {
     pub fn to_masked_yaml(&self) -> String {
         masked::to_masked_yaml(self)
     }
-
-    /// The DPoP nonce policy for a route: its own `nonce`, else `dpop.nonce.enabled`.
-    pub fn nonce_required(&self, route: &RouteConfig) -> bool {
-        route.nonce.unwrap_or(self.dpop.nonce.enabled)
-    }
 }
 
 #[cfg(test)]
@@ -360,6 +355,13 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    /// Whether the router built from `c` requires nonces on `c.routes[i]`.
+    fn nonce_on(c: &Config, i: usize) -> bool {
+        crate::route::Router::new(&c.routes, c.dpop.nonce.enabled)
+            .find(&c.routes[i].path_prefix)
+            .nonce
+    }
     use crate::jose::Algorithm;
 
     /// The smallest valid configuration: line 1 is `upstream:`, line 3 `access_token:`.
@@ -533,7 +535,7 @@ access_token:
             (Duration::from_secs(10), Duration::from_secs(60))
         );
         assert_eq!((l.max_connections, l.max_concurrent_streams), (10_000, 100));
-        assert!(!c.nonce_required(&c.routes[0]));
+        assert!(!nonce_on(&c, 0));
     }
 
     #[test]
@@ -835,7 +837,7 @@ access_token:
         ))
         .unwrap();
         assert_eq!(c.dpop.nonce.secrets, vec![Secret::new(secret)]);
-        assert!(c.nonce_required(&c.routes[0]));
+        assert!(nonce_on(&c, 0));
         assert_error(
             &format!("{BASE}dpop:\n  nonce:\n    enabled: true\n"),
             9,
@@ -858,7 +860,7 @@ access_token:
             "{BASE}{routes}dpop:\n  nonce:\n    secrets: [\"{secret}\"]\n"
         ))
         .unwrap();
-        assert!(!c.nonce_required(&c.routes[0]) && c.nonce_required(&c.routes[1]));
+        assert!(!nonce_on(&c, 0) && nonce_on(&c, 1));
         assert_error(
             &format!("{BASE}{routes}"),
             9,

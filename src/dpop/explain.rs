@@ -12,7 +12,7 @@ use super::{
 
 /// The result of one check.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Finding {
+pub(crate) enum Finding {
     /// Passed; what was seen.
     Pass(String),
     /// Failed; what was compared.
@@ -23,7 +23,7 @@ pub enum Finding {
 
 /// One line of the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     /// The check's name (the metric reason label).
     pub check: &'static str,
     /// What happened.
@@ -31,7 +31,7 @@ pub struct Report {
 }
 
 /// Runs every proof check on `proof` and reports each.
-pub fn explain(
+pub(crate) fn explain(
     proof: &str,
     request: &ProofRequest<'_>,
     policy: &ProofPolicy,

@@ -16,8 +16,8 @@
 //! [`VerifiedProof::replay_key`] as the last step, so that only fully valid proofs use an
 //! entry), the nonce check (`crate::nonce`) and the token binding (`crate::token`).
 
-pub mod error;
-pub mod explain;
+pub(crate) mod error;
+pub(crate) mod explain;
 pub mod htu;
 
 pub use error::{ProofCheck, ProofError, MAX_JTI_BYTES};
@@ -146,6 +146,8 @@ pub struct VerifiedProof {
     jkt: Thumbprint,
     jti: String,
     iat: UnixTime,
+    /// Which algorithm verified the signature; only tests read it so far.
+    #[cfg_attr(not(test), allow(dead_code))]
     alg: Algorithm,
     nonce: Option<String>,
 }
@@ -158,6 +160,7 @@ impl VerifiedProof {
         self.jkt
     }
 
+    #[cfg(test)]
     /// The proof's `jti`.
     pub fn jti(&self) -> &str {
         &self.jti
@@ -168,6 +171,7 @@ impl VerifiedProof {
         self.iat
     }
 
+    #[cfg(test)]
     /// The proof's `alg`.
     pub fn alg(&self) -> Algorithm {
         self.alg

@@ -15,13 +15,13 @@ use crate::jose::Thumbprint;
 use crate::token::TokenInfo;
 
 /// The DPoP proof header (RFC 9449 §4.1); never forwarded.
-pub const DPOP: HeaderName = HeaderName::from_static("dpop");
+pub(crate) const DPOP: HeaderName = HeaderName::from_static("dpop");
 /// `X-Forwarded-For`: the chain of client addresses, ours appended.
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`: the scheme the client used.
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// `X-Forwarded-Host`: the Host (or `:authority`) the client used.
-pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// The hop-by-hop headers of RFC 9110 §7.6.1 (plus the legacy `Keep-Alive` and
 /// `Proxy-Connection`, and the proxy credentials of §11.7, which are for this hop only).
@@ -70,7 +70,7 @@ const ALIASED: [HeaderName; 8] = [
 ];
 
 /// What [`prepare_request`] needs to know about the request and its caller.
-pub struct ForwardContext<'a> {
+pub(crate) struct ForwardContext<'a> {
     /// `forward`: the authorization mode and the identity header names.
     pub config: &'a ForwardConfig,
     /// The verified caller; `None` on `auth: none` routes.
@@ -87,7 +87,7 @@ pub struct ForwardContext<'a> {
 }
 
 /// The caller of a request that passed the DPoP and token checks.
-pub struct Identity<'a> {
+pub(crate) struct Identity<'a> {
     /// The access token as presented.
     pub token: &'a str,
     /// What the token says.
@@ -99,7 +99,7 @@ pub struct Identity<'a> {
 /// Removes the hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and every header it names,
 /// `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`,
 /// `Proxy-Authorization` and `Proxy-Authenticate`. For requests and responses alike.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let nominated = nominated(headers);
     remove_where(headers, |name| is_hop_by_hop(name, &nominated));
 }
@@ -137,7 +137,7 @@ fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
 /// client-sent copies of every configured identity header (on every route, `auth: none` too);
 /// sets `Authorization` per `forward.authorization` and the identity headers when the caller
 /// is known; appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`/`-Host`.
-pub fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
+pub(crate) fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
     // 1. What the client sent that the upstream must not see or must not trust: the proof,
     // hop-by-hop headers, identity headers and (unless trusted) forwarding claims.
     let names = &ctx.config.identity_headers;

@@ -7,8 +7,8 @@
 //! hop-by-hop headers from the response. Upgrades (WebSocket) are not forwarded: `Upgrade` and
 //! `Connection` are hop-by-hop and are removed.
 
-pub mod headers;
-pub mod pool;
+pub(crate) mod headers;
+pub(crate) mod pool;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,7 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// Sends requests to the upstream over pooled connections.
 #[derive(Clone)]
-pub struct Forwarder {
+pub(crate) struct Forwarder {
     pool: Arc<pool::Pool>,
     /// `Host` for a request that has none (HTTP/1.0 without one).
     authority: HeaderValue,
@@ -54,7 +54,7 @@ pub enum ForwardError {
 
 impl Forwarder {
     /// A forwarder to `cfg.url`; connections are opened on first use.
-    pub fn new(cfg: &UpstreamConfig) -> Forwarder {
+    pub(crate) fn new(cfg: &UpstreamConfig) -> Forwarder {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.connect_timeout));
         connector.set_nodelay(true);
@@ -87,7 +87,7 @@ impl Forwarder {
 
     /// Sends `req` (headers already prepared, see [`headers::prepare_request`]) to the upstream
     /// and returns its response once the headers are in; both bodies stream.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         mut req: Request<GatewayBody>,
     ) -> Result<Response<GatewayBody>, ForwardError> {
@@ -146,18 +146,6 @@ fn host_of(authority: &Authority) -> String {
     }
 }
 
-// === impl ForwardError ===
-
-impl ForwardError {
-    /// A closed label for metrics: `connect`, `timeout` or `protocol`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ForwardError::Connect(_) => "connect",
-            ForwardError::Timeout { .. } => "timeout",
-            ForwardError::Other(_) => "protocol",
-        }
-    }
-}
 
 impl std::fmt::Display for ForwardError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -326,7 +314,6 @@ mod tests {
         let req = Request::get("/").body(body::empty()).unwrap();
         let err = fwd.send(req).await.unwrap_err();
         assert!(matches!(err, ForwardError::Connect(_)), "{err}");
-        assert_eq!(err.kind(), "connect");
     }
 
     #[tokio::test]
@@ -342,13 +329,11 @@ mod tests {
             matches!(err, ForwardError::Timeout { after } if after == Duration::from_millis(200)),
             "{err}"
         );
-        assert_eq!(err.kind(), "timeout");
     }
 
     #[test]
-    fn error_kinds_are_a_closed_set_and_display_says_what_failed() {
+    fn display_says_what_failed() {
         let e = ForwardError::Other("connection closed".into());
-        assert_eq!(e.kind(), "protocol");
         assert!(e.to_string().contains("connection closed"));
         let t = ForwardError::Timeout {
             after: Duration::from_secs(30),

@@ -30,13 +30,13 @@ use crate::body::GatewayBody;
 
 /// How long an idle connection is kept; under the usual 60-120 s upstream idle timeouts, so
 /// that the gateway, not the upstream, closes it.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 
 /// How often idle connections past [`IDLE_TIMEOUT`] are closed.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Keep-alive connections to one upstream.
-pub struct Pool {
+pub(crate) struct Pool {
     connector: HttpConnector,
     /// `http://authority/`: what the connector connects to.
     target: Uri,
@@ -53,7 +53,7 @@ struct Idle {
 
 /// Why a request got no response.
 #[derive(Debug)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// No connection could be opened.
     Connect(Box<dyn std::error::Error + Send + Sync>),
     /// The exchange failed on the connection.
@@ -64,7 +64,7 @@ pub enum SendError {
 
 impl Pool {
     /// A pool of connections to `target` (`http://authority/`), opened by `connector`.
-    pub fn new(connector: HttpConnector, target: Uri) -> Arc<Pool> {
+    pub(crate) fn new(connector: HttpConnector, target: Uri) -> Arc<Pool> {
         Arc::new(Pool {
             connector,
             target,
@@ -75,7 +75,7 @@ impl Pool {
 
     /// Sends `req` (origin-form URI, `Host` set) and returns the response once its head is in.
     /// Its body, read to the end, returns the connection to the pool.
-    pub async fn send(
+    pub(crate) async fn send(
         self: &Arc<Self>,
         mut req: Request<GatewayBody>,
     ) -> Result<Response<PooledBody>, SendError> {
@@ -109,7 +109,8 @@ impl Pool {
     }
 
     /// Idle connections now held.
-    pub fn idle_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn idle_count(&self) -> usize {
         self.lock().len()
     }
 
@@ -208,7 +209,7 @@ impl std::error::Error for SendError {
 
 /// A response body that returns its connection to the pool once read to the end.
 #[derive(Debug)]
-pub struct PooledBody {
+pub(crate) struct PooledBody {
     inner: Incoming,
     conn: Option<(SendRequest<GatewayBody>, Weak<Pool>)>,
 }

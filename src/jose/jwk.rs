@@ -21,7 +21,7 @@ use super::json::{present, StrMember};
 use super::{Algorithm, B64};
 
 /// The longest RSA modulus accepted, in bits (proof keys and authorization-server keys).
-pub const MAX_RSA_BITS: usize = 4096;
+pub(crate) const MAX_RSA_BITS: usize = 4096;
 
 /// A SHA-256 JWK thumbprint (RFC 7638), what `cnf.jkt` carries.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -211,6 +211,7 @@ const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
 // === impl Thumbprint ===
 
 impl Thumbprint {
+    #[cfg(test)]
     /// Wraps the 32 digest bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)

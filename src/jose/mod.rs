@@ -4,10 +4,10 @@
 //!
 //! `sign` is the client side (keygen, proof minting) used by the CLI, tests and benches.
 
-pub mod alg;
+pub(crate) mod alg;
 pub(crate) mod json;
-pub mod jwk;
-pub mod jws;
+pub(crate) mod jwk;
+pub(crate) mod jws;
 pub mod sign;
 
 pub use alg::{Algorithm, AlgorithmSet};

@@ -2,7 +2,7 @@
 //! shared by every connection and core; the Redis backend shares it between replicas.
 
 pub mod memory;
-pub mod redis;
+pub(crate) mod redis;
 
 use crate::clock::UnixTime;
 

@@ -63,7 +63,7 @@ enum Phase {
 }
 
 /// An I/O stream with the head and idle deadlines applied.
-pub struct Deadlines<IO> {
+pub(crate) struct Deadlines<IO> {
     inner: IO,
     sleep: Pin<Box<Sleep>>,
     phase: Phase,
@@ -78,18 +78,18 @@ pub struct Deadlines<IO> {
 /// The HTTP/2 streams open on one connection and when the last one closed: the service
 /// holds a [`StreamOpen`] per request, [`Deadlines`] reads it for the idle timeout.
 #[derive(Debug)]
-pub struct Streams {
+pub(crate) struct Streams {
     state: Mutex<(usize, Instant)>,
     idle: AtomicBool,
 }
 
 /// One open stream; dropped with the response body (or the request, if it never got one).
 #[derive(Debug)]
-pub struct StreamOpen(Arc<Streams>);
+pub(crate) struct StreamOpen(Arc<Streams>);
 
 /// The counters of `dpop_gateway_connection_refusals_total` [`Deadlines`] adds to.
 #[derive(Clone, Debug)]
-pub struct RefusalCounters {
+pub(crate) struct RefusalCounters {
     /// `reason="head_too_large"`.
     pub head_too_large: prometheus::IntCounter,
     /// `reason="head_timeout"`.
@@ -98,7 +98,7 @@ pub struct RefusalCounters {
 
 /// The limits [`Deadlines`] applies, from the config's `limits` block.
 #[derive(Clone, Copy, Debug)]
-pub struct HeadLimits {
+pub(crate) struct HeadLimits {
     /// `header_read_timeout`: from a head's first byte to its end.
     pub header_timeout: Duration,
     /// `idle_timeout`: between requests on a keep-alive connection.
@@ -110,7 +110,7 @@ pub struct HeadLimits {
 impl<IO> Deadlines<IO> {
     /// Wraps `inner`; `h2` when ALPN already chose HTTP/2. A new connection is given
     /// `header_timeout` for its first head, counted from the connection (slowloris).
-    pub fn new(
+    pub(crate) fn new(
         inner: IO,
         limits: HeadLimits,
         counters: RefusalCounters,
@@ -254,7 +254,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
 
 impl Streams {
     /// No stream open, the last closed now.
-    pub fn new() -> Arc<Streams> {
+    pub(crate) fn new() -> Arc<Streams> {
         Arc::new(Streams {
             state: Mutex::new((0, Instant::now())),
             idle: AtomicBool::new(false),
@@ -262,12 +262,12 @@ impl Streams {
     }
 
     /// Whether this HTTP/2 connection has had no stream open for `idle_timeout`.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.idle.load(Ordering::Relaxed)
     }
 
     /// Counts a stream open until the returned guard drops.
-    pub fn open(self: &Arc<Self>) -> StreamOpen {
+    pub(crate) fn open(self: &Arc<Self>) -> StreamOpen {
         self.lock().0 += 1;
         StreamOpen(Arc::clone(self))
     }

@@ -2,8 +2,8 @@
 //! main and admin listeners, and returns a [`Running`] handle that drains on shutdown.
 
 mod cert_expiry;
-pub mod deadline;
-pub mod listener;
+pub(crate) mod deadline;
+pub(crate) mod listener;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -12,16 +12,16 @@ use moka::Expiry;
 use super::TokenInfo;
 
 /// A token's cache key: SHA-256 of the token text. The token itself is never stored.
-pub type TokenKey = [u8; 32];
+pub(crate) type TokenKey = [u8; 32];
 
 /// Verified tokens, bounded in number and in lifetime.
-pub struct TokenCache {
+pub(crate) struct TokenCache {
     inner: Cache<TokenKey, CachedToken>,
 }
 
 /// What is remembered about a verified token.
 #[derive(Clone, Debug)]
-pub struct CachedToken {
+pub(crate) struct CachedToken {
     /// What the token says.
     pub info: Arc<TokenInfo>,
     /// Its `nbf`, re-checked on every hit.
@@ -34,7 +34,7 @@ pub struct CachedToken {
 
 /// The longest a verdict is cached, whatever the token's `exp`: long-lived tokens are re-verified
 /// this often, and moka never sees a duration that could overflow its clock.
-pub const MAX_TTL: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(3600);
 
 /// Per-entry expiry for moka: each entry lives its own [`Ttl::ttl`].
 pub(crate) struct OwnTtl;
@@ -49,7 +49,7 @@ pub(crate) trait Ttl {
 
 impl TokenCache {
     /// A cache of at most `capacity` tokens.
-    pub fn new(capacity: u64) -> Self {
+    pub(crate) fn new(capacity: u64) -> Self {
         Self {
             inner: Cache::builder()
                 .max_capacity(capacity)
@@ -59,7 +59,7 @@ impl TokenCache {
     }
 
     /// The cache key of `token`.
-    pub fn key(token: &str) -> TokenKey {
+    pub(crate) fn key(token: &str) -> TokenKey {
         let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
         let mut key = [0u8; 32];
         key.copy_from_slice(digest.as_ref());
@@ -67,13 +67,13 @@ impl TokenCache {
     }
 
     /// The entry for `key`, if cached and not yet expired by moka.
-    pub fn get(&self, key: &TokenKey) -> Option<CachedToken> {
+    pub(crate) fn get(&self, key: &TokenKey) -> Option<CachedToken> {
         self.inner.get(key)
     }
 
     /// Remembers a verified token until its `exp` (seen from `now`). A token without `exp`, or
     /// already at it, is not cached.
-    pub fn insert(
+    pub(crate) fn insert(
         &self,
         key: TokenKey,
         info: Arc<TokenInfo>,
@@ -99,12 +99,13 @@ impl TokenCache {
     }
 
     /// Drops `key`.
-    pub fn remove(&self, key: &TokenKey) {
+    #[cfg(test)]
+    pub(crate) fn remove(&self, key: &TokenKey) {
         self.inner.invalidate(key);
     }
 
     /// Drops every entry (a key-set change).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.inner.invalidate_all();
     }
 }

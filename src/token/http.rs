@@ -23,14 +23,14 @@ use rustls::{ClientConfig, RootCertStore};
 use crate::error_chain;
 
 /// The longest a TCP connect (and TLS handshake start) to the authorization server may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The longest one exchange may take, from sending the request to the last body byte.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The largest response body read from the authorization server (a JWKS or metadata document
 /// is a few KiB; this only stops a misbehaving server from filling memory).
-pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// Idle pooled connections are closed after this long (introspection reuses them).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);

@@ -27,10 +27,10 @@ use super::{Counters, TokenError, TokenFailure, TokenInfo};
 /// An inactive (or otherwise refused) answer is remembered at most this long: long enough to
 /// absorb a burst of retries with a revoked token, short enough that a token the AS starts
 /// accepting (clock skew between issue and introspection) is soon asked about again.
-pub const REFUSED_TTL: Duration = Duration::from_secs(10);
+pub(crate) const REFUSED_TTL: Duration = Duration::from_secs(10);
 
 /// Introspection answers kept in memory at most.
-pub const CACHE_CAPACITY: u64 = 100_000;
+pub(crate) const CACHE_CAPACITY: u64 = 100_000;
 
 /// What `access_token` says about introspected tokens.
 #[derive(Clone, Debug)]
@@ -75,7 +75,7 @@ struct Cached {
 
 /// What an answer says: the verdict, and the `nbf` to re-check on cache hits.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Answer {
+pub(crate) struct Answer {
     /// The token's claims, or why it is refused.
     pub verdict: Result<Arc<TokenInfo>, TokenFailure>,
     /// Its `nbf`.
@@ -186,7 +186,7 @@ impl Introspector {
 /// Reads an RFC 7662 §2.2 answer: `active`, then `token_type`, `iss`, `aud`, `exp`, `nbf` and
 /// `cnf.jkt` when present. An answer without a boolean `active` is unparseable, hence
 /// [`TokenFailure::Unavailable`].
-pub fn read_answer(
+pub(crate) fn read_answer(
     answer: &Map<String, Value>,
     policy: &IntrospectionPolicy,
     now: UnixTime,
@@ -303,7 +303,7 @@ fn basic_authorization(client_id: &str, client_secret: &str) -> Result<HeaderVal
 
 /// `application/x-www-form-urlencoded` (RFC 6749 Appendix B, WHATWG URL §5.2): alphanumerics
 /// and `*-._` stay, space is `+`, every other byte is `%XX`.
-pub fn form_urlencode(s: &str) -> String {
+pub(crate) fn form_urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {

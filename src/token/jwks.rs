@@ -22,16 +22,16 @@ use super::jwt::{JwkSet, JwtValidator};
 use super::{Counters, TokenError, TokenFailure, TokenInfo};
 
 /// The least time between two fetches that a token (unknown `kid`, keys never loaded) triggers.
-pub const REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Refresh interval without a usable `Cache-Control: max-age`.
-pub const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
 
 /// `max-age` is clamped to at least this ...
-pub const MIN_REFRESH: Duration = Duration::from_secs(60);
+pub(crate) const MIN_REFRESH: Duration = Duration::from_secs(60);
 
 /// ... and at most this.
-pub const MAX_REFRESH: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_REFRESH: Duration = Duration::from_secs(24 * 3600);
 
 /// After a failed background fetch, the next try comes after this, doubling up to
 /// [`MIN_REFRESH`].
@@ -64,7 +64,7 @@ pub struct RemoteKeys {
 
 /// Why keys could not be fetched.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeyFetchError {
+pub(crate) enum KeyFetchError {
     /// The issuer URL cannot be turned into metadata URLs (RFC 8414 §2: https, no query or
     /// fragment).
     IssuerUrl(String),
@@ -341,7 +341,7 @@ async fn fetch_jwks(client: &AsClient, url: &str) -> Result<(JwkSet, Duration), 
 
 /// The metadata URLs to try for `issuer`, in order: RFC 8414 §3.1 (the well-known segment goes
 /// between the host and the issuer's path) and OpenID Connect Discovery 1.0 §4 (appended).
-pub fn metadata_urls(issuer: &str) -> Result<[String; 2], KeyFetchError> {
+pub(crate) fn metadata_urls(issuer: &str) -> Result<[String; 2], KeyFetchError> {
     let bad = || KeyFetchError::IssuerUrl(issuer.to_owned());
     let (scheme, rest) = issuer.split_once("://").ok_or_else(bad)?;
     if !(scheme == "https" || scheme == "http") || rest.contains(['?', '#']) {
@@ -365,7 +365,7 @@ pub fn metadata_urls(issuer: &str) -> Result<[String; 2], KeyFetchError> {
 /// How long until the next refresh: `Cache-Control: max-age` clamped to
 /// [[`MIN_REFRESH`], [`MAX_REFRESH`]]; `no-cache`/`no-store` mean the minimum; otherwise
 /// [`DEFAULT_REFRESH`].
-pub fn refresh_interval(cache_control: Option<&str>) -> Duration {
+pub(crate) fn refresh_interval(cache_control: Option<&str>) -> Duration {
     let Some(cc) = cache_control else {
         return DEFAULT_REFRESH;
     };

@@ -2,10 +2,10 @@
 //! JWT with keys from a file or from the authorization server, or RFC 7662 introspection) and
 //! how it is bound to a proof ([`check_binding`]).
 
-pub mod cache;
-pub mod http;
-pub mod introspection;
-pub mod jwks;
+pub(crate) mod cache;
+pub(crate) mod http;
+pub(crate) mod introspection;
+pub(crate) mod jwks;
 pub mod jwt;
 
 use crate::jose::clip;
