@@ -36,6 +36,11 @@ const MEM_ENV: &str = "DPOP_BENCH_REPLAY_MEM";
 const ENTRIES: u64 = 1_000_000;
 
 /// A key that looks like `replay_key()` output: SHA-256 of the counter, truncated.
+/// A counter in no registry: the bench measures the store, not the exposition.
+fn expired_counter() -> prometheus::IntCounter {
+    prometheus::IntCounter::new("expired", "expired").unwrap()
+}
+
 fn key(n: u64) -> [u8; 16] {
     let d = ring::digest::digest(&ring::digest::SHA256, &n.to_le_bytes());
     let mut k = [0u8; 16];
@@ -69,7 +74,7 @@ fn benches(c: &mut Criterion) -> Vec<(String, String)> {
         })
     });
     {
-        let store = MemoryStore::new(2_000_000, 1);
+        let store = MemoryStore::new(2_000_000, 1, expired_counter());
         for n in 0..prefill {
             store_insert(&store, n);
         }
@@ -126,7 +131,7 @@ fn fill_in_child(which: &str) {
             // A million live entries the way a gateway holds them: 16,667 proofs a second for
             // 4 minutes with a 60 s window, so three windows' worth expire and are replaced.
             let rate = ENTRIES / 60;
-            let store = MemoryStore::new(ENTRIES as usize * 11 / 10, 60);
+            let store = MemoryStore::new(ENTRIES as usize * 11 / 10, 60, expired_counter());
             for n in 0..rate * 240 {
                 let _ = store.check_and_insert(key(n), UnixTime(NOW.as_secs() + n / rate));
             }
@@ -136,7 +141,7 @@ fn fill_in_child(which: &str) {
             return;
         }
         "memory" => {
-            let store = MemoryStore::new(ENTRIES as usize * 11 / 10, 60);
+            let store = MemoryStore::new(ENTRIES as usize * 11 / 10, 60, expired_counter());
             for k in &keys {
                 let _ = store.check_and_insert(*k, NOW);
             }

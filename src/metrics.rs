@@ -70,8 +70,6 @@ pub struct Metrics {
     /// `dpop_gateway_jwks_last_success_timestamp_seconds`: when the token signing keys were
     /// last loaded (file read or fetch); the keys' age is `time() - this`.
     pub jwks_last_success: IntGauge,
-    /// The token validator's counters as last exported (they are monotonic; metrics get deltas).
-    token_seen: std::sync::Arc<std::sync::Mutex<crate::token::TokenStats>>,
 }
 
 /// Holds a gauge one higher for as long as it lives (a connection, a request in flight),
@@ -222,7 +220,6 @@ impl Metrics {
                 "dpop_gateway_jwks_last_success_timestamp_seconds",
                 "Unix time the access-token signing keys were last loaded (0: never).",
             )?,
-            token_seen: Default::default(),
             registry,
         };
         m.register_all()?;
@@ -307,48 +304,6 @@ impl Metrics {
         self.request_duration
             .with_label_values(&[route, outcome])
             .observe(elapsed.as_secs_f64());
-    }
-
-    /// Brings `dpop_gateway_replay_cache_expired_total` up to the store's running total.
-    pub fn sync_replay_expired(&self, total: u64) {
-        // Under the token lock: two concurrent scrapes must not both add the same delta.
-        let _seen = self.token_seen.lock().unwrap_or_else(|e| e.into_inner());
-        let delta = total.saturating_sub(self.replay_expired.get());
-        self.replay_expired.inc_by(delta);
-    }
-
-    /// Brings the token counters up to `now` (the validator keeps monotonic totals).
-    pub fn sync_token_stats(&self, now: crate::token::TokenStats, unix_now: u64) {
-        let mut seen = self.token_seen.lock().unwrap_or_else(|e| e.into_inner());
-        let d = |new: u64, old: u64| new.saturating_sub(old);
-        self.token_cache.with_label_values(&["hit"]).inc_by(
-            d(now.jwt_cache_hits, seen.jwt_cache_hits)
-                + d(now.introspection_cache_hits, seen.introspection_cache_hits),
-        );
-        self.token_cache.with_label_values(&["miss"]).inc_by(
-            d(now.jwt_cache_misses, seen.jwt_cache_misses)
-                + d(now.introspections, seen.introspections),
-        );
-        let fetch_fail = d(now.key_fetch_failures, seen.key_fetch_failures);
-        if now.key_fetches > seen.key_fetches {
-            self.jwks_last_success
-                .set(i64::try_from(unix_now).unwrap_or(i64::MAX));
-        }
-        self.jwks_fetches
-            .with_label_values(&["success"])
-            .inc_by(d(now.key_fetches, seen.key_fetches));
-        self.jwks_fetches
-            .with_label_values(&["failure"])
-            .inc_by(fetch_fail);
-        let intro_fail = d(now.introspection_failures, seen.introspection_failures);
-        let intro_all = d(now.introspections, seen.introspections);
-        self.introspections
-            .with_label_values(&["success"])
-            .inc_by(intro_all.saturating_sub(intro_fail));
-        self.introspections
-            .with_label_values(&["failure"])
-            .inc_by(intro_fail);
-        *seen = now;
     }
 
     /// The text exposition format.

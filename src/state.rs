@@ -22,7 +22,7 @@ use crate::token::http::AsClient;
 use crate::token::introspection::{IntrospectionPolicy, Introspector};
 use crate::token::jwks::{KeyLocation, RemoteKeys};
 use crate::token::jwt::{JwkSet, JwtPolicy, JwtValidator};
-use crate::token::{Counters, TokenValidator};
+use crate::token::{TokenMetrics, TokenValidator};
 
 /// Verified access tokens kept in memory at most.
 const TOKEN_CACHE_CAPACITY: u64 = 100_000;
@@ -122,7 +122,10 @@ pub(crate) fn proof_policy(config: &Config) -> ProofPolicy {
 /// The token validator for `access_token`: a `jwks_file` is read now (an error stops the start);
 /// remote keys are fetched in the background (the gateway starts even if the authorization
 /// server is down, and is not ready until they are loaded).
-pub(crate) fn build_tokens(at: &AccessTokenConfig) -> Result<TokenValidator, StartError> {
+pub(crate) fn build_tokens(
+    at: &AccessTokenConfig,
+    metrics: TokenMetrics,
+) -> Result<TokenValidator, StartError> {
     let policy = JwtPolicy {
         issuer: at.issuer.clone(),
         audience: at.audience.clone().unwrap_or_default(),
@@ -134,7 +137,6 @@ pub(crate) fn build_tokens(at: &AccessTokenConfig) -> Result<TokenValidator, Sta
         AsClient::new(at.ca_file.as_deref())
             .map_err(|e| StartError(format!("access_token.ca_file: {e}")))
     };
-    let counters = Arc::new(Counters::default());
     match (at.format, &at.keys) {
         (TokenFormat::Jwt, KeySource::File(path)) => {
             let bytes = std::fs::read(path).map_err(|e| {
@@ -153,6 +155,7 @@ pub(crate) fn build_tokens(at: &AccessTokenConfig) -> Result<TokenValidator, Sta
                 policy,
                 keys,
                 TOKEN_CACHE_CAPACITY,
+                metrics,
             )))
         }
         (TokenFormat::Jwt, source) => {
@@ -162,8 +165,9 @@ pub(crate) fn build_tokens(at: &AccessTokenConfig) -> Result<TokenValidator, Sta
                     issuer: at.issuer.clone(),
                 },
             };
-            let validator = JwtValidator::new(policy, JwkSet::default(), TOKEN_CACHE_CAPACITY);
-            let keys = Arc::new(RemoteKeys::new(validator, location, client()?, counters));
+            let validator =
+                JwtValidator::new(policy, JwkSet::default(), TOKEN_CACHE_CAPACITY, metrics);
+            let keys = Arc::new(RemoteKeys::new(validator, location, client()?));
             RemoteKeys::spawn_refresh(&keys);
             Ok(TokenValidator::RemoteJwt(keys))
         }
@@ -185,7 +189,7 @@ pub(crate) fn build_tokens(at: &AccessTokenConfig) -> Result<TokenValidator, Sta
                 i.client_secret.expose(),
                 client()?,
                 policy,
-                counters,
+                metrics,
             )
             .map(|i| TokenValidator::Introspection(Box::new(i)))
             .map_err(|e| StartError(format!("access_token.introspection: {e}")))
@@ -201,7 +205,7 @@ impl State {
         clock: Arc<dyn Clock>,
         metrics: Metrics,
     ) -> Result<State, StartError> {
-        let tokens = build_tokens(&config.access_token)?;
+        let tokens = build_tokens(&config.access_token, TokenMetrics::of(&metrics))?;
         let ttl = config.dpop.proof_max_age.as_secs() + config.dpop.clock_skew.as_secs();
         let process_start = match &config.replay_cache.backend {
             ReplayBackend::Memory { .. } => {
@@ -214,7 +218,11 @@ impl State {
                 metrics
                     .replay_capacity
                     .set(i64::try_from(*capacity).unwrap_or(i64::MAX));
-                ReplayStore::Memory(MemoryStore::new(*capacity, ttl))
+                ReplayStore::Memory(MemoryStore::new(
+                    *capacity,
+                    ttl,
+                    metrics.replay_expired.clone(),
+                ))
             }
             ReplayBackend::Redis {
                 url,

@@ -17,7 +17,9 @@ use dpop_gateway::clock::UnixTime;
 use dpop_gateway::dpop::{ProofPolicy, ProofRequest};
 use dpop_gateway::jose::sign::{PrivateJwk, ProofClaims};
 use dpop_gateway::jose::Algorithm;
+use dpop_gateway::metrics::Metrics;
 use dpop_gateway::token::jwt::{JwkSet, JwtPolicy, JwtValidator};
+use dpop_gateway::token::TokenMetrics;
 use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use serde_json::{json, Value};
 
@@ -235,6 +237,7 @@ impl Issuer {
             policy,
             JwkSet::from_json(&self.jwks).unwrap(),
             cache_capacity,
+            TokenMetrics::of(&Metrics::new().unwrap()),
         )
     }
 }

@@ -146,7 +146,6 @@ fn host_of(authority: &Authority) -> String {
     }
 }
 
-
 impl std::fmt::Display for ForwardError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

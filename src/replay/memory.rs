@@ -26,10 +26,11 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::clock::UnixTime;
+use prometheus::IntCounter;
 
 use super::{Admission, StoreError};
 
@@ -49,8 +50,9 @@ pub struct MemoryStore {
     capacity: usize,
     ttl_secs: u64,
     len: AtomicUsize,
-    /// Entries removed because their window passed (never a live one).
-    expired: AtomicU64,
+    /// `dpop_gateway_replay_cache_expired_total`: entries removed because their window
+    /// passed. The store evicts nothing else: a live entry stays until it expires.
+    expired: IntCounter,
 }
 
 /// One shard: the live keys and their expiry queue, always holding the same keys.
@@ -81,8 +83,9 @@ struct PassThrough(u64);
 // === impl MemoryStore ===
 
 impl MemoryStore {
-    /// A store of at most `capacity` live entries, each living `ttl_secs`.
-    pub fn new(capacity: usize, ttl_secs: u64) -> Self {
+    /// A store of at most `capacity` live entries, each living `ttl_secs`; expired entries
+    /// are counted in `expired`.
+    pub fn new(capacity: usize, ttl_secs: u64, expired: IntCounter) -> Self {
         let shard_count = shard_count_for(capacity);
         let per_shard = capacity.div_ceil(shard_count);
         let shards = (0..shard_count)
@@ -101,7 +104,7 @@ impl MemoryStore {
             capacity,
             ttl_secs,
             len: AtomicUsize::new(0),
-            expired: AtomicU64::new(0),
+            expired,
         }
     }
 
@@ -117,7 +120,7 @@ impl MemoryStore {
         let swept = shard.sweep(now);
         if swept > 0 {
             self.len.fetch_sub(swept, Ordering::Relaxed);
-            self.expired.fetch_add(swept as u64, Ordering::Relaxed);
+            self.expired.inc_by(swept as u64);
         }
 
         if shard.set.contains(&key) {
@@ -142,12 +145,6 @@ impl MemoryStore {
         });
         self.len.fetch_add(1, Ordering::Relaxed);
         Ok(Admission::Fresh)
-    }
-
-    /// Entries removed so far because their replay window had passed. The store evicts
-    /// nothing else: a live entry stays until it expires.
-    pub fn expired(&self) -> u64 {
-        self.expired.load(Ordering::Relaxed)
     }
 
     /// Live entries (approximate while others insert; expired entries count until swept).
@@ -249,6 +246,10 @@ mod tests {
 
     use super::*;
 
+    fn counter() -> IntCounter {
+        IntCounter::new("expired", "expired").unwrap()
+    }
+
     const T0: UnixTime = UnixTime(1_700_000_000);
 
     /// A key whose shard bits (bytes 8..16) are `shard` and whose hash bits are `n`.
@@ -262,7 +263,7 @@ mod tests {
 
     #[test]
     fn first_use_is_fresh_and_second_is_replayed() {
-        let store = MemoryStore::new(1000, 60);
+        let store = MemoryStore::new(1000, 60, counter());
         assert_eq!(store.check_and_insert(key(1), T0), Ok(Admission::Fresh));
         assert_eq!(store.check_and_insert(key(1), T0), Ok(Admission::Replayed));
         assert_eq!(store.check_and_insert(key(2), T0), Ok(Admission::Fresh));
@@ -271,7 +272,7 @@ mod tests {
 
     #[test]
     fn entry_is_live_through_its_expiry_second() {
-        let store = MemoryStore::new(1000, 60);
+        let store = MemoryStore::new(1000, 60, counter());
         store.check_and_insert(key(1), T0).unwrap();
         let at_expiry = UnixTime(T0.0 + 60);
         assert_eq!(
@@ -282,18 +283,18 @@ mod tests {
 
     #[test]
     fn expiry_frees_the_entry() {
-        let store = MemoryStore::new(1000, 60);
+        let store = MemoryStore::new(1000, 60, counter());
         store.check_and_insert(key(1), T0).unwrap();
         let after = UnixTime(T0.0 + 61);
         assert_eq!(store.check_and_insert(key(2), after), Ok(Admission::Fresh));
         assert_eq!(store.len(), 1, "key 1 swept");
-        assert_eq!(store.expired(), 1);
+        assert_eq!(store.expired.get(), 1);
         assert_eq!(store.check_and_insert(key(1), after), Ok(Admission::Fresh));
     }
 
     #[test]
     fn clock_going_backwards_keeps_entries_live_and_ordered() {
-        let store = MemoryStore::new(10, 60);
+        let store = MemoryStore::new(10, 60, counter());
         store.check_and_insert(key(1), T0).unwrap();
         // Inserted "earlier", but it must not expire before key 1.
         store.check_and_insert(key(2), UnixTime(T0.0 - 30)).unwrap();
@@ -304,7 +305,7 @@ mod tests {
 
     #[test]
     fn full_store_refuses_with_seconds_until_the_oldest_expires() {
-        let store = MemoryStore::new(3, 60);
+        let store = MemoryStore::new(3, 60, counter());
         assert_eq!(store.shards.len(), 1);
         store.check_and_insert(key(1), T0).unwrap();
         store.check_and_insert(key(2), UnixTime(T0.0 + 10)).unwrap();
@@ -319,7 +320,7 @@ mod tests {
 
     #[test]
     fn full_store_still_reports_replays_and_evicts_nothing() {
-        let store = MemoryStore::new(2, 60);
+        let store = MemoryStore::new(2, 60, counter());
         store.check_and_insert(key(1), T0).unwrap();
         store.check_and_insert(key(2), T0).unwrap();
         assert!(store.check_and_insert(key(3), T0).is_err());
@@ -329,7 +330,7 @@ mod tests {
 
     #[test]
     fn full_store_retry_after_is_at_least_one_second() {
-        let store = MemoryStore::new(1, 60);
+        let store = MemoryStore::new(1, 60, counter());
         store.check_and_insert(key(1), T0).unwrap();
         let at_expiry = UnixTime(T0.0 + 60);
         assert_eq!(
@@ -343,7 +344,7 @@ mod tests {
     #[test]
     fn capacity_not_divisible_by_shard_count_rounds_each_shard_up() {
         // 5000 / 1024 -> 4 shards of ceil(5000 / 4) = 1250.
-        let store = MemoryStore::new(5000, 60);
+        let store = MemoryStore::new(5000, 60, counter());
         assert_eq!(store.shards.len(), 4);
         assert_eq!(store.capacity(), 5000);
         for n in 0..1250 {
@@ -364,16 +365,16 @@ mod tests {
 
     #[test]
     fn large_capacity_uses_all_shards() {
-        let store = MemoryStore::new(1_000_000, 60);
+        let store = MemoryStore::new(1_000_000, 60, counter());
         assert_eq!(store.shards.len(), MAX_SHARDS);
         assert_eq!(store.per_shard, 15_625);
-        let odd = MemoryStore::new(1_000_001, 60);
+        let odd = MemoryStore::new(1_000_001, 60, counter());
         assert_eq!(odd.per_shard, 15_626);
     }
 
     #[test]
     fn concurrent_copies_of_one_key_admit_exactly_one() {
-        let store = Arc::new(MemoryStore::new(1_000_000, 60));
+        let store = Arc::new(MemoryStore::new(1_000_000, 60, counter()));
         let fresh = AtomicUsize::new(0);
         std::thread::scope(|s| {
             for _ in 0..8 {
@@ -408,7 +409,7 @@ mod tests {
             line.split_whitespace().nth(1).unwrap().parse().unwrap()
         }
         let before = rss_kib();
-        let store = MemoryStore::new(1_000_000, 60);
+        let store = MemoryStore::new(1_000_000, 60, counter());
         let mut n = 0u64;
         while store.len() < 1_000_000 {
             // Keys as a digest would give them: spread over every bit.

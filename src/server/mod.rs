@@ -127,16 +127,11 @@ impl Running {
         }
         let scrape_state = state_for_watch.clone();
         let before_scrape: admin::BeforeScrape = Arc::new(move || {
-            scrape_state.metrics.sync_token_stats(
-                scrape_state.tokens.stats(),
-                scrape_state.clock.now().as_secs(),
-            );
             if let ReplayStore::Memory(m) = &scrape_state.replay {
                 let metrics = &scrape_state.metrics;
                 metrics
                     .replay_entries
                     .set(i64::try_from(m.len()).unwrap_or(i64::MAX));
-                metrics.sync_replay_expired(m.expired());
             }
         });
         let admin = tokio::spawn(admin::serve(

@@ -8,7 +8,6 @@
 //! [`REFUSED_TTL`]. An outage (connect error, timeout, a status other than 200, an unparseable
 //! answer) is [`TokenFailure::Unavailable`] (503), never a 401, and is not cached.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ use crate::clock::UnixTime;
 use super::cache::{OwnTtl, TokenCache, TokenKey, Ttl, MAX_TTL};
 use super::http::AsClient;
 use super::jwt::{check_exp, check_nbf, cnf_jkt, numeric_date};
-use super::{Counters, TokenError, TokenFailure, TokenInfo};
+use super::{TokenError, TokenFailure, TokenInfo, TokenMetrics};
 
 /// An inactive (or otherwise refused) answer is remembered at most this long: long enough to
 /// absorb a burst of retries with a revoked token, short enough that a token the AS starts
@@ -52,7 +51,7 @@ pub struct Introspector {
     client: AsClient,
     policy: IntrospectionPolicy,
     cache: Cache<TokenKey, Cached>,
-    counters: Arc<Counters>,
+    metrics: TokenMetrics,
     /// Bounds the requests in flight to the authorization server: a flood of new tokens (each
     /// with a valid self-made proof) cannot turn into a flood of introspection calls.
     in_flight: tokio::sync::Semaphore,
@@ -92,7 +91,7 @@ impl Introspector {
         client_secret: &str,
         client: AsClient,
         policy: IntrospectionPolicy,
-        counters: Arc<Counters>,
+        metrics: TokenMetrics,
     ) -> Result<Introspector, String> {
         Ok(Introspector {
             endpoint,
@@ -103,14 +102,9 @@ impl Introspector {
                 .max_capacity(CACHE_CAPACITY)
                 .expire_after(OwnTtl)
                 .build(),
-            counters,
+            metrics,
             in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         })
-    }
-
-    /// The request counters.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
     }
 
     /// Validates `token` at `now`: from the cache, else by asking the endpoint.
@@ -121,9 +115,7 @@ impl Introspector {
     ) -> Result<Arc<TokenInfo>, TokenFailure> {
         let key = TokenCache::key(token);
         if let Some(hit) = self.cache.get(&key) {
-            self.counters
-                .introspection_cache_hits
-                .fetch_add(1, Ordering::Relaxed);
+            self.metrics.cache_hits.inc();
             let info = hit.verdict?;
             // moka's clock is not ours: the time checks run again on every hit.
             if let Some(exp) = info.exp {
@@ -139,13 +131,14 @@ impl Introspector {
                 "too many introspection requests in flight".into(),
             ));
         };
-        self.counters.introspections.fetch_add(1, Ordering::Relaxed);
+        self.metrics.cache_misses.inc();
         let answer = match self.ask(token).await {
-            Ok(answer) => answer,
+            Ok(answer) => {
+                self.metrics.introspections.inc();
+                answer
+            }
             Err(why) => {
-                self.counters
-                    .introspection_failures
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.introspection_failures.inc();
                 tracing::warn!(endpoint = %self.endpoint, %why, "token introspection failed");
                 return Err(TokenFailure::Unavailable(why));
             }

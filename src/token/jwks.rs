@@ -19,7 +19,7 @@ use crate::clock::{monotonic, UnixTime};
 
 use super::http::AsClient;
 use super::jwt::{JwkSet, JwtValidator};
-use super::{Counters, TokenError, TokenFailure, TokenInfo};
+use super::{TokenError, TokenFailure, TokenInfo};
 
 /// The least time between two fetches that a token (unknown `kid`, keys never loaded) triggers.
 pub(crate) const REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
@@ -59,7 +59,6 @@ pub struct RemoteKeys {
     /// Fetch attempts finished; a waiter that sees it change shares that attempt's result.
     attempts: AtomicU64,
     loaded: AtomicBool,
-    counters: Arc<Counters>,
 }
 
 /// Why keys could not be fetched.
@@ -116,12 +115,7 @@ struct Flight {
 
 impl RemoteKeys {
     /// Keys from `location`, none loaded yet; call [`RemoteKeys::spawn_refresh`] to load them.
-    pub fn new(
-        validator: JwtValidator,
-        location: KeyLocation,
-        client: AsClient,
-        counters: Arc<Counters>,
-    ) -> RemoteKeys {
+    pub fn new(validator: JwtValidator, location: KeyLocation, client: AsClient) -> RemoteKeys {
         RemoteKeys {
             validator,
             location,
@@ -129,24 +123,12 @@ impl RemoteKeys {
             flight: tokio::sync::Mutex::new(Flight::default()),
             attempts: AtomicU64::new(0),
             loaded: AtomicBool::new(false),
-            counters,
         }
     }
 
     /// Whether keys were loaded at least once.
     pub fn keys_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
-    }
-
-    /// The fetch counters.
-    /// The verified-token cache lookups: (hits, misses).
-    pub fn cache_stats(&self) -> (u64, u64) {
-        self.validator.cache_stats()
-    }
-
-    /// What the key fetches did so far.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
     }
 
     /// Starts the background task: a fetch now, then one per refresh interval (or sooner after
@@ -230,14 +212,19 @@ impl RemoteKeys {
     async fn fetch_locked(&self, flight: &mut Flight) -> Result<Duration, KeyFetchError> {
         let result = self.fetch_keys(flight).await;
         match &result {
-            Ok(_) => self.counters.key_fetches.fetch_add(1, Ordering::Relaxed),
+            Ok(_) => {
+                let metrics = self.validator.metrics();
+                metrics.key_fetches.inc();
+                let now = crate::clock::Clock::now(&crate::clock::SystemClock).as_secs();
+                metrics
+                    .keys_loaded_at
+                    .set(i64::try_from(now).unwrap_or(i64::MAX));
+            }
             Err(error) => {
                 tracing::warn!(%error, "access token keys not refreshed; the last good keys stay");
-                self.counters
-                    .key_fetch_failures
-                    .fetch_add(1, Ordering::Relaxed)
+                self.validator.metrics().key_fetch_failures.inc();
             }
-        };
+        }
         self.attempts.fetch_add(1, Ordering::AcqRel);
         result
     }

@@ -6,7 +6,6 @@
 //! (`jose::json`): a member the checks read that appears twice refuses the token (or skips the
 //! JWKS entry), where a `serde_json::Map` would keep the last one.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::de::IgnoredAny;
@@ -22,7 +21,7 @@ use crate::jose::jwk::JwkMembers;
 use crate::jose::{clip, Algorithm, AlgorithmSet, CompactJws, JwkError, PublicJwk, Thumbprint};
 
 use super::cache::TokenCache;
-use super::{TokenError, TokenInfo};
+use super::{TokenError, TokenInfo, TokenMetrics};
 
 /// A JWKS: the authorization server's public keys.
 #[derive(Clone, Debug, Default)]
@@ -51,8 +50,7 @@ pub struct JwtValidator {
     policy: JwtPolicy,
     keys: RwLock<KeyState>,
     cache: TokenCache,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    metrics: TokenMetrics,
 }
 
 /// The longest access token accepted, in bytes (checked before decoding).
@@ -186,8 +184,14 @@ impl JwkSet {
 // === impl JwtValidator ===
 
 impl JwtValidator {
-    /// A validator with these keys; `cache_capacity` bounds the verified-token cache.
-    pub fn new(policy: JwtPolicy, keys: JwkSet, cache_capacity: u64) -> Self {
+    /// A validator with these keys; `cache_capacity` bounds the verified-token cache; cache
+    /// lookups are counted in `metrics`.
+    pub fn new(
+        policy: JwtPolicy,
+        keys: JwkSet,
+        cache_capacity: u64,
+        metrics: TokenMetrics,
+    ) -> Self {
         Self {
             policy,
             keys: RwLock::new(KeyState {
@@ -195,17 +199,13 @@ impl JwtValidator {
                 generation: 0,
             }),
             cache: TokenCache::new(cache_capacity),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            metrics,
         }
     }
 
-    /// Verified-token cache lookups so far: (hits, misses).
-    pub fn cache_stats(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
+    /// The counters this validator increments.
+    pub(crate) fn metrics(&self) -> &TokenMetrics {
+        &self.metrics
     }
 
     /// Replaces the key set (a JWKS reload); cached tokens signed by removed keys are dropped.
@@ -234,11 +234,11 @@ impl JwtValidator {
                     check_exp(exp.as_secs(), now.as_secs(), self.policy.leeway)?;
                 }
                 check_nbf(hit.nbf, now.as_secs(), self.policy.leeway)?;
-                self.hits.fetch_add(1, Ordering::Relaxed);
+                self.metrics.cache_hits.inc();
                 return Ok(hit.info);
             }
         }
-        self.misses.fetch_add(1, Ordering::Relaxed);
+        self.metrics.cache_misses.inc();
         let verified = verify(token, &keys, &self.policy, now)?;
         let info = Arc::new(verified.info);
         self.cache.insert(
@@ -471,6 +471,12 @@ fn date(member: NumMember, name: &str) -> Result<Option<u64>, TokenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A validator counting into a registry of its own.
+    fn validator(policy: JwtPolicy, keys: JwkSet, cache_capacity: u64) -> JwtValidator {
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        JwtValidator::new(policy, keys, cache_capacity, TokenMetrics::of(&metrics))
+    }
     use crate::jose::sign::PrivateJwk;
     use crate::token::TokenCheck;
     use base64::Engine as _;
@@ -526,7 +532,7 @@ mod tests {
 
     fn fixture() -> Fixture {
         let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
-        let validator = JwtValidator::new(policy(), jwks(&[(&key, "k1")]), 100);
+        let validator = validator(policy(), jwks(&[(&key, "k1")]), 100);
         Fixture { key, validator }
     }
 
@@ -560,7 +566,7 @@ mod tests {
     fn every_algorithm_verifies() {
         for alg in Algorithm::ALL {
             let key = PrivateJwk::generate(alg).unwrap();
-            let v = JwtValidator::new(policy(), jwks(&[(&key, "k")]), 10);
+            let v = validator(policy(), jwks(&[(&key, "k")]), 10);
             assert!(
                 v.validate(&sign(&key, Some("k"), &claims()), UnixTime(NOW))
                     .is_ok(),
@@ -626,7 +632,7 @@ mod tests {
             f.check(&sign_typ(None)).unwrap_err(),
             TokenError::Typ { got: None }
         );
-        let lax = JwtValidator::new(
+        let lax = validator(
             JwtPolicy {
                 require_typ: false,
                 ..policy()
@@ -641,7 +647,7 @@ mod tests {
     fn alg_must_be_allowed() {
         let f = fixture();
         let token = f.token(|_| {});
-        let strict = JwtValidator::new(
+        let strict = validator(
             JwtPolicy {
                 algorithms: [Algorithm::RS256].into_iter().collect(),
                 ..policy()
@@ -673,7 +679,7 @@ mod tests {
     fn key_is_chosen_by_kid() {
         let a = PrivateJwk::generate(Algorithm::ES256).unwrap();
         let b = PrivateJwk::generate(Algorithm::ES256).unwrap();
-        let v = JwtValidator::new(policy(), jwks(&[(&a, "a"), (&b, "b")]), 10);
+        let v = validator(policy(), jwks(&[(&a, "a"), (&b, "b")]), 10);
         let at = UnixTime(NOW);
         assert!(v.validate(&sign(&b, Some("b"), &claims()), at).is_ok());
         assert_eq!(
@@ -698,7 +704,7 @@ mod tests {
     fn without_kid_the_single_fitting_key_is_used() {
         let es = PrivateJwk::generate(Algorithm::ES256).unwrap();
         let ed = PrivateJwk::generate(Algorithm::EdDSA).unwrap();
-        let v = JwtValidator::new(policy(), jwks(&[(&es, "es"), (&ed, "ed")]), 10);
+        let v = validator(policy(), jwks(&[(&es, "es"), (&ed, "ed")]), 10);
         assert!(v
             .validate(&sign(&ed, None, &claims()), UnixTime(NOW))
             .is_ok());
@@ -708,7 +714,7 @@ mod tests {
     fn key_must_fit_alg_and_its_own_alg() {
         let es = PrivateJwk::generate(Algorithm::ES256).unwrap();
         let ed = PrivateJwk::generate(Algorithm::EdDSA).unwrap();
-        let v = JwtValidator::new(policy(), jwks(&[(&es, "es")]), 10);
+        let v = validator(policy(), jwks(&[(&es, "es")]), 10);
         // EdDSA token naming the EC key.
         assert_eq!(
             v.validate(&sign(&ed, Some("es"), &claims()), UnixTime(NOW))
@@ -723,7 +729,7 @@ mod tests {
         jwk.insert("kid".into(), "r".into());
         jwk.insert("alg".into(), "RS256".into());
         let set = JwkSet::from_json(json!({ "keys": [jwk] }).to_string().as_bytes()).unwrap();
-        let v = JwtValidator::new(policy(), set, 10);
+        let v = validator(policy(), set, 10);
         assert_eq!(
             v.validate(&sign(&ps, Some("r"), &claims()), UnixTime(NOW))
                 .unwrap_err(),
@@ -973,7 +979,7 @@ mod tests {
     #[test]
     fn ed25519_tokens_verify_under_either_name_with_the_same_key() {
         let ed = PrivateJwk::generate(Algorithm::Ed25519).unwrap();
-        let v = JwtValidator::new(policy(), jwks(&[(&ed, "ed")]), 10);
+        let v = validator(policy(), jwks(&[(&ed, "ed")]), 10);
         let token = sign(&ed, Some("ed"), &claims());
         let header: Value =
             serde_json::from_slice(&CompactJws::parse(&token, 10_000).unwrap().header).unwrap();
@@ -991,7 +997,7 @@ mod tests {
             .validate(&sign(&eddsa, Some("ed"), &c), UnixTime(NOW))
             .is_ok());
         // Only the names the policy lists.
-        let eddsa_only = JwtValidator::new(
+        let eddsa_only = validator(
             JwtPolicy {
                 algorithms: [Algorithm::EdDSA].into_iter().collect(),
                 ..policy()
@@ -1042,7 +1048,7 @@ mod tests {
         assert!(log.contains("WARN"), "{log}");
         assert!(log.contains("kid=\"forged\""), "{log}");
         assert!(log.contains("Ed25519 key is of small order"), "{log}");
-        let v = JwtValidator::new(policy(), set, 10);
+        let v = validator(policy(), set, 10);
         assert_eq!(
             v.validate(&forged_token("forged"), UnixTime(NOW))
                 .unwrap_err(),
@@ -1103,7 +1109,7 @@ mod tests {
         jwk.insert("n".into(), B64.encode(padded).into());
         jwk.insert("kid".into(), "java".into());
         let set = JwkSet::from_json(json!({ "keys": [jwk] }).to_string().as_bytes()).unwrap();
-        let v = JwtValidator::new(policy(), set, 10);
+        let v = validator(policy(), set, 10);
         assert!(v
             .validate(&sign(&key, Some("java"), &claims()), UnixTime(NOW))
             .is_ok());

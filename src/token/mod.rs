@@ -9,11 +9,12 @@ pub(crate) mod jwks;
 pub mod jwt;
 
 use crate::jose::clip;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::clock::UnixTime;
 use crate::jose::{Algorithm, Thumbprint};
+use crate::metrics::Metrics;
+use prometheus::{IntCounter, IntGauge};
 
 /// What the gateway learned from a valid access token.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -181,34 +182,26 @@ pub enum TokenValidator {
     Introspection(Box<introspection::Introspector>),
 }
 
-/// What the validator has done with the authorization server so far, for metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TokenStats {
-    /// JWKS fetches that loaded keys.
-    pub key_fetches: u64,
-    /// JWKS (or metadata) fetches that failed; the last good keys stayed.
-    pub key_fetch_failures: u64,
-    /// Introspection requests sent (cache misses).
-    pub introspections: u64,
-    /// Introspection requests that failed (connect, timeout, non-200, unparseable): each one
-    /// refused a request with 503.
-    pub introspection_failures: u64,
-    /// Introspection verdicts served from the cache.
-    pub introspection_cache_hits: u64,
-    /// Verified JWTs served from the cache.
-    pub jwt_cache_hits: u64,
-    /// JWTs whose signature had to be checked.
-    pub jwt_cache_misses: u64,
-}
-
-/// The counters behind [`TokenStats`], shared with the tasks that fetch.
-#[derive(Debug, Default)]
-pub struct Counters {
-    key_fetches: AtomicU64,
-    key_fetch_failures: AtomicU64,
-    introspections: AtomicU64,
-    introspection_failures: AtomicU64,
-    introspection_cache_hits: AtomicU64,
+/// The Prometheus counters the token checks increment: handles into the gateway's registry,
+/// so a scrape reads them as they are (nothing is copied at scrape time).
+#[derive(Clone, Debug)]
+pub struct TokenMetrics {
+    /// `dpop_gateway_token_cache_requests_total{result="hit"}`: verified tokens (JWT) and
+    /// verdicts (introspection) served from the cache.
+    pub(crate) cache_hits: IntCounter,
+    /// `…{result="miss"}`: JWT signatures checked, introspection requests sent.
+    pub(crate) cache_misses: IntCounter,
+    /// `dpop_gateway_jwks_fetches_total{result="success"}`.
+    pub(crate) key_fetches: IntCounter,
+    /// `…{result="failure"}`: the last good keys stayed.
+    pub(crate) key_fetch_failures: IntCounter,
+    /// `dpop_gateway_jwks_last_success_timestamp_seconds`.
+    pub(crate) keys_loaded_at: IntGauge,
+    /// `dpop_gateway_introspection_requests_total{result="success"}`.
+    pub(crate) introspections: IntCounter,
+    /// `…{result="failure"}`: connect, timeout, non-200, unparseable; each refused a request
+    /// with 503.
+    pub(crate) introspection_failures: IntCounter,
 }
 
 // === impl TokenValidator ===
@@ -235,45 +228,24 @@ impl TokenValidator {
             TokenValidator::RemoteJwt(v) => v.keys_loaded(),
         }
     }
-
-    /// The counters so far.
-    pub fn stats(&self) -> TokenStats {
-        match self {
-            TokenValidator::Jwt(v) => {
-                let (jwt_cache_hits, jwt_cache_misses) = v.cache_stats();
-                TokenStats {
-                    jwt_cache_hits,
-                    jwt_cache_misses,
-                    ..TokenStats::default()
-                }
-            }
-            TokenValidator::RemoteJwt(v) => {
-                let (jwt_cache_hits, jwt_cache_misses) = v.cache_stats();
-                TokenStats {
-                    jwt_cache_hits,
-                    jwt_cache_misses,
-                    ..v.counters().snapshot()
-                }
-            }
-            TokenValidator::Introspection(v) => v.counters().snapshot(),
-        }
-    }
 }
 
-// === impl Counters ===
+// === impl TokenMetrics ===
 
-impl Counters {
-    /// Every counter now.
-    pub fn snapshot(&self) -> TokenStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        TokenStats {
-            key_fetches: get(&self.key_fetches),
-            key_fetch_failures: get(&self.key_fetch_failures),
-            introspections: get(&self.introspections),
-            introspection_failures: get(&self.introspection_failures),
-            introspection_cache_hits: get(&self.introspection_cache_hits),
-            jwt_cache_hits: 0,
-            jwt_cache_misses: 0,
+impl TokenMetrics {
+    /// The handles into `metrics`.
+    pub fn of(metrics: &Metrics) -> Self {
+        let cache = |r| metrics.token_cache.with_label_values(&[r]);
+        let fetches = |r| metrics.jwks_fetches.with_label_values(&[r]);
+        let intro = |r| metrics.introspections.with_label_values(&[r]);
+        Self {
+            cache_hits: cache("hit"),
+            cache_misses: cache("miss"),
+            key_fetches: fetches("success"),
+            key_fetch_failures: fetches("failure"),
+            keys_loaded_at: metrics.jwks_last_success.clone(),
+            introspections: intro("success"),
+            introspection_failures: intro("failure"),
         }
     }
 }

@@ -32,6 +32,15 @@ async fn an_active_bound_token_passes_and_its_answer_is_cached() {
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[0].headers["x-auth-subject"], "alice");
     assert!(!seen[0].headers.contains_key("dpop"));
+    let metrics = gw.metrics().await;
+    for line in [
+        "dpop_gateway_introspection_requests_total{result=\"success\"} 1",
+        "dpop_gateway_introspection_requests_total{result=\"failure\"} 0",
+        "dpop_gateway_token_cache_requests_total{result=\"hit\"} 1",
+        "dpop_gateway_token_cache_requests_total{result=\"miss\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
     gw.shutdown().await;
 }
 

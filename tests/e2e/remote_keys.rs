@@ -146,6 +146,16 @@ async fn an_as_down_later_leaves_the_last_good_keys_serving() {
     }
     assert_eq!(gw.readyz().await, 200);
     assert_eq!(gw.upstream.requests().len(), 3);
+    let metrics = gw.metrics().await;
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} in:\n{metrics}"))
+    };
+    assert!(value("dpop_gateway_jwks_fetches_total{result=\"success\"}") >= 1.0);
+    assert!(value("dpop_gateway_jwks_fetches_total{result=\"failure\"}") >= 1.0);
+    assert!(value("dpop_gateway_jwks_last_success_timestamp_seconds") > 1.7e9);
     gw.shutdown().await;
 }
 

@@ -63,6 +63,16 @@ impl Mode {
     }
 }
 
+/// `GET path` on an admin listener (plain HTTP/1.1).
+pub async fn admin_get(addr: SocketAddr, path: &str) -> Response<Bytes> {
+    let req = Request::builder()
+        .uri(path)
+        .header("host", "admin")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    send(addr, Mode::H1, req).await
+}
+
 /// Sends `req` and returns the response with its body collected; panics on any failure.
 pub async fn send(addr: SocketAddr, mode: Mode, req: Request<Full<Bytes>>) -> Response<Bytes> {
     match try_send(addr, mode, req).await {

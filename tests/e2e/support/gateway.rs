@@ -223,12 +223,7 @@ impl TestGateway {
 
     /// The admin `/metrics` text.
     pub async fn metrics(&self) -> String {
-        let req = Request::builder()
-            .uri("/metrics")
-            .header("host", "admin")
-            .body(Full::new(Bytes::new()))
-            .expect("request");
-        let resp = client::send(self.admin_addr, Mode::H1, req).await;
+        let resp = client::admin_get(self.admin_addr, "/metrics").await;
         String::from_utf8_lossy(resp.body()).into_owned()
     }
 

@@ -392,15 +392,16 @@ access_token:
 
     /// The status of the admin `/readyz`.
     pub async fn readyz(&self) -> u16 {
-        let req = Request::builder()
-            .uri("/readyz")
-            .header("host", "admin")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        client::send(self.admin_addr, Mode::H1, req)
+        client::admin_get(self.admin_addr, "/readyz")
             .await
             .status()
             .as_u16()
+    }
+
+    /// The admin `/metrics` exposition.
+    pub async fn metrics(&self) -> String {
+        let resp = client::admin_get(self.admin_addr, "/metrics").await;
+        String::from_utf8_lossy(resp.body()).into_owned()
     }
 
     /// Stops the gateway.
