@@ -139,18 +139,9 @@ pub(crate) fn build_tokens(
     };
     match (at.format, &at.keys) {
         (TokenFormat::Jwt, KeySource::File(path)) => {
-            let bytes = std::fs::read(path).map_err(|e| {
+            let keys = crate::token::jwt::read_jwks_file(path).map_err(|e| {
                 StartError(format!("access_token.jwks_file {}: {e}", path.display()))
             })?;
-            let keys = JwkSet::from_json(&bytes).map_err(|e| {
-                StartError(format!("access_token.jwks_file {}: {e}", path.display()))
-            })?;
-            if keys.keys.is_empty() {
-                return Err(StartError(format!(
-                    "access_token.jwks_file {}: no usable signing key",
-                    path.display()
-                )));
-            }
             Ok(TokenValidator::Jwt(JwtValidator::new(
                 policy,
                 keys,

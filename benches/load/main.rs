@@ -702,12 +702,9 @@ async fn upload(addr: SocketAddr, head: Bytes, len: u64) -> (f64, u16) {
 
 // === orchestration ===
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
+#[path = "../../tests/e2e/support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 fn which(bin: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;

@@ -257,7 +257,6 @@ mod tests {
     //! These tests run against real `redis-server` processes that each test starts on a free
     //! loopback port and kills when done; they never touch a shared Redis.
 
-    use std::net::TcpListener;
     use std::process::{Child, Command, Stdio};
     use std::sync::Arc;
 
@@ -366,13 +365,14 @@ mod tests {
         }
     }
 
-    fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+    #[allow(unreachable_pub)]
+    mod ports {
+        include!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/e2e/support/ports.rs"
+        ));
     }
+    use ports::free_port;
 
     fn prefix(test: &str) -> String {
         format!("dpop-gateway-test:{test}:")

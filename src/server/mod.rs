@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::replay::ReplayStore;
 pub use crate::state::StartError;
 use crate::state::State;
-use crate::token::jwt::JwkSet;
+use crate::token::jwt::read_jwks_file;
 use crate::token::TokenValidator;
 
 /// How often TLS files are checked for a change (the contract promises 30 s).
@@ -212,33 +212,19 @@ async fn watch_jwks_file(state: Arc<State>, path: PathBuf, mut shutdown: watch::
             continue;
         }
         seen = now;
-        let loaded = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| JwkSet::from_json(&b).map_err(|e| e.to_string()))
-            .and_then(|set| {
-                if set.keys.is_empty() {
-                    Err("no usable signing key".to_owned())
-                } else {
-                    Ok(set)
-                }
-            });
-        let result = match loaded {
+        let metrics = validator.metrics();
+        match read_jwks_file(&path) {
             Ok(set) => {
                 tracing::info!(path = %path.display(), keys = set.keys.len(), "JWKS file reloaded");
                 validator.set_keys(set);
                 let now = i64::try_from(state.clock.now().as_secs()).unwrap_or(i64::MAX);
-                state.metrics.jwks_last_success.set(now);
-                "success"
+                metrics.keys_loaded_at.set(now);
+                metrics.key_fetches.inc();
             }
             Err(error) => {
                 tracing::warn!(path = %path.display(), %error, "JWKS file change not applied; keeping the previous keys");
-                "failure"
+                metrics.key_fetch_failures.inc();
             }
-        };
-        state
-            .metrics
-            .jwks_fetches
-            .with_label_values(&[result])
-            .inc();
+        }
     }
 }

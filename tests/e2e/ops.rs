@@ -26,7 +26,7 @@ use serde_yaml::Value as Yaml;
 
 use crate::support::client::{self, Mode};
 use crate::support::redis::TestRedis;
-use crate::support::tls::TestPki;
+use crate::support::tls::{tls_gateway, TestPki};
 use crate::support::{proof, temp_dir, Options, TestGateway};
 
 /// How long Prometheus gets to start, scrape and evaluate (it scrapes every second).
@@ -65,7 +65,7 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let addr = free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], crate::support::ports::free_port()));
         let log = dir.join("prometheus.log");
         let child = Command::new(bin)
             .arg(format!("--config.file={}", config.display()))
@@ -223,11 +223,6 @@ fn describe(out: &Output) -> String {
     )
 }
 
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 fn urlencode(s: &str) -> String {
     s.bytes()
@@ -375,21 +370,6 @@ async fn gateway_with_redis_down_and_allow() -> (TestRedis, TestGateway) {
     .await;
     redis.stop();
     (redis, gw)
-}
-
-/// Starts a gateway serving a fresh test certificate (its admin listener stays plain HTTP).
-async fn tls_gateway() -> (TestPki, TestGateway) {
-    let pki = TestPki::new();
-    let gw = TestGateway::start_with(Options {
-        extra: format!(
-            "tls:\n  cert: \"{}\"\n  key: \"{}\"",
-            pki.cert_path.display(),
-            pki.key_path.display()
-        ),
-        ..Options::default()
-    })
-    .await;
-    (pki, gw)
 }
 
 /// Sends fresh proofs to a gateway with a one-entry replay cache until one is refused with 503

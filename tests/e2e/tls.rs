@@ -5,23 +5,8 @@ use dpop_gateway::jose::sign::PrivateJwk;
 use dpop_gateway::jose::Algorithm;
 
 use crate::support::client::Mode;
-use crate::support::tls::TestPki;
-use crate::support::{Options, TestGateway};
-
-/// A gateway whose main listener serves a fresh test certificate.
-async fn tls_gateway() -> (TestPki, TestGateway) {
-    let pki = TestPki::new();
-    let gw = TestGateway::start_with(Options {
-        extra: format!(
-            "tls:\n  cert: \"{}\"\n  key: \"{}\"",
-            pki.cert_path.display(),
-            pki.key_path.display()
-        ),
-        ..Options::default()
-    })
-    .await;
-    (pki, gw)
-}
+use crate::support::tls::{tls_gateway, TestPki};
+use crate::support::TestGateway;
 
 #[tokio::test]
 async fn https_clients_get_through_over_h1_and_h2() {

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod gateway;
 pub mod issuer_server;
+pub mod ports;
 pub mod process;
 pub mod redis;
 pub mod tls;

@@ -1,7 +1,6 @@
 //! A `redis-server` of the test's own on a free port (never the shared one: tests stop and
 //! restart theirs), killed on drop.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -15,11 +14,7 @@ pub struct TestRedis {
 impl TestRedis {
     /// Starts a server on a free port and waits until it accepts connections.
     pub fn start() -> TestRedis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::ports::free_port();
         let mut r = TestRedis { port, child: None };
         r.restart();
         r
@@ -41,6 +36,12 @@ impl TestRedis {
             .expect("redis-server must be installed (apt-get install redis-server)");
         self.child = Some(child);
         for _ in 0..500 {
+            // Our child must still run: a connection alone could reach someone else's server.
+            let alive = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+            assert!(alive, "redis-server exited (port {} taken?)", self.port);
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
             }

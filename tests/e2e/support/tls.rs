@@ -106,3 +106,19 @@ fn write_atomically(path: &Path, content: &str) {
     std::fs::write(&tmp, content).expect("write pki file");
     std::fs::rename(&tmp, path).expect("rename pki file");
 }
+
+/// A gateway whose main listener serves a fresh test certificate (its admin listener stays
+/// plain HTTP).
+pub async fn tls_gateway() -> (TestPki, crate::support::TestGateway) {
+    let pki = TestPki::new();
+    let gw = crate::support::TestGateway::start_with(crate::support::Options {
+        extra: format!(
+            "tls:\n  cert: \"{}\"\n  key: \"{}\"",
+            pki.cert_path.display(),
+            pki.key_path.display()
+        ),
+        ..crate::support::Options::default()
+    })
+    .await;
+    (pki, gw)
+}
