@@ -16,11 +16,16 @@ pub(crate) mod demo;
 pub mod dpop;
 pub(crate) mod explain;
 pub(crate) mod forward;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod hex;
 pub mod jose;
 pub mod metrics;
 pub(crate) mod nonce;
 pub mod pipeline;
+#[cfg(test)]
+mod proptests;
 pub(crate) mod refusal;
 pub mod replay;
 pub(crate) mod request_uri;
