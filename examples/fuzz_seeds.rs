@@ -134,15 +134,7 @@ fn main() {
 
     // config: the shipped files.
     let configs = corpus.join("config");
-    for path in ["config/gateway.yaml"] {
-        let path = root.join(path);
-        if let Ok(bytes) = fs::read(&path) {
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("config");
-            write(&configs, name, &bytes);
-        }
-    }
+    let shipped = fs::read(root.join("config/gateway.yaml")).expect("config/gateway.yaml");
+    write(&configs, "gateway.yaml", &shipped);
     println!("seeds written to {}", corpus.display());
 }

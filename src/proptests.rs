@@ -112,7 +112,7 @@ proptest! {
         let port = port.map(|p| format!(":{p}")).unwrap_or_default();
         let uri = format!("{scheme}://{host}{port}/{path}");
         if let Ok(n) = htu::normalize(&uri) {
-            prop_assert_eq!(htu::normalize(&n), Ok(n.clone()), "{}", uri);
+            prop_assert_eq!(htu::normalize(&n), Ok(n), "{}", uri);
         }
     }
 
@@ -131,7 +131,7 @@ proptest! {
     fn path_normalisation_is_idempotent(path in uri_text()) {
         let path = format!("/{path}");
         if let Ok(n) = htu::normalize_path(&path) {
-            prop_assert_eq!(htu::normalize_path(&n), Ok(n.clone()), "{}", path);
+            prop_assert_eq!(htu::normalize_path(&n), Ok(n), "{}", path);
         }
     }
 
