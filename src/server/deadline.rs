@@ -10,8 +10,10 @@
 //! behind a body is read before its turn and is checked again, as parsed, by the pipeline.
 //!
 //! The wrapper sits between the (TLS-decrypted) stream and hyper and watches the bytes: a head
-//! starts with the first byte read while idle and ends at the first `CRLF CRLF`; any byte
-//! written (a response) makes the connection idle again. HTTP/2 (prior knowledge, recognised
+//! starts with the first byte read while idle and ends at the first `CRLF CRLF`; any byte of a
+//! final response written makes the connection idle again. An interim `100 Continue` (written
+//! when a request that sent `Expect: 100-continue` has its body read) does not: the request's
+//! body follows, and it is not counted as a head. HTTP/2 (prior knowledge, recognised
 //! by its preface, or ALPN `h2`) passes through: its head limits are hyper's, and its idle
 //! timeout counts open streams ([`Streams`], kept by the service), not bytes, since PING
 //! frames flow on an idle connection; with no stream open for `idle_timeout`, the connection
@@ -44,6 +46,10 @@ fn head_too_large() -> &'static [u8] {
     BYTES.get_or_init(|| Refusal::HeadTooLarge.http1_bytes())
 }
 
+/// The interim response hyper writes when a request that sent `Expect: 100-continue` has its
+/// body read (RFC 9110 §10.1.1, §15.2.1): the request goes on, its body is still to come.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -73,6 +79,8 @@ pub struct Deadlines<IO> {
     limits: HeadLimits,
     counters: RefusalCounters,
     streams: Arc<Streams>,
+    /// How many bytes of [`CONTINUE`] the response written so far for this request is.
+    interim: usize,
 }
 
 /// The HTTP/2 streams open on one connection and when the last one closed: the service
@@ -133,6 +141,7 @@ impl<IO> Deadlines<IO> {
             limits,
             counters,
             streams,
+            interim: 0,
         }
     }
 
@@ -332,6 +341,23 @@ fn advance(phase: &mut Phase, sleep: Pin<&mut Sleep>, limits: &HeadLimits, new: 
     };
 }
 
+/// Whether `written`, the next bytes of a response of which `*matched` bytes were a prefix of
+/// [`CONTINUE`] already, is all `100 Continue` (or a part of it): `*matched` moves on, to 0
+/// once it is whole. Anything else is the final response.
+fn interim(matched: &mut usize, written: &[u8]) -> bool {
+    let mut rest = written;
+    while !rest.is_empty() {
+        let want = &CONTINUE[*matched..];
+        let n = rest.len().min(want.len());
+        if rest[..n] != want[..n] {
+            return false;
+        }
+        *matched = (*matched + n) % CONTINUE.len();
+        rest = &rest[n..];
+    }
+    true
+}
+
 impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -341,8 +367,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
         let this = self.get_mut();
         let res = Pin::new(&mut this.inner).poll_write(cx, data);
         if let Poll::Ready(Ok(n)) = res {
+            if n > 0 && this.phase == Phase::Busy && interim(&mut this.interim, &data[..n]) {
+                // All of it is (a part of) `100 Continue`: the request's body is still to
+                // come, and it is a body, not the next head.
+                return res;
+            }
             if n > 0 && this.phase != Phase::Passthrough {
-                // A response (or part of one) went out: idle until the next head starts.
+                // A final response (or part of one) went out: idle until the next head starts.
+                this.interim = 0;
                 if this.phase != Phase::Idle {
                     this.phase = Phase::Idle;
                     // hyper polled its read before this write and will not poll again until
@@ -430,6 +462,27 @@ mod tests {
                 len: 64
             }
         );
+    }
+
+    #[test]
+    fn only_an_exact_100_continue_is_interim() {
+        let mut m = 0;
+        assert!(interim(&mut m, CONTINUE));
+        assert_eq!(m, 0);
+        // Split across writes.
+        assert!(interim(&mut m, &CONTINUE[..10]));
+        assert!(interim(&mut m, &CONTINUE[10..]));
+        assert_eq!(m, 0);
+        // The final response, alone or right behind the interim one.
+        for fin in [
+            &b"HTTP/1.1 200 OK\r\n"[..],
+            b"HTTP/1.1 101 Switching Protocols\r\n",
+            b"HTTP/1.1 100 Continue\r\nx: y\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n",
+        ] {
+            let mut m = 0;
+            assert!(!interim(&mut m, fin), "{:?}", String::from_utf8_lossy(fin));
+        }
     }
 
     #[test]
