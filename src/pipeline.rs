@@ -388,6 +388,7 @@ where
     fwd_headers::prepare_request(&mut head.headers, &ctx);
 
     // 8 upstream, streaming the body
+    let version = head.version;
     let body = body::boxed(IdleTimeoutBody::new(body, state.idle_timeout));
     let upstream_start = clock::monotonic();
     let result = state.forwarder.send(Request::from_parts(head, body)).await;
@@ -396,6 +397,9 @@ where
         .upstream_duration
         .observe(upstream_start.elapsed().as_secs_f64());
     let mut resp = result.map_err(Refusal::Upstream)?;
+    // The gateway answers in its own version, the client connection's (RFC 9110 §6.2): an
+    // HTTP/1.0 upstream's `HTTP/1.0 200` would cost an HTTP/1.1 client its keep-alive.
+    *resp.version_mut() = version;
     if let (true, Some(keys)) = (authorized.is_some_and(|a| a.renew_nonce), &state.nonces) {
         if let Ok(v) = HeaderValue::from_str(&keys.issue(state.clock.now())) {
             resp.headers_mut().insert("dpop-nonce", v);

@@ -425,7 +425,6 @@ async fn http10_upstream(with_length: bool) -> (SocketAddr, Arc<Mutex<Vec<String
 }
 
 #[tokio::test]
-#[ignore = "PENDING"]
 async fn behind_an_http10_upstream_the_client_gets_http11_and_keep_alive() {
     for with_length in [false, true] {
         let (addr, seen) = http10_upstream(with_length).await;
