@@ -10,7 +10,9 @@
 //! behind a body is read before its turn and is checked again, as parsed, by the pipeline.
 //!
 //! The wrapper sits between the (TLS-decrypted) stream and hyper and watches the bytes: a head
-//! starts with the first byte read while idle and ends at the first `CRLF CRLF`; any byte of a
+//! starts with the first byte read while idle and ends at its first empty line, found the way
+//! hyper's parser finds it ([`Line`]: a bare LF ends a line too, empty lines before the request
+//! line are skipped), so that the two never disagree on where a body starts; any byte of a
 //! final response written makes the connection idle again. An interim `100 Continue` (written
 //! when a request that sent `Expect: 100-continue` has its body read) does not: the request's
 //! body follows, and it is not counted as a head. HTTP/2 (prior knowledge, recognised
@@ -57,15 +59,39 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 enum Phase {
     /// Waiting for the first byte of a request (keep-alive), `idle_timeout`.
     Idle,
-    /// Reading a head, `header_read_timeout` from its first byte; `matched` counts the bytes
-    /// of `CRLF CRLF` seen so far, `len` the bytes of the head.
-    Head { matched: u8, len: usize },
+    /// Reading a head, `header_read_timeout` from its first byte; `line` is where in it the
+    /// bytes so far end, `len` how many there are.
+    Head { line: Line, len: usize },
     /// The head went past `max_header_bytes` before its end.
     TooLarge,
     /// Head done: body and response are the body's and hyper's business.
     Busy,
     /// HTTP/2: only the idle timeout, by open streams.
     Passthrough,
+}
+
+/// Where the bytes of a head read so far end, to find its end where hyper's parser (httparse)
+/// does: a line ends at LF, with or without a CR before it (RFC 9112 §2.2 lets a recipient
+/// accept a bare LF, and httparse does), the head at its first empty line, and empty lines
+/// before the request line are skipped (§2.2 again), not taken for the end of a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Line {
+    /// Before the request line: nothing yet, or empty lines only.
+    Leading,
+    /// Before the request line, a CR.
+    LeadingCr,
+    /// Inside the request line.
+    Request,
+    /// Inside the request line, a CR.
+    RequestCr,
+    /// Inside a field line.
+    Field,
+    /// Inside a field line, a CR.
+    FieldCr,
+    /// At the start of a line after the request line.
+    Start,
+    /// At the start of a line after the request line, a CR.
+    StartCr,
 }
 
 /// An I/O stream with the head and idle deadlines applied.
@@ -135,7 +161,10 @@ impl<IO> Deadlines<IO> {
             phase: if h2 {
                 Phase::Passthrough
             } else {
-                Phase::Head { matched: 0, len: 0 }
+                Phase::Head {
+                    line: Line::Leading,
+                    len: 0,
+                }
             },
             preface: if h2 { None } else { Some(0) },
             limits,
@@ -300,45 +329,65 @@ fn advance(phase: &mut Phase, sleep: Pin<&mut Sleep>, limits: &HeadLimits, new: 
     if new.is_empty() {
         return;
     }
-    let (mut matched, len) = match *phase {
+    let (mut line, len) = match *phase {
         Phase::Idle => {
             sleep.reset(Instant::now() + limits.header_timeout);
-            (0, 0)
+            (Line::Leading, 0)
         }
-        Phase::Head { matched, len } => (matched, len),
+        Phase::Head { line, len } => (line, len),
         Phase::Busy | Phase::Passthrough | Phase::TooLarge => return,
     };
     let mut i = 0;
     while i < new.len() {
-        if matched == 0 {
-            // Between line ends: skip to the next CR (a head is mostly field text).
-            match memchr::memchr(b'\r', &new[i..]) {
+        if matches!(line, Line::Request | Line::Field) {
+            // Inside a line: skip to its end (a head is mostly field text).
+            match memchr::memchr2(b'\r', b'\n', &new[i..]) {
                 Some(skip) => i += skip,
                 None => break,
             }
         }
-        matched = match (matched, new[i]) {
-            (0 | 2, b'\r') => matched + 1,
-            (1 | 3, b'\n') => matched + 1,
-            (_, b'\r') => 1,
-            _ => 0,
-        };
-        if matched == 4 {
-            *phase = if len + i < limits.max_head_bytes {
-                Phase::Busy
-            } else {
-                Phase::TooLarge
-            };
-            return;
+        match line.next(new[i]) {
+            Some(next) => line = next,
+            None => {
+                // The empty line: the head is `len + i + 1` bytes.
+                *phase = if len + i < limits.max_head_bytes {
+                    Phase::Busy
+                } else {
+                    Phase::TooLarge
+                };
+                return;
+            }
         }
         i += 1;
     }
     let len = len + new.len();
     *phase = if len <= limits.max_head_bytes {
-        Phase::Head { matched, len }
+        Phase::Head { line, len }
     } else {
         Phase::TooLarge
     };
+}
+
+// === impl Line ===
+
+impl Line {
+    /// Where the head is after byte `b`; `None` once it ended. A CR not followed by LF is
+    /// httparse's to refuse (hyper answers 400): here it is just a byte of its line.
+    fn next(self, b: u8) -> Option<Line> {
+        use Line as L;
+        Some(match (self, b) {
+            (L::Leading | L::LeadingCr, b'\n') => L::Leading,
+            (L::Leading, b'\r') => L::LeadingCr,
+            (L::Leading | L::LeadingCr, _) => L::Request,
+            (L::Request | L::RequestCr, b'\r') => L::RequestCr,
+            (L::Field | L::FieldCr, b'\r') => L::FieldCr,
+            (L::Request | L::RequestCr | L::Field | L::FieldCr, b'\n') => L::Start,
+            (L::Request | L::RequestCr, _) => L::Request,
+            (L::Start | L::StartCr, b'\n') => return None,
+            (L::Start, b'\r') => L::StartCr,
+            (L::Field | L::FieldCr | L::Start | L::StartCr, _) => L::Field,
+        })
+    }
 }
 
 /// Whether `written`, the next bytes of a response of which `*matched` bytes were a prefix of
@@ -409,7 +458,10 @@ mod tests {
     };
 
     fn run(bytes: &[&[u8]]) -> Phase {
-        let mut phase = Phase::Head { matched: 0, len: 0 };
+        let mut phase = Phase::Head {
+            line: Line::Leading,
+            len: 0,
+        };
         let sleep = tokio::time::sleep(Duration::from_secs(1));
         tokio::pin!(sleep);
         for b in bytes {
@@ -428,11 +480,52 @@ mod tests {
         assert_eq!(
             run(&[b"GET / HTTP/1.1\r\nhost: a\r\n"]),
             Phase::Head {
-                matched: 2,
+                line: Line::Start,
                 len: 25
             }
         );
         assert_eq!(run(&[b"GET / HTTP/1.1\r\r\n\r\n"]), Phase::Busy);
+    }
+
+    #[tokio::test]
+    async fn a_head_ends_at_its_empty_line_whatever_its_line_ends() {
+        // Bare LF, and LF and CRLF mixed, as httparse reads them (RFC 9112 §2.2).
+        for head in [
+            &b"GET / HTTP/1.1\nhost: a\n\n"[..],
+            b"GET / HTTP/1.1\r\nhost: a\n\r\n",
+            b"GET / HTTP/1.1\nhost: a\r\n\n",
+            b"GET / HTTP/1.1\n\n",
+        ] {
+            assert_eq!(run(&[head]), Phase::Busy, "{head:?}");
+            let split: Vec<&[u8]> = head.chunks(1).collect();
+            assert_eq!(run(&split), Phase::Busy, "{head:?} byte by byte");
+        }
+        // What follows the end is a body: never counted, whatever it holds.
+        let with_body = [
+            &b"POST / HTTP/1.1\ncontent-length: 100\n\n"[..],
+            &[b'b'; 100],
+        ];
+        assert_eq!(run(&with_body), Phase::Busy);
+    }
+
+    #[tokio::test]
+    async fn empty_lines_before_the_request_line_do_not_end_a_head_and_count() {
+        for lead in [&b"\r\n\r\n"[..], b"\n\n", b"\r\n", b"\n\r\n"] {
+            let mut head = lead.to_vec();
+            head.extend_from_slice(b"GET / HTTP/1.1\r\nhost: a\r\n");
+            assert_eq!(
+                run(&[&head]),
+                Phase::Head {
+                    line: Line::Start,
+                    len: head.len()
+                },
+                "{lead:?}"
+            );
+            head.extend_from_slice(b"\r\n");
+            assert_eq!(run(&[&head]), Phase::Busy, "{lead:?}");
+        }
+        // Only empty lines, past the limit: too large (never a head's end).
+        assert_eq!(run(&[&b"\r\n".repeat(40)]), Phase::TooLarge);
     }
 
     #[tokio::test]
@@ -458,7 +551,7 @@ mod tests {
         assert_eq!(
             run(&[&[b'a'; 64]]),
             Phase::Head {
-                matched: 0,
+                line: Line::Request,
                 len: 64
             }
         );
