@@ -5,6 +5,7 @@
 //! ```text
 //! authorize(state, head)                                      -> Result<Access, Refusal>
 //!   0 head            over max_header_bytes (a pipelined head) -> 431
+//!                     a transfer coding other than chunked     -> 501
 //!   1 route           RFC 9728 metadata => answered here; canonical path, first matching prefix;
 //!                     auth: none or a CORS preflight => Access::Open
 //!   2 credentials     one DPoP, one Authorization, scheme      -> 400 invalid_request | 401
@@ -182,6 +183,11 @@ async fn authorize_on(
     // head pipelined behind a body, which hyper read along with the body
     if head_len(head) > state.max_header_bytes {
         return Err(Refusal::HeadTooLarge);
+    }
+    // ...and its framing: chunked is the one transfer coding hyper decodes, and the upstream
+    // gets the body in a framing of its own, so any other would reach it undecoded.
+    if unsupported_transfer_coding(&head.headers) {
+        return Err(Refusal::UnsupportedTransferCoding);
     }
     // 1 route
     if let Some(resp) = resource_metadata(state, head, conn) {
@@ -486,6 +492,22 @@ fn head_len(parts: &Parts) -> usize {
         .map(|(name, value)| name.as_str().len() + value.len() + 3)
         .sum();
     parts.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len() + fields + 2
+}
+
+/// Whether `Transfer-Encoding` names anything but `chunked` alone (RFC 9112 §6.1: 501). hyper
+/// refuses a request whose last coding is not chunked; `gzip, chunked` it would pass on.
+fn unsupported_transfer_coding(headers: &http::HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty());
+    match (codings.next(), codings.next()) {
+        (None, _) => false,
+        (Some(coding), None) => !coding.eq_ignore_ascii_case(b"chunked"),
+        (Some(_), Some(_)) => true,
+    }
 }
 
 /// `GET /.well-known/oauth-protected-resource[/path]` (RFC 9728 §3), answered by the gateway.

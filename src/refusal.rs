@@ -65,6 +65,10 @@ pub enum Refusal {
     HeadTooLarge,
     /// The request head did not arrive within `limits.header_read_timeout` (408, then closed).
     HeadTimeout,
+    /// The request has a transfer coding other than `chunked` alone (`gzip, chunked`): the
+    /// gateway does not decode it and must not forward its bytes as the body (RFC 9112 §6.1:
+    /// 501, then closed).
+    UnsupportedTransferCoding,
 }
 
 /// The `error` code of a refusal (RFC 6750 §3.1, RFC 9449 §7.1, §12.2): the `outcome` label.
@@ -126,6 +130,8 @@ pub enum Reason {
     HeadTooLarge,
     /// The request head was too slow.
     HeadTimeout,
+    /// A transfer coding other than `chunked`.
+    TransferCoding,
 }
 
 /// What [`Refusal::parts`] decides.
@@ -141,7 +147,7 @@ pub struct RefusalParts {
     pub challenge: bool,
     /// `Retry-After` seconds, for 503.
     pub retry_after: Option<u64>,
-    /// Whether the connection ends after the response (408, 431).
+    /// Whether the connection ends after the response (408, 431, 501).
     pub close: bool,
 }
 
@@ -213,6 +219,7 @@ impl Reason {
             R::UpstreamProtocol,
             R::HeadTooLarge,
             R::HeadTimeout,
+            R::TransferCoding,
         ]
         .into_iter()
         .chain(ProofCheck::ALL.into_iter().map(R::Proof))
@@ -240,6 +247,7 @@ impl Reason {
             Reason::UpstreamProtocol => "protocol",
             Reason::HeadTooLarge => "head_too_large",
             Reason::HeadTimeout => "head_timeout",
+            Reason::TransferCoding => "transfer_coding",
         }
     }
 
@@ -291,6 +299,9 @@ impl Refusal {
             Refusal::Upstream(e) => (502, C::UpstreamError, Reason::of_upstream(e), false, None),
             Refusal::HeadTooLarge => (431, C::InvalidRequest, R::HeadTooLarge, false, None),
             Refusal::HeadTimeout => (408, C::InvalidRequest, R::HeadTimeout, false, None),
+            Refusal::UnsupportedTransferCoding => {
+                (501, C::InvalidRequest, R::TransferCoding, false, None)
+            }
         };
         RefusalParts {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -298,7 +309,10 @@ impl Refusal {
             reason,
             challenge,
             retry_after,
-            close: matches!(self, Refusal::HeadTooLarge | Refusal::HeadTimeout),
+            close: matches!(
+                self,
+                Refusal::HeadTooLarge | Refusal::HeadTimeout | Refusal::UnsupportedTransferCoding
+            ),
         }
     }
 
@@ -327,6 +341,9 @@ impl Refusal {
             Refusal::Upstream(_) => "the upstream is unavailable".to_owned(),
             Refusal::HeadTooLarge => "the request head is over max_header_bytes".to_owned(),
             Refusal::HeadTimeout => "the request head did not arrive in time".to_owned(),
+            Refusal::UnsupportedTransferCoding => {
+                "transfer codings other than chunked are not supported".to_owned()
+            }
         }
     }
 

@@ -314,3 +314,30 @@ async fn a_proof_from_before_the_start_is_refused_by_a_memory_backed_gateway() {
         .await;
     assert!(matches!(r, Ok(Access::Authorized(_))));
 }
+
+#[test]
+fn only_chunked_alone_is_a_supported_transfer_coding() {
+    let te = |values: &[&str]| {
+        let mut h = http::HeaderMap::new();
+        for v in values {
+            h.append(
+                http::header::TRANSFER_ENCODING,
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        unsupported_transfer_coding(&h)
+    };
+    assert!(!te(&[]));
+    assert!(!te(&["chunked"]));
+    assert!(!te(&["Chunked"]));
+    assert!(!te(&[" chunked ,"]));
+    for bad in [
+        &["gzip, chunked"][..],
+        &["gzip,chunked"],
+        &["gzip", "chunked"],
+        &["chunked, chunked"],
+        &["identity"],
+    ] {
+        assert!(te(bad), "{bad:?}");
+    }
+}
