@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! authorize(state, head)                                      -> Result<Access, Refusal>
-//!   0 head            over max_header_bytes (a pipelined head) -> 431
+//!   0 head            over max_header_bytes (a pipelined head) -> 431 (the request line: 414)
 //!                     a transfer coding other than chunked     -> 501
 //!   1 route           RFC 9728 metadata => answered here; canonical path, first matching prefix;
 //!                     auth: none or a CORS preflight => Access::Open
@@ -181,6 +181,9 @@ async fn authorize_on(
 ) -> Result<Access, Refusal> {
     // 0 the head's size: the connection counts it as it arrives (`server::deadline`), except a
     // head pipelined behind a body, which hyper read along with the body
+    if request_line_len(head) > state.max_header_bytes {
+        return Err(Refusal::UriTooLong);
+    }
     if head_len(head) > state.max_header_bytes {
         return Err(Refusal::HeadTooLarge);
     }
@@ -485,13 +488,18 @@ fn record(
 /// A lower bound of what came on the wire (no optional whitespace, origin-form target), so a
 /// head the connection's count let through is never refused here.
 fn head_len(parts: &Parts) -> usize {
-    let target = parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
     let fields: usize = parts
         .headers
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 3)
         .sum();
-    parts.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len() + fields + 2
+    request_line_len(parts) + fields + 2
+}
+
+/// The length of `parts`' request line with its CRLF, as [`head_len`] counts it.
+fn request_line_len(parts: &Parts) -> usize {
+    let target = parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
+    parts.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len()
 }
 
 /// Whether `Transfer-Encoding` names anything but `chunked` alone (RFC 9112 §6.1: 501). hyper

@@ -2,7 +2,7 @@
 //! (RFC 9449 §7.1, §8, §9; RFC 6750 §3; RFC 9728 §5.1): status, `error` code, description,
 //! `WWW-Authenticate`, `DPoP-Nonce`, `Retry-After`, CORS and the JSON body, for responses hyper
 //! sends (`Refusal::respond`) and for the bytes the connection layer writes itself before a
-//! request was parsed ([`Refusal::http1_bytes`]: 408 and 431).
+//! request was parsed ([`Refusal::http1_bytes`]: 408, 414 and 431).
 //!
 //! The `match` in [`Refusal::parts`] is exhaustive with no `_ =>` arm: a new variant does not
 //! compile until someone decides its status, code, headers and metric [`Reason`].
@@ -65,6 +65,9 @@ pub enum Refusal {
     HeadTooLarge,
     /// The request head did not arrive within `limits.header_read_timeout` (408, then closed).
     HeadTimeout,
+    /// The request line alone is over `limits.max_header_bytes` (414, then the connection
+    /// closes): the target is too long, whatever the fields.
+    UriTooLong,
     /// The request has a transfer coding other than `chunked` alone (`gzip, chunked`): the
     /// gateway does not decode it and must not forward its bytes as the body (RFC 9112 §6.1:
     /// 501, then closed).
@@ -130,6 +133,8 @@ pub enum Reason {
     HeadTooLarge,
     /// The request head was too slow.
     HeadTimeout,
+    /// The request line is over `limits.max_header_bytes`.
+    UriTooLong,
     /// A transfer coding other than `chunked`.
     TransferCoding,
 }
@@ -147,7 +152,7 @@ pub struct RefusalParts {
     pub challenge: bool,
     /// `Retry-After` seconds, for 503.
     pub retry_after: Option<u64>,
-    /// Whether the connection ends after the response (408, 431, 501).
+    /// Whether the connection ends after the response (408, 414, 431, 501).
     pub close: bool,
 }
 
@@ -219,6 +224,7 @@ impl Reason {
             R::UpstreamProtocol,
             R::HeadTooLarge,
             R::HeadTimeout,
+            R::UriTooLong,
             R::TransferCoding,
         ]
         .into_iter()
@@ -247,6 +253,7 @@ impl Reason {
             Reason::UpstreamProtocol => "protocol",
             Reason::HeadTooLarge => "head_too_large",
             Reason::HeadTimeout => "head_timeout",
+            Reason::UriTooLong => "uri_too_long",
             Reason::TransferCoding => "transfer_coding",
         }
     }
@@ -299,6 +306,7 @@ impl Refusal {
             Refusal::Upstream(e) => (502, C::UpstreamError, Reason::of_upstream(e), false, None),
             Refusal::HeadTooLarge => (431, C::InvalidRequest, R::HeadTooLarge, false, None),
             Refusal::HeadTimeout => (408, C::InvalidRequest, R::HeadTimeout, false, None),
+            Refusal::UriTooLong => (414, C::InvalidRequest, R::UriTooLong, false, None),
             Refusal::UnsupportedTransferCoding => {
                 (501, C::InvalidRequest, R::TransferCoding, false, None)
             }
@@ -311,7 +319,10 @@ impl Refusal {
             retry_after,
             close: matches!(
                 self,
-                Refusal::HeadTooLarge | Refusal::HeadTimeout | Refusal::UnsupportedTransferCoding
+                Refusal::HeadTooLarge
+                    | Refusal::HeadTimeout
+                    | Refusal::UriTooLong
+                    | Refusal::UnsupportedTransferCoding
             ),
         }
     }
@@ -341,6 +352,7 @@ impl Refusal {
             Refusal::Upstream(_) => "the upstream is unavailable".to_owned(),
             Refusal::HeadTooLarge => "the request head is over max_header_bytes".to_owned(),
             Refusal::HeadTimeout => "the request head did not arrive in time".to_owned(),
+            Refusal::UriTooLong => "the request line is over max_header_bytes".to_owned(),
             Refusal::UnsupportedTransferCoding => {
                 "transfer codings other than chunked are not supported".to_owned()
             }
@@ -385,7 +397,7 @@ impl Refusal {
     }
 
     /// The bytes of the HTTP/1.1 response the connection layer writes itself, for refusals made
-    /// before hyper parsed a request (408, 431): the same status, headers and body as
+    /// before hyper parsed a request (408, 414, 431): the same status, headers and body as
     /// [`Refusal::render`] would give.
     pub fn http1_bytes(&self) -> Vec<u8> {
         let (parts, headers, body) = self.head(&Wire::default());
@@ -587,7 +599,11 @@ mod tests {
 
     #[test]
     fn raw_408_and_431_match_the_rendered_refusal() {
-        for (refusal, status) in [(Refusal::HeadTimeout, 408), (Refusal::HeadTooLarge, 431)] {
+        for (refusal, status) in [
+            (Refusal::HeadTimeout, 408),
+            (Refusal::UriTooLong, 414),
+            (Refusal::HeadTooLarge, 431),
+        ] {
             let bytes = refusal.http1_bytes();
             let text = String::from_utf8(bytes).unwrap();
             let (head, body) = text.split_once("\r\n\r\n").unwrap();

@@ -42,6 +42,13 @@ fn request_timeout() -> &'static [u8] {
     BYTES.get_or_init(|| Refusal::HeadTimeout.http1_bytes())
 }
 
+/// What a client sending a request line over `max_header_bytes` is told before the connection
+/// closes.
+fn uri_too_long() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| Refusal::UriTooLong.http1_bytes())
+}
+
 /// What a client sending a head over `max_header_bytes` is told before the connection closes.
 fn head_too_large() -> &'static [u8] {
     static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
@@ -64,6 +71,8 @@ enum Phase {
     Head { line: Line, len: usize },
     /// The head went past `max_header_bytes` before its end.
     TooLarge,
+    /// The head went past `max_header_bytes` before its request line ended.
+    UriTooLong,
     /// Head done: body and response are the body's and hyper's business.
     Busy,
     /// HTTP/2: only the idle timeout, by open streams.
@@ -128,6 +137,8 @@ pub struct RefusalCounters {
     pub head_too_large: prometheus::IntCounter,
     /// `reason="head_timeout"`.
     pub head_timeout: prometheus::IntCounter,
+    /// `reason="uri_too_long"`.
+    pub uri_too_long: prometheus::IntCounter,
 }
 
 /// The limits [`Deadlines`] applies, from the config's `limits` block.
@@ -258,6 +269,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
                         "request head over max_header_bytes",
                     );
                 }
+                if this.phase == Phase::UriTooLong {
+                    buf.set_filled(before);
+                    this.counters.uri_too_long.inc();
+                    return this.refuse(
+                        cx,
+                        uri_too_long(),
+                        io::ErrorKind::InvalidData,
+                        "request line over max_header_bytes",
+                    );
+                }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -335,7 +356,7 @@ fn advance(phase: &mut Phase, sleep: Pin<&mut Sleep>, limits: &HeadLimits, new: 
             (Line::Leading, 0)
         }
         Phase::Head { line, len } => (line, len),
-        Phase::Busy | Phase::Passthrough | Phase::TooLarge => return,
+        Phase::Busy | Phase::Passthrough | Phase::TooLarge | Phase::UriTooLong => return,
     };
     let mut i = 0;
     while i < new.len() {
@@ -347,6 +368,11 @@ fn advance(phase: &mut Phase, sleep: Pin<&mut Sleep>, limits: &HeadLimits, new: 
             }
         }
         match line.next(new[i]) {
+            Some(Line::Start) if line.in_request_line() && len + i >= limits.max_head_bytes => {
+                // The request line, with its line end, is `len + i + 1` bytes.
+                *phase = Phase::UriTooLong;
+                return;
+            }
             Some(next) => line = next,
             None => {
                 // The empty line: the head is `len + i + 1` bytes.
@@ -363,6 +389,8 @@ fn advance(phase: &mut Phase, sleep: Pin<&mut Sleep>, limits: &HeadLimits, new: 
     let len = len + new.len();
     *phase = if len <= limits.max_head_bytes {
         Phase::Head { line, len }
+    } else if line.in_request_line() {
+        Phase::UriTooLong
     } else {
         Phase::TooLarge
     };
@@ -371,6 +399,11 @@ fn advance(phase: &mut Phase, sleep: Pin<&mut Sleep>, limits: &HeadLimits, new: 
 // === impl Line ===
 
 impl Line {
+    /// Whether the bytes so far end inside the request line.
+    fn in_request_line(self) -> bool {
+        matches!(self, Line::Request | Line::RequestCr)
+    }
+
     /// Where the head is after byte `b`; `None` once it ended. A CR not followed by LF is
     /// httparse's to refuse (hyper answers 400): here it is just a byte of its line.
     fn next(self, b: u8) -> Option<Line> {
@@ -546,8 +579,9 @@ mod tests {
             run(&[&over.as_bytes()[..64], &over.as_bytes()[64..]]),
             Phase::TooLarge
         );
-        // No end in sight: refused as soon as the count passes the limit.
-        assert_eq!(run(&[&[b'a'; 65]]), Phase::TooLarge);
+        // No end in sight: refused as soon as the count passes the limit (inside what can
+        // only be a request line: as too long a request line).
+        assert_eq!(run(&[&[b'a'; 65]]), Phase::UriTooLong);
         assert_eq!(
             run(&[&[b'a'; 64]]),
             Phase::Head {
@@ -555,6 +589,32 @@ mod tests {
                 len: 64
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_request_line_over_the_limit_is_414_a_longer_head_431() {
+        // 64 bytes with its CRLF: passes; one more: too long, whole or split, ended or not.
+        let line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(48));
+        assert_eq!(line.len(), 64);
+        let over = format!("GET /{} HTTP/1.1\r\nhost: a\r\n", "a".repeat(49));
+        assert_eq!(run(&[over.as_bytes()]), Phase::UriTooLong);
+        assert_eq!(
+            run(&[&over.as_bytes()[..30], &over.as_bytes()[30..]]),
+            Phase::UriTooLong
+        );
+        assert_eq!(run(&[&over.as_bytes()[..65]]), Phase::UriTooLong);
+        assert_eq!(
+            run(&[line.as_bytes()]),
+            Phase::Head {
+                line: Line::Start,
+                len: 64
+            }
+        );
+        // A short request line and long fields: too large.
+        let fields = format!("GET / HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(60));
+        assert_eq!(run(&[fields.as_bytes()]), Phase::TooLarge);
+        // Only empty lines: too large, not a request line.
+        assert_eq!(run(&[&[b'\n'; 65]]), Phase::TooLarge);
     }
 
     #[test]
@@ -580,7 +640,7 @@ mod tests {
 
     #[test]
     fn the_canned_responses_say_their_length() {
-        for r in [request_timeout(), head_too_large()] {
+        for r in [request_timeout(), uri_too_long(), head_too_large()] {
             let text = std::str::from_utf8(r).unwrap();
             let (head, body) = text.split_once("\r\n\r\n").unwrap();
             let len: usize = head

@@ -578,7 +578,6 @@ async fn a_transfer_coding_other_than_chunked_is_501_and_not_forwarded() {
 // === 5. A request target over the head limit ===
 
 #[tokio::test]
-#[ignore = "PENDING"]
 async fn a_request_target_over_max_header_bytes_is_414() {
     let gw = TestGateway::start().await;
     let long = "a".repeat(70 * 1024);
@@ -608,7 +607,6 @@ async fn a_request_target_over_max_header_bytes_is_414() {
 }
 
 #[tokio::test]
-#[ignore = "PENDING"]
 async fn a_long_request_target_pipelined_behind_a_body_is_414() {
     let gw = TestGateway::start_with(limits("  max_header_bytes: 16384")).await;
     let body = "b".repeat(300_000);
