@@ -18,6 +18,7 @@
 //! forward(state, head, body, access)
 //!   7 headers         strip DPoP + hop-by-hop + spoofed identity; set identity, X-Forwarded-*
 //!   8 upstream        stream the body both ways                -> 502 | 504
+//!                     the client's body breaks off or stalls  -> 400 | 408
 //! respond             a refusal becomes a response in refusal.rs; metrics + one access-log line
 //! ```
 //!
@@ -398,14 +399,20 @@ where
 
     // 8 upstream, streaming the body
     let version = head.version;
-    let body = body::boxed(IdleTimeoutBody::new(body, state.idle_timeout));
+    let (body, client_body) = body::watched(IdleTimeoutBody::new(body, state.idle_timeout));
+    let body = body::boxed(body);
     let upstream_start = clock::monotonic();
     let result = state.forwarder.send(Request::from_parts(head, body)).await;
     state
         .metrics
         .upstream_duration
         .observe(upstream_start.elapsed().as_secs_f64());
-    let mut resp = result.map_err(Refusal::Upstream)?;
+    // A failed exchange whose request body failed first is the client's fault (400, 408),
+    // not the upstream's (502, 504).
+    let mut resp = result.map_err(|e| match client_body.fault() {
+        Some(fault) => Refusal::RequestBody(fault),
+        None => Refusal::Upstream(e),
+    })?;
     // The gateway answers in its own version, the client connection's (RFC 9110 §6.2): an
     // HTTP/1.0 upstream's `HTTP/1.0 200` would cost an HTTP/1.1 client its keep-alive.
     *resp.version_mut() = version;

@@ -10,7 +10,7 @@
 use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
-use crate::body::{self, GatewayBody};
+use crate::body::{self, BodyFault, GatewayBody};
 use crate::dpop::{ProofCheck, ProofError};
 use crate::forward::ForwardError;
 use crate::nonce::NonceError;
@@ -61,6 +61,10 @@ pub enum Refusal {
     /// The upstream refused the connection, broke the exchange (502) or sent no response
     /// headers within `upstream.request_timeout` (504).
     Upstream(ForwardError),
+    /// The client's request body failed while it was being forwarded: malformed (a bad
+    /// chunk size) or cut short (400), or no data for `idle_timeout` (408). The client's
+    /// fault, not the upstream's; the connection closes.
+    RequestBody(BodyFault),
     /// The request head is over `limits.max_header_bytes` (431, then the connection closes).
     HeadTooLarge,
     /// The request head did not arrive within `limits.header_read_timeout` (408, then closed).
@@ -129,6 +133,10 @@ pub enum Reason {
     UpstreamTimeout,
     /// The upstream broke the exchange.
     UpstreamProtocol,
+    /// The client's request body was malformed or cut short while being forwarded.
+    RequestBody,
+    /// The client's request body stalled past `idle_timeout` while being forwarded.
+    RequestBodyTimeout,
     /// The request head is over `limits.max_header_bytes`.
     HeadTooLarge,
     /// The request head was too slow.
@@ -152,7 +160,7 @@ pub struct RefusalParts {
     pub challenge: bool,
     /// `Retry-After` seconds, for 503.
     pub retry_after: Option<u64>,
-    /// Whether the connection ends after the response (408, 414, 431, 501).
+    /// Whether the connection ends after the response (408, 414, 431, 501, a broken body).
     pub close: bool,
 }
 
@@ -222,6 +230,8 @@ impl Reason {
             R::UpstreamConnect,
             R::UpstreamTimeout,
             R::UpstreamProtocol,
+            R::RequestBody,
+            R::RequestBodyTimeout,
             R::HeadTooLarge,
             R::HeadTimeout,
             R::UriTooLong,
@@ -251,6 +261,8 @@ impl Reason {
             Reason::UpstreamConnect => "connect",
             Reason::UpstreamTimeout => "timeout",
             Reason::UpstreamProtocol => "protocol",
+            Reason::RequestBody => "request_body",
+            Reason::RequestBodyTimeout => "request_body_timeout",
             Reason::HeadTooLarge => "head_too_large",
             Reason::HeadTimeout => "head_timeout",
             Reason::UriTooLong => "uri_too_long",
@@ -304,6 +316,12 @@ impl Refusal {
                 (504, C::UpstreamError, Reason::of_upstream(e), false, None)
             }
             Refusal::Upstream(e) => (502, C::UpstreamError, Reason::of_upstream(e), false, None),
+            Refusal::RequestBody(BodyFault::Broken) => {
+                (400, C::InvalidRequest, R::RequestBody, false, None)
+            }
+            Refusal::RequestBody(BodyFault::TimedOut) => {
+                (408, C::InvalidRequest, R::RequestBodyTimeout, false, None)
+            }
             Refusal::HeadTooLarge => (431, C::InvalidRequest, R::HeadTooLarge, false, None),
             Refusal::HeadTimeout => (408, C::InvalidRequest, R::HeadTimeout, false, None),
             Refusal::UriTooLong => (414, C::InvalidRequest, R::UriTooLong, false, None),
@@ -319,7 +337,8 @@ impl Refusal {
             retry_after,
             close: matches!(
                 self,
-                Refusal::HeadTooLarge
+                Refusal::RequestBody(_)
+                    | Refusal::HeadTooLarge
                     | Refusal::HeadTimeout
                     | Refusal::UriTooLong
                     | Refusal::UnsupportedTransferCoding
@@ -350,6 +369,12 @@ impl Refusal {
                 "the upstream did not answer in time".to_owned()
             }
             Refusal::Upstream(_) => "the upstream is unavailable".to_owned(),
+            Refusal::RequestBody(BodyFault::Broken) => {
+                "the request body is malformed or ended early".to_owned()
+            }
+            Refusal::RequestBody(BodyFault::TimedOut) => {
+                "the request body stopped arriving (idle_timeout)".to_owned()
+            }
             Refusal::HeadTooLarge => "the request head is over max_header_bytes".to_owned(),
             Refusal::HeadTimeout => "the request head did not arrive in time".to_owned(),
             Refusal::UriTooLong => "the request line is over max_header_bytes".to_owned(),

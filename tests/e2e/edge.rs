@@ -628,7 +628,6 @@ async fn a_long_request_target_pipelined_behind_a_body_is_414() {
 // === 6. A request body that breaks off is the client's fault ===
 
 #[tokio::test]
-#[ignore = "PENDING"]
 async fn a_malformed_chunked_body_is_400_not_502() {
     let gw = TestGateway::start().await;
     let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
@@ -664,15 +663,25 @@ async fn a_malformed_chunked_body_is_400_not_502() {
         assert_eq!(seen.uri, path);
         assert!(seen.body_len <= 5, "{}", seen.body_len);
     }
+    // Counted as the client's refusals, not as upstream errors.
     let metrics = gw.metrics().await;
+    let refused: u64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("dpop_gateway_requests_total")
+                && l.contains("reason=\"request_body\"")
+                && l.contains("status=\"400\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(refused, 2, "{metrics}");
     assert!(
-        !metrics.contains("reason=\"protocol\"} 1"),
-        "not counted as an upstream error: {metrics}"
+        metrics.contains("dpop_gateway_upstream_errors_total{kind=\"protocol\"} 0\n"),
+        "{metrics}"
     );
 }
 
 #[tokio::test]
-#[ignore = "PENDING"]
 async fn a_request_body_that_stalls_past_idle_timeout_is_408() {
     let gw = TestGateway::start_with(limits("  idle_timeout: 500ms")).await;
     let mut c = Conn::open(gw.addr).await;
