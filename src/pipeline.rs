@@ -6,6 +6,7 @@
 //! authorize(state, head)                                      -> Result<Access, Refusal>
 //!   0 head            over max_header_bytes (a pipelined head) -> 431 (the request line: 414)
 //!                     a transfer coding other than chunked     -> 501
+//!                     a field value with whitespace around it  -> 400 (HTTP/2)
 //!   1 route           RFC 9728 metadata => answered here; canonical path, first matching prefix;
 //!                     auth: none or a CORS preflight => Access::Open
 //!   2 credentials     one DPoP, one Authorization, scheme      -> 400 invalid_request | 401
@@ -192,6 +193,11 @@ async fn authorize_on(
     // gets the body in a framing of its own, so any other would reach it undecoded.
     if unsupported_transfer_coding(&head.headers) {
         return Err(Refusal::UnsupportedTransferCoding);
+    }
+    // ...and its fields: HTTP/2 passes values as sent, and one with whitespace around it is
+    // malformed (RFC 9113 §8.2.1); an intermediary must not forward it.
+    if head.headers.values().any(|v| padded(v.as_bytes())) {
+        return Err(Refusal::MalformedField);
     }
     // 1 route
     if let Some(resp) = resource_metadata(state, head, conn) {
@@ -507,6 +513,12 @@ fn head_len(parts: &Parts) -> usize {
 fn request_line_len(parts: &Parts) -> usize {
     let target = parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
     parts.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len()
+}
+
+/// Whether a field value starts or ends with SP or HTAB.
+fn padded(value: &[u8]) -> bool {
+    let ws = |b: &u8| *b == b' ' || *b == b'\t';
+    value.first().is_some_and(ws) || value.last().is_some_and(ws)
 }
 
 /// Whether `Transfer-Encoding` names anything but `chunked` alone (RFC 9112 §6.1: 501). hyper

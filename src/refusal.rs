@@ -72,6 +72,10 @@ pub enum Refusal {
     /// The request line alone is over `limits.max_header_bytes` (414, then the connection
     /// closes): the target is too long, whatever the fields.
     UriTooLong,
+    /// A field value starts or ends with whitespace (SP, HTAB): a malformed HTTP/2 request
+    /// (RFC 9113 §8.2.1), which an intermediary must not forward (400). HTTP/1 parsing removes
+    /// such whitespace, so only HTTP/2 requests carry it.
+    MalformedField,
     /// The request has a transfer coding other than `chunked` alone (`gzip, chunked`): the
     /// gateway does not decode it and must not forward its bytes as the body (RFC 9112 §6.1:
     /// 501, then closed).
@@ -145,6 +149,8 @@ pub enum Reason {
     UriTooLong,
     /// A transfer coding other than `chunked`.
     TransferCoding,
+    /// A field value with whitespace around it (HTTP/2).
+    MalformedField,
 }
 
 /// What [`Refusal::parts`] decides.
@@ -236,6 +242,7 @@ impl Reason {
             R::HeadTimeout,
             R::UriTooLong,
             R::TransferCoding,
+            R::MalformedField,
         ]
         .into_iter()
         .chain(ProofCheck::ALL.into_iter().map(R::Proof))
@@ -267,6 +274,7 @@ impl Reason {
             Reason::HeadTimeout => "head_timeout",
             Reason::UriTooLong => "uri_too_long",
             Reason::TransferCoding => "transfer_coding",
+            Reason::MalformedField => "malformed_field",
         }
     }
 
@@ -328,6 +336,7 @@ impl Refusal {
             Refusal::UnsupportedTransferCoding => {
                 (501, C::InvalidRequest, R::TransferCoding, false, None)
             }
+            Refusal::MalformedField => (400, C::InvalidRequest, R::MalformedField, false, None),
         };
         RefusalParts {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -380,6 +389,9 @@ impl Refusal {
             Refusal::UriTooLong => "the request line is over max_header_bytes".to_owned(),
             Refusal::UnsupportedTransferCoding => {
                 "transfer codings other than chunked are not supported".to_owned()
+            }
+            Refusal::MalformedField => {
+                "a field value starts or ends with whitespace (RFC 9113 section 8.2.1)".to_owned()
             }
         }
     }

@@ -341,3 +341,13 @@ fn only_chunked_alone_is_a_supported_transfer_coding() {
         assert!(te(bad), "{bad:?}");
     }
 }
+
+#[test]
+fn a_value_with_whitespace_around_it_is_padded() {
+    for v in [&b" a"[..], b"a ", b"\ta", b"a\t", b" "] {
+        assert!(padded(v), "{v:?}");
+    }
+    for v in [&b""[..], b"a", b"a b", b"a\tb"] {
+        assert!(!padded(v), "{v:?}");
+    }
+}

@@ -700,7 +700,6 @@ async fn a_request_body_that_stalls_past_idle_timeout_is_408() {
 // === 7. HTTP/2 field values with surrounding whitespace ===
 
 #[tokio::test]
-#[ignore = "PENDING"]
 async fn http2_field_values_with_surrounding_whitespace_are_refused() {
     let gw = TestGateway::start().await;
     let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
