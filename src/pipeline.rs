@@ -3,7 +3,7 @@
 //! metrics record and one access-log line for every request, whatever happened.
 //!
 //! ```text
-//! authorize(state, head)                                      -> Result<Access, Refusal>
+//! authorize(state, head, body)                                -> Result<Access, Refusal>
 //!   0 head            over max_header_bytes (a pipelined head) -> 431 (the request line: 414)
 //!                     a transfer coding other than chunked     -> 501
 //!                     a field value with whitespace around it  -> 400 (HTTP/2)
@@ -24,8 +24,9 @@
 //! ```
 //!
 //! Steps 2-5 are `verify` (stateless: `explain` runs exactly them); step 6 is `admit`.
-//! [`authorize`] takes the request head only and any body type stays with the caller, so the
-//! pipeline bench, `explain` and other listeners run this code, not a copy of it.
+//! [`authorize`] takes the request head and what is known of the body ([`BodyKnown`]: a CORS
+//! preflight has none); any body type stays with the caller, so the pipeline bench, `explain`
+//! and other listeners run this code, not a copy of it.
 
 use std::sync::Arc;
 
@@ -58,6 +59,16 @@ pub enum Access {
     Open,
     /// Forwarded with the identity the checks proved.
     Authorized(Authorized),
+}
+
+/// What the caller knows of a request's body when its head is authorized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKnown {
+    /// None follows: the head ended the request (HTTP/1 with neither `Content-Length` nor
+    /// `Transfer-Encoding`, or `Content-Length: 0`; HTTP/2 `END_STREAM` on the HEADERS frame).
+    Empty,
+    /// A body follows, or may (DATA frames, chunked, a length).
+    MayFollow,
 }
 
 /// A request that passed steps 2-5 (`verify`) but not yet the replay check: only this module
@@ -113,7 +124,7 @@ where
     let method = parts.method.clone();
     let origin = parts.headers.get(ORIGIN).cloned();
 
-    let decision = authorize(&state, &parts, conn).await;
+    let decision = authorize(&state, &parts, BodyKnown::of(&body), conn).await;
     let route = decision.route;
     let (mut resp, outcome, jkt) = match decision.result {
         Ok(Access::Local(resp)) => (resp, Outcome::Local, None),
@@ -167,11 +178,16 @@ where
 }
 
 /// Steps 0-6 on the request head: where the request may go, or why not.
-pub async fn authorize<'s>(state: &'s State, head: &Parts, conn: ConnMeta) -> Decision<'s> {
+pub async fn authorize<'s>(
+    state: &'s State,
+    head: &Parts,
+    body: BodyKnown,
+    conn: ConnMeta,
+) -> Decision<'s> {
     let route = state.router.find(head.uri.path());
     Decision {
         route,
-        result: authorize_on(state, route, head, conn).await,
+        result: authorize_on(state, route, head, body, conn).await,
     }
 }
 
@@ -179,6 +195,7 @@ async fn authorize_on(
     state: &State,
     route: &Route,
     head: &Parts,
+    body: BodyKnown,
     conn: ConnMeta,
 ) -> Result<Access, Refusal> {
     // 0 the head's size: the connection counts it as it arrives (`server::deadline`), except a
@@ -206,7 +223,7 @@ async fn authorize_on(
     // Canonical paths only: a server behind us must not read another path than the one
     // routes were matched on.
     route::check_path(head.uri.path()).map_err(Refusal::InvalidRequest)?;
-    if route.auth == AuthMode::None || is_cors_preflight(&head.method, &head.headers) {
+    if route.auth == AuthMode::None || is_cors_preflight(&head.method, &head.headers, body) {
         return Ok(Access::Open);
     }
     let verify_start = clock::monotonic();
@@ -588,10 +605,13 @@ fn request_id(headers: &mut http::HeaderMap) -> HeaderValue {
 }
 
 /// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`. Forwarded
-/// without a proof: browsers never attach credentials to it, and the upstream owns its policy.
-/// A request that carries credentials or a body is not a preflight, whatever its headers say.
-fn is_cors_preflight(method: &Method, headers: &http::HeaderMap) -> bool {
+/// without a proof: browsers never attach credentials or a body to it, and the upstream owns
+/// its policy. A request that carries credentials or a body is not a preflight, whatever its
+/// headers say: the body is judged by `body` (an HTTP/2 request says it has one with DATA
+/// frames, no header needed), the framing headers only confirm it.
+fn is_cors_preflight(method: &Method, headers: &http::HeaderMap, body: BodyKnown) -> bool {
     method == Method::OPTIONS
+        && body == BodyKnown::Empty
         && headers.contains_key(ORIGIN)
         && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
         && !headers.contains_key(http::header::AUTHORIZATION)
@@ -600,6 +620,20 @@ fn is_cors_preflight(method: &Method, headers: &http::HeaderMap) -> bool {
         && headers
             .get(http::header::CONTENT_LENGTH)
             .is_none_or(|v| v.as_bytes() == b"0")
+}
+
+// === impl BodyKnown ===
+
+impl BodyKnown {
+    /// What `body` says of itself before it is read (`is_end_stream`: hyper's for a request
+    /// whose head ended it, HTTP/1 or HTTP/2).
+    pub fn of<B: http_body::Body>(body: &B) -> BodyKnown {
+        if body.is_end_stream() {
+            BodyKnown::Empty
+        } else {
+            BodyKnown::MayFollow
+        }
+    }
 }
 
 // === impl Access ===

@@ -132,7 +132,15 @@ impl Fixture {
     }
 
     async fn authorize(&self, head: &Parts) -> (String, Result<Access, Refusal>) {
-        let d = authorize(&self.state, head, conn()).await;
+        self.authorize_with(head, BodyKnown::Empty).await
+    }
+
+    async fn authorize_with(
+        &self,
+        head: &Parts,
+        body: BodyKnown,
+    ) -> (String, Result<Access, Refusal>) {
+        let d = authorize(&self.state, head, body, conn()).await;
         (d.route.label().to_owned(), d.result)
     }
 }
@@ -233,6 +241,9 @@ async fn open_routes_and_preflights_need_no_credentials() {
         .insert("access-control-request-method", "POST".parse().unwrap());
     let (_, r) = f.authorize(&preflight).await;
     assert!(matches!(r, Ok(Access::Open)));
+    // With a body (HTTP/2 DATA frames, no framing header): a request like any other.
+    let (_, r) = f.authorize_with(&preflight, BodyKnown::MayFollow).await;
+    assert!(matches!(refusal(r), Refusal::NoCredentials));
 }
 
 #[tokio::test]

@@ -734,7 +734,6 @@ async fn http2_field_values_with_surrounding_whitespace_are_refused() {
 // === 8. A preflight has no body ===
 
 #[tokio::test]
-#[ignore = "PENDING"]
 async fn an_http2_preflight_with_a_body_needs_a_proof() {
     let gw = TestGateway::start().await;
     let preflight = |body| {
