@@ -8,7 +8,7 @@
 //!                     a transfer coding other than chunked     -> 501
 //!                     a field value with whitespace around it  -> 400 (HTTP/2)
 //!   1 route           RFC 9728 metadata => answered here; canonical path, first matching prefix;
-//!                     auth: none or a CORS preflight => Access::Open
+//!                     auth: none or a CORS preflight (no body) => Access::Open
 //!   2 credentials     one DPoP, one Authorization, scheme      -> 400 invalid_request | 401
 //!   3 proof           typ alg jwk sig htm htu iat ath          -> 401 invalid_dpop_proof
 //!   4 nonce           when the route requires it               -> 401 use_dpop_nonce + DPoP-Nonce
@@ -19,7 +19,7 @@
 //! forward(state, head, body, access)
 //!   7 headers         strip DPoP + hop-by-hop + spoofed identity; set identity, X-Forwarded-*
 //!   8 upstream        stream the body both ways                -> 502 | 504
-//!                     the client's body breaks off or stalls  -> 400 | 408
+//!                     the client's body breaks off or stalls   -> 400 | 408
 //! respond             a refusal becomes a response in refusal.rs; metrics + one access-log line
 //! ```
 //!
