@@ -11,7 +11,7 @@
 //!
 //! The wrapper sits between the (TLS-decrypted) stream and hyper and watches the bytes: a head
 //! starts with the first byte read while idle and ends at its first empty line, found the way
-//! hyper's parser finds it ([`Line`]: a bare LF ends a line too, empty lines before the request
+//! hyper's parser finds it (`Line`: a bare LF ends a line too, empty lines before the request
 //! line are skipped), so that the two never disagree on where a body starts; any byte of a
 //! final response written makes the connection idle again. An interim `100 Continue` (written
 //! when a request that sent `Expect: 100-continue` has its body read) does not: the request's
