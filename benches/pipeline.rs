@@ -60,6 +60,9 @@ fn head(f: &Fixture, proof: &str) -> http::request::Parts {
         .0
 }
 
+/// A GET: no body.
+const EMPTY: pipeline::BodyKnown = pipeline::BodyKnown::Empty;
+
 const CONN: fn() -> ConnMeta = || ConnMeta {
     remote: "127.0.0.1:40000".parse().unwrap(),
     scheme: "http",
@@ -89,13 +92,13 @@ fn benches(c: &mut Criterion) -> Vec<(String, String)> {
             head(f, &common::mint(&f.key, &format!("jti-{n}"), &f.token))
         };
         let first = fresh();
-        let decision = rt.block_on(pipeline::authorize(&state, &first, CONN()));
+        let decision = rt.block_on(pipeline::authorize(&state, &first, EMPTY, CONN()));
         assert!(matches!(decision.result, Ok(Access::Authorized(_))));
         g.bench_function(f.alg.as_str(), |b| {
             b.iter_batched(
                 &mut fresh,
                 |head| {
-                    let d = rt.block_on(pipeline::authorize(&state, &head, CONN()));
+                    let d = rt.block_on(pipeline::authorize(&state, &head, EMPTY, CONN()));
                     matches!(d.result, Ok(Access::Authorized(_)))
                 },
                 BatchSize::SmallInput,

@@ -1,11 +1,13 @@
 //! The one body type the gateway passes around ([`GatewayBody`]: streamed, boxed), its
-//! constructors, and [`IdleTimeoutBody`], which fails a body whose next frame is too slow to
-//! come (`limits.idle_timeout` between body reads).
+//! constructors, [`IdleTimeoutBody`], which fails a body whose next frame is too slow to
+//! come (`limits.idle_timeout` between body reads), and [`Watched`], which remembers how a
+//! client's body failed ([`BodyFault`]) so that a failed exchange is blamed on the right side.
 //!
 //! Bodies are never collected here: frames go through as they arrive.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -35,6 +37,29 @@ pin_project! {
         failed: bool,
     }
 }
+
+pin_project! {
+    /// A client's request body, passed through unchanged, that records its first failure
+    /// where the [`BodyWatch`] made with it can read it.
+    pub struct Watched<B> {
+        #[pin]
+        inner: B,
+        fault: Arc<OnceLock<BodyFault>>,
+    }
+}
+
+/// How a client's request body failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFault {
+    /// Its framing is malformed (a bad chunk size) or it ended before its declared end.
+    Broken,
+    /// No data for `idle_timeout` ([`IdleTimeout`]).
+    TimedOut,
+}
+
+/// Reads what the [`Watched`] body made with it recorded.
+#[derive(Clone, Debug)]
+pub struct BodyWatch(Arc<OnceLock<BodyFault>>);
 
 /// The error of an [`IdleTimeoutBody`] whose peer went quiet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +92,62 @@ where
     B::Error: Into<BoxError>,
 {
     b.map_err(Into::into).boxed_unsync()
+}
+
+// === impl Watched ===
+
+/// Wraps `inner`, a client's body, and returns the watch that tells whether (and how) it
+/// failed.
+pub fn watched<B>(inner: B) -> (Watched<B>, BodyWatch) {
+    let fault = Arc::new(OnceLock::new());
+    let watch = BodyWatch(Arc::clone(&fault));
+    (Watched { inner, fault }, watch)
+}
+
+impl<B> Body for Watched<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                let e: BoxError = e.into();
+                let fault = if e.downcast_ref::<IdleTimeout>().is_some() {
+                    BodyFault::TimedOut
+                } else {
+                    BodyFault::Broken
+                };
+                let _ = this.fault.set(fault);
+                Poll::Ready(Some(Err(e)))
+            }
+            other => other.map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+// === impl BodyWatch ===
+
+impl BodyWatch {
+    /// How the body failed, if it did (so far).
+    pub fn fault(&self) -> Option<BodyFault> {
+        self.0.get().copied()
+    }
 }
 
 // === impl IdleTimeoutBody ===
@@ -216,6 +297,40 @@ mod tests {
         let idle = err.downcast_ref::<IdleTimeout>().expect("an IdleTimeout");
         assert_eq!(idle.after, Duration::from_millis(200));
         feeder.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_watched_body_records_how_it_failed() {
+        let (tx, body) = channel_body();
+        let (body, watch) = watched(body);
+        tx.send(Bytes::from_static(b"ok")).await.unwrap();
+        drop(tx);
+        assert_eq!(&body.collect().await.unwrap().to_bytes()[..], b"ok");
+        assert_eq!(watch.fault(), None);
+
+        let (_tx, body) = channel_body();
+        let (body, watch) = watched(IdleTimeoutBody::new(body, Duration::from_millis(100)));
+        assert!(body.collect().await.is_err());
+        assert_eq!(watch.fault(), Some(BodyFault::TimedOut));
+
+        let (body, watch) = watched(Broken);
+        assert!(body.collect().await.is_err());
+        assert_eq!(watch.fault(), Some(BodyFault::Broken));
+    }
+
+    /// A body whose framing is broken from the start.
+    struct Broken;
+
+    impl Body for Broken {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(Some(Err("invalid chunk size".into())))
+        }
     }
 
     #[tokio::test]

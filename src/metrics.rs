@@ -38,7 +38,8 @@ pub struct Metrics {
     /// `dpop_gateway_upstream_errors_total{kind}`.
     pub upstream_errors: IntCounterVec,
     /// `dpop_gateway_connection_refusals_total{reason}`: connections ended before a request
-    /// was parsed (`head_too_large`, `head_timeout`); these never reach the request metrics.
+    /// was parsed (`head_too_large`, `head_timeout`, `uri_too_long`); these never reach the
+    /// request metrics.
     pub connection_refusals: IntCounterVec,
     /// `dpop_gateway_in_flight_requests`.
     pub in_flight: IntGauge,
@@ -229,7 +230,7 @@ impl Metrics {
                 Reason::UpstreamConnect | Reason::UpstreamTimeout | Reason::UpstreamProtocol => {
                     m.upstream_errors.with_label_values(&[reason.as_str()]);
                 }
-                Reason::HeadTooLarge | Reason::HeadTimeout => {
+                Reason::HeadTooLarge | Reason::HeadTimeout | Reason::UriTooLong => {
                     m.connection_refusals.with_label_values(&[reason.as_str()]);
                 }
                 _ => {}

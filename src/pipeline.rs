@@ -3,10 +3,12 @@
 //! metrics record and one access-log line for every request, whatever happened.
 //!
 //! ```text
-//! authorize(state, head)                                      -> Result<Access, Refusal>
-//!   0 head            over max_header_bytes (a pipelined head) -> 431
+//! authorize(state, head, body)                                -> Result<Access, Refusal>
+//!   0 head            over max_header_bytes (a pipelined head) -> 431 (the request line: 414)
+//!                     a transfer coding other than chunked     -> 501
+//!                     a field value with whitespace around it  -> 400 (HTTP/2)
 //!   1 route           RFC 9728 metadata => answered here; canonical path, first matching prefix;
-//!                     auth: none or a CORS preflight => Access::Open
+//!                     auth: none or a CORS preflight (no body) => Access::Open
 //!   2 credentials     one DPoP, one Authorization, scheme      -> 400 invalid_request | 401
 //!   3 proof           typ alg jwk sig htm htu iat ath          -> 401 invalid_dpop_proof
 //!   4 nonce           when the route requires it               -> 401 use_dpop_nonce + DPoP-Nonce
@@ -17,12 +19,14 @@
 //! forward(state, head, body, access)
 //!   7 headers         strip DPoP + hop-by-hop + spoofed identity; set identity, X-Forwarded-*
 //!   8 upstream        stream the body both ways                -> 502 | 504
+//!                     the client's body breaks off or stalls   -> 400 | 408
 //! respond             a refusal becomes a response in refusal.rs; metrics + one access-log line
 //! ```
 //!
 //! Steps 2-5 are `verify` (stateless: `explain` runs exactly them); step 6 is `admit`.
-//! [`authorize`] takes the request head only and any body type stays with the caller, so the
-//! pipeline bench, `explain` and other listeners run this code, not a copy of it.
+//! [`authorize`] takes the request head and what is known of the body ([`BodyKnown`]: a CORS
+//! preflight has none); any body type stays with the caller, so the pipeline bench, `explain`
+//! and other listeners run this code, not a copy of it.
 
 use std::sync::Arc;
 
@@ -55,6 +59,16 @@ pub enum Access {
     Open,
     /// Forwarded with the identity the checks proved.
     Authorized(Authorized),
+}
+
+/// What the caller knows of a request's body when its head is authorized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKnown {
+    /// None follows: the head ended the request (HTTP/1 with neither `Content-Length` nor
+    /// `Transfer-Encoding`, or `Content-Length: 0`; HTTP/2 `END_STREAM` on the HEADERS frame).
+    Empty,
+    /// A body follows, or may (DATA frames, chunked, a length).
+    MayFollow,
 }
 
 /// A request that passed steps 2-5 (`verify`) but not yet the replay check: only this module
@@ -110,7 +124,7 @@ where
     let method = parts.method.clone();
     let origin = parts.headers.get(ORIGIN).cloned();
 
-    let decision = authorize(&state, &parts, conn).await;
+    let decision = authorize(&state, &parts, BodyKnown::of(&body), conn).await;
     let route = decision.route;
     let (mut resp, outcome, jkt) = match decision.result {
         Ok(Access::Local(resp)) => (resp, Outcome::Local, None),
@@ -164,11 +178,16 @@ where
 }
 
 /// Steps 0-6 on the request head: where the request may go, or why not.
-pub async fn authorize<'s>(state: &'s State, head: &Parts, conn: ConnMeta) -> Decision<'s> {
+pub async fn authorize<'s>(
+    state: &'s State,
+    head: &Parts,
+    body: BodyKnown,
+    conn: ConnMeta,
+) -> Decision<'s> {
     let route = state.router.find(head.uri.path());
     Decision {
         route,
-        result: authorize_on(state, route, head, conn).await,
+        result: authorize_on(state, route, head, body, conn).await,
     }
 }
 
@@ -176,12 +195,26 @@ async fn authorize_on(
     state: &State,
     route: &Route,
     head: &Parts,
+    body: BodyKnown,
     conn: ConnMeta,
 ) -> Result<Access, Refusal> {
     // 0 the head's size: the connection counts it as it arrives (`server::deadline`), except a
     // head pipelined behind a body, which hyper read along with the body
+    if request_line_len(head) > state.max_header_bytes {
+        return Err(Refusal::UriTooLong);
+    }
     if head_len(head) > state.max_header_bytes {
         return Err(Refusal::HeadTooLarge);
+    }
+    // ...and its framing: chunked is the one transfer coding hyper decodes, and the upstream
+    // gets the body in a framing of its own, so any other would reach it undecoded.
+    if unsupported_transfer_coding(&head.headers) {
+        return Err(Refusal::UnsupportedTransferCoding);
+    }
+    // ...and its fields: HTTP/2 passes values as sent, and one with whitespace around it is
+    // malformed (RFC 9113 §8.2.1); an intermediary must not forward it.
+    if head.headers.values().any(|v| padded(v.as_bytes())) {
+        return Err(Refusal::MalformedField);
     }
     // 1 route
     if let Some(resp) = resource_metadata(state, head, conn) {
@@ -190,7 +223,7 @@ async fn authorize_on(
     // Canonical paths only: a server behind us must not read another path than the one
     // routes were matched on.
     route::check_path(head.uri.path()).map_err(Refusal::InvalidRequest)?;
-    if route.auth == AuthMode::None || is_cors_preflight(&head.method, &head.headers) {
+    if route.auth == AuthMode::None || is_cors_preflight(&head.method, &head.headers, body) {
         return Ok(Access::Open);
     }
     let verify_start = clock::monotonic();
@@ -388,14 +421,24 @@ where
     fwd_headers::prepare_request(&mut head.headers, &ctx);
 
     // 8 upstream, streaming the body
-    let body = body::boxed(IdleTimeoutBody::new(body, state.idle_timeout));
+    let version = head.version;
+    let (body, client_body) = body::watched(IdleTimeoutBody::new(body, state.idle_timeout));
+    let body = body::boxed(body);
     let upstream_start = clock::monotonic();
     let result = state.forwarder.send(Request::from_parts(head, body)).await;
     state
         .metrics
         .upstream_duration
         .observe(upstream_start.elapsed().as_secs_f64());
-    let mut resp = result.map_err(Refusal::Upstream)?;
+    // A failed exchange whose request body failed first is the client's fault (400, 408),
+    // not the upstream's (502, 504).
+    let mut resp = result.map_err(|e| match client_body.fault() {
+        Some(fault) => Refusal::RequestBody(fault),
+        None => Refusal::Upstream(e),
+    })?;
+    // The gateway answers in its own version, the client connection's (RFC 9110 §6.2): an
+    // HTTP/1.0 upstream's `HTTP/1.0 200` would cost an HTTP/1.1 client its keep-alive.
+    *resp.version_mut() = version;
     if let (true, Some(keys)) = (authorized.is_some_and(|a| a.renew_nonce), &state.nonces) {
         if let Ok(v) = HeaderValue::from_str(&keys.issue(state.clock.now())) {
             resp.headers_mut().insert("dpop-nonce", v);
@@ -475,13 +518,40 @@ fn record(
 /// A lower bound of what came on the wire (no optional whitespace, origin-form target), so a
 /// head the connection's count let through is never refused here.
 fn head_len(parts: &Parts) -> usize {
-    let target = parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
     let fields: usize = parts
         .headers
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 3)
         .sum();
-    parts.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len() + fields + 2
+    request_line_len(parts) + fields + 2
+}
+
+/// The length of `parts`' request line with its CRLF, as [`head_len`] counts it.
+fn request_line_len(parts: &Parts) -> usize {
+    let target = parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
+    parts.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len()
+}
+
+/// Whether a field value starts or ends with SP or HTAB.
+fn padded(value: &[u8]) -> bool {
+    let ws = |b: &u8| *b == b' ' || *b == b'\t';
+    value.first().is_some_and(ws) || value.last().is_some_and(ws)
+}
+
+/// Whether `Transfer-Encoding` names anything but `chunked` alone (RFC 9112 §6.1: 501). hyper
+/// refuses a request whose last coding is not chunked; `gzip, chunked` it would pass on.
+fn unsupported_transfer_coding(headers: &http::HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty());
+    match (codings.next(), codings.next()) {
+        (None, _) => false,
+        (Some(coding), None) => !coding.eq_ignore_ascii_case(b"chunked"),
+        (Some(_), Some(_)) => true,
+    }
 }
 
 /// `GET /.well-known/oauth-protected-resource[/path]` (RFC 9728 §3), answered by the gateway.
@@ -535,10 +605,13 @@ fn request_id(headers: &mut http::HeaderMap) -> HeaderValue {
 }
 
 /// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`. Forwarded
-/// without a proof: browsers never attach credentials to it, and the upstream owns its policy.
-/// A request that carries credentials or a body is not a preflight, whatever its headers say.
-fn is_cors_preflight(method: &Method, headers: &http::HeaderMap) -> bool {
+/// without a proof: browsers never attach credentials or a body to it, and the upstream owns
+/// its policy. A request that carries credentials or a body is not a preflight, whatever its
+/// headers say: the body is judged by `body` (an HTTP/2 request says it has one with DATA
+/// frames, no header needed), the framing headers only confirm it.
+fn is_cors_preflight(method: &Method, headers: &http::HeaderMap, body: BodyKnown) -> bool {
     method == Method::OPTIONS
+        && body == BodyKnown::Empty
         && headers.contains_key(ORIGIN)
         && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
         && !headers.contains_key(http::header::AUTHORIZATION)
@@ -547,6 +620,20 @@ fn is_cors_preflight(method: &Method, headers: &http::HeaderMap) -> bool {
         && headers
             .get(http::header::CONTENT_LENGTH)
             .is_none_or(|v| v.as_bytes() == b"0")
+}
+
+// === impl BodyKnown ===
+
+impl BodyKnown {
+    /// What `body` says of itself before it is read (`is_end_stream`: hyper's for a request
+    /// whose head ended it, HTTP/1 or HTTP/2).
+    pub fn of<B: http_body::Body>(body: &B) -> BodyKnown {
+        if body.is_end_stream() {
+            BodyKnown::Empty
+        } else {
+            BodyKnown::MayFollow
+        }
+    }
 }
 
 // === impl Access ===

@@ -2,7 +2,7 @@
 //! (RFC 9449 §7.1, §8, §9; RFC 6750 §3; RFC 9728 §5.1): status, `error` code, description,
 //! `WWW-Authenticate`, `DPoP-Nonce`, `Retry-After`, CORS and the JSON body, for responses hyper
 //! sends (`Refusal::respond`) and for the bytes the connection layer writes itself before a
-//! request was parsed ([`Refusal::http1_bytes`]: 408 and 431).
+//! request was parsed ([`Refusal::http1_bytes`]: 408, 414 and 431).
 //!
 //! The `match` in [`Refusal::parts`] is exhaustive with no `_ =>` arm: a new variant does not
 //! compile until someone decides its status, code, headers and metric [`Reason`].
@@ -10,7 +10,7 @@
 use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
-use crate::body::{self, GatewayBody};
+use crate::body::{self, BodyFault, GatewayBody};
 use crate::dpop::{ProofCheck, ProofError};
 use crate::forward::ForwardError;
 use crate::nonce::NonceError;
@@ -61,10 +61,25 @@ pub enum Refusal {
     /// The upstream refused the connection, broke the exchange (502) or sent no response
     /// headers within `upstream.request_timeout` (504).
     Upstream(ForwardError),
+    /// The client's request body failed while it was being forwarded: malformed (a bad
+    /// chunk size) or cut short (400), or no data for `idle_timeout` (408). The client's
+    /// fault, not the upstream's; the connection closes.
+    RequestBody(BodyFault),
     /// The request head is over `limits.max_header_bytes` (431, then the connection closes).
     HeadTooLarge,
     /// The request head did not arrive within `limits.header_read_timeout` (408, then closed).
     HeadTimeout,
+    /// The request line alone is over `limits.max_header_bytes` (414, then the connection
+    /// closes): the target is too long, whatever the fields.
+    UriTooLong,
+    /// A field value starts or ends with whitespace (SP, HTAB): a malformed HTTP/2 request
+    /// (RFC 9113 §8.2.1), which an intermediary must not forward (400). HTTP/1 parsing removes
+    /// such whitespace, so only HTTP/2 requests carry it.
+    MalformedField,
+    /// The request has a transfer coding other than `chunked` alone (`gzip, chunked`): the
+    /// gateway does not decode it and must not forward its bytes as the body (RFC 9112 §6.1:
+    /// 501, then closed).
+    UnsupportedTransferCoding,
 }
 
 /// The `error` code of a refusal (RFC 6750 §3.1, RFC 9449 §7.1, §12.2): the `outcome` label.
@@ -122,10 +137,20 @@ pub enum Reason {
     UpstreamTimeout,
     /// The upstream broke the exchange.
     UpstreamProtocol,
+    /// The client's request body was malformed or cut short while being forwarded.
+    RequestBody,
+    /// The client's request body stalled past `idle_timeout` while being forwarded.
+    RequestBodyTimeout,
     /// The request head is over `limits.max_header_bytes`.
     HeadTooLarge,
     /// The request head was too slow.
     HeadTimeout,
+    /// The request line is over `limits.max_header_bytes`.
+    UriTooLong,
+    /// A transfer coding other than `chunked`.
+    TransferCoding,
+    /// A field value with whitespace around it (HTTP/2).
+    MalformedField,
 }
 
 /// What [`Refusal::parts`] decides.
@@ -141,7 +166,7 @@ pub struct RefusalParts {
     pub challenge: bool,
     /// `Retry-After` seconds, for 503.
     pub retry_after: Option<u64>,
-    /// Whether the connection ends after the response (408, 431).
+    /// Whether the connection ends after the response (408, 414, 431, 501, a broken body).
     pub close: bool,
 }
 
@@ -211,8 +236,13 @@ impl Reason {
             R::UpstreamConnect,
             R::UpstreamTimeout,
             R::UpstreamProtocol,
+            R::RequestBody,
+            R::RequestBodyTimeout,
             R::HeadTooLarge,
             R::HeadTimeout,
+            R::UriTooLong,
+            R::TransferCoding,
+            R::MalformedField,
         ]
         .into_iter()
         .chain(ProofCheck::ALL.into_iter().map(R::Proof))
@@ -238,8 +268,13 @@ impl Reason {
             Reason::UpstreamConnect => "connect",
             Reason::UpstreamTimeout => "timeout",
             Reason::UpstreamProtocol => "protocol",
+            Reason::RequestBody => "request_body",
+            Reason::RequestBodyTimeout => "request_body_timeout",
             Reason::HeadTooLarge => "head_too_large",
             Reason::HeadTimeout => "head_timeout",
+            Reason::UriTooLong => "uri_too_long",
+            Reason::TransferCoding => "transfer_coding",
+            Reason::MalformedField => "malformed_field",
         }
     }
 
@@ -289,8 +324,19 @@ impl Refusal {
                 (504, C::UpstreamError, Reason::of_upstream(e), false, None)
             }
             Refusal::Upstream(e) => (502, C::UpstreamError, Reason::of_upstream(e), false, None),
+            Refusal::RequestBody(BodyFault::Broken) => {
+                (400, C::InvalidRequest, R::RequestBody, false, None)
+            }
+            Refusal::RequestBody(BodyFault::TimedOut) => {
+                (408, C::InvalidRequest, R::RequestBodyTimeout, false, None)
+            }
             Refusal::HeadTooLarge => (431, C::InvalidRequest, R::HeadTooLarge, false, None),
             Refusal::HeadTimeout => (408, C::InvalidRequest, R::HeadTimeout, false, None),
+            Refusal::UriTooLong => (414, C::InvalidRequest, R::UriTooLong, false, None),
+            Refusal::UnsupportedTransferCoding => {
+                (501, C::InvalidRequest, R::TransferCoding, false, None)
+            }
+            Refusal::MalformedField => (400, C::InvalidRequest, R::MalformedField, false, None),
         };
         RefusalParts {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -298,7 +344,14 @@ impl Refusal {
             reason,
             challenge,
             retry_after,
-            close: matches!(self, Refusal::HeadTooLarge | Refusal::HeadTimeout),
+            close: matches!(
+                self,
+                Refusal::RequestBody(_)
+                    | Refusal::HeadTooLarge
+                    | Refusal::HeadTimeout
+                    | Refusal::UriTooLong
+                    | Refusal::UnsupportedTransferCoding
+            ),
         }
     }
 
@@ -325,8 +378,21 @@ impl Refusal {
                 "the upstream did not answer in time".to_owned()
             }
             Refusal::Upstream(_) => "the upstream is unavailable".to_owned(),
+            Refusal::RequestBody(BodyFault::Broken) => {
+                "the request body is malformed or ended early".to_owned()
+            }
+            Refusal::RequestBody(BodyFault::TimedOut) => {
+                "the request body stopped arriving (idle_timeout)".to_owned()
+            }
             Refusal::HeadTooLarge => "the request head is over max_header_bytes".to_owned(),
             Refusal::HeadTimeout => "the request head did not arrive in time".to_owned(),
+            Refusal::UriTooLong => "the request line is over max_header_bytes".to_owned(),
+            Refusal::UnsupportedTransferCoding => {
+                "transfer codings other than chunked are not supported".to_owned()
+            }
+            Refusal::MalformedField => {
+                "a field value starts or ends with whitespace (RFC 9113 section 8.2.1)".to_owned()
+            }
         }
     }
 
@@ -368,7 +434,7 @@ impl Refusal {
     }
 
     /// The bytes of the HTTP/1.1 response the connection layer writes itself, for refusals made
-    /// before hyper parsed a request (408, 431): the same status, headers and body as
+    /// before hyper parsed a request (408, 414, 431): the same status, headers and body as
     /// [`Refusal::render`] would give.
     pub fn http1_bytes(&self) -> Vec<u8> {
         let (parts, headers, body) = self.head(&Wire::default());
@@ -570,7 +636,11 @@ mod tests {
 
     #[test]
     fn raw_408_and_431_match_the_rendered_refusal() {
-        for (refusal, status) in [(Refusal::HeadTimeout, 408), (Refusal::HeadTooLarge, 431)] {
+        for (refusal, status) in [
+            (Refusal::HeadTimeout, 408),
+            (Refusal::UriTooLong, 414),
+            (Refusal::HeadTooLarge, 431),
+        ] {
             let bytes = refusal.http1_bytes();
             let text = String::from_utf8(bytes).unwrap();
             let (head, body) = text.split_once("\r\n\r\n").unwrap();

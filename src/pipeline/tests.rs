@@ -132,7 +132,15 @@ impl Fixture {
     }
 
     async fn authorize(&self, head: &Parts) -> (String, Result<Access, Refusal>) {
-        let d = authorize(&self.state, head, conn()).await;
+        self.authorize_with(head, BodyKnown::Empty).await
+    }
+
+    async fn authorize_with(
+        &self,
+        head: &Parts,
+        body: BodyKnown,
+    ) -> (String, Result<Access, Refusal>) {
+        let d = authorize(&self.state, head, body, conn()).await;
         (d.route.label().to_owned(), d.result)
     }
 }
@@ -233,6 +241,9 @@ async fn open_routes_and_preflights_need_no_credentials() {
         .insert("access-control-request-method", "POST".parse().unwrap());
     let (_, r) = f.authorize(&preflight).await;
     assert!(matches!(r, Ok(Access::Open)));
+    // With a body (HTTP/2 DATA frames, no framing header): a request like any other.
+    let (_, r) = f.authorize_with(&preflight, BodyKnown::MayFollow).await;
+    assert!(matches!(refusal(r), Refusal::NoCredentials));
 }
 
 #[tokio::test]
@@ -313,4 +324,41 @@ async fn a_proof_from_before_the_start_is_refused_by_a_memory_backed_gateway() {
         .authorize(&f.head("GET", "/api/items", Some(&fresh)))
         .await;
     assert!(matches!(r, Ok(Access::Authorized(_))));
+}
+
+#[test]
+fn only_chunked_alone_is_a_supported_transfer_coding() {
+    let te = |values: &[&str]| {
+        let mut h = http::HeaderMap::new();
+        for v in values {
+            h.append(
+                http::header::TRANSFER_ENCODING,
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        unsupported_transfer_coding(&h)
+    };
+    assert!(!te(&[]));
+    assert!(!te(&["chunked"]));
+    assert!(!te(&["Chunked"]));
+    assert!(!te(&[" chunked ,"]));
+    for bad in [
+        &["gzip, chunked"][..],
+        &["gzip,chunked"],
+        &["gzip", "chunked"],
+        &["chunked, chunked"],
+        &["identity"],
+    ] {
+        assert!(te(bad), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_value_with_whitespace_around_it_is_padded() {
+    for v in [&b" a"[..], b"a ", b"\ta", b"a\t", b" "] {
+        assert!(padded(v), "{v:?}");
+    }
+    for v in [&b""[..], b"a", b"a b", b"a\tb"] {
+        assert!(!padded(v), "{v:?}");
+    }
 }

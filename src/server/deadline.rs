@@ -10,8 +10,12 @@
 //! behind a body is read before its turn and is checked again, as parsed, by the pipeline.
 //!
 //! The wrapper sits between the (TLS-decrypted) stream and hyper and watches the bytes: a head
-//! starts with the first byte read while idle and ends at the first `CRLF CRLF`; any byte
-//! written (a response) makes the connection idle again. HTTP/2 (prior knowledge, recognised
+//! starts with the first byte read while idle and ends at its first empty line, found the way
+//! hyper's parser finds it (`Line`: a bare LF ends a line too, empty lines before the request
+//! line are skipped), so that the two never disagree on where a body starts; any byte of a
+//! final response written makes the connection idle again. An interim `100 Continue` (written
+//! when a request that sent `Expect: 100-continue` has its body read) does not: the request's
+//! body follows, and it is not counted as a head. HTTP/2 (prior knowledge, recognised
 //! by its preface, or ALPN `h2`) passes through: its head limits are hyper's, and its idle
 //! timeout counts open streams ([`Streams`], kept by the service), not bytes, since PING
 //! frames flow on an idle connection; with no stream open for `idle_timeout`, the connection
@@ -38,11 +42,22 @@ fn request_timeout() -> &'static [u8] {
     BYTES.get_or_init(|| Refusal::HeadTimeout.http1_bytes())
 }
 
+/// What a client sending a request line over `max_header_bytes` is told before the connection
+/// closes.
+fn uri_too_long() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| Refusal::UriTooLong.http1_bytes())
+}
+
 /// What a client sending a head over `max_header_bytes` is told before the connection closes.
 fn head_too_large() -> &'static [u8] {
     static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
     BYTES.get_or_init(|| Refusal::HeadTooLarge.http1_bytes())
 }
+
+/// The interim response hyper writes when a request that sent `Expect: 100-continue` has its
+/// body read (RFC 9110 §10.1.1, §15.2.1): the request goes on, its body is still to come.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -51,15 +66,41 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 enum Phase {
     /// Waiting for the first byte of a request (keep-alive), `idle_timeout`.
     Idle,
-    /// Reading a head, `header_read_timeout` from its first byte; `matched` counts the bytes
-    /// of `CRLF CRLF` seen so far, `len` the bytes of the head.
-    Head { matched: u8, len: usize },
+    /// Reading a head, `header_read_timeout` from its first byte; `line` is where in it the
+    /// bytes so far end, `len` how many there are.
+    Head { line: Line, len: usize },
     /// The head went past `max_header_bytes` before its end.
     TooLarge,
+    /// The head went past `max_header_bytes` before its request line ended.
+    UriTooLong,
     /// Head done: body and response are the body's and hyper's business.
     Busy,
     /// HTTP/2: only the idle timeout, by open streams.
     Passthrough,
+}
+
+/// Where the bytes of a head read so far end, to find its end where hyper's parser (httparse)
+/// does: a line ends at LF, with or without a CR before it (RFC 9112 §2.2 lets a recipient
+/// accept a bare LF, and httparse does), the head at its first empty line, and empty lines
+/// before the request line are skipped (§2.2 again), not taken for the end of a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Line {
+    /// Before the request line: nothing yet, or empty lines only.
+    Leading,
+    /// Before the request line, a CR.
+    LeadingCr,
+    /// Inside the request line.
+    Request,
+    /// Inside the request line, a CR.
+    RequestCr,
+    /// Inside a field line.
+    Field,
+    /// Inside a field line, a CR.
+    FieldCr,
+    /// At the start of a line after the request line.
+    Start,
+    /// At the start of a line after the request line, a CR.
+    StartCr,
 }
 
 /// An I/O stream with the head and idle deadlines applied.
@@ -73,6 +114,8 @@ pub(crate) struct Deadlines<IO> {
     limits: HeadLimits,
     counters: RefusalCounters,
     streams: Arc<Streams>,
+    /// How many bytes of [`CONTINUE`] the response written so far for this request is.
+    interim: usize,
 }
 
 /// The HTTP/2 streams open on one connection and when the last one closed: the service
@@ -94,6 +137,8 @@ pub(crate) struct RefusalCounters {
     pub head_too_large: prometheus::IntCounter,
     /// `reason="head_timeout"`.
     pub head_timeout: prometheus::IntCounter,
+    /// `reason="uri_too_long"`.
+    pub uri_too_long: prometheus::IntCounter,
 }
 
 /// The limits [`Deadlines`] applies, from the config's `limits` block.
@@ -127,12 +172,16 @@ impl<IO> Deadlines<IO> {
             phase: if h2 {
                 Phase::Passthrough
             } else {
-                Phase::Head { matched: 0, len: 0 }
+                Phase::Head {
+                    line: Line::Leading,
+                    len: 0,
+                }
             },
             preface: if h2 { None } else { Some(0) },
             limits,
             counters,
             streams,
+            interim: 0,
         }
     }
 
@@ -220,6 +269,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
                         "request head over max_header_bytes",
                     );
                 }
+                if this.phase == Phase::UriTooLong {
+                    buf.set_filled(before);
+                    this.counters.uri_too_long.inc();
+                    return this.refuse(
+                        cx,
+                        uri_too_long(),
+                        io::ErrorKind::InvalidData,
+                        "request line over max_header_bytes",
+                    );
+                }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -291,45 +350,94 @@ fn advance(phase: &mut Phase, sleep: Pin<&mut Sleep>, limits: &HeadLimits, new: 
     if new.is_empty() {
         return;
     }
-    let (mut matched, len) = match *phase {
+    let (mut line, len) = match *phase {
         Phase::Idle => {
             sleep.reset(Instant::now() + limits.header_timeout);
-            (0, 0)
+            (Line::Leading, 0)
         }
-        Phase::Head { matched, len } => (matched, len),
-        Phase::Busy | Phase::Passthrough | Phase::TooLarge => return,
+        Phase::Head { line, len } => (line, len),
+        Phase::Busy | Phase::Passthrough | Phase::TooLarge | Phase::UriTooLong => return,
     };
     let mut i = 0;
     while i < new.len() {
-        if matched == 0 {
-            // Between line ends: skip to the next CR (a head is mostly field text).
-            match memchr::memchr(b'\r', &new[i..]) {
+        if matches!(line, Line::Request | Line::Field) {
+            // Inside a line: skip to its end (a head is mostly field text).
+            match memchr::memchr2(b'\r', b'\n', &new[i..]) {
                 Some(skip) => i += skip,
                 None => break,
             }
         }
-        matched = match (matched, new[i]) {
-            (0 | 2, b'\r') => matched + 1,
-            (1 | 3, b'\n') => matched + 1,
-            (_, b'\r') => 1,
-            _ => 0,
-        };
-        if matched == 4 {
-            *phase = if len + i < limits.max_head_bytes {
-                Phase::Busy
-            } else {
-                Phase::TooLarge
-            };
-            return;
+        match line.next(new[i]) {
+            Some(Line::Start) if line.in_request_line() && len + i >= limits.max_head_bytes => {
+                // The request line, with its line end, is `len + i + 1` bytes.
+                *phase = Phase::UriTooLong;
+                return;
+            }
+            Some(next) => line = next,
+            None => {
+                // The empty line: the head is `len + i + 1` bytes.
+                *phase = if len + i < limits.max_head_bytes {
+                    Phase::Busy
+                } else {
+                    Phase::TooLarge
+                };
+                return;
+            }
         }
         i += 1;
     }
     let len = len + new.len();
     *phase = if len <= limits.max_head_bytes {
-        Phase::Head { matched, len }
+        Phase::Head { line, len }
+    } else if line.in_request_line() {
+        Phase::UriTooLong
     } else {
         Phase::TooLarge
     };
+}
+
+// === impl Line ===
+
+impl Line {
+    /// Whether the bytes so far end inside the request line.
+    fn in_request_line(self) -> bool {
+        matches!(self, Line::Request | Line::RequestCr)
+    }
+
+    /// Where the head is after byte `b`; `None` once it ended. A CR not followed by LF is
+    /// httparse's to refuse (hyper answers 400): here it is just a byte of its line.
+    fn next(self, b: u8) -> Option<Line> {
+        use Line as L;
+        Some(match (self, b) {
+            (L::Leading | L::LeadingCr, b'\n') => L::Leading,
+            (L::Leading, b'\r') => L::LeadingCr,
+            (L::Leading | L::LeadingCr, _) => L::Request,
+            (L::Request | L::RequestCr, b'\r') => L::RequestCr,
+            (L::Field | L::FieldCr, b'\r') => L::FieldCr,
+            (L::Request | L::RequestCr | L::Field | L::FieldCr, b'\n') => L::Start,
+            (L::Request | L::RequestCr, _) => L::Request,
+            (L::Start | L::StartCr, b'\n') => return None,
+            (L::Start, b'\r') => L::StartCr,
+            (L::Field | L::FieldCr | L::Start | L::StartCr, _) => L::Field,
+        })
+    }
+}
+
+/// Whether `written`, the next bytes of a response of which `*matched` bytes were a prefix of
+/// [`CONTINUE`] already, is all `100 Continue` (or a part of it): `*matched` moves on, to 0
+/// once it is whole. Anything else is the final response.
+fn interim(matched: &mut usize, written: &[u8]) -> bool {
+    let mut rest = written;
+    while !rest.is_empty() {
+        let want = &CONTINUE[*matched..];
+        let n = rest.len().min(want.len());
+        if rest[..n] != want[..n] {
+            return false;
+        }
+        *matched = (*matched + n) % CONTINUE.len();
+        rest = &rest[n..];
+    }
+    true
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
@@ -341,8 +449,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
         let this = self.get_mut();
         let res = Pin::new(&mut this.inner).poll_write(cx, data);
         if let Poll::Ready(Ok(n)) = res {
+            if n > 0 && this.phase == Phase::Busy && interim(&mut this.interim, &data[..n]) {
+                // All of it is (a part of) `100 Continue`: the request's body is still to
+                // come, and it is a body, not the next head.
+                return res;
+            }
             if n > 0 && this.phase != Phase::Passthrough {
-                // A response (or part of one) went out: idle until the next head starts.
+                // A final response (or part of one) went out: idle until the next head starts.
+                this.interim = 0;
                 if this.phase != Phase::Idle {
                     this.phase = Phase::Idle;
                     // hyper polled its read before this write and will not poll again until
@@ -377,7 +491,10 @@ mod tests {
     };
 
     fn run(bytes: &[&[u8]]) -> Phase {
-        let mut phase = Phase::Head { matched: 0, len: 0 };
+        let mut phase = Phase::Head {
+            line: Line::Leading,
+            len: 0,
+        };
         let sleep = tokio::time::sleep(Duration::from_secs(1));
         tokio::pin!(sleep);
         for b in bytes {
@@ -396,11 +513,52 @@ mod tests {
         assert_eq!(
             run(&[b"GET / HTTP/1.1\r\nhost: a\r\n"]),
             Phase::Head {
-                matched: 2,
+                line: Line::Start,
                 len: 25
             }
         );
         assert_eq!(run(&[b"GET / HTTP/1.1\r\r\n\r\n"]), Phase::Busy);
+    }
+
+    #[tokio::test]
+    async fn a_head_ends_at_its_empty_line_whatever_its_line_ends() {
+        // Bare LF, and LF and CRLF mixed, as httparse reads them (RFC 9112 §2.2).
+        for head in [
+            &b"GET / HTTP/1.1\nhost: a\n\n"[..],
+            b"GET / HTTP/1.1\r\nhost: a\n\r\n",
+            b"GET / HTTP/1.1\nhost: a\r\n\n",
+            b"GET / HTTP/1.1\n\n",
+        ] {
+            assert_eq!(run(&[head]), Phase::Busy, "{head:?}");
+            let split: Vec<&[u8]> = head.chunks(1).collect();
+            assert_eq!(run(&split), Phase::Busy, "{head:?} byte by byte");
+        }
+        // What follows the end is a body: never counted, whatever it holds.
+        let with_body = [
+            &b"POST / HTTP/1.1\ncontent-length: 100\n\n"[..],
+            &[b'b'; 100],
+        ];
+        assert_eq!(run(&with_body), Phase::Busy);
+    }
+
+    #[tokio::test]
+    async fn empty_lines_before_the_request_line_do_not_end_a_head_and_count() {
+        for lead in [&b"\r\n\r\n"[..], b"\n\n", b"\r\n", b"\n\r\n"] {
+            let mut head = lead.to_vec();
+            head.extend_from_slice(b"GET / HTTP/1.1\r\nhost: a\r\n");
+            assert_eq!(
+                run(&[&head]),
+                Phase::Head {
+                    line: Line::Start,
+                    len: head.len()
+                },
+                "{lead:?}"
+            );
+            head.extend_from_slice(b"\r\n");
+            assert_eq!(run(&[&head]), Phase::Busy, "{lead:?}");
+        }
+        // Only empty lines, past the limit: too large (never a head's end).
+        assert_eq!(run(&[&b"\r\n".repeat(40)]), Phase::TooLarge);
     }
 
     #[tokio::test]
@@ -421,20 +579,68 @@ mod tests {
             run(&[&over.as_bytes()[..64], &over.as_bytes()[64..]]),
             Phase::TooLarge
         );
-        // No end in sight: refused as soon as the count passes the limit.
-        assert_eq!(run(&[&[b'a'; 65]]), Phase::TooLarge);
+        // No end in sight: refused as soon as the count passes the limit (inside what can
+        // only be a request line: as too long a request line).
+        assert_eq!(run(&[&[b'a'; 65]]), Phase::UriTooLong);
         assert_eq!(
             run(&[&[b'a'; 64]]),
             Phase::Head {
-                matched: 0,
+                line: Line::Request,
                 len: 64
             }
         );
     }
 
+    #[tokio::test]
+    async fn a_request_line_over_the_limit_is_414_a_longer_head_431() {
+        // 64 bytes with its CRLF: passes; one more: too long, whole or split, ended or not.
+        let line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(48));
+        assert_eq!(line.len(), 64);
+        let over = format!("GET /{} HTTP/1.1\r\nhost: a\r\n", "a".repeat(49));
+        assert_eq!(run(&[over.as_bytes()]), Phase::UriTooLong);
+        assert_eq!(
+            run(&[&over.as_bytes()[..30], &over.as_bytes()[30..]]),
+            Phase::UriTooLong
+        );
+        assert_eq!(run(&[&over.as_bytes()[..65]]), Phase::UriTooLong);
+        assert_eq!(
+            run(&[line.as_bytes()]),
+            Phase::Head {
+                line: Line::Start,
+                len: 64
+            }
+        );
+        // A short request line and long fields: too large.
+        let fields = format!("GET / HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(60));
+        assert_eq!(run(&[fields.as_bytes()]), Phase::TooLarge);
+        // Only empty lines: too large, not a request line.
+        assert_eq!(run(&[&[b'\n'; 65]]), Phase::TooLarge);
+    }
+
+    #[test]
+    fn only_an_exact_100_continue_is_interim() {
+        let mut m = 0;
+        assert!(interim(&mut m, CONTINUE));
+        assert_eq!(m, 0);
+        // Split across writes.
+        assert!(interim(&mut m, &CONTINUE[..10]));
+        assert!(interim(&mut m, &CONTINUE[10..]));
+        assert_eq!(m, 0);
+        // The final response, alone or right behind the interim one.
+        for fin in [
+            &b"HTTP/1.1 200 OK\r\n"[..],
+            b"HTTP/1.1 101 Switching Protocols\r\n",
+            b"HTTP/1.1 100 Continue\r\nx: y\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n",
+        ] {
+            let mut m = 0;
+            assert!(!interim(&mut m, fin), "{:?}", String::from_utf8_lossy(fin));
+        }
+    }
+
     #[test]
     fn the_canned_responses_say_their_length() {
-        for r in [request_timeout(), head_too_large()] {
+        for r in [request_timeout(), uri_too_long(), head_too_large()] {
             let text = std::str::from_utf8(r).unwrap();
             let (head, body) = text.split_once("\r\n\r\n").unwrap();
             let len: usize = head

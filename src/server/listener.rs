@@ -92,6 +92,7 @@ pub(crate) async fn serve(
     let counters = RefusalCounters {
         head_too_large: refusals.with_label_values(&[Reason::HeadTooLarge.as_str()]),
         head_timeout: refusals.with_label_values(&[Reason::HeadTimeout.as_str()]),
+        uri_too_long: refusals.with_label_values(&[Reason::UriTooLong.as_str()]),
     };
     loop {
         // Past max_connections, connections wait in the listen backlog until a slot frees.

@@ -9,6 +9,7 @@ mod support;
 
 mod bypass;
 mod cli;
+mod edge;
 mod harness;
 mod interop;
 mod introspection;
