@@ -77,7 +77,6 @@ pub fn full(bytes: impl Into<Bytes>) -> GatewayBody {
         .boxed_unsync()
 }
 
-#[cfg(test)]
 /// An empty body.
 pub fn empty() -> GatewayBody {
     http_body_util::Empty::<Bytes>::new()
