@@ -12,6 +12,7 @@ mod cli;
 mod harness;
 mod interop;
 mod introspection;
+mod lifecycle;
 mod limits;
 mod ops;
 mod proof_checks;
