@@ -6,14 +6,17 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
+use dpop_gateway::jose::sign::PrivateJwk;
+use dpop_gateway::jose::Algorithm;
 use http::Request;
 use http_body_util::Full;
 
 use crate::support::client::{self, Mode};
 use crate::support::gateway::Issuer;
+use crate::support::issuer_server::RemoteGateway;
 use crate::support::process::GatewayProcess;
 use crate::support::upstream::Upstream;
-use crate::support::{temp_dir, Options};
+use crate::support::{temp_dir, Options, TestGateway};
 
 /// `GET /open/slow?ms=N` (an `auth: none` route; the upstream answers after N ms) in a task:
 /// its status.
@@ -64,4 +67,74 @@ async fn sighup_is_logged_and_ignored_and_the_request_in_flight_completes() {
         .collect::<Vec<_>>();
     assert_eq!(ignored.len(), 2, "one info line per SIGHUP:\n{text}");
     assert!(ignored.iter().all(|l| l.contains("INFO")), "{text}");
+}
+
+/// `redis://` on a loopback port nothing listens on.
+fn closed_redis_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("redis://127.0.0.1:{port}")
+}
+
+fn redis_options(url: &str, on_error: &str) -> Options {
+    Options {
+        replay_cache: Some(format!(
+            "replay_cache:\n  backend: redis\n  redis_url: \"{url}\"\n  timeout: 100ms\n  on_error: {on_error}"
+        )),
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_replay_store_makes_readyz_fail_only_with_on_error_reject() {
+    let url = closed_redis_url();
+    let allow = TestGateway::start_with(redis_options(&url, "allow")).await;
+    let reject = TestGateway::start_with(redis_options(&url, "reject")).await;
+
+    // reject: not ready, saying why, once the store was probed.
+    let mut last = (0, String::new());
+    for _ in 0..50 {
+        last = reject.admin_text("/readyz").await;
+        if last.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last.0, 503, "{last:?}");
+    assert!(last.1.contains("replay store unreachable"), "{last:?}");
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let resp = reject.authorized(&key, "GET", "/api/x").send().await;
+    assert_eq!(resp.status(), 503, "fail closed");
+    assert!(reject.upstream.requests().is_empty());
+
+    // allow: ready all along (several probes of the dead store), and forwarding.
+    for _ in 0..25 {
+        let (status, body) = allow.admin_text("/readyz").await;
+        assert_eq!((status, body.as_str()), (200, "ready\n"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resp = allow.authorized(&key, "GET", "/api/x").send().await;
+    assert_eq!(resp.status(), 200, "on_error: allow forwards");
+    allow.shutdown().await;
+    reject.shutdown().await;
+}
+
+#[tokio::test]
+async fn readyz_says_keys_never_loaded_while_the_authorization_server_is_down() {
+    let dead = closed_redis_url().replace("redis://", "http://");
+    let gw = RemoteGateway::start(&format!(
+        "  issuer: \"{dead}\"\n  audience: \"https://api.example.com\""
+    ))
+    .await;
+    let req = Request::get("/readyz")
+        .header("host", "admin")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = client::send(gw.admin_addr, Mode::H1, req).await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.body().as_ref(), b"not ready: keys never loaded\n");
+    gw.shutdown().await;
 }

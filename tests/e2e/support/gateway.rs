@@ -232,6 +232,20 @@ impl TestGateway {
         String::from_utf8_lossy(resp.body()).into_owned()
     }
 
+    /// The status and body of an admin GET (`/readyz`, `/healthz`).
+    pub async fn admin_text(&self, path: &str) -> (u16, String) {
+        let req = Request::builder()
+            .uri(path)
+            .header("host", "admin")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let resp = client::send(self.admin_addr, Mode::H1, req).await;
+        (
+            resp.status().as_u16(),
+            String::from_utf8_lossy(resp.body()).into_owned(),
+        )
+    }
+
     /// Stops the gateway (drains).
     pub async fn shutdown(mut self) {
         if let Some(r) = self.running.take() {
