@@ -131,10 +131,11 @@ impl NotReady {
     }
 }
 
-/// Serves the admin endpoints until `shutdown` flips.
 /// Called before every `/metrics` answer, to bring pulled values up to date.
 pub(crate) type BeforeScrape = Arc<dyn Fn() + Send + Sync>;
 
+/// Serves the admin endpoints until `shutdown` flips (the server flips it after the main
+/// listener drained, so probes and scrapes are answered through the drain).
 pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Metrics,

@@ -44,6 +44,8 @@ pub struct Running {
     pub metrics: Metrics,
     ready: Readiness,
     shutdown: watch::Sender<bool>,
+    /// Stops the admin listener: only once the main listener has drained.
+    admin_stop: watch::Sender<bool>,
     main: JoinHandle<()>,
     admin: JoinHandle<()>,
 }
@@ -139,12 +141,14 @@ impl Running {
                 metrics.sync_replay_expired(m.expired());
             }
         });
+        // Its own stop signal: /metrics and /readyz (503 draining) answer through the drain.
+        let (admin_stop, admin_rx) = watch::channel(false);
         let admin = tokio::spawn(admin::serve(
             admin_listener,
             metrics.clone(),
             ready.clone(),
             before_scrape,
-            rx.clone(),
+            admin_rx,
         ));
         // Before the latch opens: remote keys are usually not loaded yet.
         ready.set_keys_loaded(state_for_watch.tokens.keys_loaded());
@@ -157,17 +161,20 @@ impl Running {
             metrics,
             ready,
             shutdown,
+            admin_stop,
             main,
             admin,
         })
     }
 
     /// Begins shutdown: not ready at once, stop accepting, drain in-flight requests for at most
-    /// `shutdown_timeout`. Resolves when the main listener has drained.
+    /// `shutdown_timeout`. The admin listener keeps answering meanwhile (`/readyz` 503
+    /// `draining`, `/metrics` of the drain) and stops last. Resolves when both have stopped.
     pub async fn shutdown(self) {
         self.ready.set_draining();
         let _ = self.shutdown.send(true);
         let _ = self.main.await;
+        let _ = self.admin_stop.send(true);
         let _ = self.admin.await;
     }
 }

@@ -138,3 +138,35 @@ async fn readyz_says_keys_never_loaded_while_the_authorization_server_is_down() 
     assert_eq!(resp.body().as_ref(), b"not ready: keys never loaded\n");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_admin_listener_answers_through_the_drain_until_exit() {
+    let upstream = Upstream::start().await;
+    let issuer = Issuer::new();
+    let mut gw = GatewayProcess::spawn(&Options::default(), &upstream, &issuer).await;
+    let slow = slow_request(gw.addr, 2500);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(gw.is_running(), "still draining");
+
+    let ready = gw.admin_text("/readyz").await;
+    assert_eq!(
+        ready,
+        Some((503, "not ready: draining\n".to_owned())),
+        "/readyz during the drain"
+    );
+    let (status, metrics) = gw.admin_text("/metrics").await.expect("/metrics answers");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("dpop_gateway_in_flight_requests 1"),
+        "the drain is visible: {metrics}"
+    );
+    assert_eq!(gw.admin_get("/healthz").await, Some(200));
+
+    assert_eq!(slow.await.unwrap(), 200, "the in-flight request completes");
+    let code = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+}
