@@ -36,6 +36,8 @@ struct Conditions {
     /// The replay store is unreachable and `on_error` is `reject` (with `allow` the gateway
     /// forwards without the check, so it stays ready).
     replay_store_fatal: AtomicBool,
+    /// The `upstream.readiness` check passed last time (always true with `none`).
+    upstream_ok: AtomicBool,
 }
 
 /// Why the gateway is not ready: the `/readyz` 503 body names each that holds.
@@ -49,6 +51,8 @@ pub enum NotReady {
     KeysNeverLoaded,
     /// The replay store is unreachable, with `on_error: reject`.
     ReplayStoreUnreachable,
+    /// The `upstream.readiness` check fails (or has not passed yet).
+    UpstreamNotReady,
 }
 
 // === impl Readiness ===
@@ -61,6 +65,7 @@ impl Default for Readiness {
                 draining: AtomicBool::new(false),
                 keys_loaded: AtomicBool::new(false),
                 replay_store_fatal: AtomicBool::new(false),
+                upstream_ok: AtomicBool::new(false),
             }),
         }
     }
@@ -90,6 +95,11 @@ impl Readiness {
             .store(fatal, Ordering::Release);
     }
 
+    /// Records the last result of the `upstream.readiness` check.
+    pub fn set_upstream_ok(&self, ok: bool) {
+        self.inner.upstream_ok.store(ok, Ordering::Release);
+    }
+
     /// Every reason the gateway is not ready now (empty: ready), in a fixed order.
     pub fn not_ready(&self) -> Vec<NotReady> {
         let c = &self.inner;
@@ -103,6 +113,10 @@ impl Readiness {
             (
                 c.replay_store_fatal.load(Ordering::Acquire),
                 NotReady::ReplayStoreUnreachable,
+            ),
+            (
+                !c.upstream_ok.load(Ordering::Acquire),
+                NotReady::UpstreamNotReady,
             ),
         ];
         flags
@@ -127,6 +141,7 @@ impl NotReady {
             NotReady::Draining => "draining",
             NotReady::KeysNeverLoaded => "keys never loaded",
             NotReady::ReplayStoreUnreachable => "replay store unreachable",
+            NotReady::UpstreamNotReady => "upstream not ready",
         }
     }
 }

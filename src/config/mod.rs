@@ -102,6 +102,23 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// `upstream.request_timeout` (default 30s): until response headers.
     pub request_timeout: Duration,
+    /// `upstream.readiness` (default `none`): whether `/readyz` also waits for the upstream.
+    pub readiness: UpstreamReadiness,
+}
+
+/// `upstream.readiness`: the check whose failure makes `/readyz` answer 503 `upstream not
+/// ready`. Run every 2 s in the background (never per probe), bounded by `connect_timeout`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamReadiness {
+    /// `none`: the upstream does not affect readiness.
+    None,
+    /// `tcp`: a TCP connection to the upstream's host and port opens.
+    Tcp,
+    /// `http:/path`: `GET /path` on the upstream answers 200-399.
+    Http {
+        /// The path (and query) requested, starting with `/`; not under the URL's prefix.
+        path: String,
+    },
 }
 
 /// One entry of `routes`.
@@ -760,6 +777,41 @@ access_token:
     }
 
     // --- rules between settings ---
+
+    #[test]
+    fn upstream_readiness_is_none_tcp_or_an_http_path() {
+        assert_eq!(
+            parse(BASE).unwrap().upstream.readiness,
+            UpstreamReadiness::None
+        );
+        let with = |v: &str| {
+            BASE.replace(
+                "  url: \"http://127.0.0.1:8080\"\n",
+                &format!("  url: \"http://127.0.0.1:8080\"\n  readiness: {v}\n"),
+            )
+        };
+        assert_eq!(
+            parse(&with("tcp")).unwrap().upstream.readiness,
+            UpstreamReadiness::Tcp
+        );
+        assert_eq!(
+            parse(&with("\"http:/healthz?full=1\""))
+                .unwrap()
+                .upstream
+                .readiness,
+            UpstreamReadiness::Http {
+                path: "/healthz?full=1".into()
+            }
+        );
+        for bad in ["http", "http:healthz", "\"http://app/healthz\"", "ping"] {
+            assert_error(
+                &with(bad),
+                3,
+                14,
+                "upstream.readiness: expected none, tcp or http:/path",
+            );
+        }
+    }
 
     #[test]
     fn tls_needs_both_files() {

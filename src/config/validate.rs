@@ -14,6 +14,7 @@ use super::{
     AccessTokenConfig, AuthMode, Config, ConfigError, DpopConfig, ForwardAuthorization,
     ForwardConfig, IdentityHeaders, IntrospectionConfig, KeySource, Limits, NonceConfig, OnError,
     ReplayBackend, ReplayCacheConfig, RouteConfig, TlsConfig, TokenFormat, UpstreamConfig,
+    UpstreamReadiness,
 };
 use crate::jose::{Algorithm, AlgorithmSet};
 
@@ -121,6 +122,7 @@ fn upstream(raw: RawUpstream, cx: &Cx<'_>) -> Result<UpstreamConfig, ConfigError
         url: url.0,
         connect_timeout: dur(raw.connect_timeout, 2),
         request_timeout: dur(raw.request_timeout, 30),
+        readiness: value(raw.readiness).unwrap_or(UpstreamReadiness::None),
     })
 }
 

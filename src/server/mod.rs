@@ -5,6 +5,7 @@ mod cert_expiry;
 pub mod deadline;
 pub mod listener;
 pub mod tls;
+mod upstream_ready;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Readiness};
 use crate::clock::Clock;
-use crate::config::{Config, KeySource, OnError};
+use crate::config::{Config, KeySource, OnError, UpstreamReadiness};
 use crate::metrics::Metrics;
 use crate::replay::ReplayStore;
 pub use crate::state::StartError;
@@ -152,6 +153,12 @@ impl Running {
         ));
         // Before the latch opens: remote keys are usually not loaded yet.
         ready.set_keys_loaded(state_for_watch.tokens.keys_loaded());
+        ready.set_upstream_ok(config.upstream.readiness == UpstreamReadiness::None);
+        tokio::spawn(upstream_ready::watch(
+            config.upstream.clone(),
+            ready.clone(),
+            rx.clone(),
+        ));
         tokio::spawn(watch_dependencies(state_for_watch, ready.clone(), rx));
         ready.set_ready();
         tracing::info!(%addr, %admin_addr, "dpop-gateway listening");

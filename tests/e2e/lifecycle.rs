@@ -170,3 +170,71 @@ async fn the_admin_listener_answers_through_the_drain_until_exit() {
         .unwrap();
     assert_eq!(code, Some(0));
 }
+
+fn readiness(check: &str) -> Options {
+    Options {
+        upstream: format!("readiness: \"{check}\""),
+        ..Options::default()
+    }
+}
+
+/// Polls `/readyz` until it answers `want` (status and body), at most 8 s: the last answer.
+async fn readyz_becomes(gw: &TestGateway, want: (u16, &str)) -> (u16, String) {
+    let mut last = (0, String::new());
+    for _ in 0..80 {
+        last = gw.admin_text("/readyz").await;
+        if (last.0, last.1.as_str()) == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
+#[tokio::test]
+async fn upstream_readiness_tcp_follows_the_upstream_listener() {
+    // A listener that is never accepted from: the kernel completes TCP handshakes anyway.
+    let app = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gw = TestGateway::start_with(Options {
+        upstream_url: Some(format!("http://{}", app.local_addr().unwrap())),
+        ..readiness("tcp")
+    })
+    .await;
+    let ready = readyz_becomes(&gw, (200, "ready\n")).await;
+    assert_eq!(ready, (200, "ready\n".to_owned()));
+    // The app goes away: noticed by the next periodic check, and /readyz says why.
+    drop(app);
+    let not = readyz_becomes(&gw, (503, "not ready: upstream not ready\n")).await;
+    assert_eq!(not, (503, "not ready: upstream not ready\n".to_owned()));
+    // Liveness does not follow the upstream.
+    assert_eq!(gw.admin_text("/healthz").await.0, 200);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn upstream_readiness_http_needs_a_2xx_or_3xx_and_is_checked_periodically() {
+    let ok = TestGateway::start_with(readiness("http:/status/204")).await;
+    let ready = readyz_becomes(&ok, (200, "ready\n")).await;
+    assert_eq!(ready, (200, "ready\n".to_owned()));
+    for _ in 0..30 {
+        assert_eq!(ok.admin_text("/readyz").await.0, 200);
+    }
+    let checks = |gw: &TestGateway| {
+        gw.upstream
+            .requests()
+            .iter()
+            .filter(|r| r.uri.starts_with("/status/"))
+            .count()
+    };
+    // 30 probes, at most a check or two (every 2 s), never one per probe.
+    assert!(checks(&ok) <= 2, "{} checks", checks(&ok));
+    let seen = &ok.upstream.requests()[0];
+    assert_eq!(seen.method, "GET");
+    assert_eq!(seen.uri, "/status/204", "the path as configured, no prefix");
+
+    let failing = TestGateway::start_with(readiness("http:/status/503")).await;
+    let not = readyz_becomes(&failing, (503, "not ready: upstream not ready\n")).await;
+    assert_eq!(not, (503, "not ready: upstream not ready\n".to_owned()));
+    ok.shutdown().await;
+    failing.shutdown().await;
+}

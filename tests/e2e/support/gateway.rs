@@ -44,6 +44,8 @@ pub struct Options {
     pub upstream_url: Option<String>,
     /// `upstream.request_timeout`.
     pub request_timeout: String,
+    /// Extra lines under `upstream:`.
+    pub upstream: String,
     /// Extra lines under `access_token:`.
     pub access_token: String,
     /// The whole `replay_cache:` block, replacing the memory one.
@@ -149,6 +151,7 @@ impl Default for Options {
             extra: String::new(),
             upstream_url: None,
             request_timeout: "5s".into(),
+            upstream: String::new(),
             access_token: String::new(),
             replay_cache: None,
             listen: "127.0.0.1:0".into(),
@@ -266,6 +269,7 @@ upstream:
   url: "{upstream_url}"
   connect_timeout: 1s
   request_timeout: {rt}
+{upstream}
 routes:{routes}
 dpop:
   algorithms: {algs}
@@ -282,6 +286,7 @@ access_token:
 {extra}
 "#,
         rt = opts.request_timeout,
+        upstream = indent(&opts.upstream),
         routes = opts.routes,
         algs = opts.dpop_algorithms,
         dpop = indent(&opts.dpop),
