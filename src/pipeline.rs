@@ -31,11 +31,11 @@ use http::header::{HeaderValue, ACCESS_CONTROL_EXPOSE_HEADERS, ORIGIN};
 use http::request::Parts;
 use http::{Method, Request, Response};
 
-use crate::body::{self, BoxError, GatewayBody, IdleTimeoutBody};
+use crate::body::{self, BoxError, CountedBody, GatewayBody, IdleTimeoutBody};
 use crate::clock::{self, UnixTime};
 use crate::config::{AuthMode, OnError};
 use crate::credentials::{self, Credentials};
-use crate::dpop::{ProofRequest, VerifiedProof};
+use crate::dpop::{ProofRequest, SignedBy, VerifiedProof};
 use crate::forward::headers as fwd_headers;
 use crate::metrics;
 use crate::nonce::{NonceError, NonceStatus};
@@ -45,6 +45,7 @@ use crate::request_uri;
 use crate::resource_metadata;
 use crate::route::{self, Route};
 use crate::state::{ConnMeta, State};
+use crate::telemetry::{self, AccessOutcome, AccessRecord};
 use crate::token::{self, Scheme, TokenInfo};
 
 /// What [`authorize`] decided for a request that may go on.
@@ -78,6 +79,10 @@ pub struct Decision<'s> {
     pub route: &'s Route,
     /// The decision.
     pub result: Result<Access, Refusal>,
+    /// The key whose signature verified on the request's proof, refused or not (a claim, the
+    /// nonce, the token, the binding or the replay check may still have failed): what the
+    /// access log names. `None` when no proof signature verified; only `dpop` can make one.
+    pub signed_by: Option<SignedBy>,
 }
 
 /// How a handled request ended, for metrics and the access log.
@@ -109,15 +114,23 @@ where
     let request_id = request_id(&mut parts.headers);
     let method = parts.method.clone();
     let origin = parts.headers.get(ORIGIN).cloned();
+    // The access line is written when the response body is done; nothing is kept for it
+    // when it is turned off.
+    let log = telemetry::access_enabled().then(|| AccessRecord::new(&parts, conn.remote, start));
+    let body = CountedBody::new(body, log.as_ref().map(AccessRecord::bytes_in));
 
     let decision = authorize(&state, &parts, conn).await;
     let route = decision.route;
-    let (mut resp, outcome, jkt) = match decision.result {
-        Ok(Access::Local(resp)) => (resp, Outcome::Local, None),
+    let jkt = decision.signed_by.map(|s| s.jkt());
+    let mut upstream = None;
+    let (mut resp, outcome) = match decision.result {
+        Ok(Access::Local(resp)) => (resp, Outcome::Local),
         Ok(access) => {
-            let jkt = access.jkt();
-            match forward(&state, parts, body, conn, access).await {
-                Ok(resp) => (resp, Outcome::Forwarded, jkt),
+            let sent = clock::monotonic();
+            let forwarded = forward(&state, parts, body, conn, access).await;
+            upstream = Some(sent.elapsed());
+            match forwarded {
+                Ok(resp) => (resp, Outcome::Forwarded),
                 Err(refusal) => {
                     let answering = Answering {
                         state: &state,
@@ -126,7 +139,7 @@ where
                         nonce_route: route.nonce,
                         origin: origin.as_ref(),
                     };
-                    refused(&state, &refusal, &answering, jkt)
+                    refused(&state, &refusal, &answering)
                 }
             }
         }
@@ -138,7 +151,7 @@ where
                 nonce_route: route.nonce,
                 origin: origin.as_ref(),
             };
-            refused(&state, &refusal, &answering, None)
+            refused(&state, &refusal, &answering)
         }
     };
     if origin.is_some() {
@@ -148,27 +161,38 @@ where
             HeaderValue::from_static("WWW-Authenticate, DPoP-Nonce"),
         );
     }
-    resp.headers_mut().insert(X_REQUEST_ID, request_id.clone());
-    record(
-        &state,
-        route,
-        &method,
+    resp.headers_mut().insert(X_REQUEST_ID, request_id);
+    let (outcome, reason) = outcome.labels();
+    state.metrics.record_request(
+        route.label(),
+        metrics::method_class(&method),
         outcome,
-        &resp,
-        &request_id,
-        jkt,
-        start,
-        conn,
+        reason,
+        resp.status(),
+        start.elapsed(),
     );
+    if let Some(log) = log {
+        let o = AccessOutcome {
+            route: route.label(),
+            outcome,
+            reason,
+            jkt,
+            upstream,
+        };
+        resp = log.attach(resp, &o);
+    }
     Ok(resp)
 }
 
 /// Steps 0-6 on the request head: where the request may go, or why not.
 pub async fn authorize<'s>(state: &'s State, head: &Parts, conn: ConnMeta) -> Decision<'s> {
     let route = state.router.find(head.uri.path());
+    let mut signed_by = None;
+    let result = authorize_on(state, route, head, conn, &mut signed_by).await;
     Decision {
         route,
-        result: authorize_on(state, route, head, conn).await,
+        result,
+        signed_by,
     }
 }
 
@@ -177,6 +201,7 @@ async fn authorize_on(
     route: &Route,
     head: &Parts,
     conn: ConnMeta,
+    signed_by: &mut Option<SignedBy>,
 ) -> Result<Access, Refusal> {
     // 0 the head's size: the connection counts it as it arrives (`server::deadline`), except a
     // head pipelined behind a body, which hyper read along with the body
@@ -195,7 +220,7 @@ async fn authorize_on(
     }
     let verify_start = clock::monotonic();
     let now = state.clock.now();
-    let result = match verify(state, route, head, conn, now).await {
+    let result = match verify_noting_signer(state, route, head, conn, now, signed_by).await {
         Ok(verified) => admit(state, route, verified, now)
             .await
             .map(Access::Authorized),
@@ -216,8 +241,21 @@ pub(crate) async fn verify(
     conn: ConnMeta,
     now: UnixTime,
 ) -> Result<Verified, Refusal> {
+    verify_noting_signer(state, route, head, conn, now, &mut None).await
+}
+
+/// [`verify`], setting `signed_by` as soon as the proof's signature verified (whatever
+/// refuses the request after that).
+async fn verify_noting_signer(
+    state: &State,
+    route: &Route,
+    head: &Parts,
+    conn: ConnMeta,
+    now: UnixTime,
+    signed_by: &mut Option<SignedBy>,
+) -> Result<Verified, Refusal> {
     let creds = credentials(head, route)?;
-    let proof = proof(state, head, conn, &creds, now)?;
+    let proof = proof(state, head, conn, &creds, now, signed_by)?;
     let renew_nonce = nonce(state, route, proof.as_ref(), now)?;
     let info = state
         .tokens
@@ -258,6 +296,7 @@ fn proof(
     conn: ConnMeta,
     creds: &Credentials<'_>,
     now: UnixTime,
+    signed_by: &mut Option<SignedBy>,
 ) -> Result<Option<VerifiedProof>, Refusal> {
     let proof = match (creds.scheme, creds.proof) {
         (Scheme::Dpop, Some(proof)) => proof,
@@ -271,11 +310,16 @@ fn proof(
         htu: &htu,
         access_token: Some(creds.token),
     };
-    state
-        .proofs
-        .verify(proof, &request, now)
-        .map(Some)
-        .map_err(Refusal::Proof)
+    match state.proofs.verify_signed(proof, &request, now) {
+        Ok(verified) => {
+            *signed_by = Some(verified.signed_by());
+            Ok(Some(verified))
+        }
+        Err(refused) => {
+            *signed_by = refused.signed_by;
+            Err(Refusal::Proof(refused.error))
+        }
+    }
 }
 
 /// 4 nonce: after the signature (a forged proof learns nothing), before the replay entry (a
@@ -409,8 +453,7 @@ fn refused(
     state: &State,
     refusal: &Refusal,
     answering: &Answering<'_>,
-    jkt: Option<String>,
-) -> (Response<GatewayBody>, Outcome, Option<String>) {
+) -> (Response<GatewayBody>, Outcome) {
     let parts = refusal.parts();
     if let Refusal::Upstream(e) = refusal {
         tracing::warn!(error = %e, "upstream unavailable");
@@ -427,48 +470,7 @@ fn refused(
     (
         refusal.respond(answering),
         Outcome::Refused(parts.code, parts.reason),
-        jkt,
     )
-}
-
-/// The request's metrics and access-log line.
-#[allow(clippy::too_many_arguments)]
-fn record(
-    state: &State,
-    route: &Route,
-    method: &Method,
-    outcome: Outcome,
-    resp: &Response<GatewayBody>,
-    request_id: &HeaderValue,
-    jkt: Option<String>,
-    start: std::time::Instant,
-    conn: ConnMeta,
-) {
-    let (outcome, reason) = match outcome {
-        Outcome::Forwarded => ("forwarded", "none"),
-        Outcome::Local => ("local", "none"),
-        Outcome::Refused(code, reason) => (code.as_str(), reason.as_str()),
-    };
-    let elapsed = start.elapsed();
-    state.metrics.record_request(
-        route.label(),
-        metrics::method_class(method),
-        outcome,
-        reason,
-        resp.status(),
-        elapsed,
-    );
-    crate::telemetry::access(&crate::telemetry::AccessLine {
-        request_id: request_id.to_str().unwrap_or("-"),
-        method: method.as_str(),
-        route: route.label(),
-        status: resp.status().as_u16(),
-        outcome,
-        reason,
-        duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        jkt: jkt.as_deref().unwrap_or("-"),
-        client: conn.remote,
-    });
 }
 
 /// The length of `parts` as an HTTP/1.1 head: request line, `name:value` lines, blank line.
@@ -549,14 +551,15 @@ fn is_cors_preflight(method: &Method, headers: &http::HeaderMap) -> bool {
             .is_none_or(|v| v.as_bytes() == b"0")
 }
 
-// === impl Access ===
+// === impl Outcome ===
 
-impl Access {
-    /// The proof key's thumbprint, for the access log.
-    fn jkt(&self) -> Option<String> {
+impl Outcome {
+    /// The `outcome` and `reason` labels (metrics and the access log).
+    fn labels(self) -> (&'static str, &'static str) {
         match self {
-            Access::Authorized(Authorized(v)) => v.proof.as_ref().map(|p| p.jkt().to_string()),
-            Access::Open | Access::Local(_) => None,
+            Outcome::Forwarded => ("forwarded", "none"),
+            Outcome::Local => ("local", "none"),
+            Outcome::Refused(code, reason) => (code.as_str(), reason.as_str()),
         }
     }
 }

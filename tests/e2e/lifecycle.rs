@@ -238,3 +238,154 @@ async fn upstream_readiness_http_needs_a_2xx_or_3xx_and_is_checked_periodically(
     ok.shutdown().await;
     failing.shutdown().await;
 }
+
+/// A request to the process with a fresh proof by `key` for `method` `path` (query ignored
+/// by `htu`), its token, a `User-Agent` and an `X-Request-Id`; `edit` may change the proof.
+async fn logged_request(
+    gw: &GatewayProcess,
+    issuer: &Issuer,
+    key: &PrivateJwk,
+    (method, path, body): (&str, &str, &'static str),
+    request_id: &str,
+    edit: impl FnOnce(String) -> String,
+) -> http::Response<Bytes> {
+    let token = issuer.token_for(key);
+    let htu = format!("http://{}{}", gw.addr, path.split('?').next().unwrap());
+    let p = edit(crate::support::proof(key, method, &htu, Some(&token)));
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", gw.addr.to_string())
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", p)
+        .header("user-agent", "e2e-agent/1.0")
+        .header("x-request-id", request_id)
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap();
+    client::send(gw.addr, Mode::H1, req).await
+}
+
+#[tokio::test]
+async fn the_json_access_log_is_flat_and_names_a_key_only_once_its_signature_verified() {
+    let upstream = Upstream::start().await;
+    let issuer = Issuer::new();
+    let log = temp_dir("access-json").join("stderr.log");
+    let env = [("RUST_LOG", "info"), ("DPOP_GATEWAY_LOG_FORMAT", "json")];
+    let mut gw = GatewayProcess::spawn_with(
+        &Options::default(),
+        &upstream,
+        &issuer,
+        &env,
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+        None,
+    )
+    .await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let jkt = key.thumbprint().to_string();
+
+    let ok = logged_request(
+        &gw,
+        &issuer,
+        &key,
+        ("POST", "/upload?secret=q", "hello"),
+        "rid-ok",
+        |p| p,
+    )
+    .await;
+    assert_eq!(ok.status(), 200);
+    // Signed by the key, refused on a claim checked after the signature (htm).
+    let signed = logged_request(&gw, &issuer, &key, ("GET", "/x", ""), "rid-htm", |p| {
+        let token = issuer.token_for(&key);
+        let htu = format!("http://{}/x", gw.addr);
+        let _ = p;
+        crate::support::proof(&key, "DELETE", &htu, Some(&token))
+    })
+    .await;
+    assert_eq!(signed.status(), 401);
+    // Naming the key in its header, signed by another: the signature fails, no key is named.
+    let attacker = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let forged = logged_request(&gw, &issuer, &key, ("GET", "/x", ""), "rid-forged", |p| {
+        let theirs =
+            crate::support::proof(&attacker, "GET", &format!("http://{}/x", gw.addr), None);
+        let header = p.split('.').next().unwrap().to_owned();
+        let rest = theirs.split_once('.').unwrap().1;
+        format!("{header}.{rest}")
+    })
+    .await;
+    assert_eq!(forged.status(), 401);
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "only the valid request went through"
+    );
+
+    gw.terminate();
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: std::collections::HashMap<String, serde_json::Value> = text
+        .lines()
+        .filter(|l| l.contains("dpop_gateway::access"))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))
+        })
+        .map(|v| (v["request_id"].as_str().unwrap().to_owned(), v))
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for v in lines.values() {
+        assert!(v.get("fields").is_none(), "flat: {v}");
+        for key in [
+            "ts",
+            "level",
+            "request_id",
+            "method",
+            "path",
+            "status",
+            "outcome",
+            "reason",
+            "route",
+            "jkt",
+            "user_agent",
+            "bytes_in",
+            "bytes_out",
+            "duration_ms",
+            "upstream_ms",
+        ] {
+            assert!(v.get(key).is_some(), "{key} missing: {v}");
+        }
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["user_agent"], "e2e-agent/1.0");
+        assert!(v["duration_ms"].as_f64().unwrap() > 0.0, "{v}");
+    }
+    let ok = &lines["rid-ok"];
+    assert_eq!(ok["method"], "POST");
+    assert_eq!(ok["path"], "/upload", "no query: {ok}");
+    assert!(!text.contains("secret=q"), "the query is not logged");
+    assert_eq!(
+        (&ok["status"], &ok["outcome"]),
+        (&200.into(), &"forwarded".into())
+    );
+    assert_eq!(ok["route"], "/");
+    assert_eq!(ok["jkt"], jkt.as_str());
+    assert_eq!(ok["bytes_in"], 5);
+    assert!(ok["bytes_out"].as_u64().unwrap() > 0, "{ok}");
+    let upstream_ms = ok["upstream_ms"].as_f64().expect("upstream_ms");
+    assert!(upstream_ms <= ok["duration_ms"].as_f64().unwrap(), "{ok}");
+
+    let signed = &lines["rid-htm"];
+    assert_eq!(signed["outcome"], "invalid_dpop_proof");
+    assert_eq!(signed["reason"], "htm");
+    assert_eq!(signed["jkt"], jkt.as_str(), "a verified signer is named");
+    assert!(signed["upstream_ms"].is_null());
+    assert_eq!(signed["bytes_in"], 0);
+    assert!(
+        signed["bytes_out"].as_u64().unwrap() > 0,
+        "the JSON refusal body"
+    );
+
+    let forged = &lines["rid-forged"];
+    assert_eq!(forged["reason"], "signature");
+    assert!(
+        forged["jkt"].is_null(),
+        "an unverified key is never named: {forged}"
+    );
+}
