@@ -435,11 +435,15 @@ where
     let body = body::boxed(IdleTimeoutBody::new(body, state.idle_timeout));
     let upstream_start = clock::monotonic();
     let result = state.forwarder.send(Request::from_parts(head, body)).await;
+    let elapsed = upstream_start.elapsed();
     state
         .metrics
         .upstream_duration
-        .observe(upstream_start.elapsed().as_secs_f64());
+        .observe(elapsed.as_secs_f64());
     let mut resp = result.map_err(Refusal::Upstream)?;
+    state
+        .metrics
+        .observe_upstream_response(resp.status(), elapsed);
     if let (true, Some(keys)) = (authorized.is_some_and(|a| a.renew_nonce), &state.nonces) {
         if let Ok(v) = HeaderValue::from_str(&keys.issue(state.clock.now())) {
             resp.headers_mut().insert("dpop-nonce", v);
