@@ -217,6 +217,9 @@ fn access_token(c: &Config) -> Value {
     e.put("algorithms", algorithms(a.algorithms));
     e.put("leeway", dur(a.leeway));
     e.put("require_typ", Value::Bool(a.require_typ));
+    if a.allow_insecure_http {
+        e.put("allow_insecure_http", Value::Bool(true));
+    }
     if let Some(ca_file) = &a.ca_file {
         e.put("ca_file", text(&ca_file.display().to_string()));
     }

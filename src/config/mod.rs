@@ -231,6 +231,11 @@ pub struct AccessTokenConfig {
     /// `ca_file` (optional): PEM certificates trusted, besides the system roots, for https to
     /// the authorization server (metadata, JWKS, introspection): for a private CA.
     pub ca_file: Option<PathBuf>,
+    /// `allow_insecure_http` (default false): accept `http://` for `jwks_uri`, the discovery
+    /// issuer and the introspection endpoint. Only for an authorization server reached inside
+    /// the cluster; the risk is that anyone on the path can serve other keys or answer
+    /// "active" for any token.
+    pub allow_insecure_http: bool,
 }
 
 /// `access_token.format`.
@@ -917,6 +922,34 @@ access_token:
             35,
             "routes[1].nonce: true needs dpop.nonce.secrets",
         );
+    }
+
+    #[test]
+    fn plain_http_to_the_authorization_server_needs_the_opt_in() {
+        let no_keys = BASE.replace("  jwks_file: config/demo/jwks.json\n", "");
+        let uri = no_keys.clone() + "  jwks_uri: http://as.internal/jwks\n";
+        let discovery = no_keys.replace("https://as.example.com", "http://as.internal");
+        let section = "  introspection:\n    endpoint: HTTP://as.internal/introspect\n    client_id: gw\n    client_secret: s\n";
+        let introspection = format!("{BASE}  format: introspection\n{section}");
+        for (yaml, line, column, path) in [
+            (&uri, 6, 3, "access_token.jwks_uri"),
+            (&discovery, 4, 3, "access_token.issuer"),
+            (&introspection, 9, 5, "access_token.introspection.endpoint"),
+        ] {
+            assert_error(yaml, line, column, &format!("{path}: \""));
+            let (_, _, message) = error(yaml);
+            assert!(message.contains("is plain HTTP"), "{message}");
+            assert!(message.contains("allow_insecure_http: true"), "{message}");
+            let allowed = format!("{yaml}  allow_insecure_http: true\n");
+            let c = parse(&allowed).unwrap_or_else(|e| panic!("{e}\n{allowed}"));
+            assert!(c.access_token.allow_insecure_http);
+            // The opt-in survives `check`'s output.
+            let again = parse(&c.to_masked_yaml()).unwrap();
+            assert!(again.access_token.allow_insecure_http);
+        }
+        // https needs nothing, and a jwks_file names no URL at all (its issuer is only compared).
+        assert!(!parse(BASE).unwrap().access_token.allow_insecure_http);
+        assert!(parse(&BASE.replace("https://as.example.com", "http://as.internal")).is_ok());
     }
 
     #[test]

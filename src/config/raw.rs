@@ -220,6 +220,7 @@ pub(crate) struct RawAccessToken {
     pub(crate) require_typ: Option<Scalar<Flag>>,
     pub(crate) introspection: Option<RawIntrospection>,
     pub(crate) ca_file: Option<Scalar<FilePath>>,
+    pub(crate) allow_insecure_http: Option<Scalar<Flag>>,
 }
 
 /// `access_token.introspection`.

@@ -13,7 +13,7 @@ use http_body_util::Full;
 
 use crate::support::client::{self, Mode};
 use crate::support::gateway::Issuer;
-use crate::support::issuer_server::RemoteGateway;
+use crate::support::issuer_server::{http_opt_in, RemoteGateway};
 use crate::support::process::GatewayProcess;
 use crate::support::upstream::Upstream;
 use crate::support::{temp_dir, Options, TestGateway};
@@ -126,7 +126,8 @@ async fn an_unreachable_replay_store_makes_readyz_fail_only_with_on_error_reject
 async fn readyz_says_keys_never_loaded_while_the_authorization_server_is_down() {
     let dead = closed_redis_url().replace("redis://", "http://");
     let gw = RemoteGateway::start(&format!(
-        "  issuer: \"{dead}\"\n  audience: \"https://api.example.com\""
+        "  issuer: \"{dead}\"\n  audience: \"https://api.example.com\"{}",
+        http_opt_in(&dead)
     ))
     .await;
     let req = Request::get("/readyz")
