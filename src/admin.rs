@@ -1,6 +1,8 @@
 //! The admin listener (plain HTTP, keep it private): `GET /metrics`, `/healthz` (the process
-//! is alive) and `/readyz` (a latch: ready once the listeners are up and the keys are loaded,
-//! not ready from the moment shutdown begins).
+//! is alive) and `/readyz` (ready once the listeners are up and the keys are loaded; not ready
+//! from the moment shutdown begins, and while a dependency the configuration makes fatal is
+//! down). A 503 from `/readyz` says why in its body. The listener keeps serving through the
+//! drain, until the process exits.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,12 +18,41 @@ use tokio::sync::watch;
 use crate::body::{self, GatewayBody};
 use crate::metrics::Metrics;
 
-/// The readiness latch, and whether the dependencies that are probed (the shared replay
-/// store) answer.
+/// What `/readyz` answers: each condition that makes the gateway not ready, set by the
+/// server as it starts, probes its dependencies and drains.
 #[derive(Clone, Debug)]
 pub(crate) struct Readiness {
-    started: Arc<AtomicBool>,
-    dependencies_ok: Arc<AtomicBool>,
+    inner: Arc<Conditions>,
+}
+
+#[derive(Debug)]
+struct Conditions {
+    /// The listeners are up.
+    started: AtomicBool,
+    /// Shutdown has begun (never cleared).
+    draining: AtomicBool,
+    /// The access-token keys were loaded at least once.
+    keys_loaded: AtomicBool,
+    /// The replay store is unreachable and `on_error` is `reject` (with `allow` the gateway
+    /// forwards without the check, so it stays ready).
+    replay_store_fatal: AtomicBool,
+    /// The `upstream.readiness` check passed last time (always true with `none`).
+    upstream_ok: AtomicBool,
+}
+
+/// Why the gateway is not ready: the `/readyz` 503 body names each that holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NotReady {
+    /// The listeners are not up yet.
+    Starting,
+    /// Shutdown has begun.
+    Draining,
+    /// The authorization server's keys were never loaded.
+    KeysNeverLoaded,
+    /// The replay store is unreachable, with `on_error: reject`.
+    ReplayStoreUnreachable,
+    /// The `upstream.readiness` check fails (or has not passed yet).
+    Upstream,
 }
 
 // === impl Readiness ===
@@ -29,38 +60,89 @@ pub(crate) struct Readiness {
 impl Default for Readiness {
     fn default() -> Self {
         Self {
-            started: Arc::new(AtomicBool::new(false)),
-            dependencies_ok: Arc::new(AtomicBool::new(true)),
+            inner: Arc::new(Conditions {
+                started: AtomicBool::new(false),
+                draining: AtomicBool::new(false),
+                keys_loaded: AtomicBool::new(false),
+                replay_store_fatal: AtomicBool::new(false),
+                upstream_ok: AtomicBool::new(false),
+            }),
         }
     }
 }
 
 impl Readiness {
-    /// Marks the gateway started (listeners up, keys loaded).
+    /// Marks the gateway started (listeners up).
     pub(crate) fn set_ready(&self) {
-        self.started.store(true, Ordering::Release);
+        self.inner.started.store(true, Ordering::Release);
     }
 
-    /// Marks the gateway not ready (shutdown has begun); it never becomes ready again.
-    pub(crate) fn set_not_ready(&self) {
-        self.started.store(false, Ordering::Release);
+    /// Marks the gateway draining (shutdown has begun); it never becomes ready again.
+    pub(crate) fn set_draining(&self) {
+        self.inner.draining.store(true, Ordering::Release);
     }
 
-    /// Records whether the probed dependencies answer.
-    pub(crate) fn set_dependencies_ok(&self, ok: bool) {
-        self.dependencies_ok.store(ok, Ordering::Release);
+    /// Records whether the access-token keys were loaded at least once.
+    pub(crate) fn set_keys_loaded(&self, loaded: bool) {
+        self.inner.keys_loaded.store(loaded, Ordering::Release);
     }
 
-    /// Whether the gateway is ready.
-    pub(crate) fn is_ready(&self) -> bool {
-        self.started.load(Ordering::Acquire) && self.dependencies_ok.load(Ordering::Acquire)
+    /// Records whether an unreachable replay store makes the gateway unready (it does only
+    /// with `on_error: reject`; the caller decides).
+    pub(crate) fn set_replay_store_fatal(&self, fatal: bool) {
+        self.inner
+            .replay_store_fatal
+            .store(fatal, Ordering::Release);
+    }
+
+    /// Records the last result of the `upstream.readiness` check.
+    pub(crate) fn set_upstream_ok(&self, ok: bool) {
+        self.inner.upstream_ok.store(ok, Ordering::Release);
+    }
+
+    /// Every reason the gateway is not ready now (empty: ready), in a fixed order.
+    pub(crate) fn not_ready(&self) -> Vec<NotReady> {
+        let c = &self.inner;
+        let flags = [
+            (!c.started.load(Ordering::Acquire), NotReady::Starting),
+            (c.draining.load(Ordering::Acquire), NotReady::Draining),
+            (
+                !c.keys_loaded.load(Ordering::Acquire),
+                NotReady::KeysNeverLoaded,
+            ),
+            (
+                c.replay_store_fatal.load(Ordering::Acquire),
+                NotReady::ReplayStoreUnreachable,
+            ),
+            (!c.upstream_ok.load(Ordering::Acquire), NotReady::Upstream),
+        ];
+        flags
+            .into_iter()
+            .filter_map(|(holds, why)| holds.then_some(why))
+            .collect()
     }
 }
 
-/// Serves the admin endpoints until `shutdown` flips.
+// === impl NotReady ===
+
+impl NotReady {
+    /// The words `/readyz` answers with.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            NotReady::Starting => "starting",
+            NotReady::Draining => "draining",
+            NotReady::KeysNeverLoaded => "keys never loaded",
+            NotReady::ReplayStoreUnreachable => "replay store unreachable",
+            NotReady::Upstream => "upstream not ready",
+        }
+    }
+}
+
 /// Called before every `/metrics` answer, to bring pulled values up to date.
 pub(crate) type BeforeScrape = Arc<dyn Fn() + Send + Sync>;
 
+/// Serves the admin endpoints until `shutdown` flips (the server flips it after the main
+/// listener drained, so probes and scrapes are answered through the drain).
 pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Metrics,
@@ -112,8 +194,18 @@ fn respond(req: &Request<Incoming>, metrics: &Metrics, ready: &Readiness) -> Res
             resp
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if ready.is_ready() => text(StatusCode::OK, "ready\n"),
-        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/readyz" => {
+            let why = ready.not_ready();
+            if why.is_empty() {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                let why: Vec<&str> = why.into_iter().map(NotReady::as_str).collect();
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready: {}\n", why.join(", ")),
+                )
+            }
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

@@ -1,17 +1,19 @@
 //! The one body type the gateway passes around ([`GatewayBody`]: streamed, boxed), its
 //! constructors, [`IdleTimeoutBody`], which fails a body whose next frame is too slow to
-//! come (`limits.idle_timeout` between body reads), and [`Watched`], which remembers how a
-//! client's body failed ([`BodyFault`]) so that a failed exchange is blamed on the right side.
+//! come (`limits.idle_timeout` between body reads), [`Watched`], which remembers how a
+//! client's body failed ([`BodyFault`]) so that a failed exchange is blamed on the right side,
+//! and [`CountedBody`], which counts bytes.
 //!
 //! Bodies are never collected here: frames go through as they arrive.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use pin_project_lite::pin_project;
@@ -45,6 +47,16 @@ pin_project! {
         #[pin]
         inner: B,
         fault: Arc<OnceLock<BodyFault>>,
+    }
+}
+
+pin_project! {
+    /// Wraps a body and adds the length of each data frame it yields to a shared counter (the
+    /// access log's `bytes_in`, read on another task); without a counter it only passes frames.
+    pub struct CountedBody<B> {
+        #[pin]
+        inner: B,
+        count: Option<Arc<AtomicU64>>,
     }
 }
 
@@ -205,6 +217,42 @@ where
                 Poll::Pending => Poll::Pending,
             },
         }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+// === impl CountedBody ===
+
+impl<B> CountedBody<B> {
+    /// Wraps `inner`, counting into `count` when given.
+    pub fn new(inner: B, count: Option<Arc<AtomicU64>>) -> Self {
+        Self { inner, count }
+    }
+}
+
+impl<B: Body> Body for CountedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        if let (Some(count), Some(Ok(f))) = (this.count.as_ref(), &frame) {
+            if let Some(data) = f.data_ref() {
+                count.fetch_add(data.remaining() as u64, Ordering::Relaxed);
+            }
+        }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -231,6 +231,9 @@ fn run(arg: Option<PathBuf>) -> ExitCode {
     };
     tracing::info!(runtime = flavor, "starting");
     runtime.block_on(async move {
+        // Before anything that takes time: until a handler is installed, SIGHUP's default
+        // action ends the process (exit 129) and SIGTERM's skips the drain.
+        let signals = Signals::install();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let running = match Running::start(config, clock).await {
             Ok(r) => r,
@@ -240,7 +243,7 @@ fn run(arg: Option<PathBuf>) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        wait_for_signal().await;
+        signals.shutdown_requested().await;
         tracing::info!("shutting down: not ready, draining in-flight requests");
         running.shutdown().await;
         tracing::info!("stopped");
@@ -300,24 +303,66 @@ fn demo() -> ExitCode {
     }
 }
 
-async fn wait_for_signal() {
+/// The signals `run` handles: SIGTERM and SIGINT begin the drain; SIGHUP is logged and
+/// ignored (config reload is not implemented yet, and its default action would end the process
+/// mid-request).
+struct Signals {
     #[cfg(unix)]
-    {
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers; SIGHUP is answered by a task that lives as long as the runtime.
+    #[cfg(unix)]
+    fn install() -> Signals {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP received: reload is not implemented yet, ignoring");
+                    }
+                });
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP"),
+        }
+        let handle = |kind: SignalKind, name: &str| {
+            signal(kind)
+                .map_err(|e| tracing::warn!(error = %e, signal = name, "cannot handle the signal"))
+                .ok()
+        };
+        Signals {
+            term: handle(SignalKind::terminate(), "SIGTERM"),
+            int: handle(SignalKind::interrupt(), "SIGINT"),
         }
     }
+
     #[cfg(not(unix))]
-    {
+    fn install() -> Signals {
+        Signals {}
+    }
+
+    /// Resolves at the first SIGTERM or SIGINT.
+    #[cfg(unix)]
+    async fn shutdown_requested(self) {
+        async fn recv(s: Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            () = recv(self.term) => {}
+            () = recv(self.int) => {}
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn shutdown_requested(self) {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -17,11 +17,18 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// Verification buckets: proof + token checks alone, 10 µs (cache hits) to 50 ms (RSA-4096).
+/// Verification buckets: proof, nonce, token and replay checks, from 10 µs (cache hits) through
+/// 50 ms (RSA-4096 signatures) to 5 s: the checks also wait on the network (an introspection
+/// call or a JWKS fetch on an unknown `kid`, each bounded at 5 s; a Redis round trip, bounded by
+/// `replay_cache.timeout`), and those waits must land in a bucket of their own, not all in
+/// `+Inf` past 50 ms.
 pub const VERIFY_BUCKETS: &[f64] = &[
     0.000_01, 0.000_025, 0.000_05, 0.000_075, 0.000_1, 0.000_15, 0.000_2, 0.000_3, 0.000_5, 0.001,
-    0.002_5, 0.005, 0.01, 0.05,
+    0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
+
+/// The `status_class` label values of `dpop_gateway_upstream_response_seconds`, in order.
+const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 /// The gateway's metrics.
 #[derive(Clone)]
@@ -33,8 +40,14 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     /// `dpop_gateway_verification_duration_seconds`: proof, nonce, token and replay checks.
     pub verification_duration: Histogram,
-    /// `dpop_gateway_upstream_duration_seconds`: until the upstream's response headers.
+    /// `dpop_gateway_upstream_duration_seconds`: until the upstream's response headers, or
+    /// until the exchange failed (connect error, timeout).
     pub upstream_duration: Histogram,
+    /// `dpop_gateway_upstream_response_seconds{status_class}`: until the upstream's response
+    /// headers, for exchanges that got them, by the class of the status it answered.
+    upstream_response: HistogramVec,
+    /// The [`Self::upstream_response`] series, by [`STATUS_CLASSES`] index.
+    upstream_response_by_class: [Histogram; 6],
     /// `dpop_gateway_upstream_errors_total{kind}`.
     pub upstream_errors: IntCounterVec,
     /// `dpop_gateway_connection_refusals_total{reason}`: connections ended before a request
@@ -113,6 +126,16 @@ impl Metrics {
     /// Creates and registers every metric in a fresh registry.
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
+        let upstream_response = HistogramVec::new(
+            HistogramOpts::new(
+                "dpop_gateway_upstream_response_seconds",
+                "Time until the upstream's response headers, for exchanges that got them, by status class (1xx..5xx, other).",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["status_class"],
+        )?;
+        let upstream_response_by_class =
+            STATUS_CLASSES.map(|class| upstream_response.with_label_values(&[class]));
         let m = Metrics {
             requests: IntCounterVec::new(
                 Opts::new(
@@ -143,6 +166,8 @@ impl Metrics {
                 )
                 .buckets(LATENCY_BUCKETS.to_vec()),
             )?,
+            upstream_response,
+            upstream_response_by_class,
             upstream_errors: IntCounterVec::new(
                 Opts::new("dpop_gateway_upstream_errors_total", "Upstream failures by kind."),
                 &["kind"],
@@ -265,6 +290,7 @@ impl Metrics {
         r.register(Box::new(self.request_duration.clone()))?;
         r.register(Box::new(self.verification_duration.clone()))?;
         r.register(Box::new(self.upstream_duration.clone()))?;
+        r.register(Box::new(self.upstream_response.clone()))?;
         r.register(Box::new(self.upstream_errors.clone()))?;
         r.register(Box::new(self.connection_refusals.clone()))?;
         r.register(Box::new(self.in_flight.clone()))?;
@@ -305,6 +331,19 @@ impl Metrics {
         self.request_duration
             .with_label_values(&[route, outcome])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records an upstream exchange that got response headers with `status` after `elapsed`.
+    pub fn observe_upstream_response(&self, status: http::StatusCode, elapsed: Duration) {
+        let class = match status.as_u16() {
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            500..=599 => 4,
+            _ => 5,
+        };
+        self.upstream_response_by_class[class].observe(elapsed.as_secs_f64());
     }
 
     /// The text exposition format.

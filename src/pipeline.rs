@@ -35,11 +35,11 @@ use http::header::{HeaderValue, ACCESS_CONTROL_EXPOSE_HEADERS, ORIGIN};
 use http::request::Parts;
 use http::{Method, Request, Response};
 
-use crate::body::{self, BoxError, GatewayBody, IdleTimeoutBody};
+use crate::body::{self, BoxError, CountedBody, GatewayBody, IdleTimeoutBody};
 use crate::clock::{self, UnixTime};
 use crate::config::{AuthMode, OnError};
 use crate::credentials::{self, Credentials};
-use crate::dpop::{ProofRequest, VerifiedProof};
+use crate::dpop::{ProofRequest, SignedBy, VerifiedProof};
 use crate::forward::headers as fwd_headers;
 use crate::metrics;
 use crate::nonce::{NonceError, NonceStatus};
@@ -49,6 +49,7 @@ use crate::request_uri;
 use crate::resource_metadata;
 use crate::route::{self, Route};
 use crate::state::{ConnMeta, State};
+use crate::telemetry::{self, AccessOutcome, AccessRecord};
 use crate::token::{self, Scheme, TokenInfo};
 
 /// What [`authorize`] decided for a request that may go on.
@@ -92,6 +93,10 @@ pub struct Decision<'s> {
     pub route: &'s Route,
     /// The decision.
     pub result: Result<Access, Refusal>,
+    /// The key whose signature verified on the request's proof, refused or not (a claim, the
+    /// nonce, the token, the binding or the replay check may still have failed): what the
+    /// access log names. `None` when no proof signature verified; only `dpop` can make one.
+    pub signed_by: Option<SignedBy>,
 }
 
 /// How a handled request ended, for metrics and the access log.
@@ -123,15 +128,23 @@ where
     let request_id = request_id(&mut parts.headers);
     let method = parts.method.clone();
     let origin = parts.headers.get(ORIGIN).cloned();
+    // The access line is written when the response body is done; nothing is kept for it
+    // when it is turned off.
+    let log = telemetry::access_enabled().then(|| AccessRecord::new(&parts, conn.remote, start));
+    let body = CountedBody::new(body, log.as_ref().map(AccessRecord::bytes_in));
 
     let decision = authorize(&state, &parts, BodyKnown::of(&body), conn).await;
     let route = decision.route;
-    let (mut resp, outcome, jkt) = match decision.result {
-        Ok(Access::Local(resp)) => (resp, Outcome::Local, None),
+    let jkt = decision.signed_by.map(|s| s.jkt());
+    let mut upstream = None;
+    let (mut resp, outcome) = match decision.result {
+        Ok(Access::Local(resp)) => (resp, Outcome::Local),
         Ok(access) => {
-            let jkt = access.jkt();
-            match forward(&state, parts, body, conn, access).await {
-                Ok(resp) => (resp, Outcome::Forwarded, jkt),
+            let sent = clock::monotonic();
+            let forwarded = forward(&state, parts, body, conn, access).await;
+            upstream = Some(sent.elapsed());
+            match forwarded {
+                Ok(resp) => (resp, Outcome::Forwarded),
                 Err(refusal) => {
                     let answering = Answering {
                         state: &state,
@@ -140,7 +153,7 @@ where
                         nonce_route: route.nonce,
                         origin: origin.as_ref(),
                     };
-                    refused(&state, &refusal, &answering, jkt)
+                    refused(&state, &refusal, &answering)
                 }
             }
         }
@@ -152,7 +165,7 @@ where
                 nonce_route: route.nonce,
                 origin: origin.as_ref(),
             };
-            refused(&state, &refusal, &answering, None)
+            refused(&state, &refusal, &answering)
         }
     };
     if origin.is_some() {
@@ -162,18 +175,26 @@ where
             HeaderValue::from_static("WWW-Authenticate, DPoP-Nonce"),
         );
     }
-    resp.headers_mut().insert(X_REQUEST_ID, request_id.clone());
-    record(
-        &state,
-        route,
-        &method,
+    resp.headers_mut().insert(X_REQUEST_ID, request_id);
+    let (outcome, reason) = outcome.labels();
+    state.metrics.record_request(
+        route.label(),
+        metrics::method_class(&method),
         outcome,
-        &resp,
-        &request_id,
-        jkt,
-        start,
-        conn,
+        reason,
+        resp.status(),
+        start.elapsed(),
     );
+    if let Some(log) = log {
+        let o = AccessOutcome {
+            route: route.label(),
+            outcome,
+            reason,
+            jkt,
+            upstream,
+        };
+        resp = log.attach(resp, &o);
+    }
     Ok(resp)
 }
 
@@ -185,9 +206,12 @@ pub async fn authorize<'s>(
     conn: ConnMeta,
 ) -> Decision<'s> {
     let route = state.router.find(head.uri.path());
+    let mut signed_by = None;
+    let result = authorize_on(state, route, head, body, conn, &mut signed_by).await;
     Decision {
         route,
-        result: authorize_on(state, route, head, body, conn).await,
+        result,
+        signed_by,
     }
 }
 
@@ -197,6 +221,7 @@ async fn authorize_on(
     head: &Parts,
     body: BodyKnown,
     conn: ConnMeta,
+    signed_by: &mut Option<SignedBy>,
 ) -> Result<Access, Refusal> {
     // 0 the head's size: the connection counts it as it arrives (`server::deadline`), except a
     // head pipelined behind a body, which hyper read along with the body
@@ -228,7 +253,7 @@ async fn authorize_on(
     }
     let verify_start = clock::monotonic();
     let now = state.clock.now();
-    let result = match verify(state, route, head, conn, now).await {
+    let result = match verify_noting_signer(state, route, head, conn, now, signed_by).await {
         Ok(verified) => admit(state, route, verified, now)
             .await
             .map(Access::Authorized),
@@ -249,8 +274,21 @@ pub(crate) async fn verify(
     conn: ConnMeta,
     now: UnixTime,
 ) -> Result<Verified, Refusal> {
+    verify_noting_signer(state, route, head, conn, now, &mut None).await
+}
+
+/// [`verify`], setting `signed_by` as soon as the proof's signature verified (whatever
+/// refuses the request after that).
+async fn verify_noting_signer(
+    state: &State,
+    route: &Route,
+    head: &Parts,
+    conn: ConnMeta,
+    now: UnixTime,
+    signed_by: &mut Option<SignedBy>,
+) -> Result<Verified, Refusal> {
     let creds = credentials(head, route)?;
-    let proof = proof(state, head, conn, &creds, now)?;
+    let proof = proof(state, head, conn, &creds, now, signed_by)?;
     let renew_nonce = nonce(state, route, proof.as_ref(), now)?;
     let info = state
         .tokens
@@ -291,6 +329,7 @@ fn proof(
     conn: ConnMeta,
     creds: &Credentials<'_>,
     now: UnixTime,
+    signed_by: &mut Option<SignedBy>,
 ) -> Result<Option<VerifiedProof>, Refusal> {
     let proof = match (creds.scheme, creds.proof) {
         (Scheme::Dpop, Some(proof)) => proof,
@@ -304,11 +343,16 @@ fn proof(
         htu: &htu,
         access_token: Some(creds.token),
     };
-    state
-        .proofs
-        .verify(proof, &request, now)
-        .map(Some)
-        .map_err(Refusal::Proof)
+    match state.proofs.verify_signed(proof, &request, now) {
+        Ok(verified) => {
+            *signed_by = Some(verified.signed_by());
+            Ok(Some(verified))
+        }
+        Err(refused) => {
+            *signed_by = refused.signed_by;
+            Err(Refusal::Proof(refused.error))
+        }
+    }
 }
 
 /// 4 nonce: after the signature (a forged proof learns nothing), before the replay entry (a
@@ -426,10 +470,11 @@ where
     let body = body::boxed(body);
     let upstream_start = clock::monotonic();
     let result = state.forwarder.send(Request::from_parts(head, body)).await;
+    let elapsed = upstream_start.elapsed();
     state
         .metrics
         .upstream_duration
-        .observe(upstream_start.elapsed().as_secs_f64());
+        .observe(elapsed.as_secs_f64());
     // A failed exchange whose request body failed first is the client's fault (400, 408),
     // not the upstream's (502, 504).
     let mut resp = result.map_err(|e| match client_body.fault() {
@@ -439,6 +484,9 @@ where
     // The gateway answers in its own version, the client connection's (RFC 9110 §6.2): an
     // HTTP/1.0 upstream's `HTTP/1.0 200` would cost an HTTP/1.1 client its keep-alive.
     *resp.version_mut() = version;
+    state
+        .metrics
+        .observe_upstream_response(resp.status(), elapsed);
     if let (true, Some(keys)) = (authorized.is_some_and(|a| a.renew_nonce), &state.nonces) {
         if let Ok(v) = HeaderValue::from_str(&keys.issue(state.clock.now())) {
             resp.headers_mut().insert("dpop-nonce", v);
@@ -452,8 +500,7 @@ fn refused(
     state: &State,
     refusal: &Refusal,
     answering: &Answering<'_>,
-    jkt: Option<String>,
-) -> (Response<GatewayBody>, Outcome, Option<String>) {
+) -> (Response<GatewayBody>, Outcome) {
     let parts = refusal.parts();
     if let Refusal::Upstream(e) = refusal {
         tracing::warn!(error = %e, "upstream unavailable");
@@ -470,48 +517,7 @@ fn refused(
     (
         refusal.respond(answering),
         Outcome::Refused(parts.code, parts.reason),
-        jkt,
     )
-}
-
-/// The request's metrics and access-log line.
-#[allow(clippy::too_many_arguments)]
-fn record(
-    state: &State,
-    route: &Route,
-    method: &Method,
-    outcome: Outcome,
-    resp: &Response<GatewayBody>,
-    request_id: &HeaderValue,
-    jkt: Option<String>,
-    start: std::time::Instant,
-    conn: ConnMeta,
-) {
-    let (outcome, reason) = match outcome {
-        Outcome::Forwarded => ("forwarded", "none"),
-        Outcome::Local => ("local", "none"),
-        Outcome::Refused(code, reason) => (code.as_str(), reason.as_str()),
-    };
-    let elapsed = start.elapsed();
-    state.metrics.record_request(
-        route.label(),
-        metrics::method_class(method),
-        outcome,
-        reason,
-        resp.status(),
-        elapsed,
-    );
-    crate::telemetry::access(&crate::telemetry::AccessLine {
-        request_id: request_id.to_str().unwrap_or("-"),
-        method: method.as_str(),
-        route: route.label(),
-        status: resp.status().as_u16(),
-        outcome,
-        reason,
-        duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        jkt: jkt.as_deref().unwrap_or("-"),
-        client: conn.remote,
-    });
 }
 
 /// The length of `parts` as an HTTP/1.1 head: request line, `name:value` lines, blank line.
@@ -636,14 +642,15 @@ impl BodyKnown {
     }
 }
 
-// === impl Access ===
+// === impl Outcome ===
 
-impl Access {
-    /// The proof key's thumbprint, for the access log.
-    fn jkt(&self) -> Option<String> {
+impl Outcome {
+    /// The `outcome` and `reason` labels (metrics and the access log).
+    fn labels(self) -> (&'static str, &'static str) {
         match self {
-            Access::Authorized(Authorized(v)) => v.proof.as_ref().map(|p| p.jkt().to_string()),
-            Access::Open | Access::Local(_) => None,
+            Outcome::Forwarded => ("forwarded", "none"),
+            Outcome::Local => ("local", "none"),
+            Outcome::Refused(code, reason) => (code.as_str(), reason.as_str()),
         }
     }
 }

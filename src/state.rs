@@ -134,7 +134,7 @@ pub(crate) fn build_tokens(
         require_typ: at.require_typ,
     };
     let client = || {
-        AsClient::new(at.ca_file.as_deref())
+        AsClient::new(at.ca_file.as_deref(), at.allow_insecure_http)
             .map_err(|e| StartError(format!("access_token.ca_file: {e}")))
     };
     match (at.format, &at.keys) {

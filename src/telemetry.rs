@@ -1,6 +1,7 @@
-//! Logging with `tracing`: text by default, JSON with `DPOP_GATEWAY_LOG_FORMAT=json`; the level
-//! from `RUST_LOG` (default `info`). Access lines go to the `dpop_gateway::access` target. Tokens,
-//! proofs and secrets are never logged.
+//! Logging with `tracing`: text by default, JSON with `DPOP_GATEWAY_LOG_FORMAT=json` (one flat
+//! object per line); the level from `RUST_LOG` (default `info`). Access lines go to the
+//! `dpop_gateway::access` target, one per request, written once its response is done
+//! ([`AccessRecord`]). Tokens, proofs and secrets are never logged.
 //!
 //! Lines are formatted on the thread that logs them and appended to a bounded in-memory batch;
 //! a dedicated thread writes the batch to stderr every [`FLUSH_INTERVAL`], or sooner once it
@@ -12,12 +13,22 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response};
+use http_body::{Body, Frame, SizeHint};
 
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
+
+use crate::body::{self, BoxError, GatewayBody};
+use crate::jose::Thumbprint;
 
 /// How long a line may wait in the batch before it is written.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -41,7 +52,8 @@ pub(crate) fn init() -> Option<LogGuard> {
         .with_ansi(ansi)
         .with_writer(writer.clone());
     let installed = if json {
-        builder.json().try_init()
+        // Flat: a line's fields beside `timestamp` and `level`, not nested under "fields".
+        builder.json().flatten_event(true).try_init()
     } else {
         builder.try_init()
     };
@@ -71,30 +83,54 @@ pub(crate) struct AccessLine<'a> {
     pub request_id: &'a str,
     /// The request method.
     pub method: &'a str,
+    /// The request path as received, without the query (at most [`MAX_LOGGED_PATH`] bytes).
+    pub path: &'a str,
     /// The route's prefix, or `unmatched`.
     pub route: &'a str,
     /// The response status.
     pub status: u16,
-    /// `forwarded` or the refusal's error code.
+    /// `forwarded`, `local` or the refusal's error code.
     pub outcome: &'a str,
-    /// The refusal's reason, `none` when forwarded.
+    /// The refusal's reason, `none` otherwise.
     pub reason: &'a str,
-    /// Time in the gateway until the response head, in microseconds.
-    pub duration_us: u64,
-    /// The proof key's thumbprint, `-` without a verified proof.
-    pub jkt: &'a str,
+    /// The thumbprint of the key whose signature verified on the request's proof (also on a
+    /// refusal after the signature check); `None` without a verified signature.
+    pub jkt: Option<&'a str>,
+    /// The `User-Agent` (at most [`MAX_LOGGED_USER_AGENT`] bytes), when sent as text.
+    pub user_agent: Option<&'a str>,
     /// The client's address.
     pub client: SocketAddr,
+    /// Request body bytes read from the client (forwarded requests only).
+    pub bytes_in: u64,
+    /// Response body bytes handed to the connection.
+    pub bytes_out: u64,
+    /// Time from the request head to the end of the response body, in microseconds.
+    pub duration_us: u64,
+    /// Time from sending to the upstream to its response head (or its failure), in
+    /// microseconds; `None` when the request was not sent upstream.
+    pub upstream_us: Option<u64>,
+}
+
+/// The longest path an access line carries (a longer one is cut, with `...`).
+pub(crate) const MAX_LOGGED_PATH: usize = 2048;
+
+/// The longest `User-Agent` an access line carries (a longer one is cut, with `...`).
+pub(crate) const MAX_LOGGED_USER_AGENT: usize = 256;
+
+/// Whether access lines are written at all (`RUST_LOG` enables `dpop_gateway::access` at info):
+/// when not, the request path records nothing for them.
+pub(crate) fn access_enabled() -> bool {
+    tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO)
 }
 
 /// Writes one access-log line, when the `dpop_gateway::access` target is enabled at `info`.
 ///
 /// The line is the one tracing's formatter would write for the same fields (same layout, text
-/// or JSON), but built here with plain appends: through tracing's field visitors it cost about
-/// 6% of a forwarded request's CPU. Without a plain-line sink (a terminal, or tests with their
-/// own subscriber), it goes through tracing.
+/// or flat JSON, `ts` for the time in JSON), but built here with plain appends: through
+/// tracing's field visitors it cost about 6% of a forwarded request's CPU. Without a plain-line
+/// sink (a terminal, or tests with their own subscriber), it goes through tracing.
 pub(crate) fn access(line: &AccessLine<'_>) {
-    if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
+    if !access_enabled() {
         return;
     }
     match ACCESS.get() {
@@ -111,14 +147,208 @@ pub(crate) fn access(line: &AccessLine<'_>) {
             target: ACCESS_TARGET,
             request_id = line.request_id,
             method = %line.method,
+            path = line.path,
             route = %line.route,
             status = line.status,
             outcome = line.outcome,
             reason = line.reason,
-            duration_us = line.duration_us,
-            jkt = line.jkt,
+            jkt = line.jkt.unwrap_or("-"),
+            user_agent = line.user_agent.unwrap_or("-"),
             client = %line.client,
+            bytes_in = line.bytes_in,
+            bytes_out = line.bytes_out,
+            duration_ms = millis(line.duration_us),
+            upstream_ms = line.upstream_us.map(millis),
         ),
+    }
+}
+
+/// Microseconds as fractional milliseconds.
+fn millis(us: u64) -> f64 {
+    // Exact below 2^53 µs (285 years).
+    us as f64 / 1000.0
+}
+
+/// `s`, cut to at most `max` bytes on a character boundary, `...` marking a cut.
+pub(crate) fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max.saturating_sub(3);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end]).into()
+}
+
+/// What an access line needs from a request, kept from its head until its response body is
+/// done; the line is written when the response body ends or is dropped (the client went away),
+/// so it can say how many bytes went each way and how long the whole exchange took.
+pub(crate) struct AccessRecord {
+    request_id: HeaderValue,
+    method: http::Method,
+    uri: http::Uri,
+    user_agent: Option<HeaderValue>,
+    client: SocketAddr,
+    start: Instant,
+    bytes_in: Arc<AtomicU64>,
+}
+
+/// The request's outcome, known once the response head is: what [`AccessRecord::attach`] adds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AccessOutcome<'a> {
+    /// The route's prefix, or `unmatched`.
+    pub route: &'a str,
+    /// `forwarded`, `local` or the refusal's error code.
+    pub outcome: &'static str,
+    /// The refusal's reason, `none` otherwise.
+    pub reason: &'static str,
+    /// The key whose signature verified on the request's proof, if any.
+    pub jkt: Option<Thumbprint>,
+    /// From sending to the upstream to its response head or failure, if it was sent.
+    pub upstream: Option<Duration>,
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that counts what it yields and writes the access line when dropped.
+    struct Logged {
+        #[pin]
+        inner: GatewayBody,
+        bytes_out: u64,
+        line: Option<Finished>,
+    }
+
+    impl PinnedDrop for Logged {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(line) = this.line.take() {
+                line.write(*this.bytes_out);
+            }
+        }
+    }
+}
+
+/// An [`AccessRecord`] with its outcome, waiting for the response body to end.
+struct Finished {
+    record: AccessRecord,
+    route: String,
+    status: u16,
+    outcome: &'static str,
+    reason: &'static str,
+    jkt: Option<Thumbprint>,
+    upstream: Option<Duration>,
+}
+
+// === impl AccessRecord ===
+
+impl AccessRecord {
+    /// Starts the record of the request whose head is `head` (its `X-Request-Id` already
+    /// settled), received at `start`.
+    pub(crate) fn new(head: &http::request::Parts, client: SocketAddr, start: Instant) -> Self {
+        Self {
+            request_id: head
+                .headers
+                .get("x-request-id")
+                .cloned()
+                .unwrap_or_else(|| HeaderValue::from_static("-")),
+            method: head.method.clone(),
+            uri: head.uri.clone(),
+            user_agent: head.headers.get(http::header::USER_AGENT).cloned(),
+            client,
+            start,
+            bytes_in: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The counter the request body adds the bytes it reads to.
+    pub(crate) fn bytes_in(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.bytes_in)
+    }
+
+    /// `resp`, its body wrapped so that the access line is written once it is done.
+    pub(crate) fn attach(
+        self,
+        resp: Response<GatewayBody>,
+        o: &AccessOutcome<'_>,
+    ) -> Response<GatewayBody> {
+        let status = resp.status().as_u16();
+        let finished = Finished {
+            record: self,
+            route: o.route.to_owned(),
+            status,
+            outcome: o.outcome,
+            reason: o.reason,
+            jkt: o.jkt,
+            upstream: o.upstream,
+        };
+        resp.map(|inner| {
+            body::boxed(Logged {
+                inner,
+                bytes_out: 0,
+                line: Some(finished),
+            })
+        })
+    }
+}
+
+// === impl Finished ===
+
+impl Finished {
+    fn write(self, bytes_out: u64) {
+        let r = &self.record;
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let jkt = self.jkt.map(|t| t.to_string());
+        let path = clip(r.uri.path(), MAX_LOGGED_PATH);
+        let user_agent = r
+            .user_agent
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| clip(ua, MAX_LOGGED_USER_AGENT));
+        access(&AccessLine {
+            request_id: r.request_id.to_str().unwrap_or("-"),
+            method: r.method.as_str(),
+            path: &path,
+            route: &self.route,
+            status: self.status,
+            outcome: self.outcome,
+            reason: self.reason,
+            jkt: jkt.as_deref(),
+            user_agent: user_agent.as_deref(),
+            client: r.client,
+            bytes_in: r.bytes_in.load(Ordering::Relaxed),
+            bytes_out,
+            duration_us: micros(r.start.elapsed()),
+            upstream_us: self.upstream.map(micros),
+        });
+    }
+}
+
+// === impl Logged ===
+
+impl Body for Logged {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        if let Some(Ok(f)) = &frame {
+            if let Some(data) = f.data_ref() {
+                *this.bytes_out += data.len() as u64;
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -140,7 +370,8 @@ enum Format {
 }
 
 impl Format {
-    /// Appends the line as tracing-subscriber 0.3's default (`fmt()`) or `json()` format.
+    /// Appends the line as tracing-subscriber 0.3's default (`fmt()`) format, or as one flat
+    /// JSON object (`ts`, `level`, the fields, `target`).
     fn write(self, out: &mut Vec<u8>, unix_micros: u64, l: &AccessLine<'_>) {
         match self {
             Format::Text => {
@@ -149,6 +380,8 @@ impl Format {
                 debug_str(out, l.request_id);
                 out.extend_from_slice(b" method=");
                 out.extend_from_slice(l.method.as_bytes());
+                out.extend_from_slice(b" path=");
+                debug_str(out, l.path);
                 out.extend_from_slice(b" route=");
                 out.extend_from_slice(l.route.as_bytes());
                 out.extend_from_slice(b" status=");
@@ -157,20 +390,32 @@ impl Format {
                 debug_str(out, l.outcome);
                 out.extend_from_slice(b" reason=");
                 debug_str(out, l.reason);
-                out.extend_from_slice(b" duration_us=");
-                decimal(out, l.duration_us);
                 out.extend_from_slice(b" jkt=");
-                debug_str(out, l.jkt);
+                debug_str(out, l.jkt.unwrap_or("-"));
+                out.extend_from_slice(b" user_agent=");
+                debug_str(out, l.user_agent.unwrap_or("-"));
                 out.extend_from_slice(b" client=");
                 socket_addr(out, l.client);
+                out.extend_from_slice(b" bytes_in=");
+                decimal(out, l.bytes_in);
+                out.extend_from_slice(b" bytes_out=");
+                decimal(out, l.bytes_out);
+                out.extend_from_slice(b" duration_ms=");
+                float(out, millis(l.duration_us));
+                if let Some(us) = l.upstream_us {
+                    out.extend_from_slice(b" upstream_ms=");
+                    float(out, millis(us));
+                }
             }
             Format::Json => {
-                out.extend_from_slice(b"{\"timestamp\":\"");
+                out.extend_from_slice(b"{\"ts\":\"");
                 rfc3339_micros(out, unix_micros);
-                out.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"request_id\":");
+                out.extend_from_slice(b"\",\"level\":\"INFO\",\"request_id\":");
                 json_str(out, l.request_id);
                 out.extend_from_slice(b",\"method\":");
                 json_str(out, l.method);
+                out.extend_from_slice(b",\"path\":");
+                json_str(out, l.path);
                 out.extend_from_slice(b",\"route\":");
                 json_str(out, l.route);
                 out.extend_from_slice(b",\"status\":");
@@ -179,16 +424,41 @@ impl Format {
                 json_str(out, l.outcome);
                 out.extend_from_slice(b",\"reason\":");
                 json_str(out, l.reason);
-                out.extend_from_slice(b",\"duration_us\":");
-                decimal(out, l.duration_us);
                 out.extend_from_slice(b",\"jkt\":");
-                json_str(out, l.jkt);
+                json_opt_str(out, l.jkt);
+                out.extend_from_slice(b",\"user_agent\":");
+                json_opt_str(out, l.user_agent);
                 out.extend_from_slice(b",\"client\":\"");
                 socket_addr(out, l.client);
-                out.extend_from_slice(b"\"},\"target\":\"dpop_gateway::access\"}");
+                out.extend_from_slice(b"\",\"bytes_in\":");
+                decimal(out, l.bytes_in);
+                out.extend_from_slice(b",\"bytes_out\":");
+                decimal(out, l.bytes_out);
+                out.extend_from_slice(b",\"duration_ms\":");
+                float(out, millis(l.duration_us));
+                out.extend_from_slice(b",\"upstream_ms\":");
+                match l.upstream_us {
+                    Some(us) => float(out, millis(us)),
+                    None => out.extend_from_slice(b"null"),
+                }
+                out.extend_from_slice(b",\"target\":\"dpop_gateway::access\"}");
             }
         }
         out.push(b'\n');
+    }
+}
+
+/// A float as `{:?}` writes it (what tracing's text formatter and serde_json write: the
+/// shortest form that reads back the same, `1.0`, `0.125`).
+fn float(out: &mut Vec<u8>, x: f64) {
+    let _ = write!(out, "{x:?}");
+}
+
+/// A JSON string, or `null`.
+fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => json_str(out, s),
+        None => out.extend_from_slice(b"null"),
     }
 }
 
@@ -498,30 +768,32 @@ mod tests {
         AccessLine {
             request_id: Box::leak(request_id.to_owned().into_boxed_str()),
             method: "POST",
+            path: "/api/items/\u{e9}\"x",
             route: "/api",
             status: 401,
             outcome: "invalid_dpop_proof",
             reason: "replay",
-            duration_us: 1234,
-            jkt: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+            jkt: Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"),
+            user_agent: Some("curl/8.5.0"),
             client: client.parse().unwrap(),
+            bytes_in: 12,
+            bytes_out: 345,
+            duration_us: 1234,
+            upstream_us: Some(1000),
         }
     }
 
     /// What tracing-subscriber itself writes for the same line (no timestamp).
-    fn tracing_output(json: bool, l: &AccessLine<'_>) -> String {
+    fn tracing_output(l: &AccessLine<'_>) -> String {
         let sink = Sink::default();
         let out = sink.clone();
         let make = move || out.clone();
-        let builder = tracing_subscriber::fmt()
+        let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
             .without_time()
-            .with_writer(make);
-        let dispatch = if json {
-            tracing::Dispatch::new(builder.json().finish())
-        } else {
-            tracing::Dispatch::new(builder.finish())
-        };
+            .with_writer(make)
+            .finish();
+        let dispatch = tracing::Dispatch::new(subscriber);
         tracing::dispatcher::with_default(&dispatch, || access(l));
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         text
@@ -535,26 +807,84 @@ mod tests {
     }
 
     #[test]
-    fn access_lines_are_the_ones_tracing_writes() {
-        for (rid, client) in [
-            ("00b2849ed99ebcf00000000000000009", "127.0.0.1:35878"),
-            (r#"id-with-"quote"-and-\backslash"#, "[2001:db8::1]:443"),
+    fn text_access_lines_are_the_ones_tracing_writes() {
+        for (rid, client, upstream_us) in [
+            (
+                "00b2849ed99ebcf00000000000000009",
+                "127.0.0.1:35878",
+                Some(1000),
+            ),
+            (
+                r#"id-with-"quote"-and-\backslash"#,
+                "[2001:db8::1]:443",
+                None,
+            ),
         ] {
-            let l = line(rid, client);
+            let l = AccessLine {
+                upstream_us,
+                ..line(rid, client)
+            };
             let text = ours(Format::Text, &l);
             let (ts, rest) = text.split_at(27);
             assert_eq!(ts, "2023-11-14T22:13:20.000042Z");
-            assert_eq!(rest.trim_start(), tracing_output(false, &l).trim_start());
-
-            let ours_json: serde_json::Value =
-                serde_json::from_str(&ours(Format::Json, &l)).unwrap();
-            let mut theirs: serde_json::Value =
-                serde_json::from_str(&tracing_output(true, &l)).unwrap();
-            assert_eq!(ours_json["timestamp"], "2023-11-14T22:13:20.000042Z");
-            theirs["timestamp"] = ours_json["timestamp"].clone();
-            assert_eq!(ours_json, theirs);
-            assert!(ours(Format::Json, &l).ends_with("}\n"));
+            assert_eq!(rest.trim_start(), tracing_output(&l).trim_start());
         }
+        let text = ours(Format::Text, &line("r", "127.0.0.1:1"));
+        assert!(
+            text.contains(" bytes_in=12 bytes_out=345 duration_ms=1.234 upstream_ms=1.0\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn json_access_lines_are_one_flat_object() {
+        let l = line("r-1", "[2001:db8::1]:443");
+        let out = ours(Format::Json, &l);
+        assert!(out.ends_with("}\n") && out.lines().count() == 1, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "ts": "2023-11-14T22:13:20.000042Z",
+                "level": "INFO",
+                "request_id": "r-1",
+                "method": "POST",
+                "path": "/api/items/\u{e9}\"x",
+                "route": "/api",
+                "status": 401,
+                "outcome": "invalid_dpop_proof",
+                "reason": "replay",
+                "jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+                "user_agent": "curl/8.5.0",
+                "client": "[2001:db8::1]:443",
+                "bytes_in": 12,
+                "bytes_out": 345,
+                "duration_ms": 1.234,
+                "upstream_ms": 1.0,
+                "target": "dpop_gateway::access",
+            })
+        );
+        // What a line without a verified proof, a User-Agent or an upstream exchange says.
+        let bare = AccessLine {
+            jkt: None,
+            user_agent: None,
+            upstream_us: None,
+            ..l
+        };
+        let v: serde_json::Value = serde_json::from_str(&ours(Format::Json, &bare)).unwrap();
+        for key in ["jkt", "user_agent", "upstream_ms"] {
+            assert!(v[key].is_null(), "{key}: {v}");
+        }
+    }
+
+    #[test]
+    fn long_values_are_clipped_on_a_character_boundary() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("abcdefghij", 8), "abcde...");
+        // 'é' is two bytes: the cut never splits it.
+        assert_eq!(clip("ab\u{e9}\u{e9}\u{e9}", 6), "ab...");
+        assert_eq!(clip("ab\u{e9}\u{e9}\u{e9}", 7), "ab\u{e9}...");
+        assert!(clip(&"/x".repeat(5000), MAX_LOGGED_PATH).len() <= MAX_LOGGED_PATH);
     }
 
     #[test]

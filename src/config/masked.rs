@@ -14,7 +14,7 @@ use serde_yaml::{Mapping, Value};
 
 use super::{
     duration, env, AuthMode, Config, ForwardAuthorization, KeySource, OnError, ReplayBackend,
-    RouteConfig, TokenFormat,
+    RouteConfig, TokenFormat, UpstreamReadiness,
 };
 use crate::jose::AlgorithmSet;
 
@@ -59,6 +59,14 @@ pub(crate) fn to_masked_yaml(config: &Config) -> String {
     upstream.put("url", text(&c.upstream.url.to_string()));
     upstream.put("connect_timeout", dur(c.upstream.connect_timeout));
     upstream.put("request_timeout", dur(c.upstream.request_timeout));
+    upstream.put(
+        "readiness",
+        text(&match &c.upstream.readiness {
+            UpstreamReadiness::None => "none".to_owned(),
+            UpstreamReadiness::Tcp => "tcp".to_owned(),
+            UpstreamReadiness::Http { path } => format!("http:{path}"),
+        }),
+    );
     doc.put("upstream", upstream.into());
     doc.put("routes", list(c.routes.iter().map(route)));
     doc.put("dpop", dpop(c));
@@ -209,6 +217,9 @@ fn access_token(c: &Config) -> Value {
     e.put("algorithms", algorithms(a.algorithms));
     e.put("leeway", dur(a.leeway));
     e.put("require_typ", Value::Bool(a.require_typ));
+    if a.allow_insecure_http {
+        e.put("allow_insecure_http", Value::Bool(true));
+    }
     if let Some(ca_file) = &a.ca_file {
         e.put("ca_file", text(&ca_file.display().to_string()));
     }

@@ -102,6 +102,23 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// `upstream.request_timeout` (default 30s): until response headers.
     pub request_timeout: Duration,
+    /// `upstream.readiness` (default `none`): whether `/readyz` also waits for the upstream.
+    pub readiness: UpstreamReadiness,
+}
+
+/// `upstream.readiness`: the check whose failure makes `/readyz` answer 503 `upstream not
+/// ready`. Run every 2 s in the background (never per probe), bounded by `connect_timeout`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamReadiness {
+    /// `none`: the upstream does not affect readiness.
+    None,
+    /// `tcp`: a TCP connection to the upstream's host and port opens.
+    Tcp,
+    /// `http:/path`: `GET /path` on the upstream answers 200-399.
+    Http {
+        /// The path (and query) requested, starting with `/`; not under the URL's prefix.
+        path: String,
+    },
 }
 
 /// One entry of `routes`.
@@ -214,6 +231,11 @@ pub struct AccessTokenConfig {
     /// `ca_file` (optional): PEM certificates trusted, besides the system roots, for https to
     /// the authorization server (metadata, JWKS, introspection): for a private CA.
     pub ca_file: Option<PathBuf>,
+    /// `allow_insecure_http` (default false): accept `http://` for `jwks_uri`, the discovery
+    /// issuer and the introspection endpoint. Only for an authorization server reached inside
+    /// the cluster; the risk is that anyone on the path can serve other keys or answer
+    /// "active" for any token.
+    pub allow_insecure_http: bool,
 }
 
 /// `access_token.format`.
@@ -764,6 +786,41 @@ access_token:
     // --- rules between settings ---
 
     #[test]
+    fn upstream_readiness_is_none_tcp_or_an_http_path() {
+        assert_eq!(
+            parse(BASE).unwrap().upstream.readiness,
+            UpstreamReadiness::None
+        );
+        let with = |v: &str| {
+            BASE.replace(
+                "  url: \"http://127.0.0.1:8080\"\n",
+                &format!("  url: \"http://127.0.0.1:8080\"\n  readiness: {v}\n"),
+            )
+        };
+        assert_eq!(
+            parse(&with("tcp")).unwrap().upstream.readiness,
+            UpstreamReadiness::Tcp
+        );
+        assert_eq!(
+            parse(&with("\"http:/healthz?full=1\""))
+                .unwrap()
+                .upstream
+                .readiness,
+            UpstreamReadiness::Http {
+                path: "/healthz?full=1".into()
+            }
+        );
+        for bad in ["http", "http:healthz", "\"http://app/healthz\"", "ping"] {
+            assert_error(
+                &with(bad),
+                3,
+                14,
+                "upstream.readiness: expected none, tcp or http:/path",
+            );
+        }
+    }
+
+    #[test]
     fn tls_needs_both_files() {
         let both = format!("{BASE}tls:\n  cert: c.pem\n  key: k.pem\n");
         let tls = parse(&both).unwrap().tls.unwrap();
@@ -867,6 +924,34 @@ access_token:
             35,
             "routes[1].nonce: true needs dpop.nonce.secrets",
         );
+    }
+
+    #[test]
+    fn plain_http_to_the_authorization_server_needs_the_opt_in() {
+        let no_keys = BASE.replace("  jwks_file: config/demo/jwks.json\n", "");
+        let uri = no_keys.clone() + "  jwks_uri: http://as.internal/jwks\n";
+        let discovery = no_keys.replace("https://as.example.com", "http://as.internal");
+        let section = "  introspection:\n    endpoint: HTTP://as.internal/introspect\n    client_id: gw\n    client_secret: s\n";
+        let introspection = format!("{BASE}  format: introspection\n{section}");
+        for (yaml, line, column, path) in [
+            (&uri, 6, 3, "access_token.jwks_uri"),
+            (&discovery, 4, 3, "access_token.issuer"),
+            (&introspection, 9, 5, "access_token.introspection.endpoint"),
+        ] {
+            assert_error(yaml, line, column, &format!("{path}: \""));
+            let (_, _, message) = error(yaml);
+            assert!(message.contains("is plain HTTP"), "{message}");
+            assert!(message.contains("allow_insecure_http: true"), "{message}");
+            let allowed = format!("{yaml}  allow_insecure_http: true\n");
+            let c = parse(&allowed).unwrap_or_else(|e| panic!("{e}\n{allowed}"));
+            assert!(c.access_token.allow_insecure_http);
+            // The opt-in survives `check`'s output.
+            let again = parse(&c.to_masked_yaml()).unwrap();
+            assert!(again.access_token.allow_insecure_http);
+        }
+        // https needs nothing, and a jwks_file names no URL at all (its issuer is only compared).
+        assert!(!parse(BASE).unwrap().access_token.allow_insecure_http);
+        assert!(parse(&BASE.replace("https://as.example.com", "http://as.internal")).is_ok());
     }
 
     #[test]

@@ -18,7 +18,10 @@ use serde::Deserialize;
 
 use super::env::EnvLookup;
 use super::yaml::{self, NodeDe, YamlError};
-use super::{duration, AuthMode, ForwardAuthorization, OnError, PublicUrl, Secret, TokenFormat};
+use super::{
+    duration, AuthMode, ForwardAuthorization, OnError, PublicUrl, Secret, TokenFormat,
+    UpstreamReadiness,
+};
 use crate::jose::Algorithm;
 
 /// A scalar setting parsed from its text after `${NAME}` substitution.
@@ -147,12 +150,13 @@ pub(crate) struct RawCors {
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with url, connect_timeout, request_timeout"
+    expecting = "a mapping with url, connect_timeout, request_timeout, readiness"
 )]
 pub(crate) struct RawUpstream {
     pub(crate) url: Option<Scalar<UpstreamUrl>>,
     pub(crate) connect_timeout: Option<Scalar<Dur<false>>>,
     pub(crate) request_timeout: Option<Scalar<Dur<false>>>,
+    pub(crate) readiness: Option<Scalar<UpstreamReadiness>>,
 }
 
 /// One entry of `routes`.
@@ -216,6 +220,7 @@ pub(crate) struct RawAccessToken {
     pub(crate) require_typ: Option<Scalar<Flag>>,
     pub(crate) introspection: Option<RawIntrospection>,
     pub(crate) ca_file: Option<Scalar<FilePath>>,
+    pub(crate) allow_insecure_http: Option<Scalar<Flag>>,
 }
 
 /// `access_token.introspection`.
@@ -692,6 +697,30 @@ impl ScalarValue for OnError {
             &[("reject", OnError::Reject), ("allow", OnError::Allow)],
             Self::EXPECTING,
         )
+    }
+}
+
+impl ScalarValue for UpstreamReadiness {
+    const EXPECTING: &'static str = "none, tcp or http:/path";
+
+    fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "none" => return Ok(UpstreamReadiness::None),
+            "tcp" => return Ok(UpstreamReadiness::Tcp),
+            _ => {}
+        }
+        let wrong =
+            || format!("expected none, tcp or http:/path (e.g. http:/healthz), got {text:?}");
+        let path = text.strip_prefix("http:").ok_or_else(wrong)?;
+        if !path.starts_with('/') || path.starts_with("//") || path.contains('#') {
+            return Err(wrong());
+        }
+        // The request target must be one the upstream can be sent as written.
+        path.parse::<http::uri::PathAndQuery>()
+            .map_err(|e| format!("invalid path in {text:?}: {e}"))?;
+        Ok(UpstreamReadiness::Http {
+            path: path.to_owned(),
+        })
     }
 }
 

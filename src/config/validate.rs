@@ -14,6 +14,7 @@ use super::{
     AccessTokenConfig, AuthMode, Config, ConfigError, DpopConfig, ForwardAuthorization,
     ForwardConfig, IdentityHeaders, IntrospectionConfig, KeySource, Limits, NonceConfig, OnError,
     ReplayBackend, ReplayCacheConfig, RouteConfig, TlsConfig, TokenFormat, UpstreamConfig,
+    UpstreamReadiness,
 };
 use crate::jose::{Algorithm, AlgorithmSet};
 
@@ -121,6 +122,7 @@ fn upstream(raw: RawUpstream, cx: &Cx<'_>) -> Result<UpstreamConfig, ConfigError
         url: url.0,
         connect_timeout: dur(raw.connect_timeout, 2),
         request_timeout: dur(raw.request_timeout, 30),
+        readiness: value(raw.readiness).unwrap_or(UpstreamReadiness::None),
     })
 }
 
@@ -302,6 +304,30 @@ fn access_token(raw: RawAccessToken, cx: &Cx<'_>) -> Result<AccessTokenConfig, C
         .introspection
         .map(|i| introspection(i, cx))
         .transpose()?;
+    let allow_insecure_http = flag(raw.allow_insecure_http, false);
+    if !allow_insecure_http {
+        let mut called = Vec::new();
+        if let KeySource::Uri(uri) = &keys {
+            called.push(("access_token.jwks_uri", uri.as_str()));
+        }
+        if discovers {
+            called.push(("access_token.issuer", issuer.as_str()));
+        }
+        if let Some(i) = &introspection {
+            called.push(("access_token.introspection.endpoint", i.endpoint.as_str()));
+        }
+        if let Some((path, url)) = called.into_iter().find(|(_, url)| is_plain_http(url)) {
+            return Err(cx.err(
+                path,
+                format!(
+                    "{path}: {url:?} is plain HTTP: whoever is on the path could serve other keys \
+                     or answer for any token; use https://, or set \
+                     access_token.allow_insecure_http: true for an authorization server reached \
+                     only inside the cluster"
+                ),
+            ));
+        }
+    }
     if format == TokenFormat::Introspection && introspection.is_none() {
         return Err(cx.err(
             "access_token.format",
@@ -323,7 +349,14 @@ fn access_token(raw: RawAccessToken, cx: &Cx<'_>) -> Result<AccessTokenConfig, C
         require_typ: flag(raw.require_typ, true),
         introspection,
         ca_file: value(raw.ca_file).map(|f| f.0),
+        allow_insecure_http,
     })
+}
+
+/// Whether `url` names the `http` scheme (any case, RFC 3986 §3.1).
+fn is_plain_http(url: &str) -> bool {
+    url.get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
 }
 
 fn introspection(raw: RawIntrospection, cx: &Cx<'_>) -> Result<IntrospectionConfig, ConfigError> {

@@ -152,12 +152,54 @@ pub struct VerifiedProof {
     nonce: Option<String>,
 }
 
+/// The thumbprint of a key whose signature verified on a proof (RFC 9449 §4.3 point 6). Only
+/// this module builds one, and only once the signature checked out: what the access log may
+/// name for a refused request, never the key an unverified proof merely claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignedBy(Thumbprint);
+
+/// A refused proof: the failed check, and the key that signed the proof when the failure came
+/// after the signature verified (a claim: `jti`, `htm`, `htu`, `iat`, `ath`, `nonce`).
+#[derive(Debug)]
+pub struct Refused {
+    /// The failed check.
+    pub error: ProofError,
+    /// The signer, when the signature had verified.
+    pub signed_by: Option<SignedBy>,
+}
+
+// === impl SignedBy ===
+
+impl SignedBy {
+    /// The RFC 7638 thumbprint of the key.
+    pub fn jkt(&self) -> Thumbprint {
+        self.0
+    }
+}
+
+// === impl Refused ===
+
+impl From<ProofError> for Refused {
+    /// A refusal before (or of) the signature: no signer is known.
+    fn from(error: ProofError) -> Self {
+        Refused {
+            error,
+            signed_by: None,
+        }
+    }
+}
+
 // === impl VerifiedProof ===
 
 impl VerifiedProof {
     /// The RFC 7638 thumbprint of the proof's key.
     pub fn jkt(&self) -> Thumbprint {
         self.jkt
+    }
+
+    /// The proof's key, as a verified signer.
+    pub fn signed_by(&self) -> SignedBy {
+        SignedBy(self.jkt)
     }
 
     #[cfg(test)]
@@ -230,6 +272,16 @@ impl ProofVerifier {
         request: &ProofRequest<'_>,
         now: UnixTime,
     ) -> Result<VerifiedProof, ProofError> {
+        self.verify_signed(proof, request, now).map_err(|r| r.error)
+    }
+
+    /// [`Self::verify`], and on a refusal after the signature verified, the key that signed.
+    pub fn verify_signed(
+        &self,
+        proof: &str,
+        request: &ProofRequest<'_>,
+        now: UnixTime,
+    ) -> Result<VerifiedProof, Refused> {
         verify_with(proof, request, &self.policy, Some(&self.headers), now)
     }
 }
@@ -250,7 +302,7 @@ pub fn verify(
     policy: &ProofPolicy,
     now: UnixTime,
 ) -> Result<VerifiedProof, ProofError> {
-    verify_with(proof, request, policy, None, now)
+    verify_with(proof, request, policy, None, now).map_err(|r| r.error)
 }
 
 /// [`verify`], with `cache` (built for `policy.algorithms`) answering the header checks.
@@ -260,7 +312,7 @@ fn verify_with(
     policy: &ProofPolicy,
     cache: Option<&HeaderCache>,
     now: UnixTime,
-) -> Result<VerifiedProof, ProofError> {
+) -> Result<VerifiedProof, Refused> {
     // Point 1-2: one well-formed JWT, bounded before anything is decoded. The parts are decoded
     // in order (header, payload, signature), all before any header check, so a malformed JWS
     // gets `CompactJws::parse`'s error; a cached header is known to decode and is not decoded.
@@ -297,7 +349,21 @@ fn verify_with(
     if let (false, Some(cache)) = (hit, cache) {
         cache.insert(parts.header.into(), checked);
     }
+    check_claims(payload, request, policy, now, alg, jkt).map_err(|error| Refused {
+        error,
+        signed_by: Some(SignedBy(jkt)),
+    })
+}
 
+/// Points 8-12 on the payload of a proof whose signature by `jkt` verified.
+fn check_claims(
+    payload: &[u8],
+    request: &ProofRequest<'_>,
+    policy: &ProofPolicy,
+    now: UnixTime,
+    alg: Algorithm,
+    jkt: Thumbprint,
+) -> Result<VerifiedProof, ProofError> {
     let claims = parse_claims(payload)?;
     let jti = check_jti(&claims)?;
     check_htm(&claims, request.method)?;
@@ -951,6 +1017,42 @@ mod tests {
             );
             assert_eq!(err.check(), ProofCheck::Jwk);
         }
+    }
+
+    #[test]
+    fn a_refusal_names_the_signer_only_once_the_signature_verified() {
+        let key = es256();
+        let verifier = ProofVerifier::new(policy());
+        let verify = |p: &str| verifier.verify_signed(p, &get(None), UnixTime(NOW));
+        // Refused on a claim after the signature: the signer is known.
+        let wrong_htm = proof_with(&key, |c| {
+            c.insert("htm".into(), json!("POST"));
+        });
+        let refused = verify(&wrong_htm).unwrap_err();
+        assert!(matches!(refused.error, ProofError::HtmMismatch { .. }));
+        assert_eq!(refused.signed_by.map(|s| s.jkt()), Some(key.thumbprint()));
+        let stale = proof_with(&key, |c| {
+            c.insert("iat".into(), json!(NOW - 3600));
+        });
+        assert_eq!(
+            verify(&stale).unwrap_err().signed_by.map(|s| s.jkt()),
+            Some(key.thumbprint())
+        );
+        // A bad signature, or a header refused before it: whatever key the proof names, none.
+        let genuine = proof_with(&key, |_| {});
+        let foreign = proof_with(&es256(), |_| {});
+        let (input, _) = genuine.rsplit_once('.').unwrap();
+        let forged = format!("{input}.{}", foreign.rsplit_once('.').unwrap().1);
+        let refused = verify(&forged).unwrap_err();
+        assert_eq!(refused.error, ProofError::Signature);
+        assert_eq!(refused.signed_by, None);
+        let mut bad_typ = header(&key);
+        bad_typ.insert("typ".into(), json!("jwt"));
+        let retyped = key.sign_jws(bad_typ, &Value::Object(claims())).unwrap();
+        assert_eq!(verify(&retyped).unwrap_err().signed_by, None);
+        // Accepted: the same key, as a verified signer.
+        let ok = verify(&proof_with(&key, |_| {})).unwrap();
+        assert_eq!(ok.signed_by().jkt(), key.thumbprint());
     }
 
     #[test]

@@ -183,6 +183,7 @@ mod tests {
             url: url.parse().unwrap(),
             connect_timeout: Duration::from_secs(2),
             request_timeout,
+            readiness: crate::config::UpstreamReadiness::None,
         }
     }
 

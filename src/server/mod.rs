@@ -5,6 +5,7 @@ mod cert_expiry;
 pub(crate) mod deadline;
 pub(crate) mod listener;
 pub mod tls;
+mod upstream_ready;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Readiness};
 use crate::clock::Clock;
-use crate::config::{Config, KeySource};
+use crate::config::{Config, KeySource, OnError, UpstreamReadiness};
 use crate::metrics::Metrics;
 use crate::replay::ReplayStore;
 pub use crate::state::StartError;
@@ -44,6 +45,8 @@ pub struct Running {
     pub metrics: Metrics,
     ready: Readiness,
     shutdown: watch::Sender<bool>,
+    /// Stops the admin listener: only once the main listener has drained.
+    admin_stop: watch::Sender<bool>,
     main: JoinHandle<()>,
     admin: JoinHandle<()>,
 }
@@ -134,15 +137,23 @@ impl Running {
                     .set(i64::try_from(m.len()).unwrap_or(i64::MAX));
             }
         });
+        // Its own stop signal: /metrics and /readyz (503 draining) answer through the drain.
+        let (admin_stop, admin_rx) = watch::channel(false);
         let admin = tokio::spawn(admin::serve(
             admin_listener,
             metrics.clone(),
             ready.clone(),
             before_scrape,
-            rx.clone(),
+            admin_rx,
         ));
         // Before the latch opens: remote keys are usually not loaded yet.
-        ready.set_dependencies_ok(state_for_watch.tokens.keys_loaded());
+        ready.set_keys_loaded(state_for_watch.tokens.keys_loaded());
+        ready.set_upstream_ok(config.upstream.readiness == UpstreamReadiness::None);
+        tokio::spawn(upstream_ready::watch(
+            config.upstream.clone(),
+            ready.clone(),
+            rx.clone(),
+        ));
         tokio::spawn(watch_dependencies(state_for_watch, ready.clone(), rx));
         ready.set_ready();
         tracing::info!(%addr, %admin_addr, "dpop-gateway listening");
@@ -152,30 +163,37 @@ impl Running {
             metrics,
             ready,
             shutdown,
+            admin_stop,
             main,
             admin,
         })
     }
 
     /// Begins shutdown: not ready at once, stop accepting, drain in-flight requests for at most
-    /// `shutdown_timeout`. Resolves when the main listener has drained.
+    /// `shutdown_timeout`. The admin listener keeps answering meanwhile (`/readyz` 503
+    /// `draining`, `/metrics` of the drain) and stops last. Resolves when both have stopped.
     pub async fn shutdown(self) {
-        self.ready.set_not_ready();
+        self.ready.set_draining();
         let _ = self.shutdown.send(true);
         let _ = self.main.await;
+        let _ = self.admin_stop.send(true);
         let _ = self.admin.await;
     }
 }
 
-/// Every second: the replay cache's size for the metrics, and whether the shared replay store
-/// answers and the token keys are loaded (readiness), until shutdown.
+/// Every second: the replay cache's size for the metrics, and for readiness whether the token
+/// keys were loaded and whether the shared replay store answers, until shutdown. An unreachable
+/// store makes the gateway unready only with `on_error: reject`: with `allow` it forwards
+/// without the replay check, and taking every replica out of its Service at once would turn a
+/// Redis outage into a full one.
 async fn watch_dependencies(
     state: Arc<State>,
     ready: Readiness,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut was_reachable = true;
     loop {
-        let store_ok = match &state.replay {
+        let reachable = match &state.replay {
             ReplayStore::Memory(m) => {
                 state
                     .metrics
@@ -185,8 +203,20 @@ async fn watch_dependencies(
             }
             ReplayStore::Redis(r) => r.ping().await,
         };
-        // Not ready until the authorization server's keys were loaded once.
-        ready.set_dependencies_ok(store_ok && state.tokens.keys_loaded());
+        if reachable != was_reachable {
+            let on_error = match state.on_error {
+                OnError::Reject => "reject",
+                OnError::Allow => "allow",
+            };
+            if reachable {
+                tracing::info!("replay store reachable again");
+            } else {
+                tracing::warn!(on_error, "replay store unreachable");
+            }
+            was_reachable = reachable;
+        }
+        ready.set_replay_store_fatal(!reachable && state.on_error == OnError::Reject);
+        ready.set_keys_loaded(state.tokens.keys_loaded());
         tokio::select! {
             _ = tokio::time::sleep(DEPENDENCY_CHECK_INTERVAL) => {}
             _ = shutdown.changed() => return,

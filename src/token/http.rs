@@ -39,6 +39,10 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct AsClient {
     inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// `access_token.allow_insecure_http`: whether `http://` URLs may be called at all (the
+    /// config refuses them where it names them; this also covers a `jwks_uri` discovered in
+    /// the issuer's metadata).
+    allow_http: bool,
 }
 
 /// What the authorization server answered.
@@ -74,8 +78,9 @@ pub struct ClientError(pub String);
 // === impl AsClient ===
 
 impl AsClient {
-    /// A client trusting the system roots and, when given, the PEM certificates in `ca_file`.
-    pub fn new(ca_file: Option<&Path>) -> Result<AsClient, ClientError> {
+    /// A client trusting the system roots and, when given, the PEM certificates in `ca_file`;
+    /// `http://` URLs are refused unless `allow_http`.
+    pub fn new(ca_file: Option<&Path>, allow_http: bool) -> Result<AsClient, ClientError> {
         let mut roots = RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         for error in &native.errors {
@@ -112,15 +117,17 @@ impl AsClient {
         http.set_nodelay(true);
         // The https connector below decides the scheme; the inner one must accept https URIs.
         http.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
+        let https = if allow_http {
+            https.https_or_http()
+        } else {
+            https.https_only()
+        };
+        let https = https.enable_http1().wrap_connector(http);
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(https);
-        Ok(AsClient { inner })
+        Ok(AsClient { inner, allow_http })
     }
 
     /// `GET url` expecting JSON.
@@ -156,6 +163,13 @@ impl AsClient {
 
     /// One bounded exchange.
     async fn send(&self, req: Request<Full<Bytes>>) -> Result<AsResponse, HttpError> {
+        if !self.allow_http && req.uri().scheme() != Some(&http::uri::Scheme::HTTPS) {
+            return Err(HttpError::InvalidRequest(format!(
+                "{}: plain HTTP to the authorization server is refused (set \
+                 access_token.allow_insecure_http: true to allow it)",
+                req.uri()
+            )));
+        }
         let exchange = async {
             let resp = self
                 .inner
@@ -259,7 +273,7 @@ mod tests {
                 .to_vec(),
         )
         .await;
-        let resp = AsClient::new(None).unwrap().get(&url).await.unwrap();
+        let resp = AsClient::new(None, true).unwrap().get(&url).await.unwrap();
         assert_eq!(resp.status, 200);
         assert_eq!(resp.cache_control.as_deref(), Some("max-age=120"));
         assert_eq!(&resp.body[..], b"{}");
@@ -274,7 +288,11 @@ mod tests {
         .into_bytes();
         response.extend(std::iter::repeat_n(b'a', MAX_RESPONSE_BYTES + 1));
         let url = serve(response).await;
-        let err = AsClient::new(None).unwrap().get(&url).await.unwrap_err();
+        let err = AsClient::new(None, true)
+            .unwrap()
+            .get(&url)
+            .await
+            .unwrap_err();
         assert_eq!(err, HttpError::TooLarge);
     }
 
@@ -283,7 +301,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let err = AsClient::new(None)
+        let err = AsClient::new(None, true)
             .unwrap()
             .get(&format!("http://{addr}/"))
             .await
@@ -291,11 +309,27 @@ mod tests {
         assert!(matches!(err, HttpError::Connect(_)), "{err:?}");
     }
 
+    #[tokio::test]
+    async fn plain_http_is_refused_without_the_opt_in() {
+        let url = serve(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}".to_vec()).await;
+        let err = AsClient::new(None, false)
+            .unwrap()
+            .get(&url)
+            .await
+            .unwrap_err();
+        match err {
+            HttpError::InvalidRequest(why) => {
+                assert!(why.contains("allow_insecure_http"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn a_ca_file_without_certificates_is_refused() {
         let path = std::env::temp_dir().join(format!("dpop-gw-empty-ca-{}", std::process::id()));
         std::fs::write(&path, "not a pem\n").unwrap();
-        let err = AsClient::new(Some(&path)).err().unwrap();
+        let err = AsClient::new(Some(&path), false).err().unwrap();
         assert!(err.0.contains("no PEM certificate"), "{err}");
         let _ = std::fs::remove_file(path);
     }

@@ -95,6 +95,48 @@ fn check_reports_file_line_column_for_each_kind_of_error() {
 }
 
 #[test]
+fn check_refuses_plain_http_to_the_authorization_server_without_the_opt_in() {
+    // GOOD's jwks_file replaced by a plain-HTTP jwks_uri (line 7, column 3).
+    let http = GOOD.replace(
+        "  jwks_file: config/demo/jwks.json",
+        "  jwks_uri: \"http://as.internal:8080/jwks\"",
+    );
+    let (out, path) = check_file(&http);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!("{path}:7:3: access_token.jwks_uri: ")),
+        "{err}"
+    );
+    assert!(
+        err.contains("plain HTTP") && err.contains("allow_insecure_http: true"),
+        "{err}"
+    );
+    // Discovery from a plain-HTTP issuer: at the issuer (line 5).
+    let discovery = GOOD
+        .replace("  jwks_file: config/demo/jwks.json\n", "")
+        .replace("https://as.example.com", "http://as.internal");
+    let (out, path) = check_file(&discovery);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!("{path}:5:3: access_token.issuer: ")),
+        "{err}"
+    );
+    // With the opt-in, the same configs pass and `check` shows it.
+    for text in [http, discovery] {
+        let (out, _) = check_file(&format!("{text}  allow_insecure_http: true\n"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(printed.contains("allow_insecure_http: true"), "{printed}");
+    }
+}
+
+#[test]
 fn check_masks_secrets() {
     let text = format!(
         "{GOOD}replay_cache:\n  backend: redis\n  redis_url: \"redis://user:hunter2@127.0.0.1:6379\"\n"

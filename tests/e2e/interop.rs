@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-use crate::support::issuer_server::RemoteGateway;
+use crate::support::issuer_server::{http_opt_in, RemoteGateway};
 
 /// The resource indicator (and gateway audience) whose tokens are JWTs.
 const JWT_AUDIENCE: &str = "https://api.interop.test";
@@ -153,7 +153,8 @@ async fn oidc_provider_jwt_and_opaque_dpop_tokens_from_oauth4webapi_pass_and_rep
     // JWT access tokens; keys discovered (OpenID Connect metadata: oidc-provider has no RFC 8414
     // document, so this also exercises the fallback).
     let jwt_gw = RemoteGateway::start(&format!(
-        "  issuer: \"{issuer}\"\n  audience: \"{JWT_AUDIENCE}\""
+        "  issuer: \"{issuer}\"\n  audience: \"{JWT_AUDIENCE}\"{}",
+        http_opt_in(&issuer)
     ))
     .await;
     let run = ClientRun {
@@ -168,7 +169,8 @@ async fn oidc_provider_jwt_and_opaque_dpop_tokens_from_oauth4webapi_pass_and_rep
 
     // Opaque access tokens, introspected (oidc-provider's default introspection route).
     let opaque_gw = RemoteGateway::start(&format!(
-        "  format: introspection\n  issuer: \"{issuer}\"\n  audience: \"{OPAQUE_AUDIENCE}\"\n  introspection:\n    endpoint: \"{issuer}/token/introspection\"\n    client_id: gateway\n    client_secret: gateway-secret"
+        "  format: introspection\n  issuer: \"{issuer}\"\n  audience: \"{OPAQUE_AUDIENCE}\"\n  introspection:\n    endpoint: \"{issuer}/token/introspection\"\n    client_id: gateway\n    client_secret: gateway-secret{}",
+        http_opt_in(&issuer)
     ))
     .await;
     let run = ClientRun {
@@ -195,8 +197,9 @@ async fn ed25519_proofs_from_oauth4webapi_openid_client_and_dpop_pass_with_oidc_
     .unwrap();
     for library in LIBRARIES {
         let gw = RemoteGateway::start(&format!(
-            "  issuer: \"{}\"\n  audience: \"{ED25519_AUDIENCE}\"",
-            node_as.issuer
+            "  issuer: \"{}\"\n  audience: \"{ED25519_AUDIENCE}\"{}",
+            node_as.issuer,
+            http_opt_in(&node_as.issuer)
         ))
         .await;
         let run = ClientRun {

@@ -95,7 +95,8 @@ async fn an_introspection_outage_is_503_and_the_gateway_recovers() {
 async fn wrong_introspection_credentials_are_an_outage_not_a_refused_token() {
     let server = IssuerServer::start().await;
     let gw = RemoteGateway::start(&format!(
-        "  format: introspection\n  issuer: \"{iss}\"\n  introspection:\n    endpoint: \"{iss}/introspect\"\n    client_id: gateway\n    client_secret: wrong",
+        "  format: introspection\n  issuer: \"{iss}\"\n  introspection:\n    endpoint: \"{iss}/introspect\"\n    client_id: gateway\n    client_secret: wrong{}",
+        server.opt_in(),
         iss = server.issuer()
     ))
     .await;

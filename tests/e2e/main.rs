@@ -13,6 +13,7 @@ mod edge;
 mod harness;
 mod interop;
 mod introspection;
+mod lifecycle;
 mod limits;
 mod ops;
 mod proof_checks;

@@ -1053,3 +1053,59 @@ fn hadolint_passes_on_the_dockerfile() {
     let out = run(Command::new(hadolint).arg(repo("deploy/Dockerfile")));
     assert!(out.status.success(), "{}", describe(&out));
 }
+
+/// The value of the sample named exactly `series` (name and labels as exposed), if exported.
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn verification_buckets_reach_seconds_and_upstream_response_time_is_by_status_class() {
+    let gw = TestGateway::start_with(Options {
+        request_timeout: "300ms".into(),
+        ..Options::default()
+    })
+    .await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    assert_eq!(
+        gw.authorized(&key, "GET", "/api/x").send().await.status(),
+        200
+    );
+    assert_eq!(
+        gw.authorized(&key, "GET", "/status/503")
+            .send()
+            .await
+            .status(),
+        503
+    );
+    assert_eq!(
+        gw.authorized(&key, "GET", "/slow").send().await.status(),
+        504
+    );
+    let m = gw.metrics().await;
+
+    // A verification that waits on the network (introspection, a JWKS fetch, Redis) lands in
+    // a bucket of its own up to 5 s.
+    for le in ["0.05", "0.1", "0.25", "0.5", "1", "2.5", "5"] {
+        let series = format!("dpop_gateway_verification_duration_seconds_bucket{{le=\"{le}\"}}");
+        assert_eq!(sample(&m, &series), Some(3.0), "{series}\n{m}");
+    }
+    // Exchanges that got response headers, by status class; the timeout is not among them but
+    // is in dpop_gateway_upstream_duration_seconds.
+    let count = |class: &str| {
+        sample(
+            &m,
+            &format!("dpop_gateway_upstream_response_seconds_count{{status_class=\"{class}\"}}"),
+        )
+    };
+    assert_eq!(count("2xx"), Some(1.0), "{m}");
+    assert_eq!(count("5xx"), Some(1.0), "{m}");
+    assert_eq!(count("4xx"), Some(0.0), "{m}");
+    assert_eq!(
+        sample(&m, "dpop_gateway_upstream_duration_seconds_count"),
+        Some(3.0)
+    );
+    gw.shutdown().await;
+}

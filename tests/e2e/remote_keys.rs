@@ -66,7 +66,8 @@ async fn a_metadata_document_naming_another_issuer_is_not_trusted() {
 async fn a_configured_jwks_uri_is_used_without_discovery() {
     let server = IssuerServer::start().await;
     let gw = RemoteGateway::start(&format!(
-        "  issuer: \"{iss}\"\n  audience: \"{AUDIENCE}\"\n  jwks_uri: \"{iss}/jwks\"",
+        "  issuer: \"{iss}\"\n  audience: \"{AUDIENCE}\"\n  jwks_uri: \"{iss}/jwks\"{}",
+        server.opt_in(),
         iss = server.issuer()
     ))
     .await;
@@ -202,9 +203,10 @@ async fn an_https_as_signed_by_a_private_ca_is_trusted_only_with_its_ca_file() {
     untrusted.shutdown().await;
 
     let trusted = RemoteGateway::start(&format!(
-        "  issuer: \"{}\"\n  audience: \"{AUDIENCE}\"\n  ca_file: \"{}\"",
+        "  issuer: \"{}\"\n  audience: \"{AUDIENCE}\"\n  ca_file: \"{}\"{}",
         server.issuer(),
-        ca_file.display()
+        ca_file.display(),
+        server.opt_in()
     ))
     .await;
     until_ready(&trusted).await;

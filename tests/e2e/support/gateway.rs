@@ -44,6 +44,8 @@ pub struct Options {
     pub upstream_url: Option<String>,
     /// `upstream.request_timeout`.
     pub request_timeout: String,
+    /// Extra lines under `upstream:`.
+    pub upstream: String,
     /// Extra lines under `access_token:`.
     pub access_token: String,
     /// The whole `replay_cache:` block, replacing the memory one.
@@ -149,6 +151,7 @@ impl Default for Options {
             extra: String::new(),
             upstream_url: None,
             request_timeout: "5s".into(),
+            upstream: String::new(),
             access_token: String::new(),
             replay_cache: None,
             listen: "127.0.0.1:0".into(),
@@ -227,6 +230,20 @@ impl TestGateway {
         String::from_utf8_lossy(resp.body()).into_owned()
     }
 
+    /// The status and body of an admin GET (`/readyz`, `/healthz`).
+    pub async fn admin_text(&self, path: &str) -> (u16, String) {
+        let req = Request::builder()
+            .uri(path)
+            .header("host", "admin")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let resp = client::send(self.admin_addr, Mode::H1, req).await;
+        (
+            resp.status().as_u16(),
+            String::from_utf8_lossy(resp.body()).into_owned(),
+        )
+    }
+
     /// Stops the gateway (drains).
     pub async fn shutdown(mut self) {
         if let Some(r) = self.running.take() {
@@ -247,6 +264,7 @@ upstream:
   url: "{upstream_url}"
   connect_timeout: 1s
   request_timeout: {rt}
+{upstream}
 routes:{routes}
 dpop:
   algorithms: {algs}
@@ -263,6 +281,7 @@ access_token:
 {extra}
 "#,
         rt = opts.request_timeout,
+        upstream = indent(&opts.upstream),
         routes = opts.routes,
         algs = opts.dpop_algorithms,
         dpop = indent(&opts.dpop),

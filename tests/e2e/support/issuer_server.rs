@@ -155,6 +155,12 @@ impl IssuerServer {
         self.state.issuer.clone()
     }
 
+    /// The `access_token` line a gateway needs to call this server: the plain-HTTP opt-in
+    /// when it serves `http://` (see [`http_opt_in`]).
+    pub fn opt_in(&self) -> &'static str {
+        http_opt_in(&self.state.issuer)
+    }
+
     /// Publishes exactly the keys named `kids` (made on first use) as the JWKS.
     pub fn publish(&self, kids: &[&str]) {
         let mut keys = self.state.keys.lock().unwrap();
@@ -361,8 +367,9 @@ access_token:
     /// A gateway discovering the keys of `server` from its metadata.
     pub async fn discovering(server: &IssuerServer) -> RemoteGateway {
         Self::start(&format!(
-            "  issuer: \"{}\"\n  audience: \"{AUDIENCE}\"",
-            server.issuer()
+            "  issuer: \"{}\"\n  audience: \"{AUDIENCE}\"{}",
+            server.issuer(),
+            server.opt_in()
         ))
         .await
     }
@@ -370,8 +377,9 @@ access_token:
     /// A gateway introspecting opaque tokens at `server`.
     pub async fn introspecting(server: &IssuerServer) -> RemoteGateway {
         Self::start(&format!(
-            "  format: introspection\n  issuer: \"{iss}\"\n  audience: \"{AUDIENCE}\"\n  introspection:\n    endpoint: \"{iss}/introspect\"\n    client_id: \"{CLIENT_ID}\"\n    client_secret: \"{CLIENT_SECRET}\"\n    cache_ttl: 60s",
-            iss = server.issuer()
+            "  format: introspection\n  issuer: \"{iss}\"\n  audience: \"{AUDIENCE}\"\n  introspection:\n    endpoint: \"{iss}/introspect\"\n    client_id: \"{CLIENT_ID}\"\n    client_secret: \"{CLIENT_SECRET}\"\n    cache_ttl: 60s{opt_in}",
+            iss = server.issuer(),
+            opt_in = server.opt_in()
         ))
         .await
     }
@@ -409,6 +417,16 @@ access_token:
         if let Some(r) = self.running.take() {
             r.shutdown().await;
         }
+    }
+}
+
+/// `"\n  allow_insecure_http: true"` for an `http://` authorization server (on loopback in
+/// these tests), nothing for `https://`: the gateway refuses plain HTTP there without it.
+pub fn http_opt_in(issuer: &str) -> &'static str {
+    if issuer.starts_with("http://") {
+        "\n  allow_insecure_http: true"
+    } else {
+        ""
     }
 }
 
