@@ -5,7 +5,8 @@
 //! ```text
 //! authorize(state, head)                                      -> Result<Access, Refusal>
 //!   0 head            over max_header_bytes (a pipelined head) -> 431
-//!   1 route           RFC 9728 metadata => answered here; canonical path, first matching prefix;
+//!   1 route           one Host, a plain host[:port]                   -> 400 invalid_request
+//!                     RFC 9728 metadata => answered here; canonical path, first matching prefix;
 //!                     auth: none or a CORS preflight => Access::Open
 //!   2 credentials     one DPoP, one Authorization, scheme      -> 400 invalid_request | 401
 //!   3 proof           typ alg jwk sig htm htu iat ath          -> 401 invalid_dpop_proof
@@ -183,7 +184,9 @@ async fn authorize_on(
     if head_len(head) > state.max_header_bytes {
         return Err(Refusal::HeadTooLarge);
     }
-    // 1 route
+    // 1 route. The one Host rule first (RFC 9112 §3.2: 400), on every route: htu, the
+    // metadata document and the upstream's Host all read the authority it accepts.
+    request_uri::authority(head.version, &head.uri, &head.headers).map_err(Refusal::Host)?;
     if let Some(resp) = resource_metadata(state, head, conn) {
         return Ok(Access::Local(resp));
     }
@@ -264,7 +267,7 @@ fn proof(
         (Scheme::Dpop, None) => return Err(Refusal::ProofMissing),
         (Scheme::Bearer, _) => return Ok(None),
     };
-    let htu = request_uri::request_uri(&state.uri_policy, conn.scheme, &head.uri, &head.headers)
+    let htu = request_uri::request_uri(&state.uri_policy, conn.scheme, head)
         .ok_or(Refusal::InvalidRequest("the request names no host"))?;
     let request = ProofRequest {
         method: head.method.as_str(),
@@ -363,14 +366,20 @@ where
         Access::Authorized(Authorized(v)) => Some(v),
         Access::Open | Access::Local(_) => None,
     };
-    // 7 headers. The authority htu was checked against (absolute-form or :authority) is the
-    // Host the upstream gets: the two must not differ.
-    if let Some(v) = head
-        .uri
-        .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    {
-        head.headers.insert(http::header::HOST, v);
+    // 7 headers. The authority htu was checked against (absolute-form or :authority, else
+    // the one Host) is the Host the upstream gets: the two must not differ. A request the rule
+    // refuses never gets here; if one did, none of its Host fields would pass.
+    let authority = request_uri::authority(head.version, &head.uri, &head.headers)
+        .ok()
+        .flatten()
+        .and_then(|a| HeaderValue::from_str(a).ok());
+    match authority {
+        Some(v) => {
+            head.headers.insert(http::header::HOST, v);
+        }
+        None => {
+            head.headers.remove(http::header::HOST);
+        }
     }
     let host = head.headers.get(http::header::HOST).cloned();
     let ctx = fwd_headers::ForwardContext {
@@ -491,7 +500,7 @@ fn resource_metadata(state: &State, head: &Parts, conn: ConnMeta) -> Option<Resp
     if head.method != Method::GET && head.method != Method::HEAD {
         return None;
     }
-    let base = crate::refusal::base_url(state, conn, &head.uri, &head.headers)?;
+    let base = crate::refusal::base_url(state, conn, head)?;
     let mut resp = Response::new(body::full(rm.document(&format!("{base}{path}"))));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -15,7 +15,7 @@ use crate::dpop::{ProofCheck, ProofError};
 use crate::forward::ForwardError;
 use crate::nonce::NonceError;
 use crate::replay::IssuedBeforeStart;
-use crate::request_uri;
+use crate::request_uri::{self, HostError};
 use crate::resource_metadata;
 use crate::state::{ConnMeta, State};
 use crate::token::{TokenCheck, TokenError, TokenFailure};
@@ -28,6 +28,9 @@ pub enum Refusal {
     /// Duplicate `DPoP` or `Authorization` headers, an unparseable `Authorization`, a
     /// non-canonical path (RFC 6750 §3.1 `invalid_request`).
     InvalidRequest(&'static str),
+    /// The request names its host in a way RFC 9112 §3.2 answers with 400: no `Host` on
+    /// HTTP/1.1, two `Host` fields, a `Host` or target authority that is not `host[:port]`.
+    Host(HostError),
     /// `Authorization: DPoP` without a `DPoP` header (RFC 9449 §7.1).
     ProofMissing,
     /// A proof failed a check of RFC 9449 §4.3.
@@ -94,6 +97,8 @@ pub enum Reason {
     NoCredentials,
     /// A malformed request (headers, path).
     InvalidRequest,
+    /// A missing, repeated or malformed `Host` (or target authority).
+    Host,
     /// `Authorization: DPoP` without a proof.
     ProofMissing,
     /// A proof check failed.
@@ -199,6 +204,7 @@ impl Reason {
         [
             R::NoCredentials,
             R::InvalidRequest,
+            R::Host,
             R::ProofMissing,
             R::Replay,
             R::IssuedBeforeStart,
@@ -224,6 +230,7 @@ impl Reason {
         match self {
             Reason::NoCredentials => "no_credentials",
             Reason::InvalidRequest => "invalid_request",
+            Reason::Host => "host",
             Reason::ProofMissing => "missing",
             Reason::Proof(c) => c.as_str(),
             Reason::Replay => "replay",
@@ -263,6 +270,7 @@ impl Refusal {
         let (status, code, reason, challenge, retry_after) = match self {
             Refusal::NoCredentials => (401, C::Unauthorized, R::NoCredentials, true, None),
             Refusal::InvalidRequest(_) => (400, C::InvalidRequest, R::InvalidRequest, true, None),
+            Refusal::Host(_) => (400, C::InvalidRequest, R::Host, true, None),
             Refusal::ProofMissing => (401, C::InvalidDpopProof, R::ProofMissing, true, None),
             Refusal::Proof(e) => (401, C::InvalidDpopProof, R::Proof(e.check()), true, None),
             Refusal::Replayed => (401, C::InvalidDpopProof, R::Replay, true, None),
@@ -307,6 +315,16 @@ impl Refusal {
         match self {
             Refusal::NoCredentials => "DPoP credentials are required".to_owned(),
             Refusal::InvalidRequest(what) => (*what).to_owned(),
+            Refusal::Host(HostError::Missing) => "the request has no Host header".to_owned(),
+            Refusal::Host(HostError::Repeated) => {
+                "the request has more than one Host header".to_owned()
+            }
+            Refusal::Host(HostError::Host(e)) => {
+                format!("the Host header is not a host[:port]: {e}")
+            }
+            Refusal::Host(HostError::Authority(e)) => {
+                format!("the request target's authority is not a host[:port]: {e}")
+            }
             Refusal::ProofMissing => "the DPoP header is missing".to_owned(),
             Refusal::Proof(e) => e.to_string(),
             Refusal::Replayed => "the DPoP proof was already used".to_owned(),
@@ -344,8 +362,9 @@ impl Refusal {
         };
         // RFC 9728 §5.1: every 401 names the resource's metadata.
         let resource_metadata = match (&state.resource_metadata, req.head, unauthorized) {
-            (Some(_), Some(head), true) => base_url(state, req.conn, &head.uri, &head.headers)
-                .map(|base| resource_metadata::metadata_url(&base)),
+            (Some(_), Some(head), true) => {
+                base_url(state, req.conn, head).map(|base| resource_metadata::metadata_url(&base))
+            }
             _ => None,
         };
         let wire = Wire {
@@ -445,11 +464,10 @@ impl From<TokenFailure> for Refusal {
 pub(crate) fn base_url(
     state: &State,
     conn: ConnMeta,
-    uri: &http::Uri,
-    headers: &http::HeaderMap,
+    head: &http::request::Parts,
 ) -> Option<String> {
-    let full = request_uri::request_uri(&state.uri_policy, conn.scheme, uri, headers)?;
-    full.strip_suffix(uri.path()).map(str::to_owned)
+    let full = request_uri::request_uri(&state.uri_policy, conn.scheme, head)?;
+    full.strip_suffix(head.uri.path()).map(str::to_owned)
 }
 
 /// The closed-set metric reason of a nonce refusal.

@@ -10,6 +10,7 @@ mod support;
 mod bypass;
 mod cli;
 mod harness;
+mod host;
 mod interop;
 mod introspection;
 mod limits;
