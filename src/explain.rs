@@ -113,6 +113,14 @@ pub async fn run(config: &Config, input: &Input) -> Result<Explanation, String> 
     });
     token_reports(&state, input, &mut reports).await;
     reports.push(Report {
+        check: "identity",
+        finding: match &verdict {
+            Err(refusal @ Refusal::IdentityClaim(_)) => Finding::Fail(refusal.description()),
+            Ok(_) => Finding::Pass("the identity headers' claims are clean field values".into()),
+            Err(_) => Finding::Skipped("not reached: an earlier check failed".into()),
+        },
+    });
+    reports.push(Report {
         check: "replay",
         finding: Finding::Skipped("needs the live replay store; not checked here".into()),
     });

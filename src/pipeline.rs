@@ -12,16 +12,18 @@
 //!   3 proof           typ alg jwk sig htm htu iat ath          -> 401 invalid_dpop_proof
 //!   4 nonce           when the route requires it               -> 401 use_dpop_nonce + DPoP-Nonce
 //!   5 token, binding  JWT/JWKS or introspection, cnf.jkt       -> 401 invalid_token | 503
-//!   6 replay          memory store: a proof issued before the process started  -> 401
+//!   6 identity        the claims identity headers carry, as clean field values (non-ASCII
+//!                     percent-encoded)                         -> 401 invalid_token
+//!   7 replay          memory store: a proof issued before the process started  -> 401
 //!                     (use_dpop_nonce on nonce routes); jti single use; last, so only fully
 //!                     valid proofs use an entry                                -> 401 | 503
 //! forward(state, head, body, access)
-//!   7 headers         strip DPoP + hop-by-hop + spoofed identity; set identity, X-Forwarded-*
-//!   8 upstream        stream the body both ways                -> 502 | 504
+//!   8 headers         strip DPoP + hop-by-hop + spoofed identity; set identity, X-Forwarded-*
+//!   9 upstream        stream the body both ways                -> 502 | 504
 //! respond             a refusal becomes a response in refusal.rs; metrics + one access-log line
 //! ```
 //!
-//! Steps 2-5 are `verify` (stateless: `explain` runs exactly them); step 6 is `admit`.
+//! Steps 2-6 are `verify` (stateless: `explain` runs exactly them); step 7 is `admit`.
 //! [`authorize`] takes the request head only and any body type stays with the caller, so the
 //! pipeline bench, `explain` and other listeners run this code, not a copy of it.
 
@@ -58,11 +60,13 @@ pub enum Access {
     Authorized(Authorized),
 }
 
-/// A request that passed steps 2-5 (`verify`) but not yet the replay check: only this module
+/// A request that passed steps 2-6 (`verify`) but not yet the replay check: only this module
 /// builds one.
 pub struct Verified {
     token: String,
     info: Arc<TokenInfo>,
+    /// The identity headers' values, made from `info` by step 6.
+    identity: fwd_headers::IdentityValues,
     proof: Option<VerifiedProof>,
     /// The proof's nonce is past half its lifetime: send a new one with the response.
     renew_nonce: bool,
@@ -164,7 +168,7 @@ where
     Ok(resp)
 }
 
-/// Steps 0-6 on the request head: where the request may go, or why not.
+/// Steps 0-7 on the request head: where the request may go, or why not.
 pub async fn authorize<'s>(state: &'s State, head: &Parts, conn: ConnMeta) -> Decision<'s> {
     let route = state.router.find(head.uri.path());
     Decision {
@@ -211,7 +215,8 @@ async fn authorize_on(
     result
 }
 
-/// Steps 2-5, the stateless checks: credentials, proof, nonce, token and its binding.
+/// Steps 2-6, the stateless checks: credentials, proof, nonce, token and its binding, the
+/// identity it carries.
 pub(crate) async fn verify(
     state: &State,
     route: &Route,
@@ -234,12 +239,30 @@ pub(crate) async fn verify(
         route.auth == AuthMode::DpopOrBearer,
     )
     .map_err(Refusal::Token)?;
+    let identity = identity(state, &info, proof.as_ref())?;
     Ok(Verified {
         token: creds.token.to_owned(),
         info,
+        identity,
         proof,
         renew_nonce,
     })
+}
+
+/// 6 identity: the values the identity headers will carry, made now so that a claim the
+/// upstream would read as another identity (`" admin"` parsed as `admin`, a CR LF) refuses the
+/// request instead of reaching it. Only claims a configured header carries are looked at.
+fn identity(
+    state: &State,
+    info: &TokenInfo,
+    proof: Option<&VerifiedProof>,
+) -> Result<fwd_headers::IdentityValues, Refusal> {
+    fwd_headers::identity_values(
+        &state.forward.identity_headers,
+        info,
+        proof.map(VerifiedProof::jkt),
+    )
+    .map_err(Refusal::IdentityClaim)
 }
 
 /// 2 credentials: one `DPoP`, one `Authorization`, a scheme the route accepts.
@@ -306,7 +329,7 @@ fn nonce(
     }
 }
 
-/// 6 replay: the proof's `jti` is used once. Last, so that only a fully valid proof uses an
+/// 7 replay: the proof's `jti` is used once. Last, so that only a fully valid proof uses an
 /// entry. With the memory store, first: a proof issued before this process started may have
 /// been admitted by the previous one, whose entries are gone (`replay::ProcessStart`).
 pub(crate) async fn admit(
@@ -349,7 +372,7 @@ pub(crate) async fn admit(
     }
 }
 
-/// Steps 7-8: the headers the upstream must and must not see, then the upstream exchange with
+/// Steps 8-9: the headers the upstream must and must not see, then the upstream exchange with
 /// the body streamed.
 pub async fn forward<B>(
     state: &State,
@@ -366,7 +389,7 @@ where
         Access::Authorized(Authorized(v)) => Some(v),
         Access::Open | Access::Local(_) => None,
     };
-    // 7 headers. The authority htu was checked against (absolute-form or :authority, else
+    // 8 headers. The authority htu was checked against (absolute-form or :authority, else
     // the one Host) is the Host the upstream gets: the two must not differ. A request the rule
     // refuses never gets here; if one did, none of its Host fields would pass.
     let authority = request_uri::authority(head.version, &head.uri, &head.headers)
@@ -386,8 +409,7 @@ where
         config: &state.forward,
         identity: authorized.map(|a| fwd_headers::Identity {
             token: &a.token,
-            info: &a.info,
-            jkt: a.proof.as_ref().map(VerifiedProof::jkt),
+            values: &a.identity,
         }),
         client_addr: conn.remote.ip(),
         trust_forwarded: state.uri_policy.trust_forwarded,
@@ -396,7 +418,7 @@ where
     };
     fwd_headers::prepare_request(&mut head.headers, &ctx);
 
-    // 8 upstream, streaming the body
+    // 9 upstream, streaming the body
     let body = body::boxed(IdleTimeoutBody::new(body, state.idle_timeout));
     let upstream_start = clock::monotonic();
     let result = state.forwarder.send(Request::from_parts(head, body)).await;

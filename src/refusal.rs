@@ -12,6 +12,7 @@ use http::{Response, StatusCode};
 
 use crate::body::{self, GatewayBody};
 use crate::dpop::{ProofCheck, ProofError};
+use crate::forward::headers::{ClaimValueError, IdentityClaimError};
 use crate::forward::ForwardError;
 use crate::nonce::NonceError;
 use crate::replay::IssuedBeforeStart;
@@ -52,6 +53,10 @@ pub enum Refusal {
     UseNonce(NonceError),
     /// The access token is invalid or not bound to the proof's key (the client's fault).
     Token(TokenError),
+    /// A token claim an identity header carries (`sub`, `client_id`, `scope`) is not a clean
+    /// field value: the upstream would read another identity than the token's (401
+    /// `invalid_token`, RFC 6750 §3.1).
+    IdentityClaim(IdentityClaimError),
     /// The token service (JWKS never loaded, introspection down) could not answer: ours.
     TokenService(String),
     /// The replay store is full of live entries; the oldest expires in `retry_after` seconds.
@@ -115,6 +120,8 @@ pub enum Reason {
     NonceExpired,
     /// A token check failed.
     Token(TokenCheck),
+    /// A claim is not a clean identity header value.
+    IdentityClaim,
     /// The token service is down.
     TokenService,
     /// The replay cache is full of live entries.
@@ -211,6 +218,7 @@ impl Reason {
             R::NonceMissing,
             R::NonceInvalid,
             R::NonceExpired,
+            R::IdentityClaim,
             R::TokenService,
             R::ReplayStoreFull,
             R::ReplayStore,
@@ -239,6 +247,7 @@ impl Reason {
             Reason::NonceInvalid => "nonce_invalid",
             Reason::NonceExpired => "nonce_expired",
             Reason::Token(c) => c.as_str(),
+            Reason::IdentityClaim => "identity_claim",
             Reason::TokenService => "token_service",
             Reason::ReplayStoreFull => "replay_store_full",
             Reason::ReplayStore => "replay_store",
@@ -282,6 +291,7 @@ impl Refusal {
             } => (401, C::InvalidDpopProof, R::IssuedBeforeStart, true, None),
             Refusal::UseNonce(e) => (401, C::UseDpopNonce, nonce_reason(e), true, None),
             Refusal::Token(e) => (401, C::InvalidToken, R::Token(e.check()), true, None),
+            Refusal::IdentityClaim(_) => (401, C::InvalidToken, R::IdentityClaim, true, None),
             Refusal::TokenService(_) => (503, C::Unavailable, R::TokenService, false, Some(1)),
             Refusal::ReplayStoreFull { retry_after } => (
                 503,
@@ -335,6 +345,14 @@ impl Refusal {
             ),
             Refusal::UseNonce(e) => format!("a fresh server nonce is required: {e}"),
             Refusal::Token(e) => e.to_string(),
+            Refusal::IdentityClaim(e) => format!(
+                "access token claim {} cannot be sent as an identity header: {}",
+                e.claim,
+                match e.why {
+                    ClaimValueError::Whitespace => "it has leading or trailing whitespace",
+                    ClaimValueError::Control => "it has a control character",
+                }
+            ),
             // The cause is logged, not sent: it describes our network.
             Refusal::TokenService(_) => "the token service is unavailable".to_owned(),
             Refusal::ReplayStoreFull { .. } => "the replay cache is full; retry later".to_owned(),

@@ -11,6 +11,7 @@ mod bypass;
 mod cli;
 mod harness;
 mod host;
+mod identity;
 mod interop;
 mod introspection;
 mod limits;
