@@ -52,6 +52,7 @@ fn state(issuer: &Issuer, rt: &tokio::runtime::Runtime) -> State {
 /// The request head the fixture's proofs are for.
 fn head(f: &Fixture, proof: &str) -> http::request::Parts {
     http::Request::get(HTU)
+        .header("host", "127.0.0.1:8443")
         .header("authorization", format!("DPoP {}", f.token))
         .header("dpop", proof)
         .body(())

@@ -90,7 +90,7 @@ pub(crate) async fn run(config: &Config, input: &Input) -> Result<Explanation, S
     }
 
     let route = state.router.find(head.uri.path());
-    let htu = request_uri::request_uri(&state.uri_policy, conn.scheme, &head.uri, &head.headers)
+    let htu = request_uri::request_uri(&state.uri_policy, conn.scheme, &head)
         .unwrap_or_else(|| input.url.clone());
     let request = ProofRequest {
         method: &input.method,
@@ -112,6 +112,14 @@ pub(crate) async fn run(config: &Config, input: &Input) -> Result<Explanation, S
         },
     });
     token_reports(&state, input, &mut reports).await;
+    reports.push(Report {
+        check: "identity",
+        finding: match &verdict {
+            Err(refusal @ Refusal::IdentityClaim(_)) => Finding::Fail(refusal.description()),
+            Ok(_) => Finding::Pass("the identity headers' claims are clean field values".into()),
+            Err(_) => Finding::Skipped("not reached: an earlier check failed".into()),
+        },
+    });
     reports.push(Report {
         check: "replay",
         finding: Finding::Skipped("needs the live replay store; not checked here".into()),
@@ -143,9 +151,15 @@ fn request_head(input: &Input) -> Result<(http::request::Parts, ConnMeta), Strin
         Some("http") => "http",
         _ => return Err(format!("--url {}: not an http(s) URL", input.url)),
     };
+    // An HTTP/1.1 client sends the target's authority as `Host` too (RFC 9112 §3.2).
+    let host = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default();
     let mut req = http::Request::builder()
         .method(input.method.as_str())
         .uri(uri)
+        .header(http::header::HOST, host)
         .header("dpop", input.proof.as_str());
     if let Some(t) = &input.token {
         req = req.header(http::header::AUTHORIZATION, format!("DPoP {t}"));

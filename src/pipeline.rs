@@ -7,23 +7,26 @@
 //!   0 head            over max_header_bytes (a pipelined head) -> 431 (the request line: 414)
 //!                     a transfer coding other than chunked     -> 501
 //!                     a field value with whitespace around it  -> 400 (HTTP/2)
-//!   1 route           RFC 9728 metadata => answered here; canonical path, first matching prefix;
+//!   1 route           one Host, a plain host[:port]            -> 400 invalid_request
+//!                     RFC 9728 metadata => answered here; canonical path, first matching prefix;
 //!                     auth: none or a CORS preflight (no body) => Access::Open
 //!   2 credentials     one DPoP, one Authorization, scheme      -> 400 invalid_request | 401
 //!   3 proof           typ alg jwk sig htm htu iat ath          -> 401 invalid_dpop_proof
 //!   4 nonce           when the route requires it               -> 401 use_dpop_nonce + DPoP-Nonce
 //!   5 token, binding  JWT/JWKS or introspection, cnf.jkt       -> 401 invalid_token | 503
-//!   6 replay          memory store: a proof issued before the process started  -> 401
+//!   6 identity        the claims identity headers carry, as clean field values (non-ASCII
+//!                     percent-encoded)                         -> 401 invalid_token
+//!   7 replay          memory store: a proof issued before the process started  -> 401
 //!                     (use_dpop_nonce on nonce routes); jti single use; last, so only fully
 //!                     valid proofs use an entry                                -> 401 | 503
 //! forward(state, head, body, access)
-//!   7 headers         strip DPoP + hop-by-hop + spoofed identity; set identity, X-Forwarded-*
-//!   8 upstream        stream the body both ways                -> 502 | 504
+//!   8 headers         strip DPoP + hop-by-hop + spoofed identity; set identity, X-Forwarded-*
+//!   9 upstream        stream the body both ways                -> 502 | 504
 //!                     the client's body breaks off or stalls   -> 400 | 408
 //! respond             a refusal becomes a response in refusal.rs; metrics + one access-log line
 //! ```
 //!
-//! Steps 2-5 are `verify` (stateless: `explain` runs exactly them); step 6 is `admit`.
+//! Steps 2-6 are `verify` (stateless: `explain` runs exactly them); step 7 is `admit`.
 //! [`authorize`] takes the request head and what is known of the body ([`BodyKnown`]: a CORS
 //! preflight has none); any body type stays with the caller, so the pipeline bench, `explain`
 //! and other listeners run this code, not a copy of it.
@@ -72,11 +75,16 @@ pub enum BodyKnown {
     MayFollow,
 }
 
-/// A request that passed steps 2-5 (`verify`) but not yet the replay check: only this module
+/// A request that passed steps 2-6 (`verify`) but not yet the replay check: only this module
 /// builds one.
 pub struct Verified {
     token: String,
+    /// What the token says; the identity values below are made from it. Only tests read it
+    /// after step 6 so far (route `require` policies will).
+    #[cfg_attr(not(test), allow(dead_code))]
     info: Arc<TokenInfo>,
+    /// The identity headers' values, made from `info` by step 6.
+    identity: fwd_headers::IdentityValues,
     proof: Option<VerifiedProof>,
     /// The proof's nonce is past half its lifetime: send a new one with the response.
     renew_nonce: bool,
@@ -198,7 +206,7 @@ where
     Ok(resp)
 }
 
-/// Steps 0-6 on the request head: where the request may go, or why not.
+/// Steps 0-7 on the request head: where the request may go, or why not.
 pub async fn authorize<'s>(
     state: &'s State,
     head: &Parts,
@@ -241,7 +249,9 @@ async fn authorize_on(
     if head.headers.values().any(|v| padded(v.as_bytes())) {
         return Err(Refusal::MalformedField);
     }
-    // 1 route
+    // 1 route. The one Host rule first (RFC 9112 §3.2: 400), on every route: htu, the
+    // metadata document and the upstream's Host all read the authority it accepts.
+    request_uri::authority(head.version, &head.uri, &head.headers).map_err(Refusal::Host)?;
     if let Some(resp) = resource_metadata(state, head, conn) {
         return Ok(Access::Local(resp));
     }
@@ -266,7 +276,8 @@ async fn authorize_on(
     result
 }
 
-/// Steps 2-5, the stateless checks: credentials, proof, nonce, token and its binding.
+/// Steps 2-6, the stateless checks: credentials, proof, nonce, token and its binding, the
+/// identity it carries.
 pub(crate) async fn verify(
     state: &State,
     route: &Route,
@@ -302,12 +313,30 @@ async fn verify_noting_signer(
         route.auth == AuthMode::DpopOrBearer,
     )
     .map_err(Refusal::Token)?;
+    let identity = identity(state, &info, proof.as_ref())?;
     Ok(Verified {
         token: creds.token.to_owned(),
         info,
+        identity,
         proof,
         renew_nonce,
     })
+}
+
+/// 6 identity: the values the identity headers will carry, made now so that a claim the
+/// upstream would read as another identity (`" admin"` parsed as `admin`, a CR LF) refuses the
+/// request instead of reaching it. Only claims a configured header carries are looked at.
+fn identity(
+    state: &State,
+    info: &TokenInfo,
+    proof: Option<&VerifiedProof>,
+) -> Result<fwd_headers::IdentityValues, Refusal> {
+    fwd_headers::identity_values(
+        &state.forward.identity_headers,
+        info,
+        proof.map(VerifiedProof::jkt),
+    )
+    .map_err(Refusal::IdentityClaim)
 }
 
 /// 2 credentials: one `DPoP`, one `Authorization`, a scheme the route accepts.
@@ -336,7 +365,7 @@ fn proof(
         (Scheme::Dpop, None) => return Err(Refusal::ProofMissing),
         (Scheme::Bearer, _) => return Ok(None),
     };
-    let htu = request_uri::request_uri(&state.uri_policy, conn.scheme, &head.uri, &head.headers)
+    let htu = request_uri::request_uri(&state.uri_policy, conn.scheme, head)
         .ok_or(Refusal::InvalidRequest("the request names no host"))?;
     let request = ProofRequest {
         method: head.method.as_str(),
@@ -380,7 +409,7 @@ fn nonce(
     }
 }
 
-/// 6 replay: the proof's `jti` is used once. Last, so that only a fully valid proof uses an
+/// 7 replay: the proof's `jti` is used once. Last, so that only a fully valid proof uses an
 /// entry. With the memory store, first: a proof issued before this process started may have
 /// been admitted by the previous one, whose entries are gone (`replay::ProcessStart`).
 pub(crate) async fn admit(
@@ -423,7 +452,7 @@ pub(crate) async fn admit(
     }
 }
 
-/// Steps 7-8: the headers the upstream must and must not see, then the upstream exchange with
+/// Steps 8-9: the headers the upstream must and must not see, then the upstream exchange with
 /// the body streamed.
 pub async fn forward<B>(
     state: &State,
@@ -440,22 +469,27 @@ where
         Access::Authorized(Authorized(v)) => Some(v),
         Access::Open | Access::Local(_) => None,
     };
-    // 7 headers. The authority htu was checked against (absolute-form or :authority) is the
-    // Host the upstream gets: the two must not differ.
-    if let Some(v) = head
-        .uri
-        .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    {
-        head.headers.insert(http::header::HOST, v);
+    // 8 headers. The authority htu was checked against (absolute-form or :authority, else
+    // the one Host) is the Host the upstream gets: the two must not differ. A request the rule
+    // refuses never gets here; if one did, none of its Host fields would pass.
+    let authority = request_uri::authority(head.version, &head.uri, &head.headers)
+        .ok()
+        .flatten()
+        .and_then(|a| HeaderValue::from_str(a).ok());
+    match authority {
+        Some(v) => {
+            head.headers.insert(http::header::HOST, v);
+        }
+        None => {
+            head.headers.remove(http::header::HOST);
+        }
     }
     let host = head.headers.get(http::header::HOST).cloned();
     let ctx = fwd_headers::ForwardContext {
         config: &state.forward,
         identity: authorized.map(|a| fwd_headers::Identity {
             token: &a.token,
-            info: &a.info,
-            jkt: a.proof.as_ref().map(VerifiedProof::jkt),
+            values: &a.identity,
         }),
         client_addr: conn.remote.ip(),
         trust_forwarded: state.uri_policy.trust_forwarded,
@@ -464,7 +498,7 @@ where
     };
     fwd_headers::prepare_request(&mut head.headers, &ctx);
 
-    // 8 upstream, streaming the body
+    // 9 upstream, streaming the body
     let version = head.version;
     let (body, client_body) = body::watched(IdleTimeoutBody::new(body, state.idle_timeout));
     let body = body::boxed(body);
@@ -567,7 +601,7 @@ fn resource_metadata(state: &State, head: &Parts, conn: ConnMeta) -> Option<Resp
     if head.method != Method::GET && head.method != Method::HEAD {
         return None;
     }
-    let base = crate::refusal::base_url(state, conn, &head.uri, &head.headers)?;
+    let base = crate::refusal::base_url(state, conn, head)?;
     let mut resp = Response::new(body::full(rm.document(&format!("{base}{path}"))));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -12,10 +12,11 @@ use http::{Response, StatusCode};
 
 use crate::body::{self, BodyFault, GatewayBody};
 use crate::dpop::{ProofCheck, ProofError};
+use crate::forward::headers::{ClaimValueError, IdentityClaimError};
 use crate::forward::ForwardError;
 use crate::nonce::NonceError;
 use crate::replay::IssuedBeforeStart;
-use crate::request_uri;
+use crate::request_uri::{self, HostError};
 use crate::resource_metadata;
 use crate::state::{ConnMeta, State};
 use crate::token::{TokenCheck, TokenError, TokenFailure};
@@ -28,6 +29,9 @@ pub enum Refusal {
     /// Duplicate `DPoP` or `Authorization` headers, an unparseable `Authorization`, a
     /// non-canonical path (RFC 6750 §3.1 `invalid_request`).
     InvalidRequest(&'static str),
+    /// The request names its host in a way RFC 9112 §3.2 answers with 400: no `Host` on
+    /// HTTP/1.1, two `Host` fields, a `Host` or target authority that is not `host[:port]`.
+    Host(HostError),
     /// `Authorization: DPoP` without a `DPoP` header (RFC 9449 §7.1).
     ProofMissing,
     /// A proof failed a check of RFC 9449 §4.3.
@@ -49,6 +53,10 @@ pub enum Refusal {
     UseNonce(NonceError),
     /// The access token is invalid or not bound to the proof's key (the client's fault).
     Token(TokenError),
+    /// A token claim an identity header carries (`sub`, `client_id`, `scope`) is not a clean
+    /// field value: the upstream would read another identity than the token's (401
+    /// `invalid_token`, RFC 6750 §3.1).
+    IdentityClaim(IdentityClaimError),
     /// The token service (JWKS never loaded, introspection down) could not answer: ours.
     TokenService(String),
     /// The replay store is full of live entries; the oldest expires in `retry_after` seconds.
@@ -109,6 +117,8 @@ pub enum Reason {
     NoCredentials,
     /// A malformed request (headers, path).
     InvalidRequest,
+    /// A missing, repeated or malformed `Host` (or target authority).
+    Host,
     /// `Authorization: DPoP` without a proof.
     ProofMissing,
     /// A proof check failed.
@@ -125,6 +135,8 @@ pub enum Reason {
     NonceExpired,
     /// A token check failed.
     Token(TokenCheck),
+    /// A claim is not a clean identity header value.
+    IdentityClaim,
     /// The token service is down.
     TokenService,
     /// The replay cache is full of live entries.
@@ -224,12 +236,14 @@ impl Reason {
         [
             R::NoCredentials,
             R::InvalidRequest,
+            R::Host,
             R::ProofMissing,
             R::Replay,
             R::IssuedBeforeStart,
             R::NonceMissing,
             R::NonceInvalid,
             R::NonceExpired,
+            R::IdentityClaim,
             R::TokenService,
             R::ReplayStoreFull,
             R::ReplayStore,
@@ -254,6 +268,7 @@ impl Reason {
         match self {
             Reason::NoCredentials => "no_credentials",
             Reason::InvalidRequest => "invalid_request",
+            Reason::Host => "host",
             Reason::ProofMissing => "missing",
             Reason::Proof(c) => c.as_str(),
             Reason::Replay => "replay",
@@ -262,6 +277,7 @@ impl Reason {
             Reason::NonceInvalid => "nonce_invalid",
             Reason::NonceExpired => "nonce_expired",
             Reason::Token(c) => c.as_str(),
+            Reason::IdentityClaim => "identity_claim",
             Reason::TokenService => "token_service",
             Reason::ReplayStoreFull => "replay_store_full",
             Reason::ReplayStore => "replay_store",
@@ -298,6 +314,7 @@ impl Refusal {
         let (status, code, reason, challenge, retry_after) = match self {
             Refusal::NoCredentials => (401, C::Unauthorized, R::NoCredentials, true, None),
             Refusal::InvalidRequest(_) => (400, C::InvalidRequest, R::InvalidRequest, true, None),
+            Refusal::Host(_) => (400, C::InvalidRequest, R::Host, true, None),
             Refusal::ProofMissing => (401, C::InvalidDpopProof, R::ProofMissing, true, None),
             Refusal::Proof(e) => (401, C::InvalidDpopProof, R::Proof(e.check()), true, None),
             Refusal::Replayed => (401, C::InvalidDpopProof, R::Replay, true, None),
@@ -309,6 +326,7 @@ impl Refusal {
             } => (401, C::InvalidDpopProof, R::IssuedBeforeStart, true, None),
             Refusal::UseNonce(e) => (401, C::UseDpopNonce, nonce_reason(e), true, None),
             Refusal::Token(e) => (401, C::InvalidToken, R::Token(e.check()), true, None),
+            Refusal::IdentityClaim(_) => (401, C::InvalidToken, R::IdentityClaim, true, None),
             Refusal::TokenService(_) => (503, C::Unavailable, R::TokenService, false, Some(1)),
             Refusal::ReplayStoreFull { retry_after } => (
                 503,
@@ -360,6 +378,16 @@ impl Refusal {
         match self {
             Refusal::NoCredentials => "DPoP credentials are required".to_owned(),
             Refusal::InvalidRequest(what) => (*what).to_owned(),
+            Refusal::Host(HostError::Missing) => "the request has no Host header".to_owned(),
+            Refusal::Host(HostError::Repeated) => {
+                "the request has more than one Host header".to_owned()
+            }
+            Refusal::Host(HostError::Host(e)) => {
+                format!("the Host header is not a host[:port]: {e}")
+            }
+            Refusal::Host(HostError::Authority(e)) => {
+                format!("the request target's authority is not a host[:port]: {e}")
+            }
             Refusal::ProofMissing => "the DPoP header is missing".to_owned(),
             Refusal::Proof(e) => e.to_string(),
             Refusal::Replayed => "the DPoP proof was already used".to_owned(),
@@ -370,6 +398,14 @@ impl Refusal {
             ),
             Refusal::UseNonce(e) => format!("a fresh server nonce is required: {e}"),
             Refusal::Token(e) => e.to_string(),
+            Refusal::IdentityClaim(e) => format!(
+                "access token claim {} cannot be sent as an identity header: {}",
+                e.claim,
+                match e.why {
+                    ClaimValueError::Whitespace => "it has leading or trailing whitespace",
+                    ClaimValueError::Control => "it has a control character",
+                }
+            ),
             // The cause is logged, not sent: it describes our network.
             Refusal::TokenService(_) => "the token service is unavailable".to_owned(),
             Refusal::ReplayStoreFull { .. } => "the replay cache is full; retry later".to_owned(),
@@ -410,8 +446,9 @@ impl Refusal {
         };
         // RFC 9728 §5.1: every 401 names the resource's metadata.
         let resource_metadata = match (&state.resource_metadata, req.head, unauthorized) {
-            (Some(_), Some(head), true) => base_url(state, req.conn, &head.uri, &head.headers)
-                .map(|base| resource_metadata::metadata_url(&base)),
+            (Some(_), Some(head), true) => {
+                base_url(state, req.conn, head).map(|base| resource_metadata::metadata_url(&base))
+            }
             _ => None,
         };
         let wire = Wire {
@@ -511,11 +548,10 @@ impl From<TokenFailure> for Refusal {
 pub(crate) fn base_url(
     state: &State,
     conn: ConnMeta,
-    uri: &http::Uri,
-    headers: &http::HeaderMap,
+    head: &http::request::Parts,
 ) -> Option<String> {
-    let full = request_uri::request_uri(&state.uri_policy, conn.scheme, uri, headers)?;
-    full.strip_suffix(uri.path()).map(str::to_owned)
+    let full = request_uri::request_uri(&state.uri_policy, conn.scheme, head)?;
+    full.strip_suffix(head.uri.path()).map(str::to_owned)
 }
 
 /// The closed-set metric reason of a nonce refusal.

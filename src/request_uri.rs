@@ -5,10 +5,17 @@
 //! `X-Forwarded-Proto` / `-Host` / `-Port`; otherwise the listener's scheme and the request's
 //! `Host` (HTTP/1.1) or `:authority` (HTTP/2). The path is the request's, without the query.
 //! Normalisation (case, default port, percent-encoding) is `dpop::htu`'s job.
+//!
+//! Which authority a request names, and whether it may name it that way, is [`authority`]: the
+//! one Host rule, applied by the pipeline before routing, by `htu` here and by the `Host` the
+//! upstream gets.
 
-use http::{HeaderMap, Uri};
+use http::header::HOST;
+use http::request::Parts;
+use http::{HeaderMap, Uri, Version};
 
 use crate::config::PublicUrl;
+use crate::dpop::htu::{self, HtuError};
 
 /// How the gateway decides the client-facing scheme and authority.
 #[derive(Clone, Debug)]
@@ -19,21 +26,66 @@ pub(crate) struct UriPolicy {
     pub trust_forwarded: bool,
 }
 
-/// Builds `scheme://authority/path` for `htu`; `None` when the request names no authority.
+/// Why the host a request names is refused (RFC 9112 §3.2: a server MUST answer 400).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostError {
+    /// An HTTP/1.1 request without a `Host` field.
+    Missing,
+    /// More than one `Host` field line.
+    Repeated,
+    /// The `Host` value is not `host[:port]`.
+    Host(HtuError),
+    /// The target's authority (absolute-form, HTTP/2 `:authority`) is not `host[:port]`:
+    /// userinfo above all (RFC 9110 §4.2.4, RFC 9113 §8.3.1).
+    Authority(HtuError),
+}
+
+/// THE Host rule. The authority a request names: its target's (absolute-form, RFC 9112
+/// §3.2.2, or HTTP/2's `:authority`), else its `Host`; `None` when it names none (HTTP/1.0
+/// without `Host`, HTTP/2 without `:authority`). Refused: an HTTP/1.1 request without `Host`,
+/// two `Host` fields, and a `Host` or target authority that is not exactly `host[:port]`
+/// ([`htu::check_authority`]: no userinfo, path, list, whitespace or empty value), whichever
+/// of them is used.
+pub(crate) fn authority<'a>(
+    version: Version,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+) -> Result<Option<&'a str>, HostError> {
+    let mut fields = headers.get_all(HOST).iter();
+    let host = match (fields.next(), fields.next()) {
+        (Some(_), Some(_)) => return Err(HostError::Repeated),
+        (None, _) if version == Version::HTTP_11 => return Err(HostError::Missing),
+        (None, _) => None,
+        (Some(value), None) => {
+            // Header values may hold obs-text; an authority is ASCII.
+            let text = std::str::from_utf8(value.as_bytes())
+                .map_err(|_| HostError::Host(HtuError::InvalidChar('\u{fffd}')))?;
+            htu::check_authority(text).map_err(HostError::Host)?;
+            Some(text)
+        }
+    };
+    match uri.authority() {
+        Some(target) => {
+            htu::check_authority(target.as_str()).map_err(HostError::Authority)?;
+            Ok(Some(target.as_str()))
+        }
+        None => Ok(host),
+    }
+}
+
+/// Builds `scheme://authority/path` for `htu`; `None` when the request names no authority
+/// (or names it in a way [`authority`] refuses).
 pub(crate) fn request_uri(
     policy: &UriPolicy,
     listener_scheme: &str,
-    uri: &Uri,
-    headers: &HeaderMap,
+    head: &Parts,
 ) -> Option<String> {
+    let (uri, headers) = (&head.uri, &head.headers);
     let path = uri.path();
     if let Some(p) = &policy.public_url {
         return Some(format!("{}://{}{}", p.scheme, p.authority, path));
     }
-    let host = uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| header(headers, "host"))?;
+    let host = authority(head.version, uri, headers).ok().flatten()?;
     let mut scheme = listener_scheme;
     let mut authority = host.to_owned();
     if policy.trust_forwarded {
@@ -121,6 +173,19 @@ mod tests {
             .collect()
     }
 
+    /// `request_uri` of a request head: HTTP/1.1 when a Host is given, else HTTP/2.
+    fn uri_of(policy: &UriPolicy, scheme: &str, uri: &Uri, headers: &HeaderMap) -> Option<String> {
+        let mut head = http::Request::new(()).into_parts().0;
+        head.uri = uri.clone();
+        head.headers = headers.clone();
+        head.version = if headers.contains_key(HOST) {
+            Version::HTTP_11
+        } else {
+            Version::HTTP_2
+        };
+        request_uri(policy, scheme, &head)
+    }
+
     fn policy(public_url: Option<(&str, &str)>, trust: bool) -> UriPolicy {
         UriPolicy {
             public_url: public_url.map(|(s, a)| PublicUrl {
@@ -134,7 +199,7 @@ mod tests {
     #[test]
     fn host_header_and_listener_scheme() {
         let uri: Uri = "/a/b?q=1".parse().unwrap();
-        let got = request_uri(
+        let got = uri_of(
             &policy(None, false),
             "http",
             &uri,
@@ -146,7 +211,7 @@ mod tests {
     #[test]
     fn h2_authority_wins_over_nothing() {
         let uri: Uri = "https://api.example.com/x".parse().unwrap();
-        let got = request_uri(&policy(None, false), "https", &uri, &HeaderMap::new());
+        let got = uri_of(&policy(None, false), "https", &uri, &HeaderMap::new());
         assert_eq!(got.as_deref(), Some("https://api.example.com/x"));
     }
 
@@ -154,7 +219,7 @@ mod tests {
     fn public_url_wins_over_everything() {
         let uri: Uri = "/x".parse().unwrap();
         let headers = h(&[("host", "internal:8443"), ("x-forwarded-host", "evil")]);
-        let got = request_uri(
+        let got = uri_of(
             &policy(Some(("https", "api.example.com")), true),
             "http",
             &uri,
@@ -167,7 +232,7 @@ mod tests {
     fn forwarded_headers_are_ignored_unless_trusted() {
         let uri: Uri = "/x".parse().unwrap();
         let headers = h(&[("host", "internal:8443"), ("x-forwarded-proto", "https")]);
-        let got = request_uri(&policy(None, false), "http", &uri, &headers);
+        let got = uri_of(&policy(None, false), "http", &uri, &headers);
         assert_eq!(got.as_deref(), Some("http://internal:8443/x"));
     }
 
@@ -182,7 +247,7 @@ mod tests {
             ),
             ("x-forwarded-host", "ignored"),
         ]);
-        let got = request_uri(&policy(None, true), "http", &uri, &headers);
+        let got = uri_of(&policy(None, true), "http", &uri, &headers);
         assert_eq!(got.as_deref(), Some("https://api.example.com/x"));
     }
 
@@ -194,10 +259,10 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("x-forwarded-port", "443"),
         ]);
-        let got = request_uri(&policy(None, true), "http", &uri, &headers);
+        let got = uri_of(&policy(None, true), "http", &uri, &headers);
         assert_eq!(got.as_deref(), Some("https://internal:443/x"));
         let headers = h(&[("host", "[::1]"), ("x-forwarded-port", "9443")]);
-        let got = request_uri(&policy(None, true), "http", &uri, &headers);
+        let got = uri_of(&policy(None, true), "http", &uri, &headers);
         assert_eq!(got.as_deref(), Some("http://[::1]:9443/x"));
     }
 
@@ -205,8 +270,82 @@ mod tests {
     fn no_authority_is_none() {
         let uri: Uri = "/x".parse().unwrap();
         assert_eq!(
-            request_uri(&policy(None, false), "http", &uri, &HeaderMap::new()),
+            uri_of(&policy(None, false), "http", &uri, &HeaderMap::new()),
             None
         );
+    }
+}
+
+#[cfg(test)]
+mod host_rule {
+    use super::*;
+
+    fn headers(hosts: &[&'static str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for h in hosts {
+            map.append(HOST, http::HeaderValue::from_static(h));
+        }
+        map
+    }
+
+    #[test]
+    fn the_target_authority_wins_and_a_plain_host_is_used_otherwise() {
+        let origin: Uri = "/x".parse().unwrap();
+        let absolute: Uri = "http://api.example.com/x".parse().unwrap();
+        let h = headers(&["internal:8443"]);
+        assert_eq!(
+            authority(Version::HTTP_11, &origin, &h),
+            Ok(Some("internal:8443"))
+        );
+        assert_eq!(
+            authority(Version::HTTP_11, &absolute, &h),
+            Ok(Some("api.example.com"))
+        );
+        assert_eq!(
+            authority(Version::HTTP_2, &absolute, &HeaderMap::new()),
+            Ok(Some("api.example.com"))
+        );
+        assert_eq!(
+            authority(Version::HTTP_10, &origin, &HeaderMap::new()),
+            Ok(None)
+        );
+        assert_eq!(
+            authority(Version::HTTP_2, &origin, &HeaderMap::new()),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn missing_repeated_and_malformed_hosts_are_refused() {
+        let origin: Uri = "/x".parse().unwrap();
+        assert_eq!(
+            authority(Version::HTTP_11, &origin, &HeaderMap::new()),
+            Err(HostError::Missing)
+        );
+        assert_eq!(
+            authority(Version::HTTP_11, &origin, &headers(&["a", "a"])),
+            Err(HostError::Repeated)
+        );
+        assert_eq!(
+            authority(Version::HTTP_10, &origin, &headers(&["a", "b"])),
+            Err(HostError::Repeated)
+        );
+        for bad in ["", "a, b", "u@a", "a/b", "a b"] {
+            assert!(
+                matches!(
+                    authority(Version::HTTP_11, &origin, &headers(&[bad])),
+                    Err(HostError::Host(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let userinfo: Uri = "http://u:p@api.example.com/x".parse().unwrap();
+        assert_eq!(
+            authority(Version::HTTP_11, &userinfo, &headers(&["api.example.com"])),
+            Err(HostError::Authority(HtuError::Userinfo))
+        );
+        // A bad Host is refused even where the target's authority is used.
+        let absolute: Uri = "http://api.example.com/x".parse().unwrap();
+        assert!(authority(Version::HTTP_11, &absolute, &headers(&["a b"])).is_err());
     }
 }

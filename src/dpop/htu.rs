@@ -50,10 +50,7 @@ pub fn normalize(uri: &str) -> Result<String, HtuError> {
         _ => return Err(HtuError::UnsupportedScheme(scheme)),
     };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    if authority.contains('@') {
-        return Err(HtuError::Userinfo);
-    }
-    let (host, port) = split_host_port(authority)?;
+    let (host, port) = authority_parts(authority)?;
 
     let mut out = String::with_capacity(uri.len() + 1);
     out.push_str(&scheme);
@@ -76,6 +73,58 @@ pub fn normalize(uri: &str) -> Result<String, HtuError> {
         out.push_str(&path);
     }
     Ok(out)
+}
+
+/// Checks an authority as a request names it (a `Host` field value, an absolute-form target's
+/// or HTTP/2's `:authority`): `uri-host [":" port]` (RFC 9110 §7.2, RFC 3986 §3.2) and nothing
+/// else: no userinfo (RFC 9110 §4.2.4, RFC 9113 §8.3.1), no path, no whitespace, not empty, no
+/// `,` (a list of hosts), a port of at most 65535. The same grammar as an `htu`'s authority.
+pub fn check_authority(authority: &str) -> Result<(), HtuError> {
+    if let Some(c) = authority.chars().find(|c| !is_uri_char(*c)) {
+        return Err(HtuError::InvalidChar(c));
+    }
+    authority_parts(authority).map(|_| ())
+}
+
+/// The host and port of an authority whose characters are URI characters; see
+/// [`check_authority`].
+fn authority_parts(authority: &str) -> Result<(&str, Option<u16>), HtuError> {
+    if authority.contains('@') {
+        return Err(HtuError::Userinfo);
+    }
+    let (host, port) = split_host_port(authority)?;
+    check_host(host)?;
+    Ok((host, port))
+}
+
+/// An IPv6 literal that parses, or a reg-name / IPv4 address with well-formed percent-encoding.
+/// A `,` is refused although RFC 3986 allows it in a reg-name: no host has one, and a field
+/// value with one reads as a list of hosts (RFC 9110 §5.3).
+fn check_host(host: &str) -> Result<(), HtuError> {
+    if let Some(literal) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        // IPvFuture and zone identifiers are refused: std parses plain IPv6 only.
+        return literal
+            .parse::<std::net::Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|_| HtuError::BadHost);
+    }
+    let bytes = host.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let valid = bytes.get(i + 1).and_then(|h| hex(*h)).is_some()
+                && bytes.get(i + 2).and_then(|l| hex(*l)).is_some();
+            if !valid {
+                return Err(HtuError::BadPercentEncoding);
+            }
+            i += 3;
+        } else if is_reg_name_char(b) && b != b',' {
+            i += 1;
+        } else {
+            return Err(HtuError::BadHost);
+        }
+    }
+    Ok(())
 }
 
 /// Splits `host[:port]` / `[v6]:port`; an empty port is no port (RFC 3986 §6.2.3).
@@ -116,13 +165,9 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), HtuError> {
     Ok((host, port))
 }
 
-/// Lower-cases the host; an IPv6 literal must parse, a reg-name may use percent-encoding.
+/// Lower-cases a host [`check_host`] passed; a reg-name's percent-encoding is normalised.
 fn push_host(host: &str, out: &mut String) -> Result<(), HtuError> {
     if let Some(literal) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        // IPvFuture and zone identifiers are refused: std parses plain IPv6 only.
-        literal
-            .parse::<std::net::Ipv6Addr>()
-            .map_err(|_| HtuError::BadHost)?;
         out.push('[');
         out.push_str(&literal.to_ascii_lowercase());
         out.push(']');
@@ -438,6 +483,42 @@ mod tests {
         assert_eq!(normalize("https://u:p@a.example/"), Err(HtuError::Userinfo));
         // An `@` in the path is not userinfo.
         assert_eq!(n("https://a.example/@me"), "https://a.example/@me");
+    }
+
+    #[test]
+    fn a_request_authority_is_a_host_and_a_port_and_nothing_else() {
+        for ok in [
+            "api.example.com",
+            "API.example.com:8443",
+            "127.0.0.1:80",
+            "[::1]:8443",
+            "[2001:db8::1]",
+            "a.example:",
+            "xn--bcher-kva.example",
+            "a%41.example",
+        ] {
+            assert_eq!(check_authority(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("", HtuError::EmptyHost),
+            (":80", HtuError::EmptyHost),
+            ("user@a.example", HtuError::Userinfo),
+            ("u:p@a.example:80", HtuError::Userinfo),
+            ("a.example/x", HtuError::BadHost),
+            ("a.example?x", HtuError::BadHost),
+            ("a.example, b.example", HtuError::InvalidChar(' ')),
+            ("a.example,b.example", HtuError::BadHost),
+            ("a b", HtuError::InvalidChar(' ')),
+            ("a\tb", HtuError::InvalidChar('\t')),
+            ("a.example:8x", HtuError::BadPort),
+            ("a.example:65536", HtuError::BadPort),
+            ("[::1", HtuError::BadHost),
+            ("[fe80::1%25eth0]", HtuError::BadHost),
+            ("a%zz", HtuError::BadPercentEncoding),
+            ("é.example", HtuError::InvalidChar('é')),
+        ] {
+            assert_eq!(check_authority(bad), Err(why), "{bad:?}");
+        }
     }
 
     #[test]

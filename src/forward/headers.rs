@@ -6,11 +6,12 @@
 //! gateway's own values are set last, so nothing a client sends can pass for what the gateway
 //! vouches for.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::config::{ForwardAuthorization, ForwardConfig};
+use crate::config::{ForwardAuthorization, ForwardConfig, IdentityHeaders};
 use crate::jose::Thumbprint;
 use crate::token::TokenInfo;
 
@@ -90,10 +91,42 @@ pub(crate) struct ForwardContext<'a> {
 pub(crate) struct Identity<'a> {
     /// The access token as presented.
     pub token: &'a str,
-    /// What the token says.
-    pub info: &'a TokenInfo,
-    /// The proof key's thumbprint (absent for an unbound Bearer token).
-    pub jkt: Option<Thumbprint>,
+    /// The identity header values made from it ([`identity_values`]).
+    pub values: &'a IdentityValues,
+}
+
+/// The identity headers' values for one caller, each set only when its header is configured
+/// and the token has the claim: made by [`identity_values`], which refuses what would not
+/// arrive as it was issued.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct IdentityValues {
+    /// `forward.identity_headers.subject`: `sub`.
+    pub subject: Option<HeaderValue>,
+    /// `forward.identity_headers.client_id`: `client_id`.
+    pub client_id: Option<HeaderValue>,
+    /// `forward.identity_headers.scope`: `scope`.
+    pub scope: Option<HeaderValue>,
+    /// `forward.identity_headers.jkt`: the proof key's thumbprint.
+    pub jkt: Option<HeaderValue>,
+}
+
+/// A claim that would not reach the upstream as the token has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdentityClaimError {
+    /// The claim (`sub`, `client_id`, `scope`).
+    pub claim: &'static str,
+    /// What is wrong with its value.
+    pub why: ClaimValueError,
+}
+
+/// Why a claim's value cannot be an identity header's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimValueError {
+    /// Leading or trailing whitespace: every field parser strips it (RFC 9110 §5.5), so
+    /// `" admin"` would reach the API as `admin`.
+    Whitespace,
+    /// A control character (CR, LF, NUL, DEL, C1): not part of a field value (RFC 9110 §5.5).
+    Control,
 }
 
 /// Removes the hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and every header it names,
@@ -133,6 +166,59 @@ fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
     }
 }
 
+/// The identity header values for a caller with these claims and proof key, for the headers
+/// `names` configures (a claim no header carries is not looked at). Each value is the claim as
+/// it is, or refused ([`identity_value`]).
+pub(crate) fn identity_values(
+    names: &IdentityHeaders,
+    info: &TokenInfo,
+    jkt: Option<Thumbprint>,
+) -> Result<IdentityValues, IdentityClaimError> {
+    let value = |name: &Option<HeaderName>, claim: &'static str, v: Option<&str>| match (name, v) {
+        (Some(_), Some(v)) => identity_value(v)
+            .map(Some)
+            .map_err(|why| IdentityClaimError { claim, why }),
+        _ => Ok(None),
+    };
+    Ok(IdentityValues {
+        subject: value(&names.subject, "sub", info.sub.as_deref())?,
+        client_id: value(&names.client_id, "client_id", info.client_id.as_deref())?,
+        scope: value(&names.scope, "scope", info.scope.as_deref())?,
+        jkt: match (&names.jkt, jkt) {
+            // base64url: always a clean value.
+            (Some(_), Some(t)) => HeaderValue::from_str(&t.to_string()).ok(),
+            _ => None,
+        },
+    })
+}
+
+/// A claim as a header value, exactly: refused with leading or trailing whitespace (Unicode's
+/// included) or any control character; otherwise `%` and every non-ASCII byte are
+/// percent-encoded (UTF-8, upper-case hex, RFC 3986 §2.1), so no two claims give one value and
+/// the value is plain visible ASCII and spaces.
+pub(crate) fn identity_value(claim: &str) -> Result<HeaderValue, ClaimValueError> {
+    if claim.starts_with(char::is_whitespace) || claim.ends_with(char::is_whitespace) {
+        return Err(ClaimValueError::Whitespace);
+    }
+    if claim.chars().any(char::is_control) {
+        return Err(ClaimValueError::Control);
+    }
+    let encode = |b: u8| b == b'%' || !b.is_ascii();
+    if !claim.bytes().any(encode) {
+        return HeaderValue::from_str(claim).map_err(|_| ClaimValueError::Control);
+    }
+    let mut out = String::with_capacity(claim.len() * 3);
+    for b in claim.bytes() {
+        if encode(b) {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{b:02X}");
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    HeaderValue::from_str(&out).map_err(|_| ClaimValueError::Control)
+}
+
 /// Rewrites a request's headers for the upstream: removes `DPoP`, hop-by-hop headers and
 /// client-sent copies of every configured identity header (on every route, `auth: none` too);
 /// sets `Authorization` per `forward.authorization` and the identity headers when the caller
@@ -164,20 +250,16 @@ pub(crate) fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>)
     }
     if let Some(identity) = &ctx.identity {
         set_authorization(headers, ctx.config.authorization, identity.token);
-        let info = identity.info;
-        let jkt = identity.jkt.map(|t| t.to_string());
+        let v = identity.values;
         let values = [
-            (&names.subject, info.sub.as_deref()),
-            (&names.client_id, info.client_id.as_deref()),
-            (&names.scope, info.scope.as_deref()),
-            (&names.jkt, jkt.as_deref()),
+            (&names.subject, &v.subject),
+            (&names.client_id, &v.client_id),
+            (&names.scope, &v.scope),
+            (&names.jkt, &v.jkt),
         ];
         for (name, value) in values {
             if let (Some(name), Some(value)) = (name, value) {
-                // A claim that is not a valid header value is left out rather than mangled.
-                if let Ok(value) = HeaderValue::from_str(value) {
-                    headers.insert(name.clone(), value);
-                }
+                headers.insert(name.clone(), value.clone());
             }
         }
     }
@@ -521,10 +603,10 @@ mod tests {
     fn client_sent_identity_headers_are_replaced_by_the_tokens() {
         let cfg = config(ForwardAuthorization::Bearer);
         let info = info();
+        let values = identity_values(&cfg.identity_headers, &info, None).unwrap();
         let identity = Identity {
             token: "tok",
-            info: &info,
-            jkt: None,
+            values: &values,
         };
         let mut map = headers(&[("x-auth-subject", "admin"), ("x-auth-subject", "root")]);
         prepare_request(&mut map, &ctx(&cfg, Some(identity)));
@@ -540,19 +622,14 @@ mod tests {
         let cfg = config(ForwardAuthorization::Bearer);
         let info = info();
         let jkt = Thumbprint::from_bytes([7; 32]);
+        let values = identity_values(&cfg.identity_headers, &info, Some(jkt)).unwrap();
         let identity = Identity {
             token: "tok",
-            info: &info,
-            jkt: Some(jkt),
+            values: &values,
         };
         let mut map = HeaderMap::new();
-        // Thumbprint's Display belongs to jose and may still be a stub on this branch: only
-        // presence is asserted, and only once it renders.
-        let rendered = std::panic::catch_unwind(|| jkt.to_string()).is_ok();
-        if rendered {
-            prepare_request(&mut map, &ctx(&cfg, Some(identity)));
-            assert!(map.contains_key("x-dpop-jkt"));
-        }
+        prepare_request(&mut map, &ctx(&cfg, Some(identity)));
+        assert_eq!(get(&map, "x-dpop-jkt"), Some(jkt.to_string().as_str()));
     }
 
     #[test]
@@ -560,10 +637,10 @@ mod tests {
         let mut cfg = config(ForwardAuthorization::Bearer);
         cfg.identity_headers.scope = None;
         let info = info();
+        let values = identity_values(&cfg.identity_headers, &info, None).unwrap();
         let identity = Identity {
             token: "tok",
-            info: &info,
-            jkt: None,
+            values: &values,
         };
         let mut map = headers(&[("x-auth-scope", "client-said")]);
         prepare_request(&mut map, &ctx(&cfg, Some(identity)));
@@ -572,29 +649,70 @@ mod tests {
     }
 
     #[test]
-    fn claims_that_are_not_header_values_are_skipped() {
+    fn a_claim_that_is_not_a_clean_header_value_is_refused_not_left_out() {
         let cfg = config(ForwardAuthorization::Bearer);
+        for (claim, value, why) in [
+            ("sub", " admin", ClaimValueError::Whitespace),
+            ("sub", "admin\t", ClaimValueError::Whitespace),
+            ("sub", "\u{3000}admin", ClaimValueError::Whitespace),
+            ("sub", "line\nbreak", ClaimValueError::Control),
+            ("sub", "a\r\nx-admin: 1", ClaimValueError::Control),
+            ("sub", "nul\0", ClaimValueError::Control),
+            ("sub", "del\u{7f}", ClaimValueError::Control),
+            ("sub", "c1\u{9b}x", ClaimValueError::Control),
+            ("client_id", " app", ClaimValueError::Whitespace),
+            ("scope", "read\u{b}write", ClaimValueError::Control),
+        ] {
+            let mut info = info();
+            match claim {
+                "sub" => info.sub = Some(value.into()),
+                "client_id" => info.client_id = Some(value.into()),
+                _ => info.scope = Some(value.into()),
+            }
+            assert_eq!(
+                identity_values(&cfg.identity_headers, &info, None),
+                Err(IdentityClaimError { claim, why }),
+                "{claim}: {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_claim_no_header_carries_is_not_judged() {
+        let mut cfg = config(ForwardAuthorization::Bearer);
+        cfg.identity_headers.subject = None;
         let mut info = info();
-        info.sub = Some("line\nbreak".into());
-        let identity = Identity {
-            token: "tok",
-            info: &info,
-            jkt: None,
-        };
-        let mut map = HeaderMap::new();
-        prepare_request(&mut map, &ctx(&cfg, Some(identity)));
-        assert!(map.get("x-auth-subject").is_none());
-        assert_eq!(get(&map, "x-auth-client-id"), Some("app"));
+        info.sub = Some(" admin\n".into());
+        let values = identity_values(&cfg.identity_headers, &info, None).unwrap();
+        assert_eq!(values.subject, None);
+        assert_eq!(values.client_id.unwrap(), "app");
+    }
+
+    #[test]
+    fn identity_values_encode_percent_and_non_ascii_and_nothing_else() {
+        for (claim, sent) in [
+            ("alice", "alice"),
+            ("alice smith", "alice smith"),
+            ("", ""),
+            ("a@b.example|x:y/z?q=\"1\"", "a@b.example|x:y/z?q=\"1\""),
+            ("100%", "100%25"),
+            ("%41", "%2541"),
+            ("josé", "jos%C3%A9"),
+            ("日本", "%E6%97%A5%E6%9C%AC"),
+            ("\u{200b}x", "%E2%80%8Bx"),
+        ] {
+            assert_eq!(identity_value(claim).unwrap(), sent, "{claim:?}");
+        }
     }
 
     #[test]
     fn bearer_mode_rewrites_authorization_and_marks_it_sensitive() {
         let cfg = config(ForwardAuthorization::Bearer);
         let info = info();
+        let values = identity_values(&cfg.identity_headers, &info, None).unwrap();
         let identity = Identity {
             token: "tok.en",
-            info: &info,
-            jkt: None,
+            values: &values,
         };
         let mut map = headers(&[("authorization", "DPoP tok.en")]);
         prepare_request(&mut map, &ctx(&cfg, Some(identity)));
@@ -607,10 +725,10 @@ mod tests {
     fn keep_mode_forwards_authorization_unchanged_and_sensitive() {
         let cfg = config(ForwardAuthorization::Keep);
         let info = info();
+        let values = identity_values(&cfg.identity_headers, &info, None).unwrap();
         let identity = Identity {
             token: "tok",
-            info: &info,
-            jkt: None,
+            values: &values,
         };
         let mut map = headers(&[("authorization", "DPoP tok")]);
         prepare_request(&mut map, &ctx(&cfg, Some(identity)));
@@ -623,10 +741,10 @@ mod tests {
     fn strip_mode_removes_authorization() {
         let cfg = config(ForwardAuthorization::Strip);
         let info = info();
+        let values = identity_values(&cfg.identity_headers, &info, None).unwrap();
         let identity = Identity {
             token: "tok",
-            info: &info,
-            jkt: None,
+            values: &values,
         };
         let mut map = headers(&[("authorization", "DPoP tok")]);
         prepare_request(&mut map, &ctx(&cfg, Some(identity)));

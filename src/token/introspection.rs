@@ -20,7 +20,7 @@ use crate::clock::UnixTime;
 
 use super::cache::{OwnTtl, TokenCache, TokenKey, Ttl, MAX_TTL};
 use super::http::AsClient;
-use super::jwt::{check_exp, check_nbf, cnf_jkt, numeric_date};
+use super::jwt::{check_exp, check_nbf, cnf_jkt, numeric_date, string_member};
 use super::{TokenError, TokenFailure, TokenInfo, TokenMetrics};
 
 /// An inactive (or otherwise refused) answer is remembered at most this long: long enough to
@@ -247,11 +247,11 @@ fn check_answer(
         check_exp(exp, secs, policy.leeway)?;
     }
     check_nbf(numeric_date(answer, "nbf")?, secs, policy.leeway)?;
-    let string = |name: &str| answer.get(name).and_then(Value::as_str).map(str::to_owned);
+    // Optional here (RFC 7662 §2.2), but strings when present: they become identity headers.
     Ok(TokenInfo {
-        sub: string("sub"),
-        client_id: string("client_id"),
-        scope: string("scope"),
+        sub: string_member(answer, "sub")?,
+        client_id: string_member(answer, "client_id")?,
+        scope: string_member(answer, "scope")?,
         jkt: cnf_jkt(answer)?,
         exp: exp.map(UnixTime),
     })

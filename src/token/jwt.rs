@@ -393,9 +393,13 @@ fn check_claims(
         }
     }
     let jkt = jkt(&claims.cnf)?;
-    let string = |member: &StrMember<'_>| member.get().ok().flatten().map(str::to_owned);
+    // RFC 9068 §2.2: `sub` is required. It, `client_id` and `scope` are strings: they become
+    // identity headers, and a claim of another type is not one to guess at.
+    let sub = string(&claims.sub, "sub")?
+        .ok_or_else(|| TokenError::Malformed("sub is missing (RFC 9068 §2.2)".into()))?;
+    let client_id = string(&claims.client_id, "client_id")?;
     // RFC 9068 §2.2.3: `scope` is a space-separated string; some servers send `scp` as an array.
-    let scope = string(&claims.scope).or_else(|| match &claims.scp {
+    let scope = string(&claims.scope, "scope")?.or_else(|| match &claims.scp {
         StrsMember::Array(scp) => {
             let names: Vec<&str> = scp.iter().filter_map(|s| s.get().ok().flatten()).collect();
             Some(names.join(" "))
@@ -404,8 +408,8 @@ fn check_claims(
     });
     Ok(Verified {
         info: TokenInfo {
-            sub: string(&claims.sub),
-            client_id: string(&claims.client_id),
+            sub: Some(sub),
+            client_id,
             scope,
             jkt,
             exp: Some(UnixTime(exp)),
@@ -467,6 +471,27 @@ pub(super) fn numeric_date(
         Some(value) => NumMember::deserialize(value).unwrap_or(NumMember::NotNum),
     };
     date(member, name)
+}
+
+/// A string claim: `None` when absent, malformed when present and not a string (`null`
+/// included).
+fn string(member: &StrMember<'_>, name: &str) -> Result<Option<String>, TokenError> {
+    member
+        .get()
+        .map(|value| value.map(str::to_owned))
+        .map_err(|_| TokenError::Malformed(format!("{name} is not a string")))
+}
+
+/// [`string`] for a parsed object (an introspection answer).
+pub(super) fn string_member(
+    claims: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<String>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value.clone())),
+        Some(_) => Err(TokenError::Malformed(format!("{name} is not a string"))),
+    }
 }
 
 /// A NumericDate member: `None` when absent. A negative number is 0 and a huge one saturates:
@@ -953,20 +978,44 @@ mod tests {
     }
 
     #[test]
-    fn claims_of_the_wrong_type_keep_their_meaning() {
+    fn identity_claims_are_strings_and_sub_is_required() {
         let f = fixture();
-        // Non-string identity claims are dropped, as before the strict views.
+        for (claim, value) in [
+            ("sub", json!(5)),
+            ("sub", json!(null)),
+            ("client_id", json!(null)),
+            ("client_id", json!(["app"])),
+            ("scope", json!(["a"])),
+        ] {
+            assert_eq!(
+                f.check(&f.token(|c| c[claim] = value.clone())).unwrap_err(),
+                TokenError::Malformed(format!("{claim} is not a string")),
+                "{claim}: {value}"
+            );
+        }
+        assert_eq!(
+            f.check(&f.token(|c| {
+                c.as_object_mut().unwrap().remove("sub");
+            }))
+            .unwrap_err(),
+            TokenError::Malformed("sub is missing (RFC 9068 §2.2)".into())
+        );
+        // `client_id` and `scope` may be absent; `scp` stands in for `scope`.
         let info = f
             .check(&f.token(|c| {
-                c["sub"] = json!(5);
-                c["client_id"] = json!(null);
-                c["scope"] = json!(["a"]);
-                c["scp"] = json!(["x", 1, "y"]);
+                let c = c.as_object_mut().unwrap();
+                c.remove("client_id");
+                c.remove("scope");
+                c.insert("scp".into(), json!(["x", 1, "y"]));
             }))
             .unwrap();
-        assert_eq!(info.sub, None);
         assert_eq!(info.client_id, None);
         assert_eq!(info.scope.as_deref(), Some("x y"));
+    }
+
+    #[test]
+    fn claims_of_the_wrong_type_keep_their_meaning() {
+        let f = fixture();
         assert_eq!(
             f.check(&f.token(|c| c["iss"] = json!(1))).unwrap_err(),
             TokenError::Issuer {

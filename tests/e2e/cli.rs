@@ -263,7 +263,16 @@ fn explain_passes_a_good_request_and_names_the_one_failing_check() {
         "{text}{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    for check in ["signature", "htm", "htu", "iat", "ath", "token", "binding"] {
+    for check in [
+        "signature",
+        "htm",
+        "htu",
+        "iat",
+        "ath",
+        "token",
+        "binding",
+        "identity",
+    ] {
         assert!(
             text.lines()
                 .any(|l| l.starts_with("PASS") && l.contains(check)),

@@ -11,6 +11,8 @@ mod bypass;
 mod cli;
 mod edge;
 mod harness;
+mod host;
+mod identity;
 mod interop;
 mod introspection;
 mod lifecycle;

@@ -328,6 +328,18 @@ impl Call<'_> {
         self
     }
 
+    /// Sets a header, replacing what is there (the default `Host` included).
+    pub fn set_header(mut self, name: &str, value: &str) -> Self {
+        if let (Some(headers), Ok(name), Ok(value)) = (
+            self.req.headers_mut(),
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(value),
+        ) {
+            headers.insert(name, value);
+        }
+        self
+    }
+
     /// `Authorization: DPoP <token>`.
     pub fn dpop_token(self, token: &str) -> Self {
         self.header("authorization", &format!("DPoP {token}"))

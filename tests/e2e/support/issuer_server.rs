@@ -230,9 +230,14 @@ impl IssuerServer {
 
     /// A new opaque token that introspects as active and bound to `jkt_of`.
     pub fn opaque(&self, jkt_of: &PrivateJwk) -> String {
+        self.opaque_with(jkt_of, |_| {})
+    }
+
+    /// [`IssuerServer::opaque`] with its introspection answer changed by `edit`.
+    pub fn opaque_with(&self, jkt_of: &PrivateJwk, edit: impl FnOnce(&mut Value)) -> String {
         let token = format!("opaque-{}", sign::random_jti());
         let now = now();
-        let answer = json!({
+        let mut answer = json!({
             "active": true,
             "token_type": "DPoP",
             "iss": self.state.issuer,
@@ -243,6 +248,7 @@ impl IssuerServer {
             "exp": now + 300,
             "cnf": { "jkt": jkt_of.thumbprint().to_string() },
         });
+        edit(&mut answer);
         self.state
             .active
             .lock()
