@@ -3,10 +3,12 @@
 //! metrics record and one access-log line for every request, whatever happened.
 //!
 //! ```text
-//! authorize(state, head)                                      -> Result<Access, Refusal>
+//! authorize(state, &mut head)                                 -> Result<Access, Refusal>
 //!   0 head            over max_header_bytes (a pipelined head) -> 431
-//!   1 route           one Host, a plain host[:port]                   -> 400 invalid_request
-//!                     RFC 9728 metadata => answered here; canonical path, first matching prefix;
+//!   1 route           one Host, a plain host[:port]            -> 400 invalid_request
+//!                     the path normalised (RFC 3986 §6.2.2) in the head; dot segments,
+//!                     encoded slashes (paths.encoded_slashes: reject) -> 400 invalid_request
+//!                     RFC 9728 metadata => answered here; first matching prefix;
 //!                     auth: none or a CORS preflight => Access::Open
 //!   2 credentials     one DPoP, one Authorization, scheme      -> 400 invalid_request | 401
 //!   3 proof           typ alg jwk sig htm htu iat ath          -> 401 invalid_dpop_proof
@@ -24,9 +26,12 @@
 //! ```
 //!
 //! Steps 2-6 are `verify` (stateless: `explain` runs exactly them); step 7 is `admit`.
-//! [`authorize`] takes the request head only and any body type stays with the caller, so the
-//! pipeline bench, `explain` and other listeners run this code, not a copy of it.
+//! [`authorize`] takes the request head only (and normalises its path in place: what routes
+//! match, `htu` is computed from and the upstream receives is one path) and any body type stays
+//! with the caller, so the pipeline bench, `explain` and other listeners run this code, not a
+//! copy of it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -115,7 +120,7 @@ where
     let method = parts.method.clone();
     let origin = parts.headers.get(ORIGIN).cloned();
 
-    let decision = authorize(&state, &parts, conn).await;
+    let decision = authorize(&state, &mut parts, conn).await;
     let route = decision.route;
     let (mut resp, outcome, jkt) = match decision.result {
         Ok(Access::Local(resp)) => (resp, Outcome::Local, None),
@@ -168,21 +173,21 @@ where
     Ok(resp)
 }
 
-/// Steps 0-7 on the request head: where the request may go, or why not.
-pub async fn authorize<'s>(state: &'s State, head: &Parts, conn: ConnMeta) -> Decision<'s> {
+/// Steps 0-7 on the request head: where the request may go, or why not. The head's path is
+/// replaced by its normal form (step 1), which `forward` then sends.
+pub async fn authorize<'s>(state: &'s State, head: &mut Parts, conn: ConnMeta) -> Decision<'s> {
+    let target = target(state, head);
+    // A refused target keeps the path as sent: its route only labels the refusal.
     let route = state.router.find(head.uri.path());
-    Decision {
-        route,
-        result: authorize_on(state, route, head, conn).await,
-    }
+    let result = match target {
+        Ok(()) => authorize_on(state, route, head, conn).await,
+        Err(refusal) => Err(refusal),
+    };
+    Decision { route, result }
 }
 
-async fn authorize_on(
-    state: &State,
-    route: &Route,
-    head: &Parts,
-    conn: ConnMeta,
-) -> Result<Access, Refusal> {
+/// Step 0 and the target half of step 1: what the request names, before any route is chosen.
+fn target(state: &State, head: &mut Parts) -> Result<(), Refusal> {
     // 0 the head's size: the connection counts it as it arrives (`server::deadline`), except a
     // head pipelined behind a body, which hyper read along with the body
     if head_len(head) > state.max_header_bytes {
@@ -191,12 +196,37 @@ async fn authorize_on(
     // 1 route. The one Host rule first (RFC 9112 §3.2: 400), on every route: htu, the
     // metadata document and the upstream's Host all read the authority it accepts.
     request_uri::authority(head.version, &head.uri, &head.headers).map_err(Refusal::Host)?;
+    // Then the path: normalised where RFC 3986 makes spellings equivalent, refused where a
+    // server behind us could read another path than the one routes match.
+    let path = route::canonical_path(head.uri.path(), state.encoded_slashes)
+        .map_err(Refusal::InvalidRequest)?;
+    if let Cow::Owned(path) = path {
+        head.uri = with_path(&head.uri, &path)
+            .ok_or(Refusal::InvalidRequest("the request path is malformed"))?;
+    }
+    Ok(())
+}
+
+/// `uri` with its path replaced by `path`; scheme, authority and query kept as they are.
+fn with_path(uri: &http::Uri, path: &str) -> Option<http::Uri> {
+    let mut parts = uri.clone().into_parts();
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    http::Uri::from_parts(parts).ok()
+}
+
+async fn authorize_on(
+    state: &State,
+    route: &Route,
+    head: &Parts,
+    conn: ConnMeta,
+) -> Result<Access, Refusal> {
     if let Some(resp) = resource_metadata(state, head, conn) {
         return Ok(Access::Local(resp));
     }
-    // Canonical paths only: a server behind us must not read another path than the one
-    // routes were matched on.
-    route::check_path(head.uri.path()).map_err(Refusal::InvalidRequest)?;
     if route.auth == AuthMode::None || is_cors_preflight(&head.method, &head.headers) {
         return Ok(Access::Open);
     }

@@ -132,7 +132,8 @@ impl Fixture {
     }
 
     async fn authorize(&self, head: &Parts) -> (String, Result<Access, Refusal>) {
-        let d = authorize(&self.state, head, conn()).await;
+        let mut head = head.clone();
+        let d = authorize(&self.state, &mut head, conn()).await;
         (d.route.label().to_owned(), d.result)
     }
 }

@@ -16,6 +16,7 @@ mod interop;
 mod introspection;
 mod limits;
 mod ops;
+mod paths;
 mod proof_checks;
 mod remote_keys;
 mod replay;
