@@ -92,14 +92,14 @@ fn benches(c: &mut Criterion) -> Vec<(String, String)> {
             n += 1;
             head(f, &common::mint(&f.key, &format!("jti-{n}"), &f.token))
         };
-        let first = fresh();
-        let decision = rt.block_on(pipeline::authorize(&state, &first, EMPTY, CONN()));
+        let mut first = fresh();
+        let decision = rt.block_on(pipeline::authorize(&state, &mut first, EMPTY, CONN()));
         assert!(matches!(decision.result, Ok(Access::Authorized(_))));
         g.bench_function(f.alg.as_str(), |b| {
             b.iter_batched(
                 &mut fresh,
-                |head| {
-                    let d = rt.block_on(pipeline::authorize(&state, &head, EMPTY, CONN()));
+                |mut head| {
+                    let d = rt.block_on(pipeline::authorize(&state, &mut head, EMPTY, CONN()));
                     matches!(d.result, Ok(Access::Authorized(_)))
                 },
                 BatchSize::SmallInput,

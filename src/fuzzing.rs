@@ -6,3 +6,14 @@
 pub fn credentials(headers: &http::HeaderMap) -> bool {
     matches!(crate::credentials::extract(headers), Ok(Some(_)))
 }
+
+/// The request-path rule routing and forwarding use (RFC 3986 §6.2.2 normalisation, dot
+/// segments and encoded slashes refused or kept): the normal form, or why it is refused.
+pub fn canonical_path(path: &str, keep_encoded_slashes: bool) -> Result<String, &'static str> {
+    let slashes = if keep_encoded_slashes {
+        crate::config::EncodedSlashes::Keep
+    } else {
+        crate::config::EncodedSlashes::Reject
+    };
+    crate::route::canonical_path(path, slashes).map(|p| p.into_owned())
+}

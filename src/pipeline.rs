@@ -3,12 +3,14 @@
 //! metrics record and one access-log line for every request, whatever happened.
 //!
 //! ```text
-//! authorize(state, head, body)                                -> Result<Access, Refusal>
+//! authorize(state, &mut head, body)                           -> Result<Access, Refusal>
 //!   0 head            over max_header_bytes (a pipelined head) -> 431 (the request line: 414)
 //!                     a transfer coding other than chunked     -> 501
 //!                     a field value with whitespace around it  -> 400 (HTTP/2)
 //!   1 route           one Host, a plain host[:port]            -> 400 invalid_request
-//!                     RFC 9728 metadata => answered here; canonical path, first matching prefix;
+//!                     the path normalised (RFC 3986 §6.2.2) in the head; dot segments,
+//!                     encoded slashes (paths.encoded_slashes: reject) -> 400 invalid_request
+//!                     RFC 9728 metadata => answered here; first matching prefix;
 //!                     auth: none or a CORS preflight (no body) => Access::Open
 //!   2 credentials     one DPoP, one Authorization, scheme      -> 400 invalid_request | 401
 //!   3 proof           typ alg jwk sig htm htu iat ath          -> 401 invalid_dpop_proof
@@ -27,10 +29,12 @@
 //! ```
 //!
 //! Steps 2-6 are `verify` (stateless: `explain` runs exactly them); step 7 is `admit`.
-//! [`authorize`] takes the request head and what is known of the body ([`BodyKnown`]: a CORS
-//! preflight has none); any body type stays with the caller, so the pipeline bench, `explain`
-//! and other listeners run this code, not a copy of it.
+//! [`authorize`] takes the request head (and normalises its path in place: what routes
+//! match, `htu` is computed from and the upstream receives is one path) and what is known of
+//! the body ([`BodyKnown`]: a CORS preflight has none); any body type stays with the caller,
+//! so the pipeline bench, `explain` and other listeners run this code, not a copy of it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -141,7 +145,7 @@ where
     let log = telemetry::access_enabled().then(|| AccessRecord::new(&parts, conn.remote, start));
     let body = CountedBody::new(body, log.as_ref().map(AccessRecord::bytes_in));
 
-    let decision = authorize(&state, &parts, BodyKnown::of(&body), conn).await;
+    let decision = authorize(&state, &mut parts, BodyKnown::of(&body), conn).await;
     let route = decision.route;
     let jkt = decision.signed_by.map(|s| s.jkt());
     let mut upstream = None;
@@ -206,16 +210,22 @@ where
     Ok(resp)
 }
 
-/// Steps 0-7 on the request head: where the request may go, or why not.
+/// Steps 0-7 on the request head: where the request may go, or why not. The head's path is
+/// replaced by its normal form (step 1), which `forward` then sends.
 pub async fn authorize<'s>(
     state: &'s State,
-    head: &Parts,
+    head: &mut Parts,
     body: BodyKnown,
     conn: ConnMeta,
 ) -> Decision<'s> {
+    let target = target(state, head);
+    // A refused target keeps the path as sent: its route only labels the refusal.
     let route = state.router.find(head.uri.path());
     let mut signed_by = None;
-    let result = authorize_on(state, route, head, body, conn, &mut signed_by).await;
+    let result = match target {
+        Ok(()) => authorize_on(state, route, head, body, conn, &mut signed_by).await,
+        Err(refusal) => Err(refusal),
+    };
     Decision {
         route,
         result,
@@ -223,14 +233,8 @@ pub async fn authorize<'s>(
     }
 }
 
-async fn authorize_on(
-    state: &State,
-    route: &Route,
-    head: &Parts,
-    body: BodyKnown,
-    conn: ConnMeta,
-    signed_by: &mut Option<SignedBy>,
-) -> Result<Access, Refusal> {
+/// Step 0 and the target half of step 1: what the request names, before any route is chosen.
+fn target(state: &State, head: &mut Parts) -> Result<(), Refusal> {
     // 0 the head's size: the connection counts it as it arrives (`server::deadline`), except a
     // head pipelined behind a body, which hyper read along with the body
     if request_line_len(head) > state.max_header_bytes {
@@ -252,12 +256,39 @@ async fn authorize_on(
     // 1 route. The one Host rule first (RFC 9112 §3.2: 400), on every route: htu, the
     // metadata document and the upstream's Host all read the authority it accepts.
     request_uri::authority(head.version, &head.uri, &head.headers).map_err(Refusal::Host)?;
+    // Then the path: normalised where RFC 3986 makes spellings equivalent, refused where a
+    // server behind us could read another path than the one routes match.
+    let path = route::canonical_path(head.uri.path(), state.encoded_slashes)
+        .map_err(Refusal::InvalidRequest)?;
+    if let Cow::Owned(path) = path {
+        head.uri = with_path(&head.uri, &path)
+            .ok_or(Refusal::InvalidRequest("the request path is malformed"))?;
+    }
+    Ok(())
+}
+
+/// `uri` with its path replaced by `path`; scheme, authority and query kept as they are.
+fn with_path(uri: &http::Uri, path: &str) -> Option<http::Uri> {
+    let mut parts = uri.clone().into_parts();
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    http::Uri::from_parts(parts).ok()
+}
+
+async fn authorize_on(
+    state: &State,
+    route: &Route,
+    head: &Parts,
+    body: BodyKnown,
+    conn: ConnMeta,
+    signed_by: &mut Option<SignedBy>,
+) -> Result<Access, Refusal> {
     if let Some(resp) = resource_metadata(state, head, conn) {
         return Ok(Access::Local(resp));
     }
-    // Canonical paths only: a server behind us must not read another path than the one
-    // routes were matched on.
-    route::check_path(head.uri.path()).map_err(Refusal::InvalidRequest)?;
     if route.auth == AuthMode::None || is_cors_preflight(&head.method, &head.headers, body) {
         return Ok(Access::Open);
     }

@@ -1,8 +1,12 @@
 //! Route matching: the first `routes[]` entry whose `path_prefix` matches the request path.
 //! A prefix matches at a segment boundary: `/api` matches `/api`, `/api/x` and `/api?q`, not
-//! `/apix` (a prefix ending in `/` matches anything below it).
+//! `/apix` (a prefix ending in `/` matches anything below it). Routes match the path
+//! [`canonical_path`] made.
 
-use crate::config::{AuthMode, RouteConfig};
+use std::borrow::Cow;
+
+use crate::config::{AuthMode, EncodedSlashes, RouteConfig};
+use crate::dpop::htu;
 
 /// The routes, in configuration order, with their resolved nonce policy.
 #[derive(Clone, Debug)]
@@ -53,7 +57,30 @@ impl Router {
     /// match (what a case-insensitive upstream would see) finds a stricter route, that one, so
     /// `/API/x` cannot slip past a protected `/api` through a more open `/` route. When nothing
     /// matches, the fallback (`auth: dpop`, labelled `unmatched`).
+    ///
+    /// An encoded slash (`%2F`, `%5C`: `paths.encoded_slashes: keep`) is part of its segment,
+    /// so `/api%2Fx` is not under `/api`; but an upstream that decodes it sees `/api/x`, so when
+    /// that path gets a stricter route, that one.
     pub(crate) fn find(&self, path: &str) -> &Route {
+        let route = self.find_spelled(path);
+        if !has_encoded_slash(path) {
+            return route;
+        }
+        let decoded = path
+            .replace("%2F", "/")
+            .replace("%2f", "/")
+            .replace("%5C", "/")
+            .replace("%5c", "/");
+        let other = self.find_spelled(&decoded);
+        if strictness(other.auth) > strictness(route.auth) {
+            other
+        } else {
+            route
+        }
+    }
+
+    /// [`Router::find`] for `path` as it is spelled (encoded slashes inside their segment).
+    fn find_spelled(&self, path: &str) -> &Route {
         let exact = self.routes.iter().find(|r| prefix_matches(&r.prefix, path));
         let folded = self
             .routes
@@ -86,41 +113,67 @@ impl Route {
     }
 }
 
-/// Why a request path is refused before routing: anything a server behind us could read as
-/// another path than the one we match routes on. Route matching is literal, so the path must
-/// already be canonical (RFC 3986 §6.2.2: no dot segments, no percent-encoded unreserved
-/// characters), with no empty segments, no encoded `/` or `\`, and no `;` parameters on dot
-/// segments (`..;/`, which some servlet containers treat as `..`).
-pub(crate) fn check_path(path: &str) -> Result<(), &'static str> {
+/// The path routes match and the upstream receives, or why the request is refused before
+/// routing. What RFC 3986 §6.2.2 makes equivalent is normalised, as `htu` is: percent-encoded
+/// unreserved characters (`ALPHA DIGIT - . _ ~`) are decoded and every other percent-encoding
+/// gets upper-case hex (the query is not part of the path and is not touched). What a server
+/// behind us could read as another path than the one routes matched is refused: dot segments
+/// (`.`, `..`, percent-encoded too), `;` parameters on them (`..;`, which servlet containers
+/// read as `..`), empty segments, a `\`, malformed percent-encoding, and `%2F` / `%5C` unless
+/// `slashes` is `keep`; with `keep`, an encoded slash also separates segments for the dot
+/// check (`a%2F..%2Fb` is refused: a server that decodes it would resolve the `..`).
+pub(crate) fn canonical_path(
+    path: &str,
+    slashes: EncodedSlashes,
+) -> Result<Cow<'_, str>, &'static str> {
     if is_plainly_canonical(path) {
-        return Ok(());
+        return Ok(Cow::Borrowed(path));
     }
-    check_path_fully(path)
+    canonical_path_fully(path, slashes)
 }
 
-/// [`check_path`] without its fast path.
-fn check_path_fully(path: &str) -> Result<(), &'static str> {
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") || path.contains('\\') {
-        return Err("the request path contains an encoded slash or a backslash");
+/// [`canonical_path`] without its fast path.
+fn canonical_path_fully(path: &str, slashes: EncodedSlashes) -> Result<Cow<'_, str>, &'static str> {
+    if path.contains('\\') {
+        return Err("the request path contains a backslash");
     }
     if path.contains("//") {
         return Err("the request path contains an empty segment");
     }
-    if path
+    let normal = htu::normalize_path_encoding(path).map_err(|_| "the request path is malformed")?;
+    if slashes == EncodedSlashes::Reject && (normal.contains("%2F") || normal.contains("%5C")) {
+        return Err("the request path contains an encoded slash (%2F or %5C)");
+    }
+    let mut segments = normal
         .split('/')
-        .any(|seg| seg.starts_with(".;") || seg.starts_with("..;"))
-    {
-        return Err("the request path contains a dot segment with parameters");
+        .flat_map(|s| s.split("%2F"))
+        .flat_map(|s| s.split("%5C"));
+    if segments.any(|seg| {
+        seg == "."
+            || seg == ".."
+            || [".;", "..;", ".%3B", "..%3B"]
+                .iter()
+                .any(|p| seg.starts_with(p))
+    }) {
+        return Err("the request path contains a dot segment");
     }
-    match crate::dpop::htu::normalize_path(path) {
-        Ok(canonical) if canonical.eq_ignore_ascii_case(path) => Ok(()),
-        Ok(_) => Err("the request path is not canonical (dot segments or percent-encoded unreserved characters)"),
-        Err(_) => Err("the request path is malformed"),
-    }
+    Ok(if normal == path {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned(normal)
+    })
 }
 
-/// Most paths need none of [`check_path`]'s work: without `%` there is nothing to decode,
+/// Whether `path` has a `%2F` or `%5C`, in either hex case.
+fn has_encoded_slash(path: &str) -> bool {
+    path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && (w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f')
+                || w[1] == b'5' && w[2].eq_ignore_ascii_case(&b'c'))
+    })
+}
+
+/// Most paths need none of [`canonical_path`]'s work: without `%` there is nothing to decode,
 /// without a segment starting with `.` there are no dot segments or `..;`, and with only path
 /// characters and no `//` nothing else can be refused. (A property test holds this against the
 /// full check.)
@@ -198,15 +251,28 @@ mod tests {
                 let r = (x >> (k * 6)) as usize;
                 path.push_str(ALPHABET[r % ALPHABET.len()]);
             }
-            if is_plainly_canonical(&path) {
-                fast += 1;
-                assert_eq!(check_path_fully(&path), Ok(()), "{path:?}");
+            for slashes in [EncodedSlashes::Reject, EncodedSlashes::Keep] {
+                if is_plainly_canonical(&path) {
+                    fast += 1;
+                    assert_eq!(
+                        canonical_path_fully(&path, slashes),
+                        Ok(Cow::Borrowed(path.as_str())),
+                        "{path:?}"
+                    );
+                }
+                let full = canonical_path_fully(&path, slashes);
+                assert_eq!(canonical_path(&path, slashes), full, "{path:?}");
+                // Normalising twice changes nothing, and the result is what htu makes of it.
+                if let Ok(normal) = full {
+                    assert_eq!(
+                        canonical_path(&normal, slashes).as_deref(),
+                        Ok(normal.as_ref()),
+                        "{path:?}"
+                    );
+                    let url = |p: &str| htu::normalize(&format!("http://h{p}"));
+                    assert_eq!(url(&normal), url(&path), "{path:?}");
+                }
             }
-            assert_eq!(
-                check_path(&path).is_ok(),
-                check_path_fully(&path).is_ok(),
-                "{path:?}"
-            );
         }
         assert!(fast > 1000, "the fast path was taken {fast} times");
     }
@@ -245,25 +311,95 @@ mod tests {
     }
 
     #[test]
-    fn non_canonical_paths_are_refused() {
-        for ok in ["/", "/api/x", "/a%20b", "/a%2Ab", "/a%2ab", "/x.y/..z/.a"] {
-            assert_eq!(check_path(ok), Ok(()), "{ok}");
+    fn equivalent_paths_are_normalised() {
+        for slashes in [EncodedSlashes::Reject, EncodedSlashes::Keep] {
+            for (path, normal) in [
+                ("/", "/"),
+                ("/api/x", "/api/x"),
+                ("/a%20b", "/a%20b"),
+                ("/a%2Ab", "/a%2Ab"),
+                ("/a%2ab", "/a%2Ab"),
+                ("/%61pi/x", "/api/x"),
+                ("/%7Euser", "/~user"),
+                ("/%41%5a%30%2D%2e%5F%7e", "/AZ0-._~"),
+                ("/caf%c3%a9", "/caf%C3%A9"),
+                ("/x.y/..z/.a/a..", "/x.y/..z/.a/a.."),
+                ("*", "*"),
+            ] {
+                assert_eq!(
+                    canonical_path(path, slashes).as_deref(),
+                    Ok(normal),
+                    "{slashes:?}: {path}"
+                );
+            }
         }
-        for bad in [
-            "/healthz/../resource",
-            "/open/%2e%2e/admin",
-            "/healthz/..;/admin",
-            "/.;/admin",
-            "//api/x",
-            "/%61pi/x",
-            "/./api/x",
-            "/api%2fx",
-            "/api%5Cx",
-            "/a/.",
-            "/a%zz",
-        ] {
-            assert!(check_path(bad).is_err(), "{bad}");
+    }
+
+    #[test]
+    fn paths_a_server_could_read_otherwise_are_refused() {
+        for slashes in [EncodedSlashes::Reject, EncodedSlashes::Keep] {
+            for bad in [
+                "/healthz/../resource",
+                "/open/%2e%2e/admin",
+                "/open/%2E./admin",
+                "/healthz/..;/admin",
+                "/healthz/%2e%2e;/admin",
+                "/healthz/..%3b/admin",
+                "/.;/admin",
+                "//api/x",
+                "/a//b",
+                "/./api/x",
+                "/a/.",
+                "/a/%2e",
+                "/a%zz",
+                "/a%2",
+                "/a\\b",
+                "/a/x%2F..%2Fadmin",
+                "/a%5C..%5Cadmin",
+                "/a%2f%2e%2e",
+            ] {
+                assert!(canonical_path(bad, slashes).is_err(), "{slashes:?}: {bad}");
+            }
         }
+        for slashed in ["/api%2fx", "/api%5Cx", "/a%2F"] {
+            assert!(
+                canonical_path(slashed, EncodedSlashes::Reject).is_err(),
+                "{slashed}"
+            );
+        }
+        assert_eq!(
+            canonical_path("/api%2fx%5cy", EncodedSlashes::Keep).as_deref(),
+            Ok("/api%2Fx%5Cy")
+        );
+    }
+
+    #[test]
+    fn an_encoded_slash_is_in_its_segment_unless_decoding_it_reaches_a_stricter_route() {
+        let rt = Router::new(
+            &[
+                RouteConfig {
+                    path_prefix: "/files".into(),
+                    auth: AuthMode::None,
+                    nonce: None,
+                },
+                RouteConfig {
+                    path_prefix: "/api".into(),
+                    auth: AuthMode::Dpop,
+                    nonce: None,
+                },
+                RouteConfig {
+                    path_prefix: "/".into(),
+                    auth: AuthMode::None,
+                    nonce: None,
+                },
+            ],
+            false,
+        );
+        assert_eq!(rt.find("/files/a%2Fb").label(), "/files");
+        assert_eq!(rt.find("/api%2Fx").label(), "/api");
+        assert_eq!(rt.find("/API%5cx").label(), "/api");
+        assert_eq!(rt.find("/files%2Fx").label(), "/");
+        assert_eq!(rt.find("/api/a%2Fb").label(), "/api");
     }
 
     #[test]

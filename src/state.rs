@@ -61,6 +61,8 @@ pub struct State {
     pub(crate) idle_timeout: std::time::Duration,
     /// `limits.max_header_bytes`, for heads the connection's count did not see.
     pub(crate) max_header_bytes: usize,
+    /// `paths.encoded_slashes`.
+    pub(crate) encoded_slashes: crate::config::EncodedSlashes,
     /// Server nonces, when `dpop.nonce` has secrets.
     pub(crate) nonces: Option<NonceKeys>,
     /// RFC 9728 protected resource metadata, when `resource_metadata.enabled`.
@@ -250,6 +252,7 @@ impl State {
             cors_allow_origins: config.cors_allow_origins.clone(),
             idle_timeout: config.limits.idle_timeout,
             max_header_bytes: config.limits.max_header_bytes,
+            encoded_slashes: config.paths.encoded_slashes,
             nonces,
             resource_metadata: config
                 .resource_metadata

@@ -18,15 +18,17 @@ fuzz_target!(|data: &[u8]| {
             "htu: {text:?}"
         );
     }
-    if let Ok(p) = htu::normalize_path(text) {
-        assert_eq!(
-            htu::normalize_path(&p).as_deref(),
-            Ok(p.as_str()),
-            "path: {text:?}"
-        );
-        assert!(
-            !p.split('/').any(|s| s == "." || s == ".."),
-            "dot segment survived: {text:?} -> {p:?}"
-        );
+    for keep in [false, true] {
+        if let Ok(p) = dpop_gateway::fuzzing::canonical_path(text, keep) {
+            assert_eq!(
+                dpop_gateway::fuzzing::canonical_path(&p, keep).as_deref(),
+                Ok(p.as_str()),
+                "path: {text:?}"
+            );
+            assert!(
+                !p.split('/').any(|s| s == "." || s == ".."),
+                "dot segment survived: {text:?} -> {p:?}"
+            );
+        }
     }
 });

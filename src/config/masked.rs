@@ -13,8 +13,8 @@ use http::HeaderName;
 use serde_yaml::{Mapping, Value};
 
 use super::{
-    duration, env, AuthMode, Config, ForwardAuthorization, KeySource, OnError, ReplayBackend,
-    RouteConfig, TokenFormat, UpstreamReadiness,
+    duration, env, AuthMode, Config, EncodedSlashes, ForwardAuthorization, KeySource, OnError,
+    ReplayBackend, RouteConfig, TokenFormat, UpstreamReadiness,
 };
 use crate::jose::AlgorithmSet;
 
@@ -74,6 +74,14 @@ pub(crate) fn to_masked_yaml(config: &Config) -> String {
     doc.put("access_token", access_token(c));
     doc.put("forward", forward(c));
     doc.put("limits", limits(c));
+    let encoded_slashes = match c.paths.encoded_slashes {
+        EncodedSlashes::Reject => "reject",
+        EncodedSlashes::Keep => "keep",
+    };
+    doc.put(
+        "paths",
+        Entries::one("encoded_slashes", text(encoded_slashes)),
+    );
     serde_yaml::to_string(&Value::from(doc))
         .unwrap_or_else(|e| format!("# cannot write the configuration: {e}\n"))
 }

@@ -72,6 +72,8 @@ pub struct Config {
     pub forward: ForwardConfig,
     /// `limits`.
     pub limits: Limits,
+    /// `paths`.
+    pub paths: PathsConfig,
 }
 
 /// `tls`.
@@ -302,6 +304,24 @@ pub struct IdentityHeaders {
     pub scope: Option<HeaderName>,
     /// `jkt` (default X-DPoP-Jkt).
     pub jkt: Option<HeaderName>,
+}
+
+/// `paths`: how request paths are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathsConfig {
+    /// `encoded_slashes` (default reject).
+    pub encoded_slashes: EncodedSlashes,
+}
+
+/// `paths.encoded_slashes`: what a `%2F` or `%5C` in a request path does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EncodedSlashes {
+    /// 400 `invalid_request`: a server behind the gateway may decode it into a separator.
+    #[default]
+    Reject,
+    /// Forwarded encoded; part of its segment for routing (a route its decoded form would
+    /// reach is used when stricter).
+    Keep,
 }
 
 /// `limits`.
@@ -623,6 +643,31 @@ access_token:
             8,
             35,
             "nonse",
+        );
+    }
+
+    #[test]
+    fn paths_encoded_slashes_defaults_to_reject_and_takes_keep() {
+        assert_eq!(
+            parse(BASE).unwrap().paths.encoded_slashes,
+            EncodedSlashes::Reject
+        );
+        let keep = parse(&format!("{BASE}paths:\n  encoded_slashes: keep\n")).unwrap();
+        assert_eq!(keep.paths.encoded_slashes, EncodedSlashes::Keep);
+        assert!(keep
+            .to_masked_yaml()
+            .contains("paths:\n  encoded_slashes: keep\n"));
+        assert_error(
+            &format!("{BASE}paths:\n  encoded_slashes: decode\n"),
+            8,
+            20,
+            "paths.encoded_slashes: unknown value \"decode\", expected reject or keep",
+        );
+        assert_error(
+            &format!("{BASE}paths:\n  merge_slashes: true\n"),
+            8,
+            3,
+            "paths.merge_slashes: unknown key",
         );
     }
 

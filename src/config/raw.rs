@@ -19,8 +19,8 @@ use serde::Deserialize;
 use super::env::EnvLookup;
 use super::yaml::{self, NodeDe, YamlError};
 use super::{
-    duration, AuthMode, ForwardAuthorization, OnError, PublicUrl, Secret, TokenFormat,
-    UpstreamReadiness,
+    duration, AuthMode, EncodedSlashes, ForwardAuthorization, OnError, PublicUrl, Secret,
+    TokenFormat, UpstreamReadiness,
 };
 use crate::jose::Algorithm;
 
@@ -122,6 +122,7 @@ pub(crate) struct RawConfig {
     pub(crate) access_token: Option<RawAccessToken>,
     pub(crate) forward: Option<RawForward>,
     pub(crate) limits: Option<RawLimits>,
+    pub(crate) paths: Option<RawPaths>,
 }
 
 /// `tls`.
@@ -274,6 +275,13 @@ pub(crate) struct RawLimits {
     pub(crate) idle_timeout: Option<Scalar<Dur<false>>>,
     pub(crate) max_connections: Option<Scalar<Int<1, { u64::MAX }>>>,
     pub(crate) max_concurrent_streams: Option<Scalar<Int<1, { u32::MAX as u64 }>>>,
+}
+
+/// `paths`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with encoded_slashes")]
+pub(crate) struct RawPaths {
+    pub(crate) encoded_slashes: Option<Scalar<EncodedSlashes>>,
 }
 
 /// `limits.max_proof_bytes` at least: a compact ES256 proof with its JWK is about 400 bytes.
@@ -749,6 +757,18 @@ impl ScalarValue for ForwardAuthorization {
     }
 }
 
+impl ScalarValue for EncodedSlashes {
+    const EXPECTING: &'static str = "reject or keep";
+
+    fn parse(text: &str) -> Result<Self, String> {
+        let names = [
+            ("reject", EncodedSlashes::Reject),
+            ("keep", EncodedSlashes::Keep),
+        ];
+        one_of(text, &names, Self::EXPECTING)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -914,6 +934,11 @@ mod tests {
         assert_eq!(
             ForwardAuthorization::parse("strip").unwrap(),
             ForwardAuthorization::Strip
+        );
+        assert_eq!(EncodedSlashes::parse("keep").unwrap(), EncodedSlashes::Keep);
+        assert_eq!(
+            EncodedSlashes::parse("decode").unwrap_err(),
+            "unknown value \"decode\", expected reject or keep"
         );
     }
 }

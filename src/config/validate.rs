@@ -13,8 +13,8 @@ use super::raw::{
 use super::{
     AccessTokenConfig, AuthMode, Config, ConfigError, DpopConfig, ForwardAuthorization,
     ForwardConfig, IdentityHeaders, IntrospectionConfig, KeySource, Limits, NonceConfig, OnError,
-    ReplayBackend, ReplayCacheConfig, RouteConfig, TlsConfig, TokenFormat, UpstreamConfig,
-    UpstreamReadiness,
+    PathsConfig, ReplayBackend, ReplayCacheConfig, RouteConfig, TlsConfig, TokenFormat,
+    UpstreamConfig, UpstreamReadiness,
 };
 use crate::jose::{Algorithm, AlgorithmSet};
 
@@ -73,6 +73,12 @@ pub(crate) fn resolve(raw: RawConfig, text: &str, origin: &str) -> Result<Config
         access_token: access_token(raw.access_token.unwrap_or_default(), &cx)?,
         forward: forward(raw.forward.unwrap_or_default(), &cx)?,
         limits: limits(raw.limits.unwrap_or_default(), &cx)?,
+        paths: PathsConfig {
+            encoded_slashes: raw
+                .paths
+                .and_then(|p| value(p.encoded_slashes))
+                .unwrap_or_default(),
+        },
     })
 }
 

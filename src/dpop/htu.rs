@@ -63,9 +63,7 @@ pub fn normalize(uri: &str) -> Result<String, HtuError> {
         }
     }
     // RFC 3986 §6.2.2 order: percent-encoding first, so `%2E%2E` is a dot segment too.
-    let mut decoded = String::with_capacity(path.len());
-    push_normalized(path, is_path_char, false, &mut decoded)
-        .map_err(|e| e.unwrap_or(HtuError::BadPercentEncoding))?;
+    let decoded = normalize_path_encoding(path)?;
     let path = remove_dot_segments(&decoded);
     if path.is_empty() {
         out.push('/');
@@ -177,24 +175,21 @@ fn push_host(host: &str, out: &mut String) -> Result<(), HtuError> {
         .map_err(|e| e.map_or(HtuError::BadPercentEncoding, |_| HtuError::BadHost))
 }
 
+/// Normalises the percent-encoding of a request path (no query), RFC 3986 §6.2.2.1-2: `%XX`
+/// of an unreserved character is decoded, every other keeps upper-case hex digits. The same
+/// rule [`normalize`] applies to an `htu`'s path, so a path normalised here compares equal to
+/// any proof that names it in another spelling. Dot segments are left for the caller, which
+/// refuses them.
+pub fn normalize_path_encoding(path: &str) -> Result<String, HtuError> {
+    let mut out = String::with_capacity(path.len());
+    push_normalized(path, is_path_char, false, &mut out)
+        .map_err(|e| e.unwrap_or(HtuError::BadPercentEncoding))?;
+    Ok(out)
+}
+
 /// Appends `input` with percent-encodings normalised: `%XX` of an unreserved character is
 /// decoded, any other keeps upper-case hex digits (RFC 3986 §6.2.2.1-2). `Err(None)` is bad
 /// percent-encoding, `Err(Some(_))` a character `allowed` refuses.
-/// Normalises an origin-form request path (no query): percent-encoding per RFC 3986 §6.2.2.2
-/// and dot segments per §6.2.2.3; an empty path is `/`. Used to refuse non-canonical request
-/// paths before routing.
-pub fn normalize_path(path: &str) -> Result<String, HtuError> {
-    let mut decoded = String::with_capacity(path.len());
-    push_normalized(path, is_path_char, false, &mut decoded)
-        .map_err(|e| e.unwrap_or(HtuError::BadPercentEncoding))?;
-    let path = remove_dot_segments(&decoded);
-    Ok(if path.is_empty() {
-        "/".to_owned()
-    } else {
-        path
-    })
-}
-
 fn push_normalized(
     input: &str,
     allowed: fn(u8) -> bool,

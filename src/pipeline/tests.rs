@@ -140,7 +140,8 @@ impl Fixture {
         head: &Parts,
         body: BodyKnown,
     ) -> (String, Result<Access, Refusal>) {
-        let d = authorize(&self.state, head, body, conn()).await;
+        let mut head = head.clone();
+        let d = authorize(&self.state, &mut head, body, conn()).await;
         (d.route.label().to_owned(), d.result)
     }
 }

@@ -137,6 +137,25 @@ fn check_refuses_plain_http_to_the_authorization_server_without_the_opt_in() {
 }
 
 #[test]
+fn check_shows_paths_encoded_slashes_and_refuses_other_values() {
+    let (out, _) = check_file(GOOD);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("paths:\n  encoded_slashes: reject\n"),
+        "{printed}"
+    );
+    let (out, _) = check_file(&format!("{GOOD}paths:\n  encoded_slashes: keep\n"));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("  encoded_slashes: keep\n"), "{printed}");
+    for bad in ["encoded_slashes: decode", "merge_slashes: true"] {
+        let (out, path) = check_file(&format!("{GOOD}paths:\n  {bad}\n"));
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with(&format!("{path}:9:")), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn check_masks_secrets() {
     let text = format!(
         "{GOOD}replay_cache:\n  backend: redis\n  redis_url: \"redis://user:hunter2@127.0.0.1:6379\"\n"

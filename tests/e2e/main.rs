@@ -18,6 +18,7 @@ mod introspection;
 mod lifecycle;
 mod limits;
 mod ops;
+mod paths;
 mod proof_checks;
 mod remote_keys;
 mod replay;
