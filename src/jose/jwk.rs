@@ -124,7 +124,7 @@ pub enum JwkError {
         /// The modulus length, in bits.
         bits: usize,
     },
-    /// The RSA modulus is longer than [`MAX_RSA_BITS`]: a cost bound (an 8192-bit key costs
+    /// The RSA modulus is longer than `MAX_RSA_BITS`: a cost bound (an 8192-bit key costs
     /// about a millisecond per verification, before any other check).
     RsaKeyTooLarge {
         /// The modulus length, in bits.

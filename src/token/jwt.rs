@@ -1,6 +1,6 @@
 //! JWT access tokens (RFC 9068 §4): typ, alg allow-list, key by `kid`, signature, iss, aud,
 //! exp/nbf with leeway, and the `cnf.jkt` shape. The checks are pure (`now` is an argument);
-//! verified tokens are kept in [`TokenCache`] until their `exp`.
+//! verified tokens are kept in `TokenCache` until their `exp`.
 //!
 //! Header, claims and JWKS entries are read with the same strict views as DPoP proofs
 //! (`jose::json`): a member the checks read that appears twice refuses the token (or skips the
