@@ -188,13 +188,17 @@ fn load(arg: Option<PathBuf>) -> Result<Config, ExitCode> {
 }
 
 fn check(arg: Option<PathBuf>) -> ExitCode {
-    match load(arg) {
+    // The files the config names are read and parsed too, as `run` would.
+    match crate::check::check(&config_path(arg)) {
         Ok(config) => {
             print!("{}", config.to_masked_yaml());
             ExitCode::SUCCESS
         }
         // The contract: `check` exits 1 on an invalid config.
-        Err(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -2,6 +2,7 @@
 //! `keygen` + `proof` pair accepted by a running `run`.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::support::temp_dir;
@@ -134,6 +135,124 @@ fn check_refuses_plain_http_to_the_authorization_server_without_the_opt_in() {
         let printed = String::from_utf8_lossy(&out.stdout);
         assert!(printed.contains("allow_insecure_http: true"), "{printed}");
     }
+}
+
+/// `check` on `text`; asserts it fails at `line:column` naming `key` and `want` in the message.
+fn assert_check_fails_at(text: &str, line: usize, column: usize, key: &str, want: &str) {
+    let (out, path) = check_file(text);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}\n{text}");
+    assert!(
+        err.starts_with(&format!("{path}:{line}:{column}: {key}: ")),
+        "want {path}:{line}:{column}: {key}: in {err}\n{text}"
+    );
+    assert!(err.contains(want), "want {want:?} in {err}");
+}
+
+#[test]
+fn check_reads_the_files_the_config_names_and_reports_each_at_its_key() {
+    let dir = temp_dir("cli-check-files");
+    let pki = crate::support::tls::TestPki::new();
+    let other = crate::support::tls::TestPki::new();
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(&garbage, "not a pem file\n").unwrap();
+    let missing = dir.join("missing.pem");
+    let not_json = dir.join("jwks.txt");
+    std::fs::write(&not_json, "{ this is not json").unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    // Line 7 is jwks_file, 8 ca_file, 9 tls, 10 its cert, 11 its key.
+    let config = |jwks: &Path, cert: &Path, key: &Path, ca_file: &Path| {
+        let at = GOOD.replace("config/demo/jwks.json", &format!("\"{}\"", jwks.display()));
+        format!(
+            "{at}  ca_file: \"{}\"\ntls:\n  cert: \"{}\"\n  key: \"{}\"\n",
+            ca_file.display(),
+            cert.display(),
+            key.display()
+        )
+    };
+    let jwks = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo/jwks.json");
+    let (cert, key) = (&pki.cert_path, &pki.key_path);
+
+    let good = config(&jwks, cert, key, &ca);
+    let (out, _) = check_file(&good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    assert_check_fails_at(
+        &config(&missing, cert, key, &ca),
+        7,
+        3,
+        "access_token.jwks_file",
+        "missing.pem: cannot read",
+    );
+    assert_check_fails_at(
+        &config(&not_json, cert, key, &ca),
+        7,
+        3,
+        "access_token.jwks_file",
+        "jwks.txt: not a usable JWKS",
+    );
+    assert_check_fails_at(
+        &config(&garbage, cert, key, &ca),
+        7,
+        3,
+        "access_token.jwks_file",
+        "garbage.pem",
+    );
+    assert_check_fails_at(
+        &config(&jwks, cert, key, &garbage),
+        8,
+        3,
+        "access_token.ca_file",
+        "garbage.pem: no PEM certificate",
+    );
+    assert_check_fails_at(
+        &config(&jwks, cert, key, &missing),
+        8,
+        3,
+        "access_token.ca_file",
+        "missing.pem",
+    );
+    assert_check_fails_at(
+        &config(&jwks, &missing, key, &ca),
+        10,
+        3,
+        "tls.cert",
+        "missing.pem: cannot read",
+    );
+    assert_check_fails_at(
+        &config(&jwks, &garbage, key, &ca),
+        10,
+        3,
+        "tls.cert",
+        "no CERTIFICATE block",
+    );
+    assert_check_fails_at(
+        &config(&jwks, cert, &missing, &ca),
+        11,
+        3,
+        "tls.key",
+        "missing.pem: cannot read",
+    );
+    assert_check_fails_at(
+        &config(&jwks, cert, &garbage, &ca),
+        11,
+        3,
+        "tls.key",
+        "no private key found",
+    );
+    // A key that parses but belongs to another certificate.
+    assert_check_fails_at(
+        &config(&jwks, cert, &other.key_path, &ca),
+        11,
+        3,
+        "tls.key",
+        "certificate and key refused",
+    );
 }
 
 #[test]
