@@ -255,6 +255,119 @@ fn check_reads_the_files_the_config_names_and_reports_each_at_its_key() {
     );
 }
 
+/// Runs the binary with `args`; asserts exit 64 and returns stderr.
+fn usage_error(args: &[&std::ffi::OsStr]) -> String {
+    let out = bin().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
+    assert!(out.stdout.is_empty(), "nothing printed on stdout");
+    for raw in [
+        "MissingMember",
+        "NotAString",
+        "Json(",
+        "Public(",
+        "UnsupportedAlg",
+    ] {
+        assert!(!err.contains(raw), "a raw Rust error: {err}");
+    }
+    err
+}
+
+#[test]
+fn proof_and_token_say_what_is_wrong_with_a_key_file() {
+    let dir = temp_dir("cli-bad-keys");
+    let out = run_ok(bin().args(["keygen"]));
+    let private: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let mut public = private.clone();
+    public.as_object_mut().unwrap().remove("d");
+    let public = write("public.jwk", &public.to_string());
+    let mut no_alg = private.clone();
+    no_alg.as_object_mut().unwrap().remove("alg");
+    let no_alg = write("no-alg.jwk", &no_alg.to_string());
+    let not_json = write("notes.txt", "-----BEGIN PRIVATE KEY-----\n");
+    let missing = dir.join("missing.jwk");
+    let proof = |key: &Path| {
+        let args: Vec<&std::ffi::OsStr> = vec![
+            "proof".as_ref(),
+            "--key".as_ref(),
+            key.as_os_str(),
+            "--method".as_ref(),
+            "GET".as_ref(),
+            "--url".as_ref(),
+            "https://api.example.com/".as_ref(),
+        ];
+        usage_error(&args)
+    };
+
+    let err = proof(&public);
+    let want = format!(
+        "dpop-gateway proof: key file {}: a private JWK needs member \"d\"",
+        public.display()
+    );
+    assert!(err.starts_with(&want), "{err}");
+    assert!(err.contains("public key"), "{err}");
+    let err = proof(&no_alg);
+    assert!(
+        err.contains(&format!(
+            "key file {}: a private JWK needs member \"alg\"",
+            no_alg.display()
+        )) && err.contains("ES256"),
+        "{err}"
+    );
+    let err = proof(&not_json);
+    assert!(
+        err.contains(&format!("key file {}: not a JWK", not_json.display())),
+        "{err}"
+    );
+    let err = proof(&missing);
+    assert!(
+        err.contains(&format!("key file {}: cannot read", missing.display())),
+        "{err}"
+    );
+
+    // `token`: the issuer key and the key to bind to.
+    let err = usage_error(&[
+        "token".as_ref(),
+        "--issuer-key".as_ref(),
+        public.as_os_str(),
+    ]);
+    assert!(
+        err.starts_with(&format!(
+            "dpop-gateway token: issuer key file {}: a private JWK needs member \"d\"",
+            public.display()
+        )),
+        "{err}"
+    );
+    let issuer = write("issuer.jwk", &private.to_string());
+    let err = usage_error(&[
+        "token".as_ref(),
+        "--issuer-key".as_ref(),
+        issuer.as_os_str(),
+        "--bind".as_ref(),
+        not_json.as_os_str(),
+    ]);
+    assert!(
+        err.starts_with(&format!(
+            "dpop-gateway token: --bind file {}: not a JWK",
+            not_json.display()
+        )),
+        "{err}"
+    );
+    // A public key is fine to bind to.
+    run_ok(
+        bin()
+            .args(["token", "--issuer-key"])
+            .arg(&issuer)
+            .arg("--bind")
+            .arg(&public),
+    );
+}
+
 #[test]
 fn check_masks_secrets() {
     let text = format!(
