@@ -188,13 +188,17 @@ fn load(arg: Option<PathBuf>) -> Result<Config, ExitCode> {
 }
 
 fn check(arg: Option<PathBuf>) -> ExitCode {
-    match load(arg) {
+    // The files the config names are read and parsed too, as `run` would.
+    match crate::check::check(&config_path(arg)) {
         Ok(config) => {
             print!("{}", config.to_masked_yaml());
             ExitCode::SUCCESS
         }
         // The contract: `check` exits 1 on an invalid config.
-        Err(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -381,7 +385,7 @@ fn keygen(alg: &str) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("dpop-gateway keygen: {e:?}");
+            eprintln!("dpop-gateway keygen: {e}");
             ExitCode::from(1)
         }
     }
@@ -394,17 +398,10 @@ fn proof(
     token: Option<String>,
     nonce: Option<String>,
 ) -> ExitCode {
-    let text = match std::fs::read_to_string(key) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("dpop-gateway proof: {}: {e}", key.display());
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let key = match PrivateJwk::from_json(&text) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("dpop-gateway proof: {e:?}");
+    let key = match read_private_key(key, "key file") {
+        Ok((k, _)) => k,
+        Err(why) => {
+            eprintln!("dpop-gateway proof: {why}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -424,7 +421,7 @@ fn proof(
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("dpop-gateway proof: {e:?}");
+            eprintln!("dpop-gateway proof: {e}");
             ExitCode::from(1)
         }
     }
@@ -439,20 +436,37 @@ struct TokenClaims {
     ttl: u64,
 }
 
-fn read_key(path: &std::path::Path) -> Result<(PrivateJwk, serde_json::Value), ExitCode> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        eprintln!("dpop-gateway: {}: {e}", path.display());
-        ExitCode::from(EXIT_USAGE)
-    })?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        eprintln!("dpop-gateway: {}: {e}", path.display());
-        ExitCode::from(EXIT_USAGE)
-    })?;
-    let key = PrivateJwk::from_json(&text).map_err(|e| {
-        eprintln!("dpop-gateway: {}: {e:?}", path.display());
-        ExitCode::from(EXIT_USAGE)
-    })?;
+/// The private JWK in the file at `path` (`what` names it in messages: `key file`, `issuer
+/// key file`) and its JSON, or a message saying what is wrong with it.
+fn read_private_key(
+    path: &std::path::Path,
+    what: &str,
+) -> Result<(PrivateJwk, serde_json::Value), String> {
+    let at = || format!("{what} {}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", at()))?;
+    let key = PrivateJwk::from_json(&text).map_err(|e| format!("{}: {e}", at()))?;
+    // A valid private JWK is a JSON object: this cannot fail once `from_json` succeeded.
+    let json = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", at()))?;
     Ok((key, json))
+}
+
+/// The RFC 7638 thumbprint of the private or public JWK in the file at `path` (`--bind`).
+fn bound_thumbprint(path: &std::path::Path) -> Result<crate::jose::Thumbprint, String> {
+    let at = || format!("--bind file {}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", at()))?;
+    if let Ok(k) = PrivateJwk::from_json(&text) {
+        return Ok(k.thumbprint());
+    }
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not a JWK: one JSON object expected ({e})", at()))?;
+    // The public members only: a private JWK that did not load is still bound by its public key.
+    let public: serde_json::Map<String, serde_json::Value> = map
+        .into_iter()
+        .filter(|(k, _)| matches!(k.as_str(), "kty" | "crv" | "x" | "y" | "n" | "e"))
+        .collect();
+    crate::jose::PublicJwk::from_json(&public)
+        .map(|k| k.thumbprint())
+        .map_err(|e| format!("{}: not a usable JWK: {e}", at()))
 }
 
 fn token(
@@ -460,9 +474,12 @@ fn token(
     bind: Option<&std::path::Path>,
     c: &TokenClaims,
 ) -> ExitCode {
-    let (key, json) = match read_key(issuer_key) {
+    let (key, json) = match read_private_key(issuer_key, "issuer key file") {
         Ok(k) => k,
-        Err(code) => return code,
+        Err(why) => {
+            eprintln!("dpop-gateway token: {why}");
+            return ExitCode::from(EXIT_USAGE);
+        }
     };
     let now = SystemClock.now().as_secs();
     let mut claims = serde_json::json!({
@@ -476,26 +493,11 @@ fn token(
         "jti": sign::random_jti(),
     });
     if let Some(bind) = bind {
-        let text = match std::fs::read_to_string(bind) {
+        let jkt = match bound_thumbprint(bind) {
             Ok(t) => t,
-            Err(e) => {
-                eprintln!("dpop-gateway token: {}: {e}", bind.display());
+            Err(why) => {
+                eprintln!("dpop-gateway token: {why}");
                 return ExitCode::from(EXIT_USAGE);
-            }
-        };
-        let jkt = match PrivateJwk::from_json(&text) {
-            Ok(k) => k.thumbprint(),
-            Err(_) => {
-                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text)
-                    .ok()
-                    .and_then(|m| crate::jose::PublicJwk::from_json(&m).ok())
-                {
-                    Some(k) => k.thumbprint(),
-                    None => {
-                        eprintln!("dpop-gateway token: {}: not a JWK", bind.display());
-                        return ExitCode::from(EXIT_USAGE);
-                    }
-                }
             }
         };
         claims["cnf"] = serde_json::json!({ "jkt": jkt.to_string() });
@@ -511,7 +513,7 @@ fn token(
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("dpop-gateway token: {e:?}");
+            eprintln!("dpop-gateway token: {e}");
             ExitCode::from(1)
         }
     }

@@ -8,6 +8,7 @@
 
 pub(crate) mod admin;
 pub mod body;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;

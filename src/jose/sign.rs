@@ -407,16 +407,54 @@ fn strip_leading_zeros(mut bytes: Vec<u8>) -> Vec<u8> {
 // === impl SignError ===
 
 impl std::fmt::Display for SignError {
+    /// What is wrong with the key the user gave, in their terms (`dpop-gateway proof` and
+    /// `token` print it after the file's name).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SignError::Json(e) => write!(f, "private JWK is not a JSON object: {e}"),
-            SignError::MissingMember(m) => write!(f, "private JWK member `{m}` is missing"),
-            SignError::NotAString(m) => write!(f, "private JWK member `{m}` is not a string"),
-            SignError::UnsupportedAlg(a) => write!(f, "alg {a:?} is not supported"),
-            SignError::BadBase64(m) => write!(f, "private JWK member `{m}` is not base64url"),
-            SignError::Public(e) => write!(f, "public part of the JWK: {e}"),
-            SignError::DoesNotFit(alg) => write!(f, "key type does not fit alg {alg}"),
-            SignError::KeyRejected(e) => write!(f, "private key rejected: {e}"),
+            SignError::Json(e) => write!(
+                f,
+                "not a JWK: a private JWK is one JSON object, as `dpop-gateway keygen` prints it ({e})"
+            ),
+            SignError::MissingMember(m) => {
+                write!(f, "a private JWK needs member \"{m}\"")?;
+                match *m {
+                    "d" => f.write_str(
+                        " (this looks like a public key: sign with the private key, e.g. the \
+                         file `dpop-gateway keygen` wrote)",
+                    ),
+                    "alg" => write!(
+                        f,
+                        " naming the algorithm to sign with ({}; `dpop-gateway keygen --alg …` \
+                         writes it)",
+                        Algorithm::NAMES
+                    ),
+                    "kty" => f.write_str(" (EC, OKP or RSA)"),
+                    "p" | "q" | "dp" | "dq" | "qi" => f.write_str(
+                        " (an RSA private JWK needs n, e, d, p, q, dp, dq and qi: the CRT form)",
+                    ),
+                    _ => Ok(()),
+                }
+            }
+            SignError::NotAString(m) => write!(f, "JWK member \"{m}\" must be a string"),
+            SignError::UnsupportedAlg(a) => write!(
+                f,
+                "JWK \"alg\" {a:?} is not one this tool signs with ({})",
+                Algorithm::NAMES
+            ),
+            SignError::BadBase64(m) => write!(
+                f,
+                "JWK member \"{m}\" is not base64url without padding (RFC 7515 §2)"
+            ),
+            SignError::Public(e) => write!(f, "the key's public part is not usable: {e}"),
+            SignError::DoesNotFit(alg) => write!(
+                f,
+                "the key's \"kty\"/\"crv\" do not fit its \"alg\" {alg} (ES256: EC P-256, \
+                 ES384: EC P-384, EdDSA/Ed25519: OKP Ed25519, RS256/PS256: RSA)"
+            ),
+            SignError::KeyRejected(e) => write!(
+                f,
+                "the private key does not match its public part, or is malformed ({e})"
+            ),
             SignError::RsaGeneration(e) => write!(f, "RSA key generation failed: {e}"),
             SignError::Generation => f.write_str("key generation failed"),
             SignError::Signing => f.write_str("signing failed"),

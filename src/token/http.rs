@@ -88,17 +88,7 @@ impl AsClient {
         }
         let (added, _ignored) = roots.add_parsable_certificates(native.certs);
         if let Some(path) = ca_file {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| ClientError(format!("{}: {e}", path.display())))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ClientError(format!("{}: {e}", path.display())))?;
-            if certs.is_empty() {
-                return Err(ClientError(format!(
-                    "{}: no PEM certificate",
-                    path.display()
-                )));
-            }
-            for cert in certs {
+            for cert in read_ca_file(path)? {
                 roots
                     .add(cert)
                     .map_err(|e| ClientError(format!("{}: {e}", path.display())))?;
@@ -203,6 +193,21 @@ impl AsClient {
             .await
             .map_err(|_| HttpError::Timeout)?
     }
+}
+
+/// The PEM certificates of `access_token.ca_file` (at least one).
+pub(crate) fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| ClientError(format!("{}: {e}", path.display())))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ClientError(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(ClientError(format!(
+            "{}: no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
 }
 
 /// `dpop-gateway/<version>`.

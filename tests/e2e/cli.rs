@@ -2,6 +2,7 @@
 //! `keygen` + `proof` pair accepted by a running `run`.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::support::temp_dir;
@@ -134,6 +135,237 @@ fn check_refuses_plain_http_to_the_authorization_server_without_the_opt_in() {
         let printed = String::from_utf8_lossy(&out.stdout);
         assert!(printed.contains("allow_insecure_http: true"), "{printed}");
     }
+}
+
+/// `check` on `text`; asserts it fails at `line:column` naming `key` and `want` in the message.
+fn assert_check_fails_at(text: &str, line: usize, column: usize, key: &str, want: &str) {
+    let (out, path) = check_file(text);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}\n{text}");
+    assert!(
+        err.starts_with(&format!("{path}:{line}:{column}: {key}: ")),
+        "want {path}:{line}:{column}: {key}: in {err}\n{text}"
+    );
+    assert!(err.contains(want), "want {want:?} in {err}");
+}
+
+#[test]
+fn check_reads_the_files_the_config_names_and_reports_each_at_its_key() {
+    let dir = temp_dir("cli-check-files");
+    let pki = crate::support::tls::TestPki::new();
+    let other = crate::support::tls::TestPki::new();
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(&garbage, "not a pem file\n").unwrap();
+    let missing = dir.join("missing.pem");
+    let not_json = dir.join("jwks.txt");
+    std::fs::write(&not_json, "{ this is not json").unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    // Line 7 is jwks_file, 8 ca_file, 9 tls, 10 its cert, 11 its key.
+    let config = |jwks: &Path, cert: &Path, key: &Path, ca_file: &Path| {
+        let at = GOOD.replace("config/demo/jwks.json", &format!("\"{}\"", jwks.display()));
+        format!(
+            "{at}  ca_file: \"{}\"\ntls:\n  cert: \"{}\"\n  key: \"{}\"\n",
+            ca_file.display(),
+            cert.display(),
+            key.display()
+        )
+    };
+    let jwks = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo/jwks.json");
+    let (cert, key) = (&pki.cert_path, &pki.key_path);
+
+    let good = config(&jwks, cert, key, &ca);
+    let (out, _) = check_file(&good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    assert_check_fails_at(
+        &config(&missing, cert, key, &ca),
+        7,
+        3,
+        "access_token.jwks_file",
+        "missing.pem: cannot read",
+    );
+    assert_check_fails_at(
+        &config(&not_json, cert, key, &ca),
+        7,
+        3,
+        "access_token.jwks_file",
+        "jwks.txt: not a usable JWKS",
+    );
+    assert_check_fails_at(
+        &config(&garbage, cert, key, &ca),
+        7,
+        3,
+        "access_token.jwks_file",
+        "garbage.pem",
+    );
+    assert_check_fails_at(
+        &config(&jwks, cert, key, &garbage),
+        8,
+        3,
+        "access_token.ca_file",
+        "garbage.pem: no PEM certificate",
+    );
+    assert_check_fails_at(
+        &config(&jwks, cert, key, &missing),
+        8,
+        3,
+        "access_token.ca_file",
+        "missing.pem",
+    );
+    assert_check_fails_at(
+        &config(&jwks, &missing, key, &ca),
+        10,
+        3,
+        "tls.cert",
+        "missing.pem: cannot read",
+    );
+    assert_check_fails_at(
+        &config(&jwks, &garbage, key, &ca),
+        10,
+        3,
+        "tls.cert",
+        "no CERTIFICATE block",
+    );
+    assert_check_fails_at(
+        &config(&jwks, cert, &missing, &ca),
+        11,
+        3,
+        "tls.key",
+        "missing.pem: cannot read",
+    );
+    assert_check_fails_at(
+        &config(&jwks, cert, &garbage, &ca),
+        11,
+        3,
+        "tls.key",
+        "no private key found",
+    );
+    // A key that parses but belongs to another certificate.
+    assert_check_fails_at(
+        &config(&jwks, cert, &other.key_path, &ca),
+        11,
+        3,
+        "tls.key",
+        "certificate and key refused",
+    );
+}
+
+/// Runs the binary with `args`; asserts exit 64 and returns stderr.
+fn usage_error(args: &[&std::ffi::OsStr]) -> String {
+    let out = bin().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
+    assert!(out.stdout.is_empty(), "nothing printed on stdout");
+    for raw in [
+        "MissingMember",
+        "NotAString",
+        "Json(",
+        "Public(",
+        "UnsupportedAlg",
+    ] {
+        assert!(!err.contains(raw), "a raw Rust error: {err}");
+    }
+    err
+}
+
+#[test]
+fn proof_and_token_say_what_is_wrong_with_a_key_file() {
+    let dir = temp_dir("cli-bad-keys");
+    let out = run_ok(bin().args(["keygen"]));
+    let private: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let mut public = private.clone();
+    public.as_object_mut().unwrap().remove("d");
+    let public = write("public.jwk", &public.to_string());
+    let mut no_alg = private.clone();
+    no_alg.as_object_mut().unwrap().remove("alg");
+    let no_alg = write("no-alg.jwk", &no_alg.to_string());
+    let not_json = write("notes.txt", "-----BEGIN PRIVATE KEY-----\n");
+    let missing = dir.join("missing.jwk");
+    let proof = |key: &Path| {
+        let args: Vec<&std::ffi::OsStr> = vec![
+            "proof".as_ref(),
+            "--key".as_ref(),
+            key.as_os_str(),
+            "--method".as_ref(),
+            "GET".as_ref(),
+            "--url".as_ref(),
+            "https://api.example.com/".as_ref(),
+        ];
+        usage_error(&args)
+    };
+
+    let err = proof(&public);
+    let want = format!(
+        "dpop-gateway proof: key file {}: a private JWK needs member \"d\"",
+        public.display()
+    );
+    assert!(err.starts_with(&want), "{err}");
+    assert!(err.contains("public key"), "{err}");
+    let err = proof(&no_alg);
+    assert!(
+        err.contains(&format!(
+            "key file {}: a private JWK needs member \"alg\"",
+            no_alg.display()
+        )) && err.contains("ES256"),
+        "{err}"
+    );
+    let err = proof(&not_json);
+    assert!(
+        err.contains(&format!("key file {}: not a JWK", not_json.display())),
+        "{err}"
+    );
+    let err = proof(&missing);
+    assert!(
+        err.contains(&format!("key file {}: cannot read", missing.display())),
+        "{err}"
+    );
+
+    // `token`: the issuer key and the key to bind to.
+    let err = usage_error(&[
+        "token".as_ref(),
+        "--issuer-key".as_ref(),
+        public.as_os_str(),
+    ]);
+    assert!(
+        err.starts_with(&format!(
+            "dpop-gateway token: issuer key file {}: a private JWK needs member \"d\"",
+            public.display()
+        )),
+        "{err}"
+    );
+    let issuer = write("issuer.jwk", &private.to_string());
+    let err = usage_error(&[
+        "token".as_ref(),
+        "--issuer-key".as_ref(),
+        issuer.as_os_str(),
+        "--bind".as_ref(),
+        not_json.as_os_str(),
+    ]);
+    assert!(
+        err.starts_with(&format!(
+            "dpop-gateway token: --bind file {}: not a JWK",
+            not_json.display()
+        )),
+        "{err}"
+    );
+    // A public key is fine to bind to.
+    run_ok(
+        bin()
+            .args(["token", "--issuer-key"])
+            .arg(&issuer)
+            .arg("--bind")
+            .arg(&public),
+    );
 }
 
 #[test]
