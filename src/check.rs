@@ -8,7 +8,6 @@ use std::path::Path;
 use crate::config::{Config, ConfigError, KeySource, ProcessEnv, TokenFormat};
 use crate::server::tls::{self, TlsError};
 use crate::token::http::read_ca_file;
-use crate::token::jwt::JwkSet;
 
 /// Loads `path` (as [`Config::load`]) and checks the files it names.
 pub fn check(path: &Path) -> Result<Config, ConfigError> {
@@ -52,15 +51,12 @@ pub fn check_files(config: &Config, text: &str, origin: &str) -> Result<(), Conf
     Ok(())
 }
 
-/// What `run` requires of `access_token.jwks_file`: a JWKS with at least one usable key.
+/// What `run` requires of `access_token.jwks_file` (the same reader): a JWKS with at least one
+/// usable key.
 fn jwks_file(path: &Path) -> Result<(), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let set = JwkSet::from_json(&bytes)
-        .map_err(|e| format!("{}: not a usable JWKS: {e}", path.display()))?;
-    if set.keys.is_empty() {
-        return Err(format!("{}: no usable signing key", path.display()));
-    }
-    Ok(())
+    crate::token::jwt::read_jwks_file(path)
+        .map(|_| ())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// What `run` requires of `access_token.ca_file`: PEM certificates usable as trust anchors.

@@ -184,8 +184,8 @@ impl JwkSet {
 /// Reads a `jwks_file`: a JWKS holding at least one usable signing key, or why not (the
 /// path is the caller's to name).
 pub(crate) fn read_jwks_file(path: &std::path::Path) -> Result<JwkSet, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let keys = JwkSet::from_json(&bytes).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let keys = JwkSet::from_json(&bytes).map_err(|e| format!("not a usable JWKS: {e}"))?;
     if keys.keys.is_empty() {
         return Err("no usable signing key".to_owned());
     }
