@@ -11,13 +11,7 @@ use crate::token::http::read_ca_file;
 
 /// Loads `path` (as [`Config::load`]) and checks the files it names.
 pub fn check(path: &Path) -> Result<Config, ConfigError> {
-    let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        origin: origin.clone(),
-        line: 1,
-        column: 1,
-        message: format!("cannot read the configuration: {e}"),
-    })?;
+    let (origin, text) = Config::read_text(path)?;
     let config = Config::from_yaml_str(&text, &origin, &ProcessEnv)?;
     check_files(&config, &text, &origin)?;
     Ok(config)

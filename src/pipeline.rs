@@ -250,7 +250,8 @@ fn target(state: &State, head: &mut Parts) -> Result<(), Refusal> {
     }
     // ...and its fields: HTTP/2 passes values as sent, and one with whitespace around it is
     // malformed (RFC 9113 §8.2.1); an intermediary must not forward it.
-    if head.headers.values().any(|v| padded(v.as_bytes())) {
+    if head.version == http::Version::HTTP_2 && head.headers.values().any(|v| padded(v.as_bytes()))
+    {
         return Err(Refusal::MalformedField);
     }
     // 1 route. The one Host rule first (RFC 9112 §3.2: 400), on every route: htu, the

@@ -366,6 +366,12 @@ impl std::fmt::Debug for Secret {
 impl Config {
     /// Reads and validates the file at `path`, with `${NAME}` from the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let (origin, text) = Config::read_text(path)?;
+        Config::from_yaml_str(&text, &origin, &ProcessEnv)
+    }
+
+    /// The file at `path` as text, and the origin its errors name.
+    pub(crate) fn read_text(path: &Path) -> Result<(String, String), ConfigError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             origin: origin.clone(),
@@ -373,7 +379,7 @@ impl Config {
             column: 1,
             message: format!("cannot read the configuration: {e}"),
         })?;
-        Config::from_yaml_str(&text, &origin, &ProcessEnv)
+        Ok((origin, text))
     }
 
     /// Parses and validates `text`; `origin` names it in errors (a path, or `<inline>`).
