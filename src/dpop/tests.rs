@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::jose::sign::{self, PrivateJwk, ProofClaims};
+use crate::jose::{JwsError, B64};
+use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 const NOW: u64 = 1_700_000_000;
