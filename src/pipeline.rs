@@ -137,7 +137,7 @@ where
     // Dropped with the future too (a client that goes away mid-request).
     let _in_flight = metrics::GaugeGuard::new(state.metrics.in_flight.clone());
     let (mut parts, body) = req.into_parts();
-    let request_id = request_id(&mut parts.headers);
+    let request_id = telemetry::request_id(&mut parts.headers);
     let method = parts.method.clone();
     let origin = parts.headers.get(ORIGIN).cloned();
     // The access line is written when the response body is done; nothing is kept for it
@@ -187,7 +187,8 @@ where
             HeaderValue::from_static("WWW-Authenticate, DPoP-Nonce"),
         );
     }
-    resp.headers_mut().insert(X_REQUEST_ID, request_id);
+    resp.headers_mut()
+        .insert(telemetry::X_REQUEST_ID, request_id);
     let (outcome, reason) = outcome.labels();
     state.metrics.record_request(
         route.label(),
@@ -640,40 +641,6 @@ fn resource_metadata(state: &State, head: &Parts, conn: ConnMeta) -> Option<Resp
         HeaderValue::from_static("application/json"),
     );
     Some(resp)
-}
-
-/// `X-Request-Id`: the client's (or the proxy's in front), when it is a sane token, else a new
-/// random one; set on the forwarded request, the response and the access log.
-const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
-
-/// Longest client-supplied request id kept.
-const MAX_REQUEST_ID: usize = 128;
-
-fn request_id(headers: &mut http::HeaderMap) -> HeaderValue {
-    let mut given = headers.get_all(&X_REQUEST_ID).iter();
-    if let (Some(v), None) = (given.next(), given.next()) {
-        let ok = !v.is_empty()
-            && v.len() <= MAX_REQUEST_ID
-            && v.as_bytes().iter().all(|b| b.is_ascii_graphic());
-        if ok {
-            return v.clone();
-        }
-    }
-    // A random per-process prefix and a counter: unique without a syscall per request.
-    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| {
-        let mut bytes = [0u8; 8];
-        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
-        u64::from_be_bytes(bytes)
-    });
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut id = String::with_capacity(32);
-    crate::hex::push(&mut id, &prefix.to_be_bytes());
-    crate::hex::push(&mut id, &n.to_be_bytes());
-    let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"));
-    headers.insert(X_REQUEST_ID, value.clone());
-    value
 }
 
 /// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`. Forwarded

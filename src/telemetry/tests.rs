@@ -1,6 +1,11 @@
 //! Unit tests of `telemetry`.
 
 use super::*;
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use tracing_subscriber::fmt::MakeWriter;
 
 /// An `io::Write` the test can read back.
 #[derive(Clone, Default)]

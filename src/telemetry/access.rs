@@ -1,77 +1,23 @@
-//! Logging with `tracing`: text by default, JSON with `DPOP_GATEWAY_LOG_FORMAT=json` (one flat
-//! object per line); the level from `RUST_LOG` (default `info`). Access lines go to the
-//! `dpop_gateway::access` target, one per request, written once its response is done
-//! ([`AccessRecord`]). Tokens, proofs and secrets are never logged.
-//!
-//! Lines are formatted on the thread that logs them and appended to a bounded in-memory batch;
-//! a dedicated thread writes the batch to stderr every [`FLUSH_INTERVAL`], or sooner once it
-//! holds [`FLUSH_AT`] bytes. So a request costs a short append under an uncontended lock, the
-//! writer wakes about ten times a second instead of once per line (on a gateway given one core,
-//! a wake-up per line preempted the request path and made its latency tail), and a slow log
-//! reader (a full pipe, a stalled collector) never stalls a request: past [`MAX_BATCH`] bytes
-//! lines are dropped, and the next write says how many. Colours only on a terminal.
+//! The access log: one line per request, written when its response body is done, formatted
+//! here with plain appends (text as tracing's default formatter writes it, or one flat JSON
+//! object) and handed to the batch writer.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Response};
 use http_body::{Body, Frame, SizeHint};
 
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
-
 use crate::body::{self, BoxError, GatewayBody};
 use crate::jose::Thumbprint;
 
-/// How long a line may wait in the batch before it is written.
-pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
-
-/// A batch this large is written without waiting for [`FLUSH_INTERVAL`].
-pub(crate) const FLUSH_AT: usize = 64 * 1024;
-
-/// The most a batch holds while the writer is busy; further lines are dropped and counted.
-pub(crate) const MAX_BATCH: usize = 1024 * 1024;
-
-/// Installs the global subscriber; keep the guard alive for as long as logs should be written
-/// (dropping it writes what is batched). `None` when a subscriber was already installed.
-pub(crate) fn init() -> Option<LogGuard> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json =
-        std::env::var("DPOP_GATEWAY_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let (writer, guard) = BatchWriter::spawn(std::io::stderr()).ok()?;
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(writer.clone());
-    let installed = if json {
-        // Flat: a line's fields beside `timestamp` and `level`, not nested under "fields".
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
-    match installed {
-        Ok(()) => {
-            // Colours are tracing's business; plain lines (files, pipes, collectors) are ours.
-            if !ansi {
-                let format = if json { Format::Json } else { Format::Text };
-                let _ = ACCESS.set(AccessSink { writer, format });
-            }
-            Some(guard)
-        }
-        Err(_) => {
-            drop(guard);
-            None
-        }
-    }
-}
+use super::*;
 
 /// The access-log target: `RUST_LOG=info,dpop_gateway::access=off` turns the lines off.
 pub(crate) const ACCESS_TARGET: &str = "dpop_gateway::access";
@@ -164,7 +110,7 @@ pub(crate) fn access(line: &AccessLine<'_>) {
 }
 
 /// Microseconds as fractional milliseconds.
-fn millis(us: u64) -> f64 {
+pub(super) fn millis(us: u64) -> f64 {
     // Exact below 2^53 µs (285 years).
     us as f64 / 1000.0
 }
@@ -229,7 +175,7 @@ pin_project_lite::pin_project! {
 }
 
 /// An [`AccessRecord`] with its outcome, waiting for the response body to end.
-struct Finished {
+pub(super) struct Finished {
     record: AccessRecord,
     route: String,
     status: u16,
@@ -352,19 +298,19 @@ impl Body for Logged {
     }
 }
 
-static ACCESS: OnceLock<AccessSink> = OnceLock::new();
+pub(super) static ACCESS: OnceLock<AccessSink> = OnceLock::new();
 
 thread_local! {
     static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-struct AccessSink {
-    writer: BatchWriter,
-    format: Format,
+pub(super) struct AccessSink {
+    pub(super) writer: BatchWriter,
+    pub(super) format: Format,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
+pub(super) enum Format {
     Text,
     Json,
 }
@@ -372,7 +318,7 @@ enum Format {
 impl Format {
     /// Appends the line as tracing-subscriber 0.3's default (`fmt()`) format, or as one flat
     /// JSON object (`ts`, `level`, the fields, `target`).
-    fn write(self, out: &mut Vec<u8>, unix_micros: u64, l: &AccessLine<'_>) {
+    pub(super) fn write(self, out: &mut Vec<u8>, unix_micros: u64, l: &AccessLine<'_>) {
         match self {
             Format::Text => {
                 rfc3339_micros(out, unix_micros);
@@ -450,12 +396,12 @@ impl Format {
 
 /// A float as `{:?}` writes it (what tracing's text formatter and serde_json write: the
 /// shortest form that reads back the same, `1.0`, `0.125`).
-fn float(out: &mut Vec<u8>, x: f64) {
+pub(super) fn float(out: &mut Vec<u8>, x: f64) {
     let _ = write!(out, "{x:?}");
 }
 
 /// A JSON string, or `null`.
-fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+pub(super) fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => json_str(out, s),
         None => out.extend_from_slice(b"null"),
@@ -463,86 +409,12 @@ fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 }
 
 /// `n` in decimal.
-fn decimal(out: &mut Vec<u8>, n: u64) {
+pub(super) fn decimal(out: &mut Vec<u8>, n: u64) {
     padded(out, n, 1);
 }
 
-/// `n` in decimal, zero-padded to `width` digits.
-fn padded(out: &mut Vec<u8>, mut n: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i.min(digits.len().saturating_sub(width))..]);
-}
-
-/// `2026-11-23T15:07:51.661101Z`, as tracing-subscriber's default timer writes it.
-fn rfc3339_micros(out: &mut Vec<u8>, unix_micros: u64) {
-    // The date and time up to the second change once a second: kept per thread.
-    thread_local! {
-        static SECOND: std::cell::Cell<(u64, [u8; 20])> = const { std::cell::Cell::new((u64::MAX, [0; 20])) };
-    }
-    let secs = unix_micros / 1_000_000;
-    let (cached, mut prefix) = SECOND.get();
-    if cached != secs {
-        let mut text = Vec::with_capacity(20);
-        rfc3339_seconds(&mut text, secs);
-        if let Ok(p) = <[u8; 20]>::try_from(text.as_slice()) {
-            prefix = p;
-            SECOND.set((secs, prefix));
-        } else {
-            // Years past 9999: not cached, written in full.
-            out.extend_from_slice(&text);
-            padded(out, unix_micros % 1_000_000, 6);
-            out.push(b'Z');
-            return;
-        }
-    }
-    out.extend_from_slice(&prefix);
-    padded(out, unix_micros % 1_000_000, 6);
-    out.push(b'Z');
-}
-
-/// `2026-11-23T15:07:51.` for `secs` since the epoch.
-fn rfc3339_seconds(out: &mut Vec<u8>, secs: u64) {
-    let (y, m, d) = civil_from_days(secs / 86_400);
-    let tod = secs % 86_400;
-    padded(out, y, 4);
-    out.push(b'-');
-    padded(out, m, 2);
-    out.push(b'-');
-    padded(out, d, 2);
-    out.push(b'T');
-    padded(out, tod / 3600, 2);
-    out.push(b':');
-    padded(out, tod / 60 % 60, 2);
-    out.push(b':');
-    padded(out, tod % 60, 2);
-    out.push(b'.');
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
-}
-
 /// A string as `{:?}` writes it (quoted, escaped).
-fn debug_str(out: &mut Vec<u8>, s: &str) {
+pub(super) fn debug_str(out: &mut Vec<u8>, s: &str) {
     if s.bytes()
         .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\' || b == b' ')
     {
@@ -555,7 +427,7 @@ fn debug_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// A JSON string.
-fn json_str(out: &mut Vec<u8>, s: &str) {
+pub(super) fn json_str(out: &mut Vec<u8>, s: &str) {
     if s.bytes()
         .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
     {
@@ -569,7 +441,7 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// `127.0.0.1:443` / `[::1]:443`, as `Display` writes them.
-fn socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+pub(super) fn socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     match addr {
         SocketAddr::V4(a) => {
             for (i, o) in a.ip().octets().into_iter().enumerate() {
@@ -586,148 +458,3 @@ fn socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
         }
     }
 }
-
-/// Lines waiting for the writer thread.
-#[derive(Default)]
-struct Batch {
-    buf: Vec<u8>,
-    dropped: u64,
-    closed: bool,
-}
-
-#[derive(Default)]
-struct Shared {
-    batch: Mutex<Batch>,
-    wake: Condvar,
-}
-
-impl Shared {
-    /// The batch, even if a thread panicked while holding it (a log line is not worth a crash).
-    fn lock(&self) -> MutexGuard<'_, Batch> {
-        self.batch.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// A [`MakeWriter`] appending whole lines to the shared batch.
-#[derive(Clone)]
-pub(crate) struct BatchWriter {
-    shared: Arc<Shared>,
-}
-
-/// Writes what is batched when dropped, and stops the writer thread.
-pub(crate) struct LogGuard {
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
-}
-
-// === impl BatchWriter ===
-
-impl BatchWriter {
-    /// Starts the writer thread draining into `out`.
-    pub(crate) fn spawn<W: Write + Send + 'static>(
-        out: W,
-    ) -> std::io::Result<(BatchWriter, LogGuard)> {
-        let shared = Arc::new(Shared::default());
-        let thread = std::thread::Builder::new()
-            .name("log-writer".into())
-            .spawn({
-                let shared = shared.clone();
-                move || write_batches(&shared, out)
-            })?;
-        Ok((
-            BatchWriter {
-                shared: shared.clone(),
-            },
-            LogGuard {
-                shared,
-                thread: Some(thread),
-            },
-        ))
-    }
-}
-
-impl Write for BatchWriter {
-    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
-        let mut batch = self.shared.lock();
-        let before = batch.buf.len();
-        if before + line.len() > MAX_BATCH {
-            batch.dropped += 1;
-        } else {
-            batch.buf.extend_from_slice(line);
-            if before < FLUSH_AT && batch.buf.len() >= FLUSH_AT {
-                self.shared.wake.notify_one();
-            }
-        }
-        // A dropped line is still "written": the caller must not retry or fail.
-        Ok(line.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for BatchWriter {
-    type Writer = BatchWriter;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-/// The writer thread: waits for a full batch, the flush interval or shutdown, then writes the
-/// batch outside the lock (loggers keep appending to a fresh buffer meanwhile).
-fn write_batches<W: Write>(shared: &Shared, mut out: W) {
-    let mut spare = Vec::new();
-    loop {
-        let deadline = crate::clock::monotonic() + FLUSH_INTERVAL;
-        let (dropped, closed) = {
-            let mut batch = shared.lock();
-            while !batch.closed && batch.buf.len() < FLUSH_AT {
-                let left = deadline.saturating_duration_since(crate::clock::monotonic());
-                if left.is_zero() {
-                    break;
-                }
-                batch = shared
-                    .wake
-                    .wait_timeout(batch, left)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
-            std::mem::swap(&mut batch.buf, &mut spare);
-            (std::mem::take(&mut batch.dropped), batch.closed)
-        };
-        if dropped > 0 {
-            let _ = writeln!(
-                out,
-                "dpop-gateway: {dropped} log lines dropped (the log reader is slower than the gateway)"
-            );
-        }
-        if !spare.is_empty() {
-            // Nowhere to report a failed log write; the next batch tries again.
-            let _ = out.write_all(&spare);
-            let _ = out.flush();
-            spare.clear();
-            // A burst may have grown the buffer; do not keep more than one flush's worth.
-            spare.shrink_to(FLUSH_AT * 2);
-        }
-        if closed {
-            return;
-        }
-    }
-}
-
-// === impl LogGuard ===
-
-impl Drop for LogGuard {
-    fn drop(&mut self) {
-        self.shared.lock().closed = true;
-        self.shared.wake.notify_one();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests;
