@@ -36,6 +36,7 @@ pub mod server;
 pub mod state;
 pub(crate) mod telemetry;
 pub mod token;
+pub(crate) mod uri;
 
 /// An error and its sources, `: `-joined: hyper's and the connectors' top-level messages
 /// ("client error (Connect)", "tcp connect error") say little without their causes.

@@ -15,7 +15,7 @@ use http::request::Parts;
 use http::{HeaderMap, Uri, Version};
 
 use crate::config::PublicUrl;
-use crate::dpop::htu::{self, HtuError};
+use crate::uri::{self, UriError};
 
 /// How the gateway decides the client-facing scheme and authority.
 #[derive(Clone, Debug)]
@@ -34,10 +34,10 @@ pub enum HostError {
     /// More than one `Host` field line.
     Repeated,
     /// The `Host` value is not `host[:port]`.
-    Host(HtuError),
+    Host(UriError),
     /// The target's authority (absolute-form, HTTP/2 `:authority`) is not `host[:port]`:
     /// userinfo above all (RFC 9110 §4.2.4, RFC 9113 §8.3.1).
-    Authority(HtuError),
+    Authority(UriError),
 }
 
 /// THE Host rule. The authority a request names: its target's (absolute-form, RFC 9112
@@ -59,14 +59,14 @@ pub(crate) fn authority<'a>(
         (Some(value), None) => {
             // Header values may hold obs-text; an authority is ASCII.
             let text = std::str::from_utf8(value.as_bytes())
-                .map_err(|_| HostError::Host(HtuError::InvalidChar('\u{fffd}')))?;
-            htu::check_authority(text).map_err(HostError::Host)?;
+                .map_err(|_| HostError::Host(UriError::InvalidChar('\u{fffd}')))?;
+            uri::check_authority(text).map_err(HostError::Host)?;
             Some(text)
         }
     };
     match uri.authority() {
         Some(target) => {
-            htu::check_authority(target.as_str()).map_err(HostError::Authority)?;
+            uri::check_authority(target.as_str()).map_err(HostError::Authority)?;
             Ok(Some(target.as_str()))
         }
         None => Ok(host),
@@ -342,7 +342,7 @@ mod host_rule {
         let userinfo: Uri = "http://u:p@api.example.com/x".parse().unwrap();
         assert_eq!(
             authority(Version::HTTP_11, &userinfo, &headers(&["api.example.com"])),
-            Err(HostError::Authority(HtuError::Userinfo))
+            Err(HostError::Authority(UriError::Userinfo))
         );
         // A bad Host is refused even where the target's authority is used.
         let absolute: Uri = "http://api.example.com/x".parse().unwrap();

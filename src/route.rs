@@ -3,10 +3,8 @@
 //! `/apix` (a prefix ending in `/` matches anything below it). Routes match the path
 //! [`canonical_path`] made.
 
-use std::borrow::Cow;
-
-use crate::config::{AuthMode, EncodedSlashes, RouteConfig};
-use crate::dpop::htu;
+use crate::config::{AuthMode, RouteConfig};
+pub(crate) use crate::uri::canonical_path;
 
 /// The routes, in configuration order, with their resolved nonce policy.
 #[derive(Clone, Debug)]
@@ -113,57 +111,6 @@ impl Route {
     }
 }
 
-/// The path routes match and the upstream receives, or why the request is refused before
-/// routing. What RFC 3986 §6.2.2 makes equivalent is normalised, as `htu` is: percent-encoded
-/// unreserved characters (`ALPHA DIGIT - . _ ~`) are decoded and every other percent-encoding
-/// gets upper-case hex (the query is not part of the path and is not touched). What a server
-/// behind us could read as another path than the one routes matched is refused: dot segments
-/// (`.`, `..`, percent-encoded too), `;` parameters on them (`..;`, which servlet containers
-/// read as `..`), empty segments, a `\`, malformed percent-encoding, and `%2F` / `%5C` unless
-/// `slashes` is `keep`; with `keep`, an encoded slash also separates segments for the dot
-/// check (`a%2F..%2Fb` is refused: a server that decodes it would resolve the `..`).
-pub(crate) fn canonical_path(
-    path: &str,
-    slashes: EncodedSlashes,
-) -> Result<Cow<'_, str>, &'static str> {
-    if is_plainly_canonical(path) {
-        return Ok(Cow::Borrowed(path));
-    }
-    canonical_path_fully(path, slashes)
-}
-
-/// [`canonical_path`] without its fast path.
-fn canonical_path_fully(path: &str, slashes: EncodedSlashes) -> Result<Cow<'_, str>, &'static str> {
-    if path.contains('\\') {
-        return Err("the request path contains a backslash");
-    }
-    if path.contains("//") {
-        return Err("the request path contains an empty segment");
-    }
-    let normal = htu::normalize_path_encoding(path).map_err(|_| "the request path is malformed")?;
-    if slashes == EncodedSlashes::Reject && (normal.contains("%2F") || normal.contains("%5C")) {
-        return Err("the request path contains an encoded slash (%2F or %5C)");
-    }
-    let mut segments = normal
-        .split('/')
-        .flat_map(|s| s.split("%2F"))
-        .flat_map(|s| s.split("%5C"));
-    if segments.any(|seg| {
-        seg == "."
-            || seg == ".."
-            || [".;", "..;", ".%3B", "..%3B"]
-                .iter()
-                .any(|p| seg.starts_with(p))
-    }) {
-        return Err("the request path contains a dot segment");
-    }
-    Ok(if normal == path {
-        Cow::Borrowed(path)
-    } else {
-        Cow::Owned(normal)
-    })
-}
-
 /// Whether `path` has a `%2F` or `%5C`, in either hex case.
 fn has_encoded_slash(path: &str) -> bool {
     path.as_bytes().windows(3).any(|w| {
@@ -171,19 +118,6 @@ fn has_encoded_slash(path: &str) -> bool {
             && (w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f')
                 || w[1] == b'5' && w[2].eq_ignore_ascii_case(&b'c'))
     })
-}
-
-/// Most paths need none of [`canonical_path`]'s work: without `%` there is nothing to decode,
-/// without a segment starting with `.` there are no dot segments or `..;`, and with only path
-/// characters and no `//` nothing else can be refused. (A property test holds this against the
-/// full check.)
-fn is_plainly_canonical(path: &str) -> bool {
-    path.starts_with('/')
-        && path
-            .bytes()
-            .all(|b| b != b'%' && crate::dpop::htu::is_path_char(b))
-        && !path.contains("//")
-        && !path.contains("/.")
 }
 
 /// How much a route checks: a request matching several ways gets the strictest.
@@ -215,6 +149,11 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
+
+    use crate::config::EncodedSlashes;
+    use crate::dpop::htu;
+    use crate::uri::{canonical_path_fully, is_plainly_canonical};
 
     fn router() -> Router {
         let r = |p: &str, auth| RouteConfig {

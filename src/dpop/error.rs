@@ -4,7 +4,7 @@
 use crate::jose::clip;
 use crate::jose::{Algorithm, JwkError, JwsError};
 
-use super::htu::HtuError;
+use crate::uri::UriError;
 
 /// Why a proof was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,10 +82,10 @@ pub enum ProofError {
     /// `htu` is absent (RFC 9449 §4.3 point 8).
     HtuMissing,
     /// The `htu` claim is not an absolute http(s) URI we can normalise (RFC 9449 §4.3 point 9).
-    HtuInvalid(HtuError),
+    HtuInvalid(UriError),
     /// The request URI itself could not be normalised (a gateway configuration problem, still
     /// refused: nothing can match it).
-    RequestUriInvalid(HtuError),
+    RequestUriInvalid(UriError),
     /// `htu` does not match the request URI after normalisation (RFC 9449 §4.3 point 9).
     HtuMismatch {
         /// The normalised request URI.

@@ -600,7 +600,7 @@ fn htu_is_compared_after_normalisation() {
             c.insert("htu".into(), "/resource".into());
         }))
         .unwrap_err(),
-        ProofError::HtuInvalid(htu::HtuError::NotAbsolute)
+        ProofError::HtuInvalid(crate::uri::UriError::NotAbsolute)
     ));
     assert_eq!(
         check(&proof_with(&key, |c| {

@@ -1,6 +1,7 @@
 //! Unit tests of `dpop::htu`.
 
 use super::*;
+use crate::uri::*;
 
 fn n(uri: &str) -> String {
     normalize(uri).unwrap()
@@ -37,10 +38,10 @@ fn default_and_empty_ports_are_dropped() {
 fn bad_ports_are_refused() {
     assert_eq!(
         normalize("https://a.example:65536/"),
-        Err(HtuError::BadPort)
+        Err(UriError::BadPort)
     );
-    assert_eq!(normalize("https://a.example:8x/"), Err(HtuError::BadPort));
-    assert_eq!(normalize("https://a.example:1:2/"), Err(HtuError::BadPort));
+    assert_eq!(normalize("https://a.example:8x/"), Err(UriError::BadPort));
+    assert_eq!(normalize("https://a.example:1:2/"), Err(UriError::BadPort));
     assert_eq!(n("https://a.example:65535/"), "https://a.example:65535/");
 }
 
@@ -82,7 +83,7 @@ fn bad_percent_encoding_is_refused() {
         "https://a.example/%zz",
         "https://a%g1.example/",
     ] {
-        assert_eq!(normalize(uri), Err(HtuError::BadPercentEncoding), "{uri}");
+        assert_eq!(normalize(uri), Err(UriError::BadPercentEncoding), "{uri}");
     }
 }
 
@@ -116,27 +117,27 @@ fn rfc3986_section_5_4_dot_segment_examples() {
 fn ipv6_literals_are_kept() {
     assert_eq!(n("https://[::1]:8443/x"), "https://[::1]:8443/x");
     assert_eq!(n("http://[2001:DB8::1]:80"), "http://[2001:db8::1]/");
-    assert_eq!(normalize("https://[::1"), Err(HtuError::BadHost));
-    assert_eq!(normalize("https://[nothex]/"), Err(HtuError::BadHost));
-    assert_eq!(normalize("https://[::1]x/"), Err(HtuError::BadHost));
+    assert_eq!(normalize("https://[::1"), Err(UriError::BadHost));
+    assert_eq!(normalize("https://[nothex]/"), Err(UriError::BadHost));
+    assert_eq!(normalize("https://[::1]x/"), Err(UriError::BadHost));
     assert_eq!(
         normalize("https://[fe80::1%25eth0]/"),
-        Err(HtuError::BadHost)
+        Err(UriError::BadHost)
     );
 }
 
 #[test]
 fn only_absolute_http_uris_are_accepted() {
-    assert_eq!(normalize("/token"), Err(HtuError::NotAbsolute));
+    assert_eq!(normalize("/token"), Err(UriError::NotAbsolute));
     assert_eq!(
         normalize("server.example.com/token"),
-        Err(HtuError::NotAbsolute)
+        Err(UriError::NotAbsolute)
     );
-    assert_eq!(normalize("https:/a.example/"), Err(HtuError::NotAbsolute));
-    assert_eq!(normalize("1http://a.example/"), Err(HtuError::NotAbsolute));
+    assert_eq!(normalize("https:/a.example/"), Err(UriError::NotAbsolute));
+    assert_eq!(normalize("1http://a.example/"), Err(UriError::NotAbsolute));
     assert_eq!(
         normalize("ftp://a.example/"),
-        Err(HtuError::UnsupportedScheme("ftp".into()))
+        Err(UriError::UnsupportedScheme("ftp".into()))
     );
 }
 
@@ -144,9 +145,9 @@ fn only_absolute_http_uris_are_accepted() {
 fn userinfo_is_refused() {
     assert_eq!(
         normalize("https://user@a.example/"),
-        Err(HtuError::Userinfo)
+        Err(UriError::Userinfo)
     );
-    assert_eq!(normalize("https://u:p@a.example/"), Err(HtuError::Userinfo));
+    assert_eq!(normalize("https://u:p@a.example/"), Err(UriError::Userinfo));
     // An `@` in the path is not userinfo.
     assert_eq!(n("https://a.example/@me"), "https://a.example/@me");
 }
@@ -166,22 +167,22 @@ fn a_request_authority_is_a_host_and_a_port_and_nothing_else() {
         assert_eq!(check_authority(ok), Ok(()), "{ok}");
     }
     for (bad, why) in [
-        ("", HtuError::EmptyHost),
-        (":80", HtuError::EmptyHost),
-        ("user@a.example", HtuError::Userinfo),
-        ("u:p@a.example:80", HtuError::Userinfo),
-        ("a.example/x", HtuError::BadHost),
-        ("a.example?x", HtuError::BadHost),
-        ("a.example, b.example", HtuError::InvalidChar(' ')),
-        ("a.example,b.example", HtuError::BadHost),
-        ("a b", HtuError::InvalidChar(' ')),
-        ("a\tb", HtuError::InvalidChar('\t')),
-        ("a.example:8x", HtuError::BadPort),
-        ("a.example:65536", HtuError::BadPort),
-        ("[::1", HtuError::BadHost),
-        ("[fe80::1%25eth0]", HtuError::BadHost),
-        ("a%zz", HtuError::BadPercentEncoding),
-        ("é.example", HtuError::InvalidChar('é')),
+        ("", UriError::EmptyHost),
+        (":80", UriError::EmptyHost),
+        ("user@a.example", UriError::Userinfo),
+        ("u:p@a.example:80", UriError::Userinfo),
+        ("a.example/x", UriError::BadHost),
+        ("a.example?x", UriError::BadHost),
+        ("a.example, b.example", UriError::InvalidChar(' ')),
+        ("a.example,b.example", UriError::BadHost),
+        ("a b", UriError::InvalidChar(' ')),
+        ("a\tb", UriError::InvalidChar('\t')),
+        ("a.example:8x", UriError::BadPort),
+        ("a.example:65536", UriError::BadPort),
+        ("[::1", UriError::BadHost),
+        ("[fe80::1%25eth0]", UriError::BadHost),
+        ("a%zz", UriError::BadPercentEncoding),
+        ("é.example", UriError::InvalidChar('é')),
     ] {
         assert_eq!(check_authority(bad), Err(why), "{bad:?}");
     }
@@ -189,35 +190,35 @@ fn a_request_authority_is_a_host_and_a_port_and_nothing_else() {
 
 #[test]
 fn empty_and_malformed_hosts_are_refused() {
-    assert_eq!(normalize("https:///x"), Err(HtuError::EmptyHost));
-    assert_eq!(normalize("https://:443/x"), Err(HtuError::EmptyHost));
-    assert_eq!(normalize("https://a[b]/x"), Err(HtuError::BadHost));
+    assert_eq!(normalize("https:///x"), Err(UriError::EmptyHost));
+    assert_eq!(normalize("https://:443/x"), Err(UriError::EmptyHost));
+    assert_eq!(normalize("https://a[b]/x"), Err(UriError::BadHost));
 }
 
 #[test]
 fn non_ascii_controls_and_spaces_are_refused() {
     assert_eq!(
         normalize("https://a.example/é"),
-        Err(HtuError::InvalidChar('é'))
+        Err(UriError::InvalidChar('é'))
     );
     assert_eq!(
         normalize("https://a.example/\n"),
-        Err(HtuError::InvalidChar('\n'))
+        Err(UriError::InvalidChar('\n'))
     );
     assert_eq!(
         normalize("https://a.example/a b"),
-        Err(HtuError::InvalidChar(' '))
+        Err(UriError::InvalidChar(' '))
     );
     assert_eq!(
         normalize("https://a.example/\u{7f}"),
-        Err(HtuError::InvalidChar('\u{7f}'))
+        Err(UriError::InvalidChar('\u{7f}'))
     );
     assert_eq!(
         normalize("https://a.example/{x}"),
-        Err(HtuError::InvalidChar('{'))
+        Err(UriError::InvalidChar('{'))
     );
     assert_eq!(
         normalize("https://a.example/[x]"),
-        Err(HtuError::InvalidChar('['))
+        Err(UriError::InvalidChar('['))
     );
 }
