@@ -45,12 +45,14 @@ YAML
     token=$("$bin" token --issuer-key config/demo/issuer-key.jwk --bind "$work/client.jwk" --aud https://api.example.com --ttl 3600)
     : > "$work/curl.cfg"
     for i in $(seq "$total"); do
-      # `next`: each URL its own options (without it, curl sends every header on every request).
-      printf 'url = "%s"\noutput = /dev/null\nheader = "Authorization: DPoP %s"\nheader = "DPoP: %s"\nnext\n' \
+      printf 'url = "%s"\noutput = /dev/null\nheader = "Authorization: DPoP %s"\nheader = "DPoP: %s"\n' \
         "$url" "$token" "$("$bin" proof --key "$work/client.jwk" --method GET --url "$url" --token "$token")" >> "$work/curl.cfg"
     done
-    head -n $((5 * WARM)) "$work/curl.cfg" > "$work/warm.cfg"
-    tail -n +$((5 * WARM + 1)) "$work/curl.cfg" > "$work/meas.cfg"
+    # `next` between requests: each URL its own options (without it, curl sends every header
+    # on every request); not after the last (an empty request is an error).
+    blocks() { awk 'NR > 1 && (NR - 1) % 4 == 0 { print "next" } { print }'; }
+    head -n $((4 * WARM)) "$work/curl.cfg" | blocks > "$work/warm.cfg"
+    tail -n +$((4 * WARM + 1)) "$work/curl.cfg" | blocks > "$work/meas.cfg"
     curl -s -K "$work/warm.cfg"; callgrind_control -d "$vg" >/dev/null
     curl -s -K "$work/meas.cfg"; callgrind_control -d "$vg" >/dev/null
   else
