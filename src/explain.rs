@@ -90,7 +90,7 @@ pub(crate) async fn run(config: &Config, input: &Input) -> Result<Explanation, S
     }
 
     // The route of the path the pipeline would normalise it to (step 1).
-    let path = crate::route::canonical_path(head.uri.path(), state.encoded_slashes)
+    let path = crate::uri::canonical_path(head.uri.path(), state.encoded_slashes)
         .map_or_else(|_| head.uri.path().to_owned(), std::borrow::Cow::into_owned);
     let route = state.router.find(&path);
     let htu = request_uri::request_uri(&state.uri_policy, conn.scheme, &head)

@@ -15,5 +15,5 @@ pub fn canonical_path(path: &str, keep_encoded_slashes: bool) -> Result<String, 
     } else {
         crate::config::EncodedSlashes::Reject
     };
-    crate::route::canonical_path(path, slashes).map(|p| p.into_owned())
+    crate::uri::canonical_path(path, slashes).map(|p| p.into_owned())
 }

@@ -54,7 +54,7 @@ use crate::refusal::{Answering, ErrorCode, Reason, Refusal};
 use crate::replay::{Admission, StoreError};
 use crate::request_uri;
 use crate::resource_metadata;
-use crate::route::{self, Route};
+use crate::route::Route;
 use crate::state::{ConnMeta, State};
 use crate::telemetry::{self, AccessOutcome, AccessRecord};
 use crate::token::{self, Scheme, TokenInfo};
@@ -260,7 +260,7 @@ fn target(state: &State, head: &mut Parts) -> Result<(), Refusal> {
     request_uri::authority(head.version, &head.uri, &head.headers).map_err(Refusal::Host)?;
     // Then the path: normalised where RFC 3986 makes spellings equivalent, refused where a
     // server behind us could read another path than the one routes match.
-    let path = route::canonical_path(head.uri.path(), state.encoded_slashes)
+    let path = crate::uri::canonical_path(head.uri.path(), state.encoded_slashes)
         .map_err(Refusal::InvalidRequest)?;
     if let Cow::Owned(path) = path {
         head.uri = with_path(&head.uri, &path)

@@ -9,7 +9,6 @@ use crate::config::EncodedSlashes;
 use crate::dpop::{self, htu, ProofPolicy, ProofRequest};
 use crate::jose::sign::{PrivateJwk, ProofClaims};
 use crate::jose::{Algorithm, Thumbprint, B64};
-use crate::route;
 use base64::Engine;
 
 const NOW: UnixTime = UnixTime(1_700_000_000);
@@ -133,8 +132,8 @@ proptest! {
     fn path_normalisation_is_idempotent(path in uri_text(), keep in any::<bool>()) {
         let slashes = if keep { EncodedSlashes::Keep } else { EncodedSlashes::Reject };
         let path = format!("/{path}");
-        if let Ok(n) = route::canonical_path(&path, slashes) {
-            let again = route::canonical_path(&n, slashes).map(|p| p.into_owned());
+        if let Ok(n) = crate::uri::canonical_path(&path, slashes) {
+            let again = crate::uri::canonical_path(&n, slashes).map(|p| p.into_owned());
             prop_assert_eq!(again, Ok(n.into_owned()), "{}", path);
         }
     }

@@ -284,10 +284,7 @@ pub(crate) fn canonical_path(
 }
 
 /// [`canonical_path`] without its fast path.
-pub(crate) fn canonical_path_fully(
-    path: &str,
-    slashes: EncodedSlashes,
-) -> Result<Cow<'_, str>, &'static str> {
+fn canonical_path_fully(path: &str, slashes: EncodedSlashes) -> Result<Cow<'_, str>, &'static str> {
     if path.contains('\\') {
         return Err("the request path contains a backslash");
     }
@@ -322,7 +319,7 @@ pub(crate) fn canonical_path_fully(
 /// without a segment starting with `.` there are no dot segments or `..;`, and with only path
 /// characters and no `//` nothing else can be refused. (A property test holds this against the
 /// full check.)
-pub(crate) fn is_plainly_canonical(path: &str) -> bool {
+fn is_plainly_canonical(path: &str) -> bool {
     path.starts_with('/')
         && path.bytes().all(|b| b != b'%' && is_path_char(b))
         && !path.contains("//")
@@ -350,3 +347,6 @@ impl std::fmt::Display for UriError {
 }
 
 impl std::error::Error for UriError {}
+
+#[cfg(test)]
+mod tests;

@@ -32,8 +32,6 @@ pub use verifier::{verify, ProofVerifier, HEADER_CACHE_BYTES};
 
 use claims::{check_ath, check_claims, check_htm, check_htu, check_iat, check_jti, parse_claims};
 use header::{check_header, check_header_json, parse_header, CheckedHeader};
-#[cfg(test)]
-use verifier::ENTRY_OVERHEAD;
 
 use crate::clock::UnixTime;
 use crate::jose::{Algorithm, AlgorithmSet, Thumbprint};

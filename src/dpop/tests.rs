@@ -1,5 +1,6 @@
 //! Unit tests of `dpop`.
 
+use super::verifier::ENTRY_OVERHEAD;
 use super::*;
 use crate::jose::sign::{self, PrivateJwk, ProofClaims};
 use crate::jose::{JwsError, B64};
