@@ -29,7 +29,7 @@ use dpop_gateway::state::{ConnMeta, State};
 use common::{Fixture, Issuer, ALGS, HTU, NOW};
 
 /// A `State` for the default config's checks, trusting `issuer` (its JWKS in a temporary file).
-fn state(issuer: &Issuer, rt: &tokio::runtime::Runtime) -> State {
+fn state(issuer: &Issuer, rt: &tokio::runtime::Runtime, explorer: bool) -> State {
     let dir = std::env::temp_dir().join(format!("dpop-gateway-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let jwks = dir.join("jwks.json");
@@ -37,6 +37,7 @@ fn state(issuer: &Issuer, rt: &tokio::runtime::Runtime) -> State {
     let yaml = format!(
         "upstream: {{ url: \"http://127.0.0.1:9\" }}\n\
          dpop: {{ algorithms: [ES256, ES384, EdDSA, RS256, PS256] }}\n\
+         explorer: {{ enabled: {explorer} }}\n\
          access_token:\n  issuer: \"https://as.example.com\"\n  audience: \"https://api.example.com\"\n  jwks_file: \"{}\"\n",
         jwks.display()
     );
@@ -76,7 +77,7 @@ fn benches(c: &mut Criterion) -> Vec<(String, String)> {
         .unwrap();
     let issuer = Issuer::new();
     let fixtures: Vec<Fixture> = ALGS.iter().map(|a| Fixture::new(*a, &issuer)).collect();
-    let state = state(&issuer, &rt);
+    let state = state(&issuer, &rt, false);
     let mut rows = Vec::new();
 
     let mut ring = c.benchmark_group("ring");
@@ -112,6 +113,33 @@ fn benches(c: &mut Criterion) -> Vec<(String, String)> {
     }
     g.finish();
 
+    // The same, with the decision explorer on: authorize, then record the decision as
+    // `handle` does (decode the proof and token, build the checks, push into the ring).
+    let explored = state_with_explorer(&issuer, &rt);
+    let mut g = c.benchmark_group("explorer");
+    let f = &fixtures[0];
+    let mut n = 0u64;
+    let mut fresh = || {
+        n += 1;
+        head(f, &common::mint(&f.key, &format!("jti-x-{n}"), &f.token))
+    };
+    g.bench_function(f.alg.as_str(), |b| {
+        b.iter_batched(
+            &mut fresh,
+            |mut head| {
+                let d = rt.block_on(pipeline::authorize(&explored, &mut head, EMPTY, CONN()));
+                dpop_gateway::explorer::bench_record(&explored, &head, CONN(), &d);
+                matches!(d.result, Ok(Access::Authorized(_)))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    rows.push((
+        format!("explorer/{}", f.alg.as_str()),
+        format!("authorize/{}", f.alg.as_str()),
+    ));
+    g.finish();
+
     // The token step alone, to show what the cache saves.
     let mut g = c.benchmark_group("token");
     let f = &fixtures[0];
@@ -125,6 +153,11 @@ fn benches(c: &mut Criterion) -> Vec<(String, String)> {
     }
     g.finish();
     rows
+}
+
+/// [`state`] with `explorer.enabled`.
+fn state_with_explorer(issuer: &Issuer, rt: &tokio::runtime::Runtime) -> State {
+    state(issuer, rt, true)
 }
 
 fn main() {

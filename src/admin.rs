@@ -2,7 +2,8 @@
 //! is alive) and `/readyz` (ready once the listeners are up and the keys are loaded; not ready
 //! from the moment shutdown begins, and while a dependency the configuration makes fatal is
 //! down). A 503 from `/readyz` says why in its body. The listener keeps serving through the
-//! drain, until the process exits.
+//! drain, until the process exits. With `explorer.enabled`, also the decision explorer under
+//! `/explorer` (`crate::explorer`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::{self, GatewayBody};
+use crate::explorer::Explorer;
 use crate::metrics::Metrics;
 
 /// What `/readyz` answers: each condition that makes the gateway not ready, set by the
@@ -148,6 +150,7 @@ pub(crate) async fn serve(
     metrics: Metrics,
     ready: Readiness,
     before_scrape: BeforeScrape,
+    explorer: Option<Arc<Explorer>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -165,12 +168,19 @@ pub(crate) async fn serve(
         let metrics = metrics.clone();
         let ready = ready.clone();
         let before_scrape = before_scrape.clone();
+        let explorer = explorer.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 if req.uri().path() == "/metrics" {
                     before_scrape();
                 }
-                let resp = respond(&req, &metrics, &ready);
+                let resp = if req.uri().path().starts_with("/explorer")
+                    && matches!(*req.method(), Method::GET | Method::HEAD)
+                {
+                    Explorer::respond(explorer.as_deref(), req.uri())
+                } else {
+                    respond(&req, &metrics, &ready)
+                };
                 async move { Ok::<_, std::convert::Infallible>(resp) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())

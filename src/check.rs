@@ -35,12 +35,19 @@ pub fn check_files(config: &Config, text: &str, origin: &str) -> Result<(), Conf
             at(key, e.to_string())
         })?;
     }
-    let at_config = &config.access_token;
-    if let (TokenFormat::Jwt, KeySource::File(path)) = (at_config.format, &at_config.keys) {
-        jwks_file(path).map_err(|e| at("access_token.jwks_file", e))?;
-    }
-    if let Some(path) = &at_config.ca_file {
-        ca_file(path).map_err(|e| at("access_token.ca_file", e))?;
+    let one = config.access_tokens.len() == 1;
+    for (i, at_config) in config.access_tokens.iter().enumerate() {
+        let p = if one {
+            "access_token".to_owned()
+        } else {
+            format!("access_token[{i}]")
+        };
+        if let (TokenFormat::Jwt, KeySource::File(path)) = (at_config.format, &at_config.keys) {
+            jwks_file(path).map_err(|e| at(&format!("{p}.jwks_file"), e))?;
+        }
+        if let Some(path) = &at_config.ca_file {
+            ca_file(path).map_err(|e| at(&format!("{p}.ca_file"), e))?;
+        }
     }
     Ok(())
 }

@@ -88,7 +88,14 @@ enum Command {
         at: Option<u64>,
     },
     /// A self-contained walkthrough on loopback: gateway, echo upstream, local issuer.
-    Demo,
+    Demo {
+        /// Print the walkthrough as one JSON document.
+        #[arg(long)]
+        json: bool,
+        /// Keep the demo running afterwards, with curl commands to try (Ctrl-C stops it).
+        #[arg(long)]
+        keep_running: bool,
+    },
     /// Print a signed JWT access token (RFC 9068) for local testing, e.g. with the demo issuer key.
     Token {
         /// The issuer's private JWK (its `kid`, if any, goes in the header).
@@ -136,7 +143,7 @@ pub fn main() -> ExitCode {
             token,
             nonce,
         } => proof(&key, method, url, token, nonce),
-        Command::Demo => demo(),
+        Command::Demo { json, keep_running } => demo(crate::demo::Options { json, keep_running }),
         Command::Explain {
             config,
             proof,
@@ -287,7 +294,7 @@ fn explain(config: Option<PathBuf>, input: &crate::explain::Input) -> ExitCode {
     }
 }
 
-fn demo() -> ExitCode {
+fn demo(options: crate::demo::Options) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -298,7 +305,7 @@ fn demo() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(crate::demo::run()) {
+    match runtime.block_on(crate::demo::run(options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dpop-gateway demo: {e}");

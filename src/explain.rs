@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::pipeline;
 use crate::refusal::Refusal;
 use crate::request_uri;
+use crate::route::Found;
 use crate::state::{ConnMeta, State};
 use crate::token::{self, Scheme, TokenCheck, TokenFailure};
 
@@ -68,6 +69,11 @@ pub(crate) enum Verdict {
     },
 }
 
+/// Whether `route` checks issuers, scopes or claims.
+fn has_policy(route: &crate::route::Route) -> bool {
+    route.issuers.is_some() || !route.require.scopes.is_empty() || !route.require.claims.is_empty()
+}
+
 /// Runs every check; `Err` when the config or the input cannot be used.
 pub(crate) async fn run(config: &Config, input: &Input) -> Result<Explanation, String> {
     // The replay store is never consulted: a memory one keeps explain off the network.
@@ -92,7 +98,15 @@ pub(crate) async fn run(config: &Config, input: &Input) -> Result<Explanation, S
     // The route of the path the pipeline would normalise it to (step 1).
     let path = crate::uri::canonical_path(head.uri.path(), state.encoded_slashes)
         .map_or_else(|_| head.uri.path().to_owned(), std::borrow::Cow::into_owned);
-    let route = state.router.find(&path);
+    let (route, method_refusal) = match state.router.find_for(&path, Some(&head.method)) {
+        Found::Route(route) => (route, None),
+        Found::MethodNotAllowed { first, group } => (
+            first,
+            Some(Refusal::MethodNotAllowed {
+                allow: group.allow(),
+            }),
+        ),
+    };
     let htu = request_uri::request_uri(&state.uri_policy, conn.scheme, &head)
         .unwrap_or_else(|| input.url.clone());
     let request = ProofRequest {
@@ -119,16 +133,41 @@ pub(crate) async fn run(config: &Config, input: &Input) -> Result<Explanation, S
         check: "identity",
         finding: match &verdict {
             Err(refusal @ Refusal::IdentityClaim(_)) => Finding::Fail(refusal.description()),
-            Ok(_) => Finding::Pass("the identity headers' claims are clean field values".into()),
+            Ok(_) | Err(Refusal::Policy(_)) => {
+                Finding::Pass("the identity headers' claims are clean field values".into())
+            }
             Err(_) => Finding::Skipped("not reached: an earlier check failed".into()),
+        },
+    });
+    reports.push(Report {
+        check: "policy",
+        finding: match &verdict {
+            Err(refusal @ Refusal::Policy(_)) => Finding::Fail(refusal.description()),
+            Ok(_) if has_policy(route) => {
+                Finding::Pass("the route's issuers, scopes and claims are granted".into())
+            }
+            Ok(_) => Finding::Skipped("the route has no issuers or require".into()),
+            Err(_) => Finding::Skipped("not reached: an earlier check failed".into()),
+        },
+    });
+    reports.push(Report {
+        check: "method",
+        finding: match &method_refusal {
+            Some(refusal) => Finding::Fail(refusal.description()),
+            None => Finding::Pass(format!(
+                "{} is taken by route {}",
+                head.method,
+                route.label()
+            )),
         },
     });
     reports.push(Report {
         check: "replay",
         finding: Finding::Skipped("needs the live replay store; not checked here".into()),
     });
-    let verdict = match verdict {
-        Ok(_) => Verdict::Accepted,
+    // The pipeline refuses the method before any other check.
+    let verdict = match method_refusal.map_or(verdict.map(|_| ()), Err) {
+        Ok(()) => Verdict::Accepted,
         Err(refusal) => {
             let parts = refusal.parts();
             Verdict::Refused {

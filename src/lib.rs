@@ -16,6 +16,8 @@ pub(crate) mod credentials;
 pub(crate) mod demo;
 pub mod dpop;
 pub(crate) mod explain;
+#[doc(hidden)]
+pub mod explorer;
 pub(crate) mod forward;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -25,6 +27,7 @@ pub mod jose;
 pub mod metrics;
 pub(crate) mod nonce;
 pub mod pipeline;
+pub(crate) mod policy;
 #[cfg(test)]
 mod proptests;
 pub(crate) mod refusal;

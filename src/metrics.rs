@@ -34,22 +34,21 @@ const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// `dpop_gateway_requests_total{route,method,outcome,reason,status}`.
+    /// `dpop_gateway_requests_total{listener,route,method,outcome,reason,status}`.
     pub requests: IntCounterVec,
-    /// `dpop_gateway_request_duration_seconds{route,outcome}`.
+    /// `dpop_gateway_request_duration_seconds{listener,route,outcome}`.
     pub request_duration: HistogramVec,
     /// `dpop_gateway_verification_duration_seconds`: proof, nonce, token and replay checks.
     pub verification_duration: Histogram,
-    /// `dpop_gateway_upstream_duration_seconds`: until the upstream's response headers, or
-    /// until the exchange failed (connect error, timeout).
-    pub upstream_duration: Histogram,
-    /// `dpop_gateway_upstream_response_seconds{status_class}`: until the upstream's response
-    /// headers, for exchanges that got them, by the class of the status it answered.
+    /// `dpop_gateway_upstream_duration_seconds{upstream}`: until the upstream's response
+    /// headers, or until the exchange failed (connect error, timeout); its `_count` is the
+    /// requests sent to each upstream.
+    upstream_duration: HistogramVec,
+    /// `dpop_gateway_upstream_response_seconds{upstream,status_class}`: until the upstream's
+    /// response headers, for exchanges that got them, by the class of the status it answered.
     upstream_response: HistogramVec,
-    /// The [`Self::upstream_response`] series, by [`STATUS_CLASSES`] index.
-    upstream_response_by_class: [Histogram; 6],
-    /// `dpop_gateway_upstream_errors_total{kind}`.
-    pub upstream_errors: IntCounterVec,
+    /// `dpop_gateway_upstream_errors_total{upstream,kind}`.
+    upstream_errors: IntCounterVec,
     /// `dpop_gateway_connection_refusals_total{reason}`: connections ended before a request
     /// was parsed (`head_too_large`, `head_timeout`, `uri_too_long`); these never reach the
     /// request metrics.
@@ -68,6 +67,14 @@ pub struct Metrics {
     /// `dpop_gateway_replay_cache_full_total`: proofs refused because the cache was full of live
     /// entries (a live entry is never evicted).
     pub replay_full: IntCounter,
+    /// `dpop_gateway_replay_per_key_limited_total`: proofs refused with 429 because their key
+    /// held `replay_cache.per_key_limit` live entries.
+    pub replay_key_limited: IntCounter,
+    /// `dpop_gateway_replay_store_failovers_total`: the sentinels named a new master.
+    pub replay_failovers: IntCounter,
+    /// `dpop_gateway_replay_store_wait_shortfalls_total`: `WAIT` confirmed fewer than
+    /// `min_replicas` replicas.
+    pub replay_wait_shortfalls: IntCounter,
     /// `dpop_gateway_replay_store_errors_total{policy}`: store unreachable or slow.
     pub replay_store_errors: IntCounterVec,
     /// `dpop_gateway_token_cache_requests_total{result}`: `hit` or `miss`.
@@ -86,9 +93,43 @@ pub struct Metrics {
     pub jwks_last_success: IntGauge,
 }
 
+/// One upstream's series of the upstream metrics, resolved once when the upstream is built so
+/// that a forwarded request looks no label up.
+#[derive(Clone)]
+pub(crate) struct UpstreamMetrics {
+    /// `dpop_gateway_upstream_duration_seconds{upstream}`.
+    pub(crate) duration: Histogram,
+    /// `dpop_gateway_upstream_response_seconds{upstream,status_class}` by [`STATUS_CLASSES`]
+    /// index.
+    by_class: [Histogram; 6],
+    /// `dpop_gateway_upstream_errors_total`, and the name to label its series with.
+    errors: IntCounterVec,
+    name: String,
+}
+
 /// Holds a gauge one higher for as long as it lives (a connection, a request in flight),
 /// however that life ends.
 pub(crate) struct GaugeGuard(IntGauge);
+
+/// The listener that answered a request: the `listener` label of the request metrics and the
+/// access log's `listener` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// `listen`: checks, then forwards to the upstream.
+    Proxy,
+    /// `forward_auth.listen`: checks, then answers the ingress with a decision.
+    ForwardAuth,
+}
+
+impl Listener {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listener::Proxy => "proxy",
+            Listener::ForwardAuth => "forward_auth",
+        }
+    }
+}
 
 /// A request method as a bounded label.
 pub fn method_class(m: &http::Method) -> &'static str {
@@ -101,6 +142,30 @@ pub fn method_class(m: &http::Method) -> &'static str {
         http::Method::DELETE => "DELETE",
         http::Method::OPTIONS => "OPTIONS",
         _ => "other",
+    }
+}
+
+// === impl UpstreamMetrics ===
+
+impl UpstreamMetrics {
+    /// Records an exchange that got response headers with `status` after `elapsed`.
+    pub(crate) fn observe_response(&self, status: http::StatusCode, elapsed: Duration) {
+        let class = match status.as_u16() {
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            500..=599 => 4,
+            _ => 5,
+        };
+        self.by_class[class].observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a failed exchange of kind `reason`.
+    pub(crate) fn error(&self, reason: Reason) {
+        self.errors
+            .with_label_values(&[self.name.as_str(), reason.as_str()])
+            .inc();
     }
 }
 
@@ -132,25 +197,23 @@ impl Metrics {
                 "Time until the upstream's response headers, for exchanges that got them, by status class (1xx..5xx, other).",
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
-            &["status_class"],
+            &["upstream", "status_class"],
         )?;
-        let upstream_response_by_class =
-            STATUS_CLASSES.map(|class| upstream_response.with_label_values(&[class]));
         let m = Metrics {
             requests: IntCounterVec::new(
                 Opts::new(
                     "dpop_gateway_requests_total",
-                    "Requests by route, method, outcome (forwarded, local or the refusal's error code), reason and response status.",
+                    "Requests by the listener that answered (proxy, forward_auth), route, method, outcome (forwarded, local or the refusal's error code), reason and response status.",
                 ),
-                &["route", "method", "outcome", "reason", "status"],
+                &["listener", "route", "method", "outcome", "reason", "status"],
             )?,
             request_duration: HistogramVec::new(
                 HistogramOpts::new(
                     "dpop_gateway_request_duration_seconds",
-                    "Time from request head to response head, by route and outcome.",
+                    "Time from request head to response head, by listener, route and outcome.",
                 )
                 .buckets(LATENCY_BUCKETS.to_vec()),
-                &["route", "outcome"],
+                &["listener", "route", "outcome"],
             )?,
             verification_duration: Histogram::with_opts(
                 HistogramOpts::new(
@@ -159,18 +222,21 @@ impl Metrics {
                 )
                 .buckets(VERIFY_BUCKETS.to_vec()),
             )?,
-            upstream_duration: Histogram::with_opts(
+            upstream_duration: HistogramVec::new(
                 HistogramOpts::new(
                     "dpop_gateway_upstream_duration_seconds",
-                    "Time until the upstream's response headers.",
+                    "Time until the upstream's response headers (or its failure), by upstream.",
                 )
                 .buckets(LATENCY_BUCKETS.to_vec()),
+                &["upstream"],
             )?,
             upstream_response,
-            upstream_response_by_class,
             upstream_errors: IntCounterVec::new(
-                Opts::new("dpop_gateway_upstream_errors_total", "Upstream failures by kind."),
-                &["kind"],
+                Opts::new(
+                    "dpop_gateway_upstream_errors_total",
+                    "Upstream failures by upstream and kind.",
+                ),
+                &["upstream", "kind"],
             )?,
             connection_refusals: IntCounterVec::new(
                 Opts::new(
@@ -202,6 +268,18 @@ impl Metrics {
             replay_full: IntCounter::new(
                 "dpop_gateway_replay_cache_full_total",
                 "Proofs refused with 503 because the replay cache was full of live entries.",
+            )?,
+            replay_key_limited: IntCounter::new(
+                "dpop_gateway_replay_per_key_limited_total",
+                "Proofs refused with 429 because their key held replay_cache.per_key_limit live entries.",
+            )?,
+            replay_failovers: IntCounter::new(
+                "dpop_gateway_replay_store_failovers_total",
+                "Sentinel failovers seen: the sentinels named a new master for the replay store.",
+            )?,
+            replay_wait_shortfalls: IntCounter::new(
+                "dpop_gateway_replay_store_wait_shortfalls_total",
+                "Inserts that WAIT confirmed on fewer than replay_cache.min_replicas replicas (on_error applied).",
             )?,
             replay_store_errors: IntCounterVec::new(
                 Opts::new(
@@ -252,9 +330,6 @@ impl Metrics {
         // Small closed label sets start at 0, so rate() and alerts see them before the first event.
         for reason in Reason::all() {
             match reason {
-                Reason::UpstreamConnect | Reason::UpstreamTimeout | Reason::UpstreamProtocol => {
-                    m.upstream_errors.with_label_values(&[reason.as_str()]);
-                }
                 Reason::HeadTooLarge | Reason::HeadTimeout | Reason::UriTooLong => {
                     m.connection_refusals.with_label_values(&[reason.as_str()]);
                 }
@@ -299,6 +374,9 @@ impl Metrics {
         r.register(Box::new(self.replay_capacity.clone()))?;
         r.register(Box::new(self.replay_full.clone()))?;
         r.register(Box::new(self.replay_expired.clone()))?;
+        r.register(Box::new(self.replay_key_limited.clone()))?;
+        r.register(Box::new(self.replay_failovers.clone()))?;
+        r.register(Box::new(self.replay_wait_shortfalls.clone()))?;
         r.register(Box::new(self.replay_store_errors.clone()))?;
         r.register(Box::new(self.token_cache.clone()))?;
         r.register(Box::new(self.tls_reloads.clone()))?;
@@ -315,7 +393,7 @@ impl Metrics {
             .register(Box::new(self.tls_certificate_expiry.clone()))
     }
 
-    /// Records one finished request.
+    /// Records one finished request on the proxy listener.
     pub fn record_request(
         &self,
         route: &str,
@@ -325,25 +403,54 @@ impl Metrics {
         status: http::StatusCode,
         elapsed: Duration,
     ) {
+        self.record_request_on(
+            Listener::Proxy,
+            route,
+            method,
+            outcome,
+            reason,
+            status,
+            elapsed,
+        );
+    }
+
+    /// Records one finished request on `listener`.
+    #[allow(clippy::too_many_arguments)] // reason: one label each
+    pub fn record_request_on(
+        &self,
+        listener: Listener,
+        route: &str,
+        method: &'static str,
+        outcome: &'static str,
+        reason: &'static str,
+        status: http::StatusCode,
+        elapsed: Duration,
+    ) {
+        let listener = listener.as_str();
         self.requests
-            .with_label_values(&[route, method, outcome, reason, status.as_str()])
+            .with_label_values(&[listener, route, method, outcome, reason, status.as_str()])
             .inc();
         self.request_duration
-            .with_label_values(&[route, outcome])
+            .with_label_values(&[listener, route, outcome])
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Records an upstream exchange that got response headers with `status` after `elapsed`.
-    pub fn observe_upstream_response(&self, status: http::StatusCode, elapsed: Duration) {
-        let class = match status.as_u16() {
-            100..=199 => 0,
-            200..=299 => 1,
-            300..=399 => 2,
-            400..=499 => 3,
-            500..=599 => 4,
-            _ => 5,
-        };
-        self.upstream_response_by_class[class].observe(elapsed.as_secs_f64());
+    /// The series of the upstream named `name` (a closed set: the configured upstreams), its
+    /// error kinds at 0.
+    pub(crate) fn upstream(&self, name: &str) -> UpstreamMetrics {
+        for reason in Reason::all() {
+            if reason.is_upstream() {
+                self.upstream_errors
+                    .with_label_values(&[name, reason.as_str()]);
+            }
+        }
+        UpstreamMetrics {
+            duration: self.upstream_duration.with_label_values(&[name]),
+            by_class: STATUS_CLASSES
+                .map(|class| self.upstream_response.with_label_values(&[name, class])),
+            errors: self.upstream_errors.clone(),
+            name: name.to_owned(),
+        }
     }
 
     /// The text exposition format.

@@ -2,40 +2,26 @@
 //! listener calls: [`authorize`], then [`forward`] (or a local answer), then one response, one
 //! metrics record and one access-log line for every request, whatever happened.
 //!
-//! ```text
-//! authorize(state, &mut head, body)                           -> Result<Access, Refusal>
-//!   0 head            over max_header_bytes (a pipelined head) -> 431 (the request line: 414)
-//!                     a transfer coding other than chunked     -> 501
-//!                     a field value with whitespace around it  -> 400 (HTTP/2)
-//!   1 route           one Host, a plain host[:port]            -> 400 invalid_request
-//!                     the path normalised (RFC 3986 §6.2.2) in the head; dot segments,
-//!                     encoded slashes (paths.encoded_slashes: reject) -> 400 invalid_request
-//!                     RFC 9728 metadata => answered here; first matching prefix;
-//!                     auth: none or a CORS preflight (no body) => Access::Open
-//!   2 credentials     one DPoP, one Authorization, scheme      -> 400 invalid_request | 401
-//!   3 proof           typ alg jwk sig htm htu iat ath          -> 401 invalid_dpop_proof
-//!   4 nonce           when the route requires it               -> 401 use_dpop_nonce + DPoP-Nonce
-//!   5 token, binding  JWT/JWKS or introspection, cnf.jkt       -> 401 invalid_token | 503
-//!   6 identity        the claims identity headers carry, as clean field values (non-ASCII
-//!                     percent-encoded)                         -> 401 invalid_token
-//!   7 replay          memory store: a proof issued before the process started  -> 401
-//!                     (use_dpop_nonce on nonce routes); jti single use; last, so only fully
-//!                     valid proofs use an entry                                -> 401 | 503
-//! forward(state, head, body, access)
-//!   8 headers         strip DPoP + hop-by-hop + spoofed identity; set identity, X-Forwarded-*
-//!   9 upstream        stream the body both ways                -> 502 | 504
-//!                     the client's body breaks off or stalls   -> 400 | 408
-//! respond             a refusal becomes a response in refusal.rs; metrics + one access-log line
-//! ```
+//! The steps, numbered, with what each refuses, are drawn once: README.md, "How a request is
+//! handled" (change it with them). [`authorize`] runs 0 the head checks and 1 the route
+//! (`target`, `authorize_on`; the first matching prefix, then the first of its routes taking
+//! the method, else 405 + Allow), 2 `credentials`, 3 `proof`, 4 `nonce`, 5 token and binding,
+//! 6 `identity`, 7 `policy` (2-7 are `verify`, stateless: `explain` runs exactly them), 8
+//! replay (`admit`); [`forward`] runs 9 headers and 10 upstream; `refused` hands a refusal to
+//! `refusal.rs`, the only place one becomes a response. The policy runs before the replay
+//! check so that a refused request does not use the client's `jti`: it would be refused again
+//! however often it is sent.
 //!
-//! Steps 2-6 are `verify` (stateless: `explain` runs exactly them); step 7 is `admit`.
 //! [`authorize`] takes the request head (and normalises its path in place: what routes
 //! match, `htu` is computed from and the upstream receives is one path) and what is known of
 //! the body ([`BodyKnown`]: a CORS preflight has none); any body type stays with the caller,
-//! so the pipeline bench, `explain` and other listeners run this code, not a copy of it.
+//! so the pipeline bench, `explain` and other listeners run this code, not a copy of it: the
+//! decision listener (`forward_auth`) answers with [`decide`] (`pipeline/decide.rs`), which
+//! runs [`authorize`] on the request an ingress describes.
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCESS_CONTROL_EXPOSE_HEADERS, ORIGIN};
@@ -48,13 +34,14 @@ use crate::config::{AuthMode, OnError};
 use crate::credentials::{self, Credentials};
 use crate::dpop::{ProofRequest, SignedBy, VerifiedProof};
 use crate::forward::headers as fwd_headers;
-use crate::metrics;
+use crate::jose::Thumbprint;
+use crate::metrics::{self, Listener};
 use crate::nonce::{NonceError, NonceStatus};
 use crate::refusal::{Answering, ErrorCode, Reason, Refusal};
 use crate::replay::{Admission, StoreError};
 use crate::request_uri;
 use crate::resource_metadata;
-use crate::route::Route;
+use crate::route::{Found, Route};
 use crate::state::{ConnMeta, State};
 use crate::telemetry::{self, AccessOutcome, AccessRecord};
 use crate::token::{self, Scheme, TokenInfo};
@@ -83,12 +70,12 @@ pub enum BodyKnown {
 /// builds one.
 pub struct Verified {
     token: String,
-    /// What the token says; the identity values below are made from it. Only tests read it
-    /// after step 6 so far (route `require` policies will).
+    /// What the token says; the identity values below are made from it, the policy (step 7)
+    /// checked it.
     #[cfg_attr(not(test), allow(dead_code))]
     info: Arc<TokenInfo>,
     /// The identity headers' values, made from `info` by step 6.
-    identity: fwd_headers::IdentityValues,
+    identity: Box<fwd_headers::IdentityValues>,
     proof: Option<VerifiedProof>,
     /// The proof's nonce is past half its lifetime: send a new one with the response.
     renew_nonce: bool,
@@ -146,18 +133,23 @@ where
     let body = CountedBody::new(body, log.as_ref().map(AccessRecord::bytes_in));
 
     let decision = authorize(&state, &mut parts, BodyKnown::of(&body), conn).await;
+    // The explorer reads the head before `forward` takes it; off, this is the one branch.
+    let mut seen = (state.explorer.as_ref()).map(|x| x.capture(&state, &parts, conn, &decision));
     let route = decision.route;
     let jkt = decision.signed_by.map(|s| s.jkt());
     let mut upstream = None;
-    let (mut resp, outcome) = match decision.result {
+    let (resp, outcome) = match decision.result {
         Ok(Access::Local(resp)) => (resp, Outcome::Local),
         Ok(access) => {
             let sent = clock::monotonic();
-            let forwarded = forward(&state, parts, body, conn, access).await;
+            let forwarded = forward(&state, route, parts, body, conn, access).await;
             upstream = Some(sent.elapsed());
             match forwarded {
                 Ok(resp) => (resp, Outcome::Forwarded),
                 Err(refusal) => {
+                    if let Some(seen) = &mut seen {
+                        seen.refused(&refusal);
+                    }
                     let answering = Answering {
                         state: &state,
                         conn,
@@ -165,7 +157,7 @@ where
                         nonce_route: route.nonce,
                         origin: origin.as_ref(),
                     };
-                    refused(&state, &refusal, &answering)
+                    refused(&state, route, &refusal, &answering)
                 }
             }
         }
@@ -177,10 +169,61 @@ where
                 nonce_route: route.nonce,
                 origin: origin.as_ref(),
             };
-            refused(&state, &refusal, &answering)
+            refused(&state, route, &refusal, &answering)
         }
     };
-    if origin.is_some() {
+    let failed = match outcome {
+        Outcome::Refused(_, reason) => Some(reason),
+        Outcome::Forwarded | Outcome::Local => None,
+    };
+    let labels = outcome.labels();
+    if let (Some(seen), Some(explorer)) = (seen, &state.explorer) {
+        let status = resp.status();
+        seen.finish(explorer, labels, failed, status, start.elapsed(), upstream);
+    }
+    let resp = answer(
+        &state,
+        resp,
+        Answered {
+            listener: Listener::Proxy,
+            route,
+            method: &method,
+            origin: origin.is_some(),
+            request_id,
+            labels,
+            start,
+            log,
+            jkt,
+            upstream: upstream.map(|d| (&state.upstream_of(route).name, d)),
+        },
+    );
+    Ok(resp)
+}
+
+/// How a request was answered, for what every answer gets on its way out.
+struct Answered<'a> {
+    listener: Listener,
+    route: &'a Route,
+    method: &'a Method,
+    /// The request had an `Origin`.
+    origin: bool,
+    request_id: HeaderValue,
+    /// `outcome` and `reason` labels.
+    labels: (&'static str, &'static str),
+    start: Instant,
+    log: Option<AccessRecord>,
+    jkt: Option<Thumbprint>,
+    upstream: Option<(&'a Arc<str>, Duration)>,
+}
+
+/// What every answer gets, whichever listener gave it: the CORS expose header, the request
+/// id, one metrics record and one access-log line.
+fn answer(
+    state: &State,
+    mut resp: Response<GatewayBody>,
+    a: Answered<'_>,
+) -> Response<GatewayBody> {
+    if a.origin {
         // RFC 9449 §7.1: browsers may only read these if they are exposed.
         resp.headers_mut().append(
             ACCESS_CONTROL_EXPOSE_HEADERS,
@@ -188,30 +231,33 @@ where
         );
     }
     resp.headers_mut()
-        .insert(telemetry::X_REQUEST_ID, request_id);
-    let (outcome, reason) = outcome.labels();
-    state.metrics.record_request(
-        route.label(),
-        metrics::method_class(&method),
+        .insert(telemetry::X_REQUEST_ID, a.request_id);
+    let (outcome, reason) = a.labels;
+    state.metrics.record_request_on(
+        a.listener,
+        a.route.label(),
+        metrics::method_class(a.method),
         outcome,
         reason,
         resp.status(),
-        start.elapsed(),
+        a.start.elapsed(),
     );
-    if let Some(log) = log {
-        let o = AccessOutcome {
-            route: route.label(),
-            outcome,
-            reason,
-            jkt,
-            upstream,
-        };
-        resp = log.attach(resp, &o);
+    match a.log {
+        Some(log) => {
+            let o = AccessOutcome {
+                route: a.route.label(),
+                outcome,
+                reason,
+                jkt: a.jkt,
+                upstream: a.upstream,
+            };
+            log.attach(resp, &o)
+        }
+        None => resp,
     }
-    Ok(resp)
 }
 
-/// Steps 0-7 on the request head: where the request may go, or why not. The head's path is
+/// Steps 0-8 on the request head: where the request may go, or why not. The head's path is
 /// replaced by its normal form (step 1), which `forward` then sends.
 pub async fn authorize<'s>(
     state: &'s State,
@@ -221,11 +267,12 @@ pub async fn authorize<'s>(
 ) -> Decision<'s> {
     let target = target(state, head);
     // A refused target keeps the path as sent: its route only labels the refusal.
-    let route = state.router.find(head.uri.path());
+    let preflight = is_cors_preflight(&head.method, &head.headers, body);
+    let (route, allowed) = route(state, head, preflight);
     let mut signed_by = None;
-    let result = match target {
-        Ok(()) => authorize_on(state, route, head, body, conn, &mut signed_by).await,
-        Err(refusal) => Err(refusal),
+    let result = match (target, allowed) {
+        (Err(refusal), _) | (Ok(()), Err(refusal)) => Err(refusal),
+        (Ok(()), Ok(())) => authorize_on(state, route, head, preflight, conn, &mut signed_by).await,
     };
     Decision {
         route,
@@ -269,6 +316,24 @@ fn target(state: &State, head: &mut Parts) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The route half of step 1: the route for the path and method; a method none of the path's
+/// routes takes is 405 (after the target checks, which go first). A CORS preflight is matched
+/// whatever its method: the method it asks about is the upstream's CORS answer to judge.
+/// The RFC 9728 metadata document is answered whatever the routes' methods.
+fn route<'s>(state: &'s State, head: &Parts, preflight: bool) -> (&'s Route, Result<(), Refusal>) {
+    let any_method = preflight || is_metadata_request(state, head);
+    let method = (!any_method).then_some(&head.method);
+    match state.router.find_for(head.uri.path(), method) {
+        Found::Route(route) => (route, Ok(())),
+        Found::MethodNotAllowed { first, group } => (
+            first,
+            Err(Refusal::MethodNotAllowed {
+                allow: group.allow(),
+            }),
+        ),
+    }
+}
+
 /// `uri` with its path replaced by `path`; scheme, authority and query kept as they are.
 fn with_path(uri: &http::Uri, path: &str) -> Option<http::Uri> {
     let mut parts = uri.clone().into_parts();
@@ -284,14 +349,14 @@ async fn authorize_on(
     state: &State,
     route: &Route,
     head: &Parts,
-    body: BodyKnown,
+    preflight: bool,
     conn: ConnMeta,
     signed_by: &mut Option<SignedBy>,
 ) -> Result<Access, Refusal> {
     if let Some(resp) = resource_metadata(state, head, conn) {
         return Ok(Access::Local(resp));
     }
-    if route.auth == AuthMode::None || is_cors_preflight(&head.method, &head.headers, body) {
+    if route.auth == AuthMode::None || preflight {
         return Ok(Access::Open);
     }
     let verify_start = clock::monotonic();
@@ -309,8 +374,8 @@ async fn authorize_on(
     result
 }
 
-/// Steps 2-6, the stateless checks: credentials, proof, nonce, token and its binding, the
-/// identity it carries.
+/// Steps 2-7, the stateless checks: credentials, proof, nonce, token and its binding, the
+/// identity it carries, the route's policy.
 pub(crate) async fn verify(
     state: &State,
     route: &Route,
@@ -346,7 +411,8 @@ async fn verify_noting_signer(
         route.auth == AuthMode::DpopOrBearer,
     )
     .map_err(Refusal::Token)?;
-    let identity = identity(state, &info, proof.as_ref())?;
+    let identity = Box::new(identity(state, &info, proof.as_ref())?);
+    policy(route, &info)?;
     Ok(Verified {
         token: creds.token.to_owned(),
         info,
@@ -370,6 +436,13 @@ fn identity(
         proof.map(VerifiedProof::jkt),
     )
     .map_err(Refusal::IdentityClaim)
+}
+
+/// 7 policy: the route's `issuers` and `require` on what the verified, bound token says. Run
+/// on every request, the token's cached or not: a verdict cached for one route must not
+/// authorize another.
+fn policy(route: &Route, info: &TokenInfo) -> Result<(), Refusal> {
+    crate::policy::check(route, info).map_err(Refusal::Policy)
 }
 
 /// 2 credentials: one `DPoP`, one `Authorization`, a scheme the route accepts.
@@ -442,7 +515,7 @@ fn nonce(
     }
 }
 
-/// 7 replay: the proof's `jti` is used once. Last, so that only a fully valid proof uses an
+/// 8 replay: the proof's `jti` is used once. Last, so that only a fully valid proof uses an
 /// entry. With the memory store, first: a proof issued before this process started may have
 /// been admitted by the previous one, whose entries are gone (`replay::ProcessStart`).
 pub(crate) async fn admit(
@@ -462,9 +535,19 @@ pub(crate) async fn admit(
                 nonce_route: route.nonce,
             })?;
     }
-    match state.replay.check_and_insert(p.replay_key(), now).await {
+    let jkt = p.jkt();
+    match state
+        .replay
+        .check_and_insert(p.replay_key(), jkt.as_bytes(), now)
+        .await
+    {
         Ok(Admission::Fresh) => Ok(Authorized(verified)),
         Ok(Admission::Replayed) => Err(Refusal::Replayed),
+        Ok(Admission::KeyLimited { retry_after }) => {
+            state.metrics.replay_key_limited.inc();
+            tracing::info!(retry_after, "replay store: proof key over per_key_limit");
+            Err(Refusal::KeyLimited { retry_after })
+        }
         Err(StoreError::Full { retry_after }) => {
             state.metrics.replay_full.inc();
             Err(Refusal::ReplayStoreFull { retry_after })
@@ -485,10 +568,11 @@ pub(crate) async fn admit(
     }
 }
 
-/// Steps 8-9: the headers the upstream must and must not see, then the upstream exchange with
+/// Steps 9-10: the headers the upstream must and must not see, then the upstream exchange with
 /// the body streamed.
 pub async fn forward<B>(
     state: &State,
+    route: &Route,
     mut head: Parts,
     body: B,
     conn: ConnMeta,
@@ -502,7 +586,7 @@ where
         Access::Authorized(Authorized(v)) => Some(v),
         Access::Open | Access::Local(_) => None,
     };
-    // 8 headers. The authority htu was checked against (absolute-form or :authority, else
+    // 9 headers. The authority htu was checked against (absolute-form or :authority, else
     // the one Host) is the Host the upstream gets: the two must not differ. A request the rule
     // refuses never gets here; if one did, none of its Host fields would pass.
     let authority = request_uri::authority(head.version, &head.uri, &head.headers)
@@ -531,17 +615,26 @@ where
     };
     fwd_headers::prepare_request(&mut head.headers, &ctx);
 
-    // 9 upstream, streaming the body
+    // 10 upstream, streaming the body
     let version = head.version;
     let (body, client_body) = body::watched(IdleTimeoutBody::new(body, state.idle_timeout));
     let body = body::boxed(body);
+    let upstream = state.upstream_of(route);
+    if let Some(prefix) = route.strip() {
+        // Only an encoded slash routes a path here that is not under the prefix: it has no
+        // stripped form.
+        if !crate::forward::under_prefix(head.uri.path(), prefix) {
+            return Err(Refusal::InvalidRequest(
+                "the request path is not under its route's prefix",
+            ));
+        }
+    }
     let upstream_start = clock::monotonic();
-    let result = state.forwarder.send(Request::from_parts(head, body)).await;
+    let result = upstream
+        .send(Request::from_parts(head, body), route.strip())
+        .await;
     let elapsed = upstream_start.elapsed();
-    state
-        .metrics
-        .upstream_duration
-        .observe(elapsed.as_secs_f64());
+    upstream.metrics.duration.observe(elapsed.as_secs_f64());
     // A failed exchange whose request body failed first is the client's fault (400, 408),
     // not the upstream's (502, 504).
     let mut resp = result.map_err(|e| match client_body.fault() {
@@ -551,9 +644,7 @@ where
     // The gateway answers in its own version, the client connection's (RFC 9110 §6.2): an
     // HTTP/1.0 upstream's `HTTP/1.0 200` would cost an HTTP/1.1 client its keep-alive.
     *resp.version_mut() = version;
-    state
-        .metrics
-        .observe_upstream_response(resp.status(), elapsed);
+    upstream.metrics.observe_response(resp.status(), elapsed);
     if let (true, Some(keys)) = (authorized.is_some_and(|a| a.renew_nonce), &state.nonces) {
         if let Ok(v) = HeaderValue::from_str(&keys.issue(state.clock.now())) {
             resp.headers_mut().insert("dpop-nonce", v);
@@ -565,17 +656,15 @@ where
 /// A refusal's response (made in `refusal.rs`), its log line and its outcome.
 fn refused(
     state: &State,
+    route: &Route,
     refusal: &Refusal,
     answering: &Answering<'_>,
 ) -> (Response<GatewayBody>, Outcome) {
     let parts = refusal.parts();
     if let Refusal::Upstream(e) = refusal {
-        tracing::warn!(error = %e, "upstream unavailable");
-        state
-            .metrics
-            .upstream_errors
-            .with_label_values(&[parts.reason.as_str()])
-            .inc();
+        let upstream = state.upstream_of(route);
+        tracing::warn!(upstream = %upstream.name, reason = parts.reason.as_str(), error = %e, "upstream unavailable");
+        upstream.metrics.error(parts.reason);
     }
     if let Refusal::TokenService(why) = refusal {
         tracing::warn!(error = %why, "token service unavailable");
@@ -625,6 +714,13 @@ fn unsupported_transfer_coding(headers: &http::HeaderMap) -> bool {
         (Some(coding), None) => !coding.eq_ignore_ascii_case(b"chunked"),
         (Some(_), Some(_)) => true,
     }
+}
+
+/// Whether `head` asks for the metadata document [`resource_metadata`] answers.
+fn is_metadata_request(state: &State, head: &Parts) -> bool {
+    state.resource_metadata.is_some()
+        && (head.method == Method::GET || head.method == Method::HEAD)
+        && resource_metadata::well_known_path(head.uri.path()).is_some()
 }
 
 /// `GET /.well-known/oauth-protected-resource[/path]` (RFC 9728 §3), answered by the gateway.
@@ -703,6 +799,9 @@ impl Verified {
         self.proof.as_ref()
     }
 }
+
+mod decide;
+pub use decide::decide;
 
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,7 @@ use crate::dpop::{ProofCheck, ProofError};
 use crate::forward::headers::{ClaimValueError, IdentityClaimError};
 use crate::forward::ForwardError;
 use crate::nonce::NonceError;
+use crate::policy::PolicyError;
 use crate::replay::IssuedBeforeStart;
 use crate::request_uri::{self, HostError};
 use crate::resource_metadata;
@@ -57,6 +58,15 @@ pub enum Refusal {
     /// field value: the upstream would read another identity than the token's (401
     /// `invalid_token`, RFC 6750 §3.1).
     IdentityClaim(IdentityClaimError),
+    /// The token is valid and bound, but the route's policy refuses it: a scope or claim it
+    /// requires is missing (403 `insufficient_scope`, RFC 6750 §3.1), or its issuer is not
+    /// among the route's `issuers` (401 `invalid_token`).
+    Policy(PolicyError),
+    /// Routes match the path but none takes the method (405 with `Allow`).
+    MethodNotAllowed {
+        /// The `Allow` value: the methods of the path's routes.
+        allow: String,
+    },
     /// The token service (JWKS never loaded, introspection down) could not answer: ours.
     TokenService(String),
     /// The replay store is full of live entries; the oldest expires in `retry_after` seconds.
@@ -66,6 +76,12 @@ pub enum Refusal {
     },
     /// The replay store is unreachable or slower than its timeout, and `on_error` is `reject`.
     ReplayStoreUnavailable,
+    /// The proof's key already holds `replay_cache.per_key_limit` live replay entries (429);
+    /// its oldest expires in `retry_after` seconds. Only that key is refused.
+    KeyLimited {
+        /// Seconds until the key may record another proof (at least 1).
+        retry_after: u64,
+    },
     /// The upstream refused the connection, broke the exchange (502) or sent no response
     /// headers within `upstream.request_timeout` (504).
     Upstream(ForwardError),
@@ -103,7 +119,12 @@ pub enum ErrorCode {
     InvalidToken,
     /// `use_dpop_nonce`.
     UseDpopNonce,
-    /// 503: a dependency of the check is down or full.
+    /// `insufficient_scope` (403).
+    InsufficientScope,
+    /// 405: no route of the path takes the method.
+    MethodNotAllowed,
+    /// 503: a dependency of the check is down or full; 429: one proof key over its share of
+    /// the replay store (`temporarily_unavailable` either way).
     Unavailable,
     /// 502/504: the upstream failed.
     UpstreamError,
@@ -137,18 +158,30 @@ pub enum Reason {
     Token(TokenCheck),
     /// A claim is not a clean identity header value.
     IdentityClaim,
+    /// A scope the route requires is missing from the token (403).
+    Scope,
+    /// A claim the route requires is missing or has another value (403).
+    Claim,
+    /// The token's issuer is not among the route's `issuers` (401).
+    IssuerNotAllowed,
+    /// No route of the path takes the method (405).
+    MethodNotAllowed,
     /// The token service is down.
     TokenService,
     /// The replay cache is full of live entries.
     ReplayStoreFull,
     /// The replay store is unreachable (`on_error: reject`).
     ReplayStore,
+    /// The proof's key is over `replay_cache.per_key_limit`.
+    PerKeyLimit,
     /// No connection to the upstream.
     UpstreamConnect,
     /// The upstream sent no response headers in time.
     UpstreamTimeout,
     /// The upstream broke the exchange.
     UpstreamProtocol,
+    /// The TLS handshake with the upstream failed (its certificate did not verify).
+    UpstreamTls,
     /// The client's request body was malformed or cut short while being forwarded.
     RequestBody,
     /// The client's request body stalled past `idle_timeout` while being forwarded.
@@ -176,7 +209,7 @@ pub struct RefusalParts {
     pub reason: Reason,
     /// Whether to send a `WWW-Authenticate: DPoP` challenge.
     pub challenge: bool,
-    /// `Retry-After` seconds, for 503.
+    /// `Retry-After` seconds, for 503 and 429.
     pub retry_after: Option<u64>,
     /// Whether the connection ends after the response (408, 414, 431, 501, a broken body).
     pub close: bool,
@@ -221,6 +254,8 @@ impl ErrorCode {
             ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::UseDpopNonce => "use_dpop_nonce",
+            ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Unavailable => "temporarily_unavailable",
             ErrorCode::UpstreamError => "upstream_error",
         }
@@ -244,12 +279,18 @@ impl Reason {
             R::NonceInvalid,
             R::NonceExpired,
             R::IdentityClaim,
+            R::Scope,
+            R::Claim,
+            R::IssuerNotAllowed,
+            R::MethodNotAllowed,
             R::TokenService,
             R::ReplayStoreFull,
             R::ReplayStore,
+            R::PerKeyLimit,
             R::UpstreamConnect,
             R::UpstreamTimeout,
             R::UpstreamProtocol,
+            R::UpstreamTls,
             R::RequestBody,
             R::RequestBodyTimeout,
             R::HeadTooLarge,
@@ -278,12 +319,18 @@ impl Reason {
             Reason::NonceExpired => "nonce_expired",
             Reason::Token(c) => c.as_str(),
             Reason::IdentityClaim => "identity_claim",
+            Reason::Scope => "insufficient_scope",
+            Reason::Claim => "claim",
+            Reason::IssuerNotAllowed => "issuer_not_allowed",
+            Reason::MethodNotAllowed => "method_not_allowed",
             Reason::TokenService => "token_service",
             Reason::ReplayStoreFull => "replay_store_full",
             Reason::ReplayStore => "replay_store",
+            Reason::PerKeyLimit => "per_key_limit",
             Reason::UpstreamConnect => "connect",
             Reason::UpstreamTimeout => "timeout",
             Reason::UpstreamProtocol => "protocol",
+            Reason::UpstreamTls => "tls",
             Reason::RequestBody => "request_body",
             Reason::RequestBodyTimeout => "request_body_timeout",
             Reason::HeadTooLarge => "head_too_large",
@@ -294,10 +341,22 @@ impl Reason {
         }
     }
 
+    /// Whether this is an upstream failure's reason (`dpop_gateway_upstream_errors_total`).
+    pub fn is_upstream(self) -> bool {
+        matches!(
+            self,
+            Reason::UpstreamConnect
+                | Reason::UpstreamTimeout
+                | Reason::UpstreamProtocol
+                | Reason::UpstreamTls
+        )
+    }
+
     /// The reason of an upstream failure.
     pub fn of_upstream(e: &ForwardError) -> Reason {
         match e {
             ForwardError::Connect(_) => Reason::UpstreamConnect,
+            ForwardError::Tls(_) => Reason::UpstreamTls,
             ForwardError::Timeout { .. } => Reason::UpstreamTimeout,
             ForwardError::Other(_) => Reason::UpstreamProtocol,
         }
@@ -327,6 +386,18 @@ impl Refusal {
             Refusal::UseNonce(e) => (401, C::UseDpopNonce, nonce_reason(e), true, None),
             Refusal::Token(e) => (401, C::InvalidToken, R::Token(e.check()), true, None),
             Refusal::IdentityClaim(_) => (401, C::InvalidToken, R::IdentityClaim, true, None),
+            Refusal::Policy(PolicyError::Scope { .. }) => {
+                (403, C::InsufficientScope, R::Scope, true, None)
+            }
+            Refusal::Policy(PolicyError::Claim { .. }) => {
+                (403, C::InsufficientScope, R::Claim, true, None)
+            }
+            Refusal::Policy(PolicyError::Issuer { .. }) => {
+                (401, C::InvalidToken, R::IssuerNotAllowed, true, None)
+            }
+            Refusal::MethodNotAllowed { .. } => {
+                (405, C::MethodNotAllowed, R::MethodNotAllowed, false, None)
+            }
             Refusal::TokenService(_) => (503, C::Unavailable, R::TokenService, false, Some(1)),
             Refusal::ReplayStoreFull { retry_after } => (
                 503,
@@ -338,6 +409,13 @@ impl Refusal {
             Refusal::ReplayStoreUnavailable => {
                 (503, C::Unavailable, R::ReplayStore, false, Some(1))
             }
+            Refusal::KeyLimited { retry_after } => (
+                429,
+                C::Unavailable,
+                R::PerKeyLimit,
+                false,
+                Some(*retry_after),
+            ),
             Refusal::Upstream(e @ ForwardError::Timeout { .. }) => {
                 (504, C::UpstreamError, Reason::of_upstream(e), false, None)
             }
@@ -406,10 +484,17 @@ impl Refusal {
                     ClaimValueError::Control => "it has a control character",
                 }
             ),
+            Refusal::Policy(e) => e.to_string(),
+            Refusal::MethodNotAllowed { allow } => {
+                format!("the method is not allowed here (allowed: {allow})")
+            }
             // The cause is logged, not sent: it describes our network.
             Refusal::TokenService(_) => "the token service is unavailable".to_owned(),
             Refusal::ReplayStoreFull { .. } => "the replay cache is full; retry later".to_owned(),
             Refusal::ReplayStoreUnavailable => "the replay store is unavailable".to_owned(),
+            Refusal::KeyLimited { .. } => {
+                "this DPoP key has too many recent proofs; retry later".to_owned()
+            }
             Refusal::Upstream(ForwardError::Timeout { .. }) => {
                 "the upstream did not answer in time".to_owned()
             }
@@ -510,7 +595,15 @@ impl Refusal {
             HeaderValue::from_static("no-store"),
         );
         if parts.challenge {
-            h.insert(WWW_AUTHENTICATE, challenge(parts.code, &description, wire));
+            h.insert(
+                WWW_AUTHENTICATE,
+                challenge(parts.code, &description, self.scope(), wire),
+            );
+        }
+        if let Refusal::MethodNotAllowed { allow } = self {
+            if let Ok(v) = HeaderValue::from_str(allow) {
+                h.insert(http::header::ALLOW, v);
+            }
         }
         if let Some(secs) = parts.retry_after {
             h.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
@@ -531,6 +624,16 @@ impl Refusal {
         })
         .to_string();
         (parts, h, body)
+    }
+}
+
+impl Refusal {
+    /// The `scope` challenge parameter (RFC 6750 §3.1): a 403 on a route that requires scopes.
+    fn scope(&self) -> Option<&str> {
+        match self {
+            Refusal::Policy(e) => e.required_scopes(),
+            _ => None,
+        }
     }
 }
 
@@ -563,8 +666,8 @@ fn nonce_reason(e: &NonceError) -> Reason {
     }
 }
 
-/// `DPoP error="…", error_description="…", algs="…"[, resource_metadata="…"]`.
-fn challenge(code: ErrorCode, description: &str, wire: &Wire) -> HeaderValue {
+/// `DPoP error="…", error_description="…"[, scope="…"], algs="…"[, resource_metadata="…"]`.
+fn challenge(code: ErrorCode, description: &str, scope: Option<&str>, wire: &Wire) -> HeaderValue {
     let mut v = String::from("DPoP");
     let mut sep = " ";
     if code != ErrorCode::Unauthorized {
@@ -574,6 +677,10 @@ fn challenge(code: ErrorCode, description: &str, wire: &Wire) -> HeaderValue {
             "{sep}error_description=\"{}\"",
             quoted_safe(description)
         ));
+    }
+    if let Some(scope) = scope {
+        // RFC 6750 §3: the scopes needed; scope names cannot hold `"` or `\`.
+        v.push_str(&format!("{sep}scope=\"{}\"", quoted_safe(scope)));
     }
     v.push_str(&format!("{sep}algs=\"{}\"", wire.algs));
     if let Some(rm) = &wire.resource_metadata {
@@ -651,6 +758,51 @@ mod tests {
         assert_eq!(resp.status(), 503);
         assert_eq!(resp.headers()[RETRY_AFTER], "42");
         assert!(resp.headers().get(WWW_AUTHENTICATE).is_none());
+    }
+
+    #[test]
+    fn a_policy_failure_is_403_insufficient_scope_naming_the_required_scopes() {
+        let r = Refusal::Policy(PolicyError::Scope {
+            missing: "write".into(),
+            required: "read write".into(),
+        });
+        let resp = r.render(&wire());
+        assert_eq!(resp.status(), 403);
+        assert_eq!(
+            resp.headers()[WWW_AUTHENTICATE],
+            "DPoP error=\"insufficient_scope\", error_description=\"the access token lacks scope 'write'\", scope=\"read write\", algs=\"ES256 EdDSA\""
+        );
+        assert_eq!(resp.headers()[http::header::CACHE_CONTROL], "no-store");
+        assert_eq!(r.parts().reason.as_str(), "insufficient_scope");
+        let claim = Refusal::Policy(PolicyError::Claim {
+            name: "tenant".into(),
+            required: None,
+        });
+        let www = claim.render(&wire()).headers()[WWW_AUTHENTICATE].clone();
+        assert!(!www.to_str().unwrap().contains("scope="), "{www:?}");
+        assert_eq!(claim.parts().reason.as_str(), "claim");
+    }
+
+    #[test]
+    fn a_method_no_route_takes_is_405_with_allow_and_no_challenge() {
+        let r = Refusal::MethodNotAllowed {
+            allow: "GET, HEAD".into(),
+        };
+        let resp = r.render(&wire());
+        assert_eq!(resp.status(), 405);
+        assert_eq!(resp.headers()[http::header::ALLOW], "GET, HEAD");
+        assert!(resp.headers().get(WWW_AUTHENTICATE).is_none());
+        assert_eq!(r.parts().code.as_str(), "method_not_allowed");
+    }
+
+    #[test]
+    fn a_key_over_its_limit_is_429_with_retry_after_and_its_own_reason() {
+        let r = Refusal::KeyLimited { retry_after: 7 };
+        let resp = r.render(&wire());
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()[RETRY_AFTER], "7");
+        assert!(resp.headers().get(WWW_AUTHENTICATE).is_none());
+        assert_eq!(r.parts().reason.as_str(), "per_key_limit");
     }
 
     #[test]

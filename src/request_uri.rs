@@ -44,7 +44,7 @@ pub enum HostError {
 /// §3.2.2, or HTTP/2's `:authority`), else its `Host`; `None` when it names none (HTTP/1.0
 /// without `Host`, HTTP/2 without `:authority`). Refused: an HTTP/1.1 request without `Host`,
 /// two `Host` fields, and a `Host` or target authority that is not exactly `host[:port]`
-/// ([`htu::check_authority`]: no userinfo, path, list, whitespace or empty value), whichever
+/// ([`crate::uri::check_authority`]: no userinfo, path, list, whitespace or empty value), whichever
 /// of them is used.
 pub(crate) fn authority<'a>(
     version: Version,

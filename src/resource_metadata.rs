@@ -24,7 +24,11 @@ impl ResourceMetadata {
     /// `dpop_or_bearer`.
     pub(crate) fn from_config(config: &Config) -> ResourceMetadata {
         ResourceMetadata {
-            authorization_servers: vec![config.access_token.issuer.clone()],
+            authorization_servers: config
+                .access_tokens
+                .iter()
+                .map(|a| a.issuer.clone())
+                .collect(),
             dpop_algorithms: config
                 .dpop
                 .algorithms

@@ -2,8 +2,15 @@
 //! A prefix matches at a segment boundary: `/api` matches `/api`, `/api/x` and `/api?q`, not
 //! `/apix` (a prefix ending in `/` matches anything below it). Routes match the path
 //! [`crate::uri::canonical_path`] made.
+//!
+//! Methods: the first matching prefix decides the group of routes that may answer (it and
+//! every later route with the same prefix); the first of them whose `methods` has the request's
+//! method (or that lists none) is the route. When none does, the request is 405 with their
+//! methods in `Allow`: never a fall-through to a shorter prefix, which could be more open.
 
-use crate::config::{AuthMode, RouteConfig};
+use http::Method;
+
+use crate::config::{AuthMode, Require, RouteConfig};
 
 /// The routes, in configuration order, with their resolved nonce policy.
 #[derive(Clone, Debug)]
@@ -21,10 +28,41 @@ const UNMATCHED: &str = "unmatched";
 pub struct Route {
     /// The configured prefix (also the bounded `route` metric label).
     pub prefix: String,
+    /// The methods the route takes (`None`: every method).
+    pub methods: Option<Vec<Method>>,
     /// What the route requires.
     pub auth: AuthMode,
     /// Whether proofs on this route must carry a server nonce.
     pub nonce: bool,
+    /// The upstream it forwards to: 0 for `upstream`, `i + 1` for `upstreams[i]`.
+    pub upstream: usize,
+    /// `strip_prefix`: the prefix is taken off the path before forwarding.
+    pub strip_prefix: bool,
+    /// The issuers whose tokens are accepted here (`None`: every configured one).
+    pub issuers: Option<Vec<String>>,
+    /// What the token must say (scopes, claims).
+    pub require: Require,
+}
+
+/// What [`Router::find_for`] found for a path and method.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Found<'r> {
+    /// The route that takes the request.
+    Route(&'r Route),
+    /// Routes match the path, none the method: 405. `first` labels the refusal.
+    MethodNotAllowed {
+        /// The first route of the group (the metric label).
+        first: &'r Route,
+        /// The group, for `Allow`.
+        group: Group<'r>,
+    },
+}
+
+/// The routes sharing the first matching prefix, from the first one on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Group<'r> {
+    routes: &'r [Route],
+    prefix: &'r str,
 }
 
 // === impl Router ===
@@ -36,58 +74,100 @@ impl Router {
             .iter()
             .map(|r| Route {
                 prefix: r.path_prefix.clone(),
+                methods: r.methods.clone(),
                 auth: r.auth,
                 nonce: r.nonce.unwrap_or(nonce_default),
+                upstream: r.upstream.map_or(0, |i| i + 1),
+                strip_prefix: r.strip_prefix,
+                issuers: r.issuers.clone(),
+                require: r.require.clone(),
             })
             .collect();
         Self {
             routes,
             fallback: Route {
                 prefix: UNMATCHED.to_owned(),
+                methods: None,
                 auth: AuthMode::Dpop,
                 nonce: nonce_default,
+                upstream: 0,
+                strip_prefix: false,
+                issuers: None,
+                require: Require::default(),
             },
         }
     }
 
-    /// The route for `path`: the first whose prefix matches; and when an ASCII case-insensitive
-    /// match (what a case-insensitive upstream would see) finds a stricter route, that one, so
-    /// `/API/x` cannot slip past a protected `/api` through a more open `/` route. When nothing
-    /// matches, the fallback (`auth: dpop`, labelled `unmatched`).
+    /// The route for `path` whatever the method: the first of [`Router::find_for`]'s group.
+    pub(crate) fn find(&self, path: &str) -> &Route {
+        match self.find_for(path, None) {
+            Found::Route(r) | Found::MethodNotAllowed { first: r, .. } => r,
+        }
+    }
+
+    /// The route for `path` and `method` (`None`: any method): the first whose prefix
+    /// matches, then the first of its group that takes the method; and when an ASCII
+    /// case-insensitive match (what a case-insensitive upstream would see) finds a stricter
+    /// answer, that one, so `/API/x` cannot slip past a protected `/api` through a more open
+    /// `/` route. When nothing matches, the fallback (`auth: dpop`, labelled `unmatched`).
     ///
     /// An encoded slash (`%2F`, `%5C`: `paths.encoded_slashes: keep`) is part of its segment,
     /// so `/api%2Fx` is not under `/api`; but an upstream that decodes it sees `/api/x`, so when
-    /// that path gets a stricter route, that one.
-    pub(crate) fn find(&self, path: &str) -> &Route {
-        let route = self.find_spelled(path);
+    /// that path gets a stricter answer, that one.
+    pub(crate) fn find_for(&self, path: &str, method: Option<&Method>) -> Found<'_> {
+        let found = self.find_spelled(path, method);
         if !has_encoded_slash(path) {
-            return route;
+            return found;
         }
         let decoded = path
             .replace("%2F", "/")
             .replace("%2f", "/")
             .replace("%5C", "/")
             .replace("%5c", "/");
-        let other = self.find_spelled(&decoded);
-        if strictness(other.auth) > strictness(route.auth) {
+        let other = self.find_spelled(&decoded, method);
+        if strictness(&other) > strictness(&found) {
             other
         } else {
-            route
+            found
         }
     }
 
-    /// [`Router::find`] for `path` as it is spelled (encoded slashes inside their segment).
-    fn find_spelled(&self, path: &str) -> &Route {
-        let exact = self.routes.iter().find(|r| prefix_matches(&r.prefix, path));
+    /// [`Router::find_for`] for `path` as it is spelled (encoded slashes inside their segment).
+    fn find_spelled(&self, path: &str, method: Option<&Method>) -> Found<'_> {
+        let exact = self
+            .routes
+            .iter()
+            .position(|r| prefix_matches(&r.prefix, path))
+            .map(|i| self.pick(i, method));
         let folded = self
             .routes
             .iter()
-            .find(|r| prefix_matches_ignore_case(&r.prefix, path));
+            .position(|r| prefix_matches_ignore_case(&r.prefix, path))
+            .map(|i| self.pick(i, method));
         match (exact, folded) {
-            (Some(e), Some(f)) if strictness(f.auth) > strictness(e.auth) => f,
+            (Some(e), Some(f)) if strictness(&f) > strictness(&e) => f,
             (Some(e), _) => e,
             (None, Some(f)) => f,
-            (None, None) => &self.fallback,
+            (None, None) => Found::Route(&self.fallback),
+        }
+    }
+
+    /// In the group starting at `routes[first]`, the route taking `method`.
+    fn pick(&self, first: usize, method: Option<&Method>) -> Found<'_> {
+        let routes = &self.routes[first..];
+        let group = Group {
+            routes,
+            prefix: &routes[0].prefix,
+        };
+        let Some(method) = method else {
+            return Found::Route(&routes[0]);
+        };
+        match group.members().find(|r| r.takes(method)) {
+            Some(r) => Found::Route(r),
+            None => Found::MethodNotAllowed {
+                first: &routes[0],
+                group,
+            },
         }
     }
 
@@ -101,12 +181,51 @@ impl Router {
     }
 }
 
+// === impl Group ===
+
+impl<'r> Group<'r> {
+    fn members(self) -> impl Iterator<Item = &'r Route> {
+        self.routes.iter().filter(move |r| r.prefix == self.prefix)
+    }
+
+    /// The `Allow` value: the group's methods, each once, in configuration order.
+    pub(crate) fn allow(self) -> String {
+        let mut seen: Vec<&Method> = Vec::new();
+        for r in self.members() {
+            for m in r.methods.iter().flatten() {
+                if !seen.contains(&m) {
+                    seen.push(m);
+                }
+            }
+        }
+        seen.iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 // === impl Route ===
 
 impl Route {
     /// The bounded `route` label: the configured prefix, or `unmatched`.
     pub fn label(&self) -> &str {
         &self.prefix
+    }
+
+    /// What `strip_prefix` takes off the path (the prefix without its trailing `/`), if set.
+    pub(crate) fn strip(&self) -> Option<&str> {
+        self.strip_prefix.then(|| self.prefix.trim_end_matches('/'))
+    }
+
+    /// Whether the route takes `method` (`HEAD` only when listed).
+    fn takes(&self, method: &Method) -> bool {
+        self.methods.as_ref().is_none_or(|ms| ms.contains(method))
+    }
+
+    /// Whether the route checks more than its `auth` mode: a policy or an issuer limit.
+    fn has_policy(&self) -> bool {
+        !self.require.scopes.is_empty() || !self.require.claims.is_empty() || self.issuers.is_some()
     }
 }
 
@@ -119,13 +238,19 @@ fn has_encoded_slash(path: &str) -> bool {
     })
 }
 
-/// How much a route checks: a request matching several ways gets the strictest.
-fn strictness(auth: AuthMode) -> u8 {
-    match auth {
+/// How much an answer checks: a request matching several ways gets the strictest. A 405 is
+/// the strictest; between routes, the auth mode, then whether a policy applies.
+fn strictness(found: &Found<'_>) -> u8 {
+    let route = match found {
+        Found::MethodNotAllowed { .. } => return u8::MAX,
+        Found::Route(r) => r,
+    };
+    let auth = match route.auth {
         AuthMode::None => 0,
         AuthMode::DpopOrBearer => 1,
         AuthMode::Dpop => 2,
-    }
+    };
+    auth * 2 + u8::from(route.has_policy())
 }
 
 fn prefix_matches_ignore_case(prefix: &str, path: &str) -> bool {
@@ -153,7 +278,7 @@ mod tests {
         let r = |p: &str, auth| RouteConfig {
             path_prefix: p.into(),
             auth,
-            nonce: None,
+            ..RouteConfig::default()
         };
         Router::new(
             &[
@@ -183,12 +308,12 @@ mod tests {
                 RouteConfig {
                     path_prefix: "/api".into(),
                     auth: AuthMode::Dpop,
-                    nonce: None,
+                    ..RouteConfig::default()
                 },
                 RouteConfig {
                     path_prefix: "/".into(),
                     auth: AuthMode::None,
-                    nonce: None,
+                    ..RouteConfig::default()
                 },
             ],
             false,
@@ -205,17 +330,17 @@ mod tests {
                 RouteConfig {
                     path_prefix: "/files".into(),
                     auth: AuthMode::None,
-                    nonce: None,
+                    ..RouteConfig::default()
                 },
                 RouteConfig {
                     path_prefix: "/api".into(),
                     auth: AuthMode::Dpop,
-                    nonce: None,
+                    ..RouteConfig::default()
                 },
                 RouteConfig {
                     path_prefix: "/".into(),
                     auth: AuthMode::None,
-                    nonce: None,
+                    ..RouteConfig::default()
                 },
             ],
             false,
@@ -233,7 +358,7 @@ mod tests {
             &[RouteConfig {
                 path_prefix: "/api".into(),
                 auth: AuthMode::None,
-                nonce: None,
+                ..RouteConfig::default()
             }],
             true,
         );
@@ -243,5 +368,94 @@ mod tests {
             ("unmatched", AuthMode::Dpop, true)
         );
         assert!(rt.needs_nonces());
+    }
+}
+
+#[cfg(test)]
+mod method_tests {
+    use super::*;
+
+    fn r(prefix: &str, methods: Option<&[Method]>, auth: AuthMode) -> RouteConfig {
+        RouteConfig {
+            path_prefix: prefix.into(),
+            methods: methods.map(<[Method]>::to_vec),
+            auth,
+            ..RouteConfig::default()
+        }
+    }
+
+    fn label_of(f: Found<'_>) -> Result<(String, AuthMode), String> {
+        match f {
+            Found::Route(r) => Ok((r.label().to_owned(), r.auth)),
+            Found::MethodNotAllowed { group, .. } => Err(group.allow()),
+        }
+    }
+
+    #[test]
+    fn routes_sharing_a_prefix_split_by_method_and_never_fall_through() {
+        let rt = Router::new(
+            &[
+                r("/api/open", None, AuthMode::None),
+                r("/api", Some(&[Method::GET, Method::HEAD]), AuthMode::Dpop),
+                r(
+                    "/api",
+                    Some(&[Method::POST, Method::GET]),
+                    AuthMode::DpopOrBearer,
+                ),
+                r("/", None, AuthMode::None),
+            ],
+            false,
+        );
+        let find = |p, m: Method| label_of(rt.find_for(p, Some(&m)));
+        assert_eq!(
+            find("/api/x", Method::GET),
+            Ok(("/api".into(), AuthMode::Dpop))
+        );
+        assert_eq!(
+            find("/api/x", Method::POST),
+            Ok(("/api".into(), AuthMode::DpopOrBearer))
+        );
+        assert_eq!(find("/api", Method::DELETE), Err("GET, HEAD, POST".into()));
+        assert_eq!(
+            find("/api/open", Method::DELETE),
+            Ok(("/api/open".into(), AuthMode::None))
+        );
+        assert_eq!(
+            find("/other", Method::DELETE),
+            Ok(("/".into(), AuthMode::None))
+        );
+        // Any method (a preflight): the first route of the group.
+        assert_eq!(rt.find("/api/x").auth, AuthMode::Dpop);
+    }
+
+    #[test]
+    fn head_is_taken_only_where_listed() {
+        let rt = Router::new(&[r("/a", Some(&[Method::GET]), AuthMode::Dpop)], false);
+        assert_eq!(
+            label_of(rt.find_for("/a", Some(&Method::HEAD))),
+            Err("GET".into())
+        );
+    }
+
+    #[test]
+    fn a_case_variant_cannot_escape_a_method_limit_or_a_policy() {
+        let mut scoped = r("/api", None, AuthMode::Dpop);
+        scoped.require.scopes = vec!["read".into()];
+        let rt = Router::new(
+            &[
+                r("/admin", Some(&[Method::GET]), AuthMode::Dpop),
+                scoped,
+                r("/", None, AuthMode::Dpop),
+            ],
+            false,
+        );
+        assert_eq!(
+            label_of(rt.find_for("/ADMIN", Some(&Method::POST))),
+            Err("GET".into())
+        );
+        match rt.find_for("/API/x", Some(&Method::GET)) {
+            Found::Route(route) => assert_eq!(route.require.scopes, ["read"]),
+            Found::MethodNotAllowed { .. } => panic!("405"),
+        }
     }
 }

@@ -8,13 +8,15 @@ use http::HeaderValue;
 
 use crate::clock::Clock;
 use crate::config::{
-    AccessTokenConfig, Config, ForwardConfig, KeySource, OnError, ReplayBackend, TokenFormat,
+    AccessTokenConfig, Config, ForwardConfig, KeySource, OnError, ReplayBackend, RouteConfig,
+    TokenFormat, DEFAULT_UPSTREAM,
 };
 use crate::dpop::{ProofPolicy, ProofVerifier};
 use crate::forward::Forwarder;
 use crate::metrics::Metrics;
 use crate::nonce::NonceKeys;
-use crate::replay::{memory::MemoryStore, redis::RedisStore, ReplayStore};
+use crate::replay::redis::{RedisMetrics, RedisStore};
+use crate::replay::{memory::MemoryStore, ReplayStore};
 use crate::request_uri::UriPolicy;
 use crate::resource_metadata::ResourceMetadata;
 use crate::route::Router;
@@ -22,7 +24,7 @@ use crate::token::http::AsClient;
 use crate::token::introspection::{IntrospectionPolicy, Introspector};
 use crate::token::jwks::{KeyLocation, RemoteKeys};
 use crate::token::jwt::{JwkSet, JwtPolicy, JwtValidator};
-use crate::token::{TokenMetrics, TokenValidator};
+use crate::token::{TokenMetrics, TokenValidator, Tokens};
 
 /// Verified access tokens kept in memory at most.
 const TOKEN_CACHE_CAPACITY: u64 = 100_000;
@@ -40,13 +42,14 @@ pub struct State {
     /// Proof checks, with the cache of checked proof headers.
     pub(crate) proofs: ProofVerifier,
     /// Token checks.
-    pub(crate) tokens: TokenValidator,
+    pub(crate) tokens: Tokens,
     /// The replay store.
     pub(crate) replay: ReplayStore,
     /// `replay_cache.on_error`.
     pub(crate) on_error: OnError,
-    /// The upstream client.
-    pub(crate) forwarder: Forwarder,
+    /// The upstreams, each with its own pool: `upstream` first, then `upstreams` in order
+    /// (a route's `upstream` is an index here).
+    pub(crate) upstreams: Vec<Forwarder>,
     /// `forward`.
     pub(crate) forward: ForwardConfig,
     /// Metrics.
@@ -70,6 +73,11 @@ pub struct State {
     /// Memory backend only: proofs issued before this process started (see
     /// [`crate::replay::ProcessStart`]); `None` with a shared store, which outlives a restart.
     pub(crate) process_start: Option<crate::replay::ProcessStart>,
+    /// `forward_auth.path_prefix`: removed from a decision request's own path (Envoy
+    /// `ext_authz`); `None` without one (or without `forward_auth`).
+    pub(crate) decision_path_prefix: Option<String>,
+    /// The decision explorer, when `explorer.enabled` (`None`: nothing is recorded).
+    pub(crate) explorer: Option<Arc<crate::explorer::Explorer>>,
 }
 
 /// What the listener knows about the connection a request came on.
@@ -121,19 +129,39 @@ pub(crate) fn proof_policy(config: &Config) -> ProofPolicy {
     }
 }
 
+/// A Redis store as configured: the per-key limit, `min_replicas` and the Redis counters.
+fn redis_store(
+    store: Result<RedisStore, crate::replay::StoreError>,
+    what: &str,
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<RedisStore, StartError> {
+    let store = store.map_err(|e| StartError(format!("{what}: {e:?}")))?;
+    Ok(store
+        .with_per_key_limit(config.replay_cache.per_key_limit)
+        .with_min_replicas(config.replay_cache.min_replicas)
+        .with_metrics(RedisMetrics {
+            failovers: metrics.replay_failovers.clone(),
+            wait_shortfalls: metrics.replay_wait_shortfalls.clone(),
+        }))
+}
+
 /// The token validator for `access_token`: a `jwks_file` is read now (an error stops the start);
 /// remote keys are fetched in the background (the gateway starts even if the authorization
 /// server is down, and is not ready until they are loaded).
 pub(crate) fn build_tokens(
     at: &AccessTokenConfig,
+    routes: &[RouteConfig],
     metrics: TokenMetrics,
 ) -> Result<TokenValidator, StartError> {
+    let claims = policy_claims(routes);
     let policy = JwtPolicy {
         issuer: at.issuer.clone(),
         audience: at.audience.clone().unwrap_or_default(),
         algorithms: at.algorithms,
         leeway: at.leeway.as_secs(),
         require_typ: at.require_typ,
+        claims: claims.clone(),
     };
     let client = || {
         AsClient::new(at.ca_file.as_deref(), at.allow_insecure_http)
@@ -144,12 +172,12 @@ pub(crate) fn build_tokens(
             let keys = crate::token::jwt::read_jwks_file(path).map_err(|e| {
                 StartError(format!("access_token.jwks_file {}: {e}", path.display()))
             })?;
-            Ok(TokenValidator::Jwt(JwtValidator::new(
+            Ok(TokenValidator::Jwt(Box::new(JwtValidator::new(
                 policy,
                 keys,
                 TOKEN_CACHE_CAPACITY,
                 metrics,
-            )))
+            ))))
         }
         (TokenFormat::Jwt, source) => {
             let location = match source {
@@ -175,6 +203,7 @@ pub(crate) fn build_tokens(
                 audience: at.audience.clone(),
                 leeway: at.leeway.as_secs(),
                 cache_ttl: i.cache_ttl,
+                claims,
             };
             Introspector::new(
                 i.endpoint.clone(),
@@ -190,6 +219,17 @@ pub(crate) fn build_tokens(
     }
 }
 
+/// The claim names some route's `require.claims` compares: the only claims tokens keep.
+fn policy_claims(routes: &[RouteConfig]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (name, _) in routes.iter().flat_map(|r| &r.require.claims) {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
+}
+
 impl State {
     /// Builds the request path's state from a validated config: token validator, replay store,
     /// nonce keys, upstream pool. A `jwks_file` is read now; remote keys load in the background.
@@ -198,34 +238,72 @@ impl State {
         clock: Arc<dyn Clock>,
         metrics: Metrics,
     ) -> Result<State, StartError> {
-        let tokens = build_tokens(&config.access_token, TokenMetrics::of(&metrics))?;
+        let tokens = Tokens::new(
+            config
+                .access_tokens
+                .iter()
+                .map(|at| {
+                    build_tokens(at, &config.routes, TokenMetrics::of(&metrics))
+                        .map(|v| (at.issuer.clone(), v))
+                })
+                .collect::<Result<_, _>>()?,
+        );
         let ttl = config.dpop.proof_max_age.as_secs() + config.dpop.clock_skew.as_secs();
         let process_start = match &config.replay_cache.backend {
             ReplayBackend::Memory { .. } => {
                 Some(crate::replay::ProcessStart::new(clock.now(), ttl))
             }
-            ReplayBackend::Redis { .. } => None,
+            ReplayBackend::Redis { .. }
+            | ReplayBackend::RedisCluster { .. }
+            | ReplayBackend::RedisSentinel { .. } => None,
         };
         let replay = match &config.replay_cache.backend {
             ReplayBackend::Memory { capacity } => {
                 metrics
                     .replay_capacity
                     .set(i64::try_from(*capacity).unwrap_or(i64::MAX));
-                ReplayStore::Memory(MemoryStore::new(
-                    *capacity,
-                    ttl,
-                    metrics.replay_expired.clone(),
-                ))
+                ReplayStore::Memory(
+                    MemoryStore::new(*capacity, ttl, metrics.replay_expired.clone())
+                        .with_per_key_limit(config.replay_cache.per_key_limit),
+                )
             }
             ReplayBackend::Redis {
                 url,
                 key_prefix,
                 timeout,
-            } => ReplayStore::Redis(
-                RedisStore::connect(url.expose(), key_prefix, ttl, *timeout)
-                    .await
-                    .map_err(|e| StartError(format!("replay_cache.redis_url: {e:?}")))?,
-            ),
+            } => ReplayStore::Redis(redis_store(
+                RedisStore::connect(url.expose(), key_prefix, ttl, *timeout).await,
+                "replay_cache.redis_url",
+                config,
+                &metrics,
+            )?),
+            ReplayBackend::RedisCluster {
+                urls,
+                key_prefix,
+                timeout,
+            } => {
+                let urls: Vec<&str> = urls.iter().map(|u| u.expose()).collect();
+                ReplayStore::Redis(redis_store(
+                    RedisStore::connect_cluster(&urls, key_prefix, ttl, *timeout).await,
+                    "replay_cache.redis_urls",
+                    config,
+                    &metrics,
+                )?)
+            }
+            ReplayBackend::RedisSentinel {
+                urls,
+                master,
+                key_prefix,
+                timeout,
+            } => {
+                let urls: Vec<&str> = urls.iter().map(|u| u.expose()).collect();
+                ReplayStore::Redis(redis_store(
+                    RedisStore::connect_sentinel(&urls, master, key_prefix, ttl, *timeout).await,
+                    "replay_cache.redis_urls",
+                    config,
+                    &metrics,
+                )?)
+            }
         };
         let nonces = nonce_keys(config)?;
         let router = Router::new(&config.routes, config.dpop.nonce.enabled);
@@ -244,7 +322,7 @@ impl State {
             tokens,
             replay,
             on_error: config.replay_cache.on_error,
-            forwarder: Forwarder::new(&config.upstream),
+            upstreams: build_upstreams(config, &metrics)?,
             forward: config.forward.clone(),
             metrics,
             clock,
@@ -258,11 +336,42 @@ impl State {
                 .resource_metadata
                 .then(|| crate::resource_metadata::ResourceMetadata::from_config(config)),
             process_start,
+            decision_path_prefix: config
+                .forward_auth
+                .as_ref()
+                .and_then(|f| f.path_prefix.clone()),
+            explorer: config
+                .explorer
+                .enabled
+                .then(|| Arc::new(crate::explorer::Explorer::new(config.explorer.decisions))),
         })
     }
 }
 
+/// The upstreams' forwarders: `upstream` (named `default`), then `upstreams` in order.
+fn build_upstreams(config: &Config, metrics: &Metrics) -> Result<Vec<Forwarder>, StartError> {
+    let named = config
+        .upstreams
+        .iter()
+        .map(|u| (u.name.as_str(), &u.config, format!("upstreams.{}", u.name)));
+    std::iter::once((DEFAULT_UPSTREAM, &config.upstream, "upstream".to_owned()))
+        .chain(named)
+        .map(|(name, cfg, at)| {
+            Forwarder::new(name, cfg, metrics.upstream(name))
+                .map_err(|e| StartError(format!("{at}.{e}")))
+        })
+        .collect()
+}
+
 impl State {
+    /// The upstream `route` forwards to.
+    pub(crate) fn upstream_of(&self, route: &crate::route::Route) -> &Forwarder {
+        // Routes are built from the same config as the list; index 0 exists always.
+        self.upstreams
+            .get(route.upstream)
+            .unwrap_or(&self.upstreams[0])
+    }
+
     /// Whether `origin` may read the gateway's own refusals (`cors.allow_origins`).
     pub(crate) fn origin_allowed(&self, origin: &HeaderValue) -> bool {
         self.cors_allow_origins

@@ -232,6 +232,7 @@ impl Issuer {
             algorithms: Algorithm::ALL.into_iter().collect(),
             leeway: 30,
             require_typ: true,
+            claims: Vec::new(),
         };
         JwtValidator::new(
             policy,

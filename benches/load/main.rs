@@ -7,7 +7,7 @@
 //! generator on core 1 of this process, and the built gateway binary (`CARGO_BIN_EXE_dpop-gateway`,
 //! `run -c <generated config>`) as a child under `taskset -c 0`; pre-generates unique ES256 proofs
 //! (never reusing a `jti`) for a few client keys; then measures, in one run:
-//! (a) upstream direct, (b) gateway `auth: none`, (c) gateway verifying DPoP with the memory
+//! (a) upstream direct, (b) gateway `auth: none`, (b') the same with an HTTPS upstream, (c) gateway verifying DPoP with the memory
 //! replay cache, (d) the same with Redis (when a `redis-server` is installed and the gateway
 //! accepts `backend: redis`), (e) nginx as a plain reverse proxy (when installed), then open-loop
 //! latency at 50% of (c)'s rate against (a) and (c), and a streamed upload through (c).
@@ -259,6 +259,64 @@ impl Run {
     }
 }
 
+/// (b') as (b), the upstream reached over HTTPS (a private CA, one kept-alive TLS connection
+/// per client connection): what TLS to the upstream costs per request.
+async fn tls_upstream_phase(r: &Run, jwks: &Path) -> Phase {
+    let name = "(b') gateway auth: none, HTTPS upstream";
+    let ca_file = r.dir.join("upstream-ca.pem");
+    let acceptor = test_tls(&ca_file);
+    let listener = match TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(e) => return skipped(name, format!("upstream bind: {e}")),
+    };
+    let Ok(tls_up) = listener.local_addr() else {
+        return skipped(name, "upstream addr".into());
+    };
+    tokio::task::spawn_local(tls_upstream(listener, acceptor));
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let yaml = gateway_yaml(
+        port,
+        r.upstream,
+        jwks,
+        "  backend: memory\n  capacity: 1000000",
+        60,
+    )
+    .replace(
+        &format!("url: \"http://{}\"", r.upstream),
+        &format!(
+            "url: \"https://localhost:{}\"\n  tls: {{ ca_file: \"{}\" }}",
+            tls_up.port(),
+            ca_file.display()
+        ),
+    );
+    let gw = match start_gateway(&r.dir, "gateway-https-upstream", &yaml, addr) {
+        Ok(g) => g,
+        Err(e) => return skipped(name, format!("the gateway did not start: {e}")),
+    };
+    let mut phase = r
+        .closed(
+            name,
+            addr,
+            Source::Fixed(plain_request(addr, "/open/x")),
+            Some(&gw),
+        )
+        .await;
+    phase
+        .note
+        .push_str("TLS 1.3 to the upstream, connections kept alive");
+    gw.stop();
+    phase
+}
+
+fn skipped(name: &str, why: String) -> Phase {
+    Phase {
+        name: name.into(),
+        note: format!("skipped: {why}"),
+        ..Phase::default()
+    }
+}
+
 fn main() {
     let Some(plan) = Plan::from_args() else {
         println!("loadbench: nothing to do under `cargo test`; run `cargo bench --bench loadbench` (or `-- --quick`)");
@@ -395,6 +453,7 @@ async fn run(plan: Plan) -> String {
             )
             .await;
         phases.push(b);
+        phases.push(tls_upstream_phase(&r, &jwks).await);
         if only == "b" {
             gw.stop();
             let rows: Vec<String> = phases.iter().map(Phase::row).collect();

@@ -26,6 +26,7 @@ fn validator() -> &'static JwtValidator {
             algorithms: Algorithm::ALL.into_iter().collect(),
             leeway: 30,
             require_typ: true,
+            claims: Vec::new(),
         };
         // A cache of 0 entries: every input is checked from scratch.
         JwtValidator::new(policy, keys, 0, TokenMetrics::of(&metrics))

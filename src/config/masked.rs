@@ -13,8 +13,9 @@ use http::HeaderName;
 use serde_yaml::{Mapping, Value};
 
 use super::{
-    duration, env, AuthMode, Config, EncodedSlashes, ForwardAuthorization, KeySource, OnError,
-    ReplayBackend, RouteConfig, TokenFormat, UpstreamReadiness,
+    duration, env, AccessTokenConfig, AuthMode, Config, EncodedSlashes, ForwardAuthorization,
+    KeySource, OnError, ReplayBackend, RouteConfig, TokenFormat, UpstreamConfig, UpstreamProtocol,
+    UpstreamReadiness,
 };
 use crate::jose::AlgorithmSet;
 
@@ -55,23 +56,21 @@ pub(crate) fn to_masked_yaml(config: &Config) -> String {
             list(c.cors_allow_origins.iter().map(|o| text(o))),
         ),
     );
-    let mut upstream = Entries::default();
-    upstream.put("url", text(&c.upstream.url.to_string()));
-    upstream.put("connect_timeout", dur(c.upstream.connect_timeout));
-    upstream.put("request_timeout", dur(c.upstream.request_timeout));
-    upstream.put(
-        "readiness",
-        text(&match &c.upstream.readiness {
-            UpstreamReadiness::None => "none".to_owned(),
-            UpstreamReadiness::Tcp => "tcp".to_owned(),
-            UpstreamReadiness::Http { path } => format!("http:{path}"),
-        }),
-    );
-    doc.put("upstream", upstream.into());
-    doc.put("routes", list(c.routes.iter().map(route)));
+    doc.put("upstream", upstream(&c.upstream));
+    if !c.upstreams.is_empty() {
+        let mut named = Entries::default();
+        for u in &c.upstreams {
+            named.put(&u.name, upstream(&u.config));
+        }
+        doc.put("upstreams", named.into());
+    }
+    doc.put("routes", list(c.routes.iter().map(|r| route(r, c))));
     doc.put("dpop", dpop(c));
     doc.put("replay_cache", replay_cache(c));
-    doc.put("access_token", access_token(c));
+    match c.access_tokens.as_slice() {
+        [one] => doc.put("access_token", access_token(one)),
+        many => doc.put("access_token", list(many.iter().map(access_token))),
+    }
     doc.put("forward", forward(c));
     doc.put("limits", limits(c));
     let encoded_slashes = match c.paths.encoded_slashes {
@@ -82,6 +81,22 @@ pub(crate) fn to_masked_yaml(config: &Config) -> String {
         "paths",
         Entries::one("encoded_slashes", text(encoded_slashes)),
     );
+    if let Some(fa) = &c.forward_auth {
+        let mut e = Entries::default();
+        e.put("listen", text(&fa.listen.to_string()));
+        if let Some(prefix) = &fa.path_prefix {
+            e.put("path_prefix", text(prefix));
+        }
+        e.put("allow_non_loopback", Value::Bool(fa.allow_non_loopback));
+        doc.put("forward_auth", e.into());
+    }
+    let mut explorer = Entries::default();
+    explorer.put("enabled", Value::Bool(c.explorer.enabled));
+    explorer.put(
+        "decisions",
+        Value::from(u64::try_from(c.explorer.decisions).unwrap_or(u64::MAX)),
+    );
+    doc.put("explorer", explorer.into());
     serde_yaml::to_string(&Value::from(doc))
         .unwrap_or_else(|e| format!("# cannot write the configuration: {e}\n"))
 }
@@ -123,6 +138,11 @@ fn num(n: u64) -> Value {
     Value::Number(n.into())
 }
 
+/// `redis_urls`, passwords masked.
+fn masked_urls(urls: &[super::Secret]) -> Value {
+    list(urls.iter().map(|u| text(&mask_redis_password(u.expose()))))
+}
+
 fn list(items: impl Iterator<Item = Value>) -> Value {
     Value::Sequence(items.collect())
 }
@@ -131,9 +151,48 @@ fn algorithms(set: AlgorithmSet) -> Value {
     list(set.iter().map(|a| Value::String(a.as_str().to_owned())))
 }
 
-fn route(r: &RouteConfig) -> Value {
+fn upstream(u: &UpstreamConfig) -> Value {
+    let mut e = Entries::default();
+    e.put("url", text(&u.url.to_string()));
+    let protocol = match u.protocol {
+        UpstreamProtocol::Auto => "auto",
+        UpstreamProtocol::Http1 => "http1",
+        UpstreamProtocol::Http2 => "http2",
+    };
+    e.put("protocol", text(protocol));
+    e.put("connect_timeout", dur(u.connect_timeout));
+    e.put("request_timeout", dur(u.request_timeout));
+    e.put(
+        "readiness",
+        text(&match &u.readiness {
+            UpstreamReadiness::None => "none".to_owned(),
+            UpstreamReadiness::Tcp => "tcp".to_owned(),
+            UpstreamReadiness::Http { path } => format!("http:{path}"),
+        }),
+    );
+    if let Some(tls) = &u.tls {
+        let mut t = Entries::default();
+        if let Some(ca) = &tls.ca_file {
+            t.put("ca_file", text(&ca.display().to_string()));
+        }
+        if let Some(name) = &tls.server_name {
+            t.put("server_name", text(name));
+        }
+        if let Some((cert, key)) = &tls.client_cert {
+            t.put("client_cert", text(&cert.display().to_string()));
+            t.put("client_key", text(&key.display().to_string()));
+        }
+        e.put("tls", t.into());
+    }
+    e.into()
+}
+
+fn route(r: &RouteConfig, c: &Config) -> Value {
     let mut e = Entries::default();
     e.put("path_prefix", text(&r.path_prefix));
+    if let Some(methods) = &r.methods {
+        e.put("methods", list(methods.iter().map(|m| text(m.as_str()))));
+    }
     let auth = match r.auth {
         AuthMode::Dpop => "dpop",
         AuthMode::DpopOrBearer => "dpop_or_bearer",
@@ -142,6 +201,30 @@ fn route(r: &RouteConfig) -> Value {
     e.put("auth", text(auth));
     if let Some(nonce) = r.nonce {
         e.put("nonce", Value::Bool(nonce));
+    }
+    if let Some(u) = r.upstream.and_then(|i| c.upstreams.get(i)) {
+        e.put("upstream", text(&u.name));
+    }
+    if r.strip_prefix {
+        e.put("strip_prefix", Value::Bool(true));
+    }
+    if let Some(issuers) = &r.issuers {
+        e.put("issuers", list(issuers.iter().map(|i| text(i))));
+    }
+    let req = &r.require;
+    if !req.scopes.is_empty() || !req.claims.is_empty() {
+        let mut q = Entries::default();
+        if !req.scopes.is_empty() {
+            q.put("scopes", list(req.scopes.iter().map(|s| text(s))));
+        }
+        if !req.claims.is_empty() {
+            let mut c = Entries::default();
+            for (k, v) in &req.claims {
+                c.put(k, text(v));
+            }
+            q.put("claims", c.into());
+        }
+        e.put("require", q.into());
     }
     e.into()
 }
@@ -178,7 +261,33 @@ fn replay_cache(c: &Config) -> Value {
             e.put("key_prefix", text(key_prefix));
             e.put("timeout", dur(*timeout));
         }
+        ReplayBackend::RedisCluster {
+            urls,
+            key_prefix,
+            timeout,
+        } => {
+            e.put("backend", text("redis_cluster"));
+            e.put("redis_urls", masked_urls(urls));
+            e.put("key_prefix", text(key_prefix));
+            e.put("timeout", dur(*timeout));
+        }
+        ReplayBackend::RedisSentinel {
+            urls,
+            master,
+            key_prefix,
+            timeout,
+        } => {
+            e.put("backend", text("redis_sentinel"));
+            e.put("redis_urls", masked_urls(urls));
+            e.put("sentinel_master", text(master));
+            e.put("key_prefix", text(key_prefix));
+            e.put("timeout", dur(*timeout));
+        }
     }
+    if !matches!(c.replay_cache.backend, ReplayBackend::Memory { .. }) {
+        e.put("min_replicas", num(c.replay_cache.min_replicas));
+    }
+    e.put("per_key_limit", num(c.replay_cache.per_key_limit));
     let on_error = match c.replay_cache.on_error {
         OnError::Reject => "reject",
         OnError::Allow => "allow",
@@ -205,8 +314,7 @@ pub(crate) fn mask_redis_password(url: &str) -> String {
     format!("{scheme}://{masked}@{host}{tail}")
 }
 
-fn access_token(c: &Config) -> Value {
-    let a = &c.access_token;
+fn access_token(a: &AccessTokenConfig) -> Value {
     let mut e = Entries::default();
     let format = match a.format {
         TokenFormat::Jwt => "jwt",
@@ -255,6 +363,7 @@ fn forward(c: &Config) -> Value {
     ids.put("client_id", header(&f.identity_headers.client_id));
     ids.put("scope", header(&f.identity_headers.scope));
     ids.put("jkt", header(&f.identity_headers.jkt));
+    ids.put("issuer", header(&f.identity_headers.issuer));
     let mut e = Entries::default();
     e.put("authorization", text(authorization));
     e.put("identity_headers", ids.into());

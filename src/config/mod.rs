@@ -21,6 +21,7 @@ mod env;
 mod error;
 mod masked;
 mod raw;
+mod scalars;
 mod validate;
 mod yaml;
 
@@ -58,22 +59,52 @@ pub struct Config {
     pub resource_metadata: bool,
     /// `cors.allow_origins` (default empty: no `Access-Control-Allow-Origin` on refusals).
     pub cors_allow_origins: Vec<String>,
-    /// `upstream`.
+    /// `upstream`: the default upstream (named `default` in metrics and logs).
     pub upstream: UpstreamConfig,
+    /// `upstreams`: more upstreams by name, in the order written.
+    pub upstreams: Vec<NamedUpstream>,
     /// `routes`, in order (default: one route `/` with `auth: dpop`).
     pub routes: Vec<RouteConfig>,
     /// `dpop`.
     pub dpop: DpopConfig,
     /// `replay_cache`.
     pub replay_cache: ReplayCacheConfig,
-    /// `access_token`.
-    pub access_token: AccessTokenConfig,
+    /// `access_token`: one entry per issuer (written as one mapping, or a list), never empty;
+    /// at most one uses introspection.
+    pub access_tokens: Vec<AccessTokenConfig>,
     /// `forward`.
     pub forward: ForwardConfig,
     /// `limits`.
     pub limits: Limits,
     /// `paths`.
     pub paths: PathsConfig,
+    /// `forward_auth`: the decision listener for an existing ingress, when set.
+    pub forward_auth: Option<ForwardAuthConfig>,
+    /// `explorer`.
+    pub explorer: ExplorerConfig,
+}
+
+/// `forward_auth`: a listener that answers every request with a decision and forwards nothing.
+#[derive(Clone, Debug)]
+pub struct ForwardAuthConfig {
+    /// `forward_auth.listen`: plain HTTP; loopback unless `allow_non_loopback`.
+    pub listen: SocketAddr,
+    /// `forward_auth.path_prefix`: for a decision request without `X-Forwarded-Uri` (Envoy
+    /// `ext_authz`, whose `path_prefix` is prepended to the original path), the prefix to
+    /// remove (whole segments); `None`: the path is the original's as it is.
+    pub path_prefix: Option<String>,
+    /// `forward_auth.allow_non_loopback` (default false): the operator vouches that only the
+    /// ingress reaches a non-loopback `listen` (a NetworkPolicy, a firewall).
+    pub allow_non_loopback: bool,
+}
+
+/// `explorer`: the live decision explorer on the admin listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExplorerConfig {
+    /// `explorer.enabled` (default false): record decisions and serve `/explorer`.
+    pub enabled: bool,
+    /// `explorer.decisions` (default 200, 1 to 10000): how many of the last decisions are kept.
+    pub decisions: usize,
 }
 
 /// `tls`.
@@ -94,18 +125,57 @@ pub struct PublicUrl {
     pub authority: String,
 }
 
-/// `upstream`.
+/// One entry of `upstreams`.
+#[derive(Clone, Debug)]
+pub struct NamedUpstream {
+    /// Its key: letters, digits, `_` and `-` (the `upstream` label of its metrics).
+    pub name: String,
+    /// Its settings, shaped like `upstream`.
+    pub config: UpstreamConfig,
+}
+
+/// The name the default upstream (`upstream`) goes by in routes, metrics and logs.
+pub const DEFAULT_UPSTREAM: &str = "default";
+
+/// `upstream` (and each of `upstreams`).
 #[derive(Clone, Debug)]
 pub struct UpstreamConfig {
-    /// `upstream.url`: `http://host[:port]` and an optional path prefix, prepended to request
-    /// paths; stored without a trailing `/`, so `path()` is `/` or e.g. `/api`.
+    /// `upstream.url`: `http(s)://host[:port]` and an optional path prefix, prepended to
+    /// request paths; stored without a trailing `/`, so `path()` is `/` or e.g. `/api`.
     pub url: http::Uri,
+    /// `upstream.protocol` (default `auto`).
+    pub protocol: UpstreamProtocol,
+    /// `upstream.tls`: for `https://` URLs (always set for them, defaults filled in).
+    pub tls: Option<UpstreamTls>,
     /// `upstream.connect_timeout` (default 2s).
     pub connect_timeout: Duration,
     /// `upstream.request_timeout` (default 30s): until response headers.
     pub request_timeout: Duration,
     /// `upstream.readiness` (default `none`): whether `/readyz` also waits for the upstream.
     pub readiness: UpstreamReadiness,
+}
+
+/// `upstream.protocol`: the HTTP version spoken to the upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// `auto`: over TLS, ALPN offers `h2` and `http/1.1` and the upstream picks; plain
+    /// `http://` is HTTP/1.1.
+    Auto,
+    /// `http1`: HTTP/1.1 only.
+    Http1,
+    /// `http2`: HTTP/2 only: ALPN `h2` over TLS, prior knowledge (h2c) over plain `http://`.
+    Http2,
+}
+
+/// `upstream.tls`: how an `https://` upstream is trusted and what the gateway presents.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// `ca_file`: PEM certificates trusted besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// `server_name`: the name sent (SNI) and verified; default: the URL's host.
+    pub server_name: Option<String>,
+    /// `client_cert` and `client_key`: a PEM chain and key for mTLS, re-read when they change.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// `upstream.readiness`: the check whose failure makes `/readyz` answer 503 `upstream not
@@ -124,20 +194,44 @@ pub enum UpstreamReadiness {
 }
 
 /// One entry of `routes`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteConfig {
     /// `path_prefix`: matched against the request path, first match wins.
     pub path_prefix: String,
+    /// `methods`: the route matches only these methods (`None`: every method). Routes
+    /// sharing a prefix may differ by method; a method none of them lists is 405.
+    pub methods: Option<Vec<http::Method>>,
     /// `auth`.
     pub auth: AuthMode,
     /// `nonce`: overrides `dpop.nonce.enabled` for this route.
     pub nonce: Option<bool>,
+    /// `upstream`: `None` for the default upstream, else the index in `Config::upstreams`.
+    pub upstream: Option<usize>,
+    /// `strip_prefix` (default false): the route's prefix is removed before the upstream's
+    /// own prefix is added.
+    pub strip_prefix: bool,
+    /// `issuers`: only tokens of these issuers are accepted here (`None`: any configured).
+    pub issuers: Option<Vec<String>>,
+    /// `require`: what the token must say, checked after it is verified and bound.
+    pub require: Require,
+}
+
+/// `routes[].require`: authorization rules on a verified, bound token (403
+/// `insufficient_scope` when one fails).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Require {
+    /// `scopes`: every one must be in the token's `scope` (space-separated) or `scp` (array).
+    pub scopes: Vec<String>,
+    /// `claims`: each claim must equal the value, or, when the claim is an array, contain it;
+    /// by claim name.
+    pub claims: Vec<(String, String)>,
 }
 
 /// `routes[].auth`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum AuthMode {
-    /// `dpop`: a DPoP-bound token and a valid proof are required.
+    /// `dpop`: a DPoP-bound token and a valid proof are required (the default route's).
+    #[default]
     Dpop,
     /// `dpop_or_bearer`: as `dpop`, or an unbound token with the Bearer scheme.
     DpopOrBearer,
@@ -177,6 +271,12 @@ pub struct NonceConfig {
 pub struct ReplayCacheConfig {
     /// `backend` and its settings.
     pub backend: ReplayBackend,
+    /// `per_key_limit`: live entries one proof key may hold (0 or unset: 100 for each second
+    /// of `proof_max_age + clock_skew`, 6,500 with the defaults).
+    pub per_key_limit: u64,
+    /// `min_replicas` (default 0; Redis backends): replicas that must acknowledge an insert
+    /// (`WAIT`) before it counts.
+    pub min_replicas: u64,
     /// `on_error` (default reject).
     pub on_error: OnError,
 }
@@ -193,6 +293,26 @@ pub enum ReplayBackend {
     Redis {
         /// `redis_url` (secret: may hold a password).
         url: Secret,
+        /// `key_prefix` (default `dpop-gateway:jti:`).
+        key_prefix: String,
+        /// `timeout` (default 250ms).
+        timeout: Duration,
+    },
+    /// `redis_cluster`.
+    RedisCluster {
+        /// `redis_urls`: seed nodes (secret: may hold passwords).
+        urls: Vec<Secret>,
+        /// `key_prefix` (default `dpop-gateway:jti:`).
+        key_prefix: String,
+        /// `timeout` (default 250ms).
+        timeout: Duration,
+    },
+    /// `redis_sentinel`.
+    RedisSentinel {
+        /// `redis_urls`: the sentinels (secret: may hold passwords).
+        urls: Vec<Secret>,
+        /// `sentinel_master`: the monitored master's name.
+        master: String,
         /// `key_prefix` (default `dpop-gateway:jti:`).
         key_prefix: String,
         /// `timeout` (default 250ms).
@@ -304,6 +424,8 @@ pub struct IdentityHeaders {
     pub scope: Option<HeaderName>,
     /// `jkt` (default X-DPoP-Jkt).
     pub jkt: Option<HeaderName>,
+    /// `issuer` (default X-Auth-Issuer): the issuer whose entry validated the token.
+    pub issuer: Option<HeaderName>,
 }
 
 /// `paths`: how request paths are read.

@@ -63,12 +63,12 @@ fn shipped_default_config_parses_without_environment() {
             RouteConfig {
                 path_prefix: "/healthz".into(),
                 auth: AuthMode::None,
-                nonce: None
+                ..RouteConfig::default()
             },
             RouteConfig {
                 path_prefix: "/".into(),
                 auth: AuthMode::Dpop,
-                nonce: None
+                ..RouteConfig::default()
             },
         ]
     );
@@ -78,13 +78,13 @@ fn shipped_default_config_parses_without_environment() {
             capacity: 1_000_000
         }
     ));
-    assert_eq!(c.access_token.issuer, "https://as.example.com");
+    assert_eq!(c.access_tokens[0].issuer, "https://as.example.com");
     assert_eq!(
-        c.access_token.audience.as_deref(),
+        c.access_tokens[0].audience.as_deref(),
         Some("https://api.example.com")
     );
     assert_eq!(
-        c.access_token.keys,
+        c.access_tokens[0].keys,
         KeySource::File("config/demo/jwks.json".into())
     );
     assert!(!c.dpop.nonce.enabled);
@@ -132,7 +132,7 @@ fn defaults_are_as_documented() {
         vec![RouteConfig {
             path_prefix: "/".into(),
             auth: AuthMode::Dpop,
-            nonce: None
+            ..RouteConfig::default()
         }]
     );
     assert_eq!(c.dpop.algorithms, Algorithm::ALL.into_iter().collect());
@@ -148,7 +148,7 @@ fn defaults_are_as_documented() {
         }
     ));
     assert_eq!(c.replay_cache.on_error, OnError::Reject);
-    let at = &c.access_token;
+    let at = &c.access_tokens[0];
     assert_eq!(at.format, TokenFormat::Jwt);
     let token_algs = [
         Algorithm::ES256,
@@ -189,14 +189,14 @@ fn defaults_are_as_documented() {
 #[test]
 fn discovery_is_used_when_no_key_source_is_set() {
     let c = parse(&BASE.replace("  jwks_file: config/demo/jwks.json\n", "")).unwrap();
-    assert_eq!(c.access_token.keys, KeySource::Discovery);
+    assert_eq!(c.access_tokens[0].keys, KeySource::Discovery);
     let c = parse(&BASE.replace(
         "jwks_file: config/demo/jwks.json",
         "jwks_uri: https://as.example.com/jwks",
     ))
     .unwrap();
     assert_eq!(
-        c.access_token.keys,
+        c.access_tokens[0].keys,
         KeySource::Uri("https://as.example.com/jwks".into())
     );
 }
@@ -228,7 +228,10 @@ fn contract_example_parses_once_it_picks_one_key_source() {
     assert_eq!(c.cors_allow_origins, ["*"]);
     assert_eq!(c.routes.len(), 2);
     assert_eq!(
-        c.access_token.introspection.map(|i| i.client_id),
+        c.access_tokens[0]
+            .clone()
+            .introspection
+            .map(|i| i.client_id),
         Some("gateway".into())
     );
 }
@@ -376,12 +379,12 @@ fn bad_values_point_at_the_value_and_name_the_setting() {
 
 #[test]
 fn bad_urls_point_at_the_value() {
-    let https = BASE.replace("http://127.0.0.1:8080", "https://backend:8443");
+    let ftp = BASE.replace("http://127.0.0.1:8080", "ftp://backend:8443");
     assert_error(
-        &https,
+        &ftp,
         2,
         8,
-        "upstream.url: \"https://backend:8443\": https upstreams are not supported yet",
+        "upstream.url: expected http(s)://host[:port][/prefix], got \"ftp://backend:8443\"",
     );
     assert_error(
         &BASE.replace("http://127.0.0.1:8080", "127.0.0.1:8080"),
@@ -496,7 +499,7 @@ fn redis_backend_needs_a_url() {
             assert_eq!(key_prefix, "dpop-gateway:jti:");
             assert_eq!(timeout, Duration::from_millis(250));
         }
-        ReplayBackend::Memory { .. } => panic!("memory"),
+        other => panic!("{other:?}"),
     }
     assert_error(
         &format!("{BASE}replay_cache:\n  backend: redis\n"),
@@ -510,7 +513,7 @@ fn redis_backend_needs_a_url() {
 fn introspection_format_needs_its_section() {
     let section = "  introspection:\n    endpoint: https://as.example.com/introspect\n    client_id: gw\n    client_secret: s3cret\n";
     let c = parse(&format!("{BASE}  format: introspection\n{section}")).unwrap();
-    let i = c.access_token.introspection.unwrap();
+    let i = c.access_tokens[0].clone().introspection.unwrap();
     assert_eq!(
         (
             i.endpoint.as_str(),
@@ -593,13 +596,13 @@ fn plain_http_to_the_authorization_server_needs_the_opt_in() {
         assert!(message.contains("allow_insecure_http: true"), "{message}");
         let allowed = format!("{yaml}  allow_insecure_http: true\n");
         let c = parse(&allowed).unwrap_or_else(|e| panic!("{e}\n{allowed}"));
-        assert!(c.access_token.allow_insecure_http);
+        assert!(c.access_tokens[0].allow_insecure_http);
         // The opt-in survives `check`'s output.
         let again = parse(&c.to_masked_yaml()).unwrap();
-        assert!(again.access_token.allow_insecure_http);
+        assert!(again.access_tokens[0].allow_insecure_http);
     }
     // https needs nothing, and a jwks_file names no URL at all (its issuer is only compared).
-    assert!(!parse(BASE).unwrap().access_token.allow_insecure_http);
+    assert!(!parse(BASE).unwrap().access_tokens[0].allow_insecure_http);
     assert!(parse(&BASE.replace("https://as.example.com", "http://as.internal")).is_ok());
 }
 
@@ -636,7 +639,7 @@ fn algorithm_lists_must_not_be_empty() {
     .unwrap();
     assert_eq!(c.dpop.algorithms.to_names(), "ES256 Ed25519");
     assert!(!c.dpop.algorithms.contains(Algorithm::EdDSA));
-    assert_eq!(c.access_token.algorithms.to_names(), "Ed25519");
+    assert_eq!(c.access_tokens[0].algorithms.to_names(), "Ed25519");
 }
 
 #[test]
@@ -675,7 +678,7 @@ fn introspection_needs_no_audience() {
     let yaml = BASE.replace("  audience: \"https://api.example.com\"\n", "")
         + "  format: introspection\n"
         + section;
-    assert_eq!(parse(&yaml).unwrap().access_token.audience, None);
+    assert_eq!(parse(&yaml).unwrap().access_tokens[0].audience, None);
 }
 
 #[test]
@@ -758,10 +761,59 @@ fn a_variable_cannot_inject_yaml_structure() {
     let yaml = BASE.replace("\"https://as.example.com\"", "${ISSUER}");
     let vars = env(&[("ISSUER", "https://as.example.com\n  evil: 1")]);
     let c = Config::from_yaml_str(&yaml, "t", &vars).unwrap();
-    assert_eq!(c.access_token.issuer, "https://as.example.com\n  evil: 1");
+    assert_eq!(
+        c.access_tokens[0].issuer,
+        "https://as.example.com\n  evil: 1"
+    );
     let vars = env(&[("ISSUER", "x\nlisten: \"6.6.6.6:1\"")]);
     let c = Config::from_yaml_str(&yaml, "t", &vars).unwrap();
     assert_eq!(c.listen, "0.0.0.0:8443".parse().unwrap());
+}
+
+#[test]
+fn sentinel_and_cluster_backends_need_urls_and_a_master() {
+    let sentinel = format!("{BASE}replay_cache:\n  backend: redis_sentinel\n  redis_urls: [\"redis://s1:26379\", \"redis://s2:26379\"]\n  sentinel_master: mymaster\n  min_replicas: 1\n  per_key_limit: 50\n");
+    let c = parse(&sentinel).unwrap();
+    assert_eq!(c.replay_cache.min_replicas, 1);
+    assert_eq!(c.replay_cache.per_key_limit, 50);
+    match c.replay_cache.backend {
+        ReplayBackend::RedisSentinel { urls, master, .. } => {
+            assert_eq!(urls.len(), 2);
+            assert_eq!(master, "mymaster");
+        }
+        other => panic!("{other:?}"),
+    }
+    let cluster = format!(
+        "{BASE}replay_cache:\n  backend: redis_cluster\n  redis_urls: [\"redis://n1:6379\"]\n"
+    );
+    match parse(&cluster).unwrap().replay_cache.backend {
+        ReplayBackend::RedisCluster { urls, .. } => assert_eq!(urls.len(), 1),
+        other => panic!("{other:?}"),
+    }
+    assert_error(
+        &format!(
+            "{BASE}replay_cache:\n  backend: redis_sentinel\n  redis_urls: [\"redis://s1\"]\n"
+        ),
+        8,
+        3,
+        "replay_cache.sentinel_master: required when backend is redis_sentinel",
+    );
+    assert_error(
+        &format!("{BASE}replay_cache:\n  backend: redis_cluster\n"),
+        8,
+        3,
+        "replay_cache.redis_urls: at least one URL is required when backend is redis_cluster",
+    );
+}
+
+#[test]
+fn per_key_limit_zero_is_a_hundred_proofs_a_second_over_the_window() {
+    let c = parse(&format!("{BASE}replay_cache:\n  per_key_limit: 0\n")).unwrap();
+    // proof_max_age 60s + clock_skew 5s (the defaults in BASE unless it sets them).
+    let window = c.dpop.proof_max_age.as_secs() + c.dpop.clock_skew.as_secs();
+    assert_eq!(c.replay_cache.per_key_limit, 100 * window);
+    let unset = parse(BASE).unwrap();
+    assert_eq!(unset.replay_cache.per_key_limit, 100 * window);
 }
 
 #[test]
@@ -769,7 +821,7 @@ fn double_dollar_writes_a_literal() {
     let yaml = format!("{BASE}replay_cache:\n  backend: redis\n  redis_url: redis://db\n  key_prefix: \"$${{app}}:\"\n");
     match parse(&yaml).unwrap().replay_cache.backend {
         ReplayBackend::Redis { key_prefix, .. } => assert_eq!(key_prefix, "${app}:"),
-        ReplayBackend::Memory { .. } => panic!("memory"),
+        other => panic!("{other:?}"),
     }
 }
 
@@ -907,4 +959,332 @@ fn load_reports_a_read_error_at_1_1() {
 #[test]
 fn secret_debug_is_masked() {
     assert_eq!(format!("{:?}", Secret::new("hunter2")), "***");
+}
+
+/// [`BASE`] with `upstreams` and `routes` appended (line 7 starts `upstreams:`).
+fn with_upstreams(upstreams: &str, routes: &str) -> String {
+    format!("{BASE}upstreams:\n{upstreams}routes:\n{routes}")
+}
+
+#[test]
+fn named_upstreams_are_kept_in_order_and_routes_name_them() {
+    let c = parse(&with_upstreams(
+        "  billing: { url: \"https://billing.internal:8443/v1/\", tls: { ca_file: /etc/ca.pem, server_name: billing.internal } }\n  \
+         grpc: { url: \"http://10.0.0.9:50051\", protocol: http2 }\n",
+        "  - { path_prefix: /billing, auth: dpop, upstream: billing, strip_prefix: true }\n  \
+         - { path_prefix: /pkg.Svc, auth: dpop, upstream: grpc }\n  \
+         - { path_prefix: /, auth: dpop, upstream: default }\n",
+    ))
+    .unwrap();
+    let names: Vec<&str> = c.upstreams.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["billing", "grpc"]);
+    let billing = &c.upstreams[0].config;
+    assert_eq!(billing.url, "https://billing.internal:8443/v1");
+    assert_eq!(billing.protocol, UpstreamProtocol::Auto);
+    assert_eq!(
+        billing.tls,
+        Some(UpstreamTls {
+            ca_file: Some("/etc/ca.pem".into()),
+            server_name: Some("billing.internal".into()),
+            client_cert: None,
+        })
+    );
+    assert_eq!(c.upstreams[1].config.protocol, UpstreamProtocol::Http2);
+    assert!(c.upstreams[1].config.tls.is_none());
+    assert_eq!(
+        c.routes
+            .iter()
+            .map(|r| (r.upstream, r.strip_prefix))
+            .collect::<Vec<_>>(),
+        [(Some(0), true), (Some(1), false), (None, false)]
+    );
+    // An https upstream without `tls` gets the defaults (system roots, the URL's host).
+    let c = parse(&BASE.replace("http://127.0.0.1:8080", "https://api.internal")).unwrap();
+    assert_eq!(c.upstream.tls, Some(UpstreamTls::default()));
+    // What `check` prints reads back the same.
+    let c = parse(&with_upstreams(
+        "  billing: { url: \"https://b:8443\", tls: { client_cert: /c.pem, client_key: /k.pem } }\n",
+        "  - { path_prefix: /billing, auth: dpop, upstream: billing, strip_prefix: true }\n",
+    ))
+    .unwrap();
+    let again = parse(&c.to_masked_yaml()).unwrap();
+    assert_eq!(again.upstreams[0].config.tls, c.upstreams[0].config.tls);
+    assert_eq!(again.routes, c.routes);
+}
+
+#[test]
+fn a_route_naming_an_unknown_upstream_is_refused_at_its_key() {
+    assert_error(
+        &with_upstreams(
+            "  billing: { url: \"http://b:1\" }\n",
+            "  - path_prefix: /x\n    auth: dpop\n    upstream: biling\n",
+        ),
+        12,
+        5,
+        "routes[0].upstream: no upstream named \"biling\" (known: default, billing)",
+    );
+}
+
+#[test]
+fn upstream_settings_are_checked_where_they_are_written() {
+    // `default` is the name of `upstream`.
+    assert_error(
+        &with_upstreams(
+            "  default: { url: \"http://b:1\" }\n",
+            "  - { path_prefix: /, auth: dpop }\n",
+        ),
+        8,
+        3,
+        "\"default\" is the name of `upstream`",
+    );
+    // Names are label-safe.
+    assert_error(
+        &with_upstreams(
+            "  \"a.b\": { url: \"http://b:1\" }\n",
+            "  - { path_prefix: /, auth: dpop }\n",
+        ),
+        8,
+        3,
+        "an upstream name is 1 to 64 letters",
+    );
+    // tls only for https.
+    assert_error(
+        &with_upstreams(
+            "  b:\n    url: \"http://b:1\"\n    tls: { ca_file: /ca.pem }\n",
+            "  - { path_prefix: /, auth: dpop }\n",
+        ),
+        10,
+        5,
+        "upstreams.b.tls: only for https:// upstreams",
+    );
+    // A client certificate needs its key.
+    assert_error(
+        &with_upstreams(
+            "  b:\n    url: \"https://b:1\"\n    tls:\n      client_cert: /c.pem\n",
+            "  - { path_prefix: /, auth: dpop }\n",
+        ),
+        11,
+        7,
+        "upstreams.b.tls.client_cert: needs upstreams.b.tls.client_key as well",
+    );
+    // Unknown protocol spelling.
+    assert_error(
+        &with_upstreams(
+            "  b:\n    url: \"http://b:1\"\n    protocol: h2c\n",
+            "  - { path_prefix: /, auth: dpop }\n",
+        ),
+        10,
+        15,
+        "upstreams.b.protocol:",
+    );
+    // There is no way to skip verification.
+    assert_error(
+        &with_upstreams(
+            "  b:\n    url: \"https://b:1\"\n    tls: { insecure_skip_verify: true }\n",
+            "  - { path_prefix: /, auth: dpop }\n",
+        ),
+        10,
+        12,
+        "insecure_skip_verify",
+    );
+    // Readiness is the default upstream's.
+    assert_error(
+        &with_upstreams(
+            "  b:\n    url: \"http://b:1\"\n    readiness: tcp\n",
+            "  - { path_prefix: /, auth: dpop }\n",
+        ),
+        10,
+        5,
+        "upstreams.b.readiness: only the default upstream",
+    );
+}
+
+#[test]
+fn forward_auth_is_loopback_unless_the_operator_opts_in() {
+    let c = parse(BASE).unwrap();
+    assert!(c.forward_auth.is_none());
+    let c = parse(&format!(
+        "{BASE}forward_auth:\n  listen: \"127.0.0.1:8081\"\n  path_prefix: /ext_authz/\n"
+    ))
+    .unwrap();
+    let fa = c.forward_auth.unwrap();
+    assert_eq!(fa.listen, "127.0.0.1:8081".parse().unwrap());
+    assert_eq!(fa.path_prefix.as_deref(), Some("/ext_authz"));
+    assert!(!fa.allow_non_loopback);
+    for addr in ["0.0.0.0:8081", "10.0.0.5:8081", "[::]:8081"] {
+        assert_error(
+            &format!("{BASE}forward_auth:\n  listen: \"{addr}\"\n"),
+            8,
+            3,
+            "not a loopback address",
+        );
+        let c = parse(&format!(
+            "{BASE}forward_auth:\n  listen: \"{addr}\"\n  allow_non_loopback: true\n"
+        ))
+        .unwrap();
+        assert!(c.forward_auth.unwrap().allow_non_loopback);
+    }
+    assert_error(
+        &format!("{BASE}forward_auth:\n  path_prefix: /x\n"),
+        7,
+        1,
+        "forward_auth.listen: required",
+    );
+    let c = parse(&format!("{BASE}forward_auth:\n  listen: \"[::1]:8081\"\n")).unwrap();
+    let printed = masked::to_masked_yaml(&c);
+    assert!(
+        printed.contains("forward_auth:\n  listen: '[::1]:8081'\n  allow_non_loopback: false"),
+        "{printed}"
+    );
+    assert!(parse(&printed).is_ok(), "{printed}");
+}
+
+#[test]
+fn routes_take_methods_issuers_and_require() {
+    let yaml = format!(
+        "{BASE}routes:\n  - path_prefix: /api\n    methods: [GET, HEAD]\n    auth: dpop\n    require:\n      scopes: [\"api:read\"]\n  - path_prefix: /api\n    methods: [POST]\n    auth: dpop\n    issuers: [\"https://as.example.com\"]\n    require:\n      scopes: [\"api:write\", admin]\n      claims: {{ tenant: acme, level: 3 }}\n"
+    );
+    let c = parse(&yaml).unwrap();
+    assert_eq!(
+        c.routes[0].methods,
+        Some(vec![http::Method::GET, http::Method::HEAD])
+    );
+    assert_eq!(c.routes[0].require.scopes, ["api:read"]);
+    assert_eq!(
+        c.routes[1].issuers.as_deref(),
+        Some(&["https://as.example.com".to_owned()][..])
+    );
+    assert_eq!(
+        c.routes[1].require.claims,
+        [
+            ("level".into(), "3".into()),
+            ("tenant".into(), "acme".into())
+        ]
+    );
+    let masked = c.to_masked_yaml();
+    assert!(
+        masked.contains("methods:") && masked.contains("tenant: acme"),
+        "{masked}"
+    );
+}
+
+#[test]
+fn bad_methods_and_unknown_issuers_point_at_the_value() {
+    let route =
+        |extra: &str| format!("{BASE}routes:\n  - path_prefix: /api\n    auth: dpop\n{extra}");
+    assert_error(
+        &route("    methods: [GET, get]\n"),
+        10,
+        20,
+        "routes[0].methods[1]: \"get\": methods are case-sensitive; write \"GET\"",
+    );
+    assert_error(
+        &route("    methods: [\"GE T\"]\n"),
+        10,
+        15,
+        "is not an HTTP method",
+    );
+    assert_error(
+        &route("    methods: []\n"),
+        10,
+        5,
+        "routes[0].methods: empty",
+    );
+    assert_error(
+        &route("    methods: [GET, GET]\n"),
+        10,
+        20,
+        "routes[0].methods[1]: GET is listed twice",
+    );
+    assert_error(
+        &route("    issuers: [\"https://as.example.com\", \"https://other\"]\n"),
+        10,
+        41,
+        "routes[0].issuers[1]: \"https://other\" is not an access_token issuer",
+    );
+    assert_error(
+        &route("    require: { scopes: [\"a b\"] }\n"),
+        10,
+        25,
+        "is not a scope name",
+    );
+    assert_error(
+        &route("    require: { scope: [a] }\n"),
+        10,
+        16,
+        "unknown key",
+    );
+}
+
+#[test]
+fn routes_sharing_a_prefix_may_differ_by_method_but_not_repeat_one() {
+    let two = "routes:\n  - { path_prefix: /a/b, auth: none }\n  - { path_prefix: /a, methods: [GET], auth: dpop }\n  - { path_prefix: /a, methods: [POST], auth: dpop }\n";
+    assert_eq!(parse(&format!("{BASE}{two}")).unwrap().routes.len(), 3);
+    let hidden = "routes:\n  - { path_prefix: /a, methods: [GET, POST], auth: dpop }\n  - { path_prefix: /a, methods: [POST], auth: none }\n";
+    assert_error(
+        &format!("{BASE}{hidden}"),
+        9,
+        7,
+        "routes[1].path_prefix: \"/a\" can never match",
+    );
+    let all = "routes:\n  - { path_prefix: /a, auth: dpop }\n  - { path_prefix: /a, methods: [GET], auth: none }\n";
+    assert_error(&format!("{BASE}{all}"), 9, 7, "can never match");
+    let none = "routes:\n  - { path_prefix: /a, auth: none, require: { scopes: [x] } }\n";
+    assert_error(
+        &format!("{BASE}{none}"),
+        8,
+        36,
+        "routes[0].require: needs a token",
+    );
+}
+
+#[test]
+fn access_token_may_list_several_issuers_each_once_and_one_introspection() {
+    let two = "upstream:\n  url: \"http://127.0.0.1:8080\"\naccess_token:\n  - issuer: \"https://a.example\"\n    audience: api\n    jwks_file: a.json\n  - issuer: \"https://b.example\"\n    audience: api\n    jwks_file: b.json\nroutes:\n  - { path_prefix: /b, auth: dpop, issuers: [\"https://b.example\"] }\n";
+    let c = parse(two).unwrap();
+    let issuers: Vec<_> = c.access_tokens.iter().map(|a| a.issuer.as_str()).collect();
+    assert_eq!(issuers, ["https://a.example", "https://b.example"]);
+    assert!(
+        c.to_masked_yaml().contains("- format: jwt"),
+        "{}",
+        c.to_masked_yaml()
+    );
+    assert_error(
+        &two.replace("issuers: [\"https://b.example\"]", "issuers: [\"https://c.example\"]"),
+        11,
+        46,
+        "routes[0].issuers[0]: \"https://c.example\" is not an access_token issuer (configured: \"https://a.example\", \"https://b.example\")",
+    );
+    assert_error(
+        &two.replace(
+            "https://b.example\"\n    audience",
+            "https://a.example\"\n    audience",
+        ),
+        7,
+        5,
+        "access_token[1].issuer: \"https://a.example\" is already access_token[0]'s",
+    );
+    assert_error(
+        &two.replace(
+            "    audience: api\n    jwks_file: b.json\n",
+            "    jwks_file: b.json\n",
+        ),
+        7,
+        3,
+        "access_token[1].audience: required when format is jwt",
+    );
+    let intro = |iss: &str| {
+        format!("  - format: introspection\n    issuer: \"{iss}\"\n    introspection: {{ endpoint: \"https://{iss}/i\", client_id: g, client_secret: s }}\n")
+    };
+    let yaml = format!(
+        "upstream:\n  url: \"http://127.0.0.1:8080\"\naccess_token:\n{}{}",
+        intro("x"),
+        intro("y")
+    );
+    assert_error(
+        &yaml,
+        7,
+        5,
+        "access_token[1].format: access_token[0] already uses introspection",
+    );
 }

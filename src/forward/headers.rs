@@ -108,6 +108,8 @@ pub(crate) struct IdentityValues {
     pub scope: Option<HeaderValue>,
     /// `forward.identity_headers.jkt`: the proof key's thumbprint.
     pub jkt: Option<HeaderValue>,
+    /// `forward.identity_headers.issuer`: the issuer whose entry validated the token.
+    pub issuer: Option<HeaderValue>,
 }
 
 /// A claim that would not reach the upstream as the token has it.
@@ -189,6 +191,8 @@ pub(crate) fn identity_values(
             (Some(_), Some(t)) => HeaderValue::from_str(&t.to_string()).ok(),
             _ => None,
         },
+        // The configured issuer's name, not the token's text (they are equal once checked).
+        issuer: value(&names.issuer, "iss", info.iss.as_deref())?,
     })
 }
 
@@ -227,7 +231,13 @@ pub(crate) fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>)
     // 1. What the client sent that the upstream must not see or must not trust: the proof,
     // hop-by-hop headers, identity headers and (unless trusted) forwarding claims.
     let names = &ctx.config.identity_headers;
-    let identity_names = [&names.subject, &names.client_id, &names.scope, &names.jkt];
+    let identity_names = [
+        &names.subject,
+        &names.client_id,
+        &names.scope,
+        &names.jkt,
+        &names.issuer,
+    ];
     let nominated = nominated(headers);
     remove_where(headers, |name| {
         *name == DPOP
@@ -256,6 +266,7 @@ pub(crate) fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>)
             (&names.client_id, &v.client_id),
             (&names.scope, &v.scope),
             (&names.jkt, &v.jkt),
+            (&names.issuer, &v.issuer),
         ];
         for (name, value) in values {
             if let (Some(name), Some(value)) = (name, value) {
@@ -296,6 +307,16 @@ fn is_underscore_alias(name: &HeaderName, identity: &[&Option<HeaderName>]) -> b
         && (ALIASED.iter().any(reads_as)
             || HOP_BY_HOP.iter().any(reads_as)
             || CLIENT_FORWARDING.iter().any(reads_as))
+}
+
+/// Whether `name` is one of the configured identity headers, or reads as one with every `_`
+/// read as `-` (the decision listener refuses a request that carries one: the ingress, not the
+/// gateway, builds the upstream's request there, and must not pass a client's copy on).
+pub(crate) fn names_identity(name: &HeaderName, names: &IdentityHeaders) -> bool {
+    [&names.subject, &names.client_id, &names.scope, &names.jkt]
+        .into_iter()
+        .flatten()
+        .any(|n| same_field(name.as_str().as_bytes(), n.as_str().as_bytes()))
 }
 
 /// `a` and `b` (lower-case field names) are the same with every `_` read as `-`.
@@ -384,6 +405,7 @@ mod tests {
                 client_id: Some(HeaderName::from_static("x-auth-client-id")),
                 scope: Some(HeaderName::from_static("x-auth-scope")),
                 jkt: Some(HeaderName::from_static("x-dpop-jkt")),
+                issuer: Some(HeaderName::from_static("x-auth-issuer")),
             },
         }
     }
@@ -395,6 +417,7 @@ mod tests {
             scope: Some("read write".into()),
             jkt: None,
             exp: None,
+            ..TokenInfo::default()
         }
     }
 

@@ -1,12 +1,16 @@
-//! Forwarding to the upstream: pooled keep-alive HTTP/1.1 connections ([`pool`]), the request
-//! URI rewritten onto `upstream.url`, bodies streamed both ways, and the wait for response
-//! headers bounded by `upstream.request_timeout`.
+//! Forwarding to an upstream: one [`Forwarder`] per configured upstream (`upstream`, named
+//! `default`, and each of `upstreams`), each with its own [`pool`] of connections opened by
+//! [`connect`] (TCP, or TLS verified against the system roots plus `tls.ca_file`), the
+//! request URI rewritten onto the upstream's URL (less the route prefix with `strip_prefix`),
+//! bodies and trailers streamed both ways, and the wait for response headers bounded by
+//! `request_timeout`. HTTP/1.1, or HTTP/2 when ALPN picks `h2` or `protocol: http2` says so.
 //!
 //! Header policy (what is stripped and set) lives in [`headers`]; the pipeline applies it before
 //! [`Forwarder::send`], which only adds a `Host` when the request has none (HTTP/2) and removes
 //! hop-by-hop headers from the response. Upgrades (WebSocket) are not forwarded: `Upgrade` and
 //! `Connection` are hop-by-hop and are removed.
 
+pub(crate) mod connect;
 pub(crate) mod headers;
 pub(crate) mod pool;
 
@@ -15,24 +19,24 @@ use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{header, HeaderValue, Request, Response, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::body::{self, GatewayBody};
 use crate::config::UpstreamConfig;
 use crate::error_chain;
+use crate::metrics::UpstreamMetrics;
 
-/// TCP keepalive probes on idle pooled connections, so a silently dropped upstream is noticed.
-const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
-
-/// Sends requests to the upstream over pooled connections.
-#[derive(Clone)]
+/// Sends requests to one upstream over its own pooled connections.
 pub(crate) struct Forwarder {
+    /// `default` for `upstream`, else its key in `upstreams` (metrics label, access log).
+    pub(crate) name: Arc<str>,
     pool: Arc<pool::Pool>,
     /// `Host` for a request that has none (HTTP/1.0 without one).
     authority: HeaderValue,
     /// The path of `upstream.url` without its trailing `/` (empty for none).
     prefix: String,
     request_timeout: Duration,
+    /// Its series of the upstream metrics, resolved once.
+    pub(crate) metrics: UpstreamMetrics,
 }
 
 /// Why a request could not be forwarded.
@@ -40,6 +44,9 @@ pub(crate) struct Forwarder {
 pub enum ForwardError {
     /// No connection to the upstream (refused, unreachable, or `connect_timeout` passed).
     Connect(String),
+    /// The TLS handshake with the upstream failed: its certificate did not verify against the
+    /// trusted roots for the expected name, or it refused the gateway's.
+    Tls(String),
     /// No response headers within `upstream.request_timeout`.
     Timeout {
         /// The configured `request_timeout`.
@@ -50,49 +57,57 @@ pub enum ForwardError {
     Other(String),
 }
 
+/// `te: trailers`, sent on every HTTP/2 request: the gateway passes trailers on, and gRPC
+/// servers require it.
+const TE_TRAILERS: HeaderValue = HeaderValue::from_static("trailers");
+
 // === impl Forwarder ===
 
 impl Forwarder {
-    /// A forwarder to `cfg.url`; connections are opened on first use.
-    pub(crate) fn new(cfg: &UpstreamConfig) -> Forwarder {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(cfg.connect_timeout));
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(TCP_KEEPALIVE));
+    /// A forwarder named `name` to `cfg.url`; connections are opened on first use. Reads the
+    /// TLS files now (an error names the setting).
+    pub(crate) fn new(
+        name: &str,
+        cfg: &UpstreamConfig,
+        metrics: UpstreamMetrics,
+    ) -> Result<Forwarder, String> {
+        let connector = connect::Connector::new(cfg)?;
+        let name: Arc<str> = Arc::from(name);
+        if let Some(tls) = connector.tls() {
+            tls.spawn_watcher(Arc::clone(&name), crate::server::TLS_RELOAD_INTERVAL);
+        }
         let parts = cfg.url.clone().into_parts();
         let prefix = parts
             .path_and_query
             .as_ref()
             .map(|p| p.path().trim_end_matches('/').to_owned())
             .unwrap_or_default();
-        // Config validation guarantees an http URL with an authority; without one, every
-        // connection attempt fails (a 502 that names the URI).
+        let scheme = parts.scheme.unwrap_or(Scheme::HTTP);
+        // Config validation guarantees a URL with an authority.
         let authority = parts
             .authority
             .unwrap_or_else(|| Authority::from_static("invalid"));
-        let target = Uri::builder()
-            .scheme(parts.scheme.unwrap_or(Scheme::HTTP))
-            .authority(authority.clone())
-            .path_and_query("/")
-            .build()
-            .unwrap_or_default();
-        Forwarder {
-            pool: pool::Pool::new(connector, target),
-            authority: HeaderValue::from_str(&host_of(&authority))
+        Ok(Forwarder {
+            name,
+            pool: pool::Pool::new(connector, scheme.clone()),
+            authority: HeaderValue::from_str(&host_of(&authority, &scheme))
                 .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
             prefix,
             request_timeout: cfg.request_timeout,
-        }
+            metrics,
+        })
     }
 
     /// Sends `req` (headers already prepared, see [`headers::prepare_request`]) to the upstream
-    /// and returns its response once the headers are in; both bodies stream.
+    /// and returns its response once the headers are in; both bodies stream. `strip` is the
+    /// route prefix (`strip_prefix: true`, without its trailing `/`) taken off the path first.
     pub(crate) async fn send(
         &self,
         mut req: Request<GatewayBody>,
+        strip: Option<&str>,
     ) -> Result<Response<GatewayBody>, ForwardError> {
-        // An HTTP/2 request carries its host in `:authority`; the upstream speaks HTTP/1.1 and
-        // legacy APIs build URLs from `Host`, so it must see the one the client used. A request
+        // An HTTP/2 request carries its host in `:authority`; an HTTP/1.1 upstream and legacy
+        // APIs build URLs from `Host`, so it must see the one the client used. A request
         // with neither (HTTP/1.0) gets the upstream's.
         if !req.headers().contains_key(header::HOST) {
             let host = req
@@ -102,11 +117,25 @@ impl Forwarder {
                 .unwrap_or_else(|| self.authority.clone());
             req.headers_mut().insert(header::HOST, host);
         }
-        *req.uri_mut() = self.upstream_uri(req.uri())?;
+        *req.uri_mut() = self.upstream_uri(req.uri(), strip)?;
         *req.version_mut() = Version::HTTP_11;
 
-        let response = match tokio::time::timeout(self.request_timeout, self.pool.send(req)).await {
+        // One of the client connection's upstream exchanges (it waits while all are taken),
+        // then the exchange, within request_timeout together.
+        let budget = req.extensions_mut().remove::<pool::ClientBudget>();
+        let deadline = crate::clock::monotonic() + self.request_timeout;
+        let send = async {
+            let lease = match &budget {
+                Some(b) => b.lease().await,
+                None => None,
+            };
+            self.pool.send(req, lease, deadline).await
+        };
+        let response = match tokio::time::timeout(self.request_timeout, send).await {
             Ok(Ok(response)) => response,
+            Ok(Err(pool::SendError::Connect(connect::ConnectError::Tls(e)))) => {
+                return Err(ForwardError::Tls(e))
+            }
             Ok(Err(e @ pool::SendError::Connect(_))) => {
                 return Err(ForwardError::Connect(error_chain(&e)))
             }
@@ -122,26 +151,73 @@ impl Forwarder {
         Ok(Response::from_parts(parts, body::boxed(incoming)))
     }
 
-    /// The origin-form target for the upstream: `upstream.url`'s path + the request's path and
-    /// query; the client's scheme and authority (absolute-form, `:authority`) are not used.
-    fn upstream_uri(&self, uri: &Uri) -> Result<Uri, ForwardError> {
+    /// The origin-form target for the upstream: `upstream.url`'s path + the request's path
+    /// (less `strip`) and query; the client's scheme and authority (absolute-form,
+    /// `:authority`) are not used.
+    fn upstream_uri(&self, uri: &Uri, strip: Option<&str>) -> Result<Uri, ForwardError> {
         let path_and_query = uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        if self.prefix.is_empty() || !path_and_query.starts_with('/') {
+        let rest = match strip {
+            Some(prefix) if !prefix.is_empty() => strip_route_prefix(path_and_query, prefix)
+                .ok_or_else(|| {
+                    ForwardError::Other(format!(
+                        "the request path does not start with the route prefix {prefix:?}"
+                    ))
+                })?,
+            _ => path_and_query,
+        };
+        if rest.len() == path_and_query.len() && (self.prefix.is_empty() || !rest.starts_with('/'))
+        {
             // No prefix, or `OPTIONS *` (RFC 9110 §7.1): the target goes through as it is.
             if let Some(pq) = uri.path_and_query() {
                 return Ok(Uri::from(pq.clone()));
             }
             return Ok(Uri::from_static("/"));
         }
-        Uri::try_from(format!("{}{path_and_query}", self.prefix))
+        let slash = if rest.starts_with('/') { "" } else { "/" };
+        Uri::try_from(format!("{}{slash}{rest}", self.prefix))
             .map_err(|e| ForwardError::Other(format!("upstream URI: {e}")))
     }
 }
 
-/// `Host` for `authority` (RFC 9110 §7.2): without the port when it is http's default.
-fn host_of(authority: &Authority) -> String {
+/// `path_and_query` without the route prefix `prefix` (matched ASCII case-insensitively, as
+/// routes match, and only at a segment boundary): `/billing/x?q` less `/billing` is `/x?q`,
+/// `/billing?q` is `?q` (sent as `/?q`). `None` when it does not start with it.
+fn strip_route_prefix<'p>(path_and_query: &'p str, prefix: &str) -> Option<&'p str> {
+    let head = path_and_query.get(..prefix.len())?;
+    let rest = &path_and_query[prefix.len()..];
+    (head.eq_ignore_ascii_case(prefix) && (rest.is_empty() || rest.starts_with(['/', '?'])))
+        .then_some(rest)
+}
+
+/// Whether `path` is under the route prefix `prefix` as [`Forwarder::send`] strips it.
+pub(crate) fn under_prefix(path: &str, prefix: &str) -> bool {
+    prefix.is_empty() || strip_route_prefix(path, prefix).is_some()
+}
+
+/// `req` (origin-form target, `Host` set) as an HTTP/2 request: the target absolute
+/// (`:scheme` of the upstream, `:authority` the `Host` the client used), no `Host` field,
+/// `te: trailers`.
+pub(super) fn to_h2(req: &mut Request<GatewayBody>, scheme: &Scheme) {
+    let authority = req
+        .headers_mut()
+        .remove(header::HOST)
+        .and_then(|h| Authority::try_from(h.as_bytes()).ok());
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    parts.scheme = Some(scheme.clone());
+    parts.authority = authority.or_else(|| Some(Authority::from_static("invalid")));
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
+    *req.version_mut() = Version::HTTP_2;
+    req.headers_mut().insert(header::TE, TE_TRAILERS);
+}
+
+/// `Host` for `authority` (RFC 9110 §7.2): without the port when it is the scheme's default.
+fn host_of(authority: &Authority, scheme: &Scheme) -> String {
+    let default = if *scheme == Scheme::HTTPS { 443 } else { 80 };
     match authority.port_u16() {
-        Some(port) if port != 80 => format!("{}:{port}", authority.host()),
+        Some(port) if port != default => format!("{}:{port}", authority.host()),
         _ => authority.host().to_owned(),
     }
 }
@@ -150,6 +226,7 @@ impl std::fmt::Display for ForwardError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ForwardError::Connect(msg) => write!(f, "cannot connect to the upstream: {msg}"),
+            ForwardError::Tls(msg) => write!(f, "TLS with the upstream failed: {msg}"),
             ForwardError::Timeout { after } => {
                 write!(
                     f,
@@ -181,10 +258,17 @@ mod tests {
     fn config(url: &str, request_timeout: Duration) -> UpstreamConfig {
         UpstreamConfig {
             url: url.parse().unwrap(),
+            protocol: crate::config::UpstreamProtocol::Auto,
+            tls: None,
             connect_timeout: Duration::from_secs(2),
             request_timeout,
             readiness: crate::config::UpstreamReadiness::None,
         }
+    }
+
+    fn forwarder(cfg: &UpstreamConfig) -> Forwarder {
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        Forwarder::new("default", cfg, metrics.upstream("default")).unwrap()
     }
 
     /// An upstream that answers `METHOD URI HOST BODY-LEN` (and sleeps on `/slow`).
@@ -237,12 +321,12 @@ mod tests {
     #[tokio::test]
     async fn forwards_path_and_query_to_the_upstream() {
         let addr = upstream().await;
-        let fwd = Forwarder::new(&config(&format!("http://{addr}"), Duration::from_secs(5)));
+        let fwd = forwarder(&config(&format!("http://{addr}"), Duration::from_secs(5)));
         let req = Request::post("/v1/items?id=7&x=%20")
             .header("host", "api.example.com")
             .body(body::full("hello"))
             .unwrap();
-        let resp = fwd.send(req).await.unwrap();
+        let resp = fwd.send(req, None).await.unwrap();
         assert_eq!(resp.status(), 200);
         assert!(resp.headers().get("x-hop").is_none(), "hop-by-hop stripped");
         assert!(resp.headers().get("connection").is_none());
@@ -255,7 +339,7 @@ mod tests {
     #[tokio::test]
     async fn prepends_the_upstream_path_prefix() {
         let addr = upstream().await;
-        let fwd = Forwarder::new(&config(
+        let fwd = forwarder(&config(
             &format!("http://{addr}/api/"),
             Duration::from_secs(5),
         ));
@@ -263,43 +347,88 @@ mod tests {
             .header("host", "h")
             .body(body::empty())
             .unwrap();
-        let resp = fwd.send(req).await.unwrap();
+        let resp = fwd.send(req, None).await.unwrap();
         assert_eq!(text(resp).await, "GET /api/v1?q=1 h 0");
     }
 
     #[tokio::test]
     async fn absolute_form_and_http2_requests_use_only_path_and_query_and_keep_their_host() {
         let addr = upstream().await;
-        let fwd = Forwarder::new(&config(&format!("http://{addr}"), Duration::from_secs(5)));
+        let fwd = forwarder(&config(&format!("http://{addr}"), Duration::from_secs(5)));
         let req = Request::get("https://api.example.com:8443/x?y")
             .version(Version::HTTP_2)
             .body(body::empty())
             .unwrap();
-        let resp = fwd.send(req).await.unwrap();
+        let resp = fwd.send(req, None).await.unwrap();
         assert_eq!(text(resp).await, "GET /x?y api.example.com:8443 0");
     }
 
     #[tokio::test]
     async fn a_request_without_any_host_gets_the_upstreams() {
         let addr = upstream().await;
-        let fwd = Forwarder::new(&config(&format!("http://{addr}"), Duration::from_secs(5)));
+        let fwd = forwarder(&config(&format!("http://{addr}"), Duration::from_secs(5)));
         let req = Request::get("/x")
             .version(Version::HTTP_10)
             .body(body::empty())
             .unwrap();
-        let resp = fwd.send(req).await.unwrap();
+        let resp = fwd.send(req, None).await.unwrap();
         assert_eq!(text(resp).await, format!("GET /x {addr} 0"));
+    }
+
+    #[tokio::test]
+    async fn strip_prefix_removes_the_route_prefix_before_the_upstream_prefix_is_added() {
+        let addr = upstream().await;
+        let fwd = forwarder(&config(
+            &format!("http://{addr}/v1/"),
+            Duration::from_secs(5),
+        ));
+        for (path, strip, sent) in [
+            ("/billing/x?q=1", "/billing", "/v1/x?q=1"),
+            ("/billing", "/billing", "/v1/"),
+            ("/billing?q", "/billing", "/v1/?q"),
+            ("/BILLING/x", "/billing", "/v1/x"),
+            ("/billing/x", "", "/v1/billing/x"),
+        ] {
+            let req = Request::get(path)
+                .header("host", "h")
+                .body(body::empty())
+                .unwrap();
+            let resp = fwd.send(req, Some(strip)).await.unwrap();
+            assert_eq!(text(resp).await, format!("GET {sent} h 0"), "{path}");
+        }
+        let bare = forwarder(&config(&format!("http://{addr}"), Duration::from_secs(5)));
+        let req = Request::get("/billing")
+            .header("host", "h")
+            .body(body::empty())
+            .unwrap();
+        let resp = bare.send(req, Some("/billing")).await.unwrap();
+        assert_eq!(text(resp).await, "GET / h 0");
+        // Not under the prefix at a segment boundary (only an encoded slash can route it
+        // there): never forwarded with a guessed path.
+        let req = Request::get("/billing%2Fx")
+            .header("host", "h")
+            .body(body::empty())
+            .unwrap();
+        assert!(matches!(
+            bare.send(req, Some("/billing")).await.unwrap_err(),
+            ForwardError::Other(_)
+        ));
     }
 
     #[test]
     fn host_of_drops_only_the_default_port_and_never_userinfo() {
-        let host = |a: &str| host_of(&a.parse().unwrap());
+        let host = |a: &str| host_of(&a.parse().unwrap(), &Scheme::HTTP);
         assert_eq!(host("api:80"), "api");
         assert_eq!(host("api"), "api");
         assert_eq!(host("api:8080"), "api:8080");
         assert_eq!(host("u:p@api:8080"), "api:8080");
         assert_eq!(host("[::1]:80"), "[::1]");
         assert_eq!(host("[::1]:9"), "[::1]:9");
+        assert_eq!(host_of(&"api:443".parse().unwrap(), &Scheme::HTTPS), "api");
+        assert_eq!(
+            host_of(&"api:80".parse().unwrap(), &Scheme::HTTPS),
+            "api:80"
+        );
     }
 
     #[tokio::test]
@@ -310,21 +439,21 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let fwd = Forwarder::new(&config(&format!("http://{addr}"), Duration::from_secs(5)));
+        let fwd = forwarder(&config(&format!("http://{addr}"), Duration::from_secs(5)));
         let req = Request::get("/").body(body::empty()).unwrap();
-        let err = fwd.send(req).await.unwrap_err();
+        let err = fwd.send(req, None).await.unwrap_err();
         assert!(matches!(err, ForwardError::Connect(_)), "{err}");
     }
 
     #[tokio::test]
     async fn slow_upstream_is_a_timeout() {
         let addr = upstream().await;
-        let fwd = Forwarder::new(&config(
+        let fwd = forwarder(&config(
             &format!("http://{addr}"),
             Duration::from_millis(200),
         ));
         let req = Request::get("/slow").body(body::empty()).unwrap();
-        let err = fwd.send(req).await.unwrap_err();
+        let err = fwd.send(req, None).await.unwrap_err();
         assert!(
             matches!(err, ForwardError::Timeout { after } if after == Duration::from_millis(200)),
             "{err}"

@@ -32,6 +32,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::clock::UnixTime;
 use prometheus::IntCounter;
 
+use super::per_key::PerKey;
 use super::{Admission, StoreError};
 
 /// The most shards a store uses (a power of two).
@@ -53,6 +54,8 @@ pub struct MemoryStore {
     /// `dpop_gateway_replay_cache_expired_total`: entries removed because their window
     /// passed. The store evicts nothing else: a live entry stays until it expires.
     expired: IntCounter,
+    /// `replay_cache.per_key_limit`; `None` only in tests of the store itself.
+    per_key: Option<PerKey>,
 }
 
 /// One shard: the live keys and their expiry queue, always holding the same keys.
@@ -105,7 +108,57 @@ impl MemoryStore {
             ttl_secs,
             len: AtomicUsize::new(0),
             expired,
+            per_key: None,
         }
+    }
+
+    /// The store with at most `limit` live entries per proof key (`replay_cache.per_key_limit`).
+    pub fn with_per_key_limit(mut self, limit: u64) -> Self {
+        let max_keys = u64::try_from(self.capacity).unwrap_or(u64::MAX);
+        self.per_key = Some(PerKey::new(limit, self.ttl_secs, max_keys));
+        self
+    }
+
+    /// Records `key`, a proof of the key whose thumbprint is `jkt`, unless a live entry has
+    /// it or `jkt` already holds its limit of live entries
+    /// ([`Admission::KeyLimited`], with the seconds until its oldest entry expires). A replay
+    /// is answered as a replay whatever the limit.
+    pub fn admit(
+        &self,
+        key: [u8; 16],
+        jkt: &[u8; 32],
+        now: UnixTime,
+    ) -> Result<Admission, StoreError> {
+        let Some(per_key) = &self.per_key else {
+            return self.check_and_insert(key, now);
+        };
+        // Held across the insert: two proofs of one key cannot both take its last slot. The
+        // order is always window, then shard.
+        let window = per_key.lock(jkt);
+        let mut locked = window.at(now.as_secs());
+        if let Some(retry_after) = locked.over() {
+            if self.contains(key, now) {
+                return Ok(Admission::Replayed);
+            }
+            return Ok(Admission::KeyLimited { retry_after });
+        }
+        let admission = self.check_and_insert(key, now)?;
+        if admission == Admission::Fresh {
+            locked.record();
+        }
+        Ok(admission)
+    }
+
+    /// Whether a live entry has `key` (sweeping its shard first, as an insert does).
+    fn contains(&self, key: [u8; 16], now: UnixTime) -> bool {
+        let key = u128::from_le_bytes(key);
+        let mut shard = self.shard(key);
+        let swept = shard.sweep(now.as_secs());
+        if swept > 0 {
+            self.len.fetch_sub(swept, Ordering::Relaxed);
+            self.expired.inc_by(swept as u64);
+        }
+        shard.set.contains(&key)
     }
 
     /// Records `key` unless a live entry has it.
@@ -248,6 +301,26 @@ mod tests {
 
     fn counter() -> IntCounter {
         IntCounter::new("expired", "expired").unwrap()
+    }
+
+    #[test]
+    fn a_key_over_its_limit_is_refused_and_other_keys_are_not() {
+        let store = MemoryStore::new(1000, 60, counter()).with_per_key_limit(2);
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        assert_eq!(store.admit(key(1), &a, T0), Ok(Admission::Fresh));
+        assert_eq!(store.admit(key(2), &a, T0), Ok(Admission::Fresh));
+        assert_eq!(
+            store.admit(key(3), &a, T0),
+            Ok(Admission::KeyLimited { retry_after: 61 })
+        );
+        // A replay is still a replay, over the limit or not.
+        assert_eq!(store.admit(key(1), &a, T0), Ok(Admission::Replayed));
+        assert_eq!(store.admit(key(4), &b, T0), Ok(Admission::Fresh));
+        // Refused proofs were not recorded: the store holds 3 entries.
+        assert_eq!(store.len(), 3);
+        // Once the oldest expire, the key records again.
+        let later = UnixTime(T0.as_secs() + 61);
+        assert_eq!(store.admit(key(3), &a, later), Ok(Admission::Fresh));
     }
 
     const T0: UnixTime = UnixTime(1_700_000_000);
@@ -426,6 +499,36 @@ mod tests {
         let after = rss_kib();
         println!(
             "1M live entries: {} KiB RSS ({:.1} MiB), {n} inserts tried",
+            after - before,
+            (after - before) as f64 / 1024.0
+        );
+    }
+
+    /// The per-key windows' cost in the worst case for them: a million live entries, each of
+    /// its own key. `cargo test --release --lib per_key_windows -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn memory_for_per_key_windows_of_a_million_keys() {
+        fn rss_kib() -> u64 {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+            line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        }
+        let before = rss_kib();
+        let store = MemoryStore::new(1_000_000, 60, counter()).with_per_key_limit(6500);
+        let mut n = 0u64;
+        while store.len() < 1_000_000 {
+            let mut k = [0u8; 16];
+            k[..8].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+            k[8..].copy_from_slice(&n.wrapping_mul(0xC2B2_AE3D_27D4_EB4F).to_le_bytes());
+            let mut jkt = [0u8; 32];
+            jkt[..16].copy_from_slice(&k);
+            let _ = store.admit(k, &jkt, T0);
+            n += 1;
+        }
+        let after = rss_kib();
+        println!(
+            "1M live entries of 1M keys, with per-key windows: {} KiB RSS ({:.1} MiB)",
             after - before,
             (after - before) as f64 / 1024.0
         );

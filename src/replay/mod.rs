@@ -2,6 +2,7 @@
 //! shared by every connection and core; the Redis backend shares it between replicas.
 
 pub mod memory;
+mod per_key;
 pub(crate) mod redis;
 
 use crate::clock::UnixTime;
@@ -13,6 +14,12 @@ pub enum Admission {
     Fresh,
     /// Seen before within the window: a replay.
     Replayed,
+    /// Not recorded: the proof's key already holds `replay_cache.per_key_limit` live entries.
+    /// Its oldest expires in `retry_after` seconds (at least 1).
+    KeyLimited {
+        /// Seconds until that key may record another proof.
+        retry_after: u64,
+    },
 }
 
 /// Why the store could not answer.
@@ -86,15 +93,17 @@ impl ProcessStart {
 // === impl ReplayStore ===
 
 impl ReplayStore {
-    /// Records `key` unless present; atomic across all callers of this store.
+    /// Records `key`, a proof signed by the key whose thumbprint is `jkt`, unless present or
+    /// `jkt` holds its limit of live entries; atomic across all callers of this store.
     pub async fn check_and_insert(
         &self,
         key: [u8; 16],
+        jkt: &[u8; 32],
         now: UnixTime,
     ) -> Result<Admission, StoreError> {
         match self {
-            ReplayStore::Memory(m) => m.check_and_insert(key, now),
-            ReplayStore::Redis(r) => r.check_and_insert(key, now).await,
+            ReplayStore::Memory(m) => m.admit(key, jkt, now),
+            ReplayStore::Redis(r) => r.check_and_insert(key, jkt, now).await,
         }
     }
 }

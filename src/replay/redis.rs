@@ -8,19 +8,28 @@
 //!
 //! Redis's own clock expires entries, so `now` is not used here. Messages never carry the URL
 //! or its password.
+//!
+//! The per-key limit (`replay_cache.per_key_limit`) lives in Redis beside the entries, so that
+//! every replica counts the same: per proof key a sorted set of its live entries scored by
+//! their expiry (ms, Redis's clock), living as long as its newest entry. The check, the insert
+//! and the count are one Lua script ([`ADMIT`]): still one round trip per proof, and atomic.
 
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisError, Value};
+use prometheus::IntCounter;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Value};
 
 use crate::clock::{monotonic, UnixTime};
 
 use super::{Admission, StoreError};
 
-/// At most one new connection manager per this interval after non-I/O failures (a wrong
-/// password, a server demoted to replica), so a broken setup cannot open a connection per request.
+/// At most one new connection per this interval after failures (a wrong password, a server
+/// demoted to replica, a sentinel failover), so a broken setup cannot open one per request.
 const REBUILD_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Connection attempts per (re)connect cycle; a failed cycle is started again by the next call.
@@ -32,23 +41,89 @@ const CONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
 /// Longest backoff between connection attempts: a restarted Redis is used within about this long.
 const CONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
 
+/// The shortest bound on (re)establishing a connection: asking a sentinel for the master and
+/// checking its role, or discovering a cluster's slots, takes a few round trips.
+const ESTABLISH_MIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One proof, atomically: `KEYS[1]` the entry, `KEYS[2]` its key's sorted set of live entries;
+/// `ARGV` the entry's lifetime (ms), the per-key limit (0: none) and the entry's member in the
+/// set. Returns 1 (recorded), 0 (a replay) or minus the ms until the key's oldest entry
+/// expires (at its limit; nothing recorded). `TIME` makes the script non-deterministic, which
+/// Redis 5+ replicates by effects (the default from 7).
+const ADMIT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local limit = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if limit > 0 and redis.call('ZCARD', KEYS[2]) >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return -math.max(1, tonumber(oldest[2]) - now)
+end
+redis.call('SET', KEYS[1], 1, 'PX', ttl)
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ttl)
+return 1
+";
+
 /// The Redis replay store, shared by every connection, core and replica.
 pub struct RedisStore {
-    /// Boxed: the client's connection info is large and `ReplayStore` holds this inline.
-    client: Box<redis::Client>,
+    /// Where connections come from.
+    source: Source,
     slot: RwLock<Slot>,
     key_prefix: String,
     ttl_ms: u64,
     timeout: Duration,
-    /// The URL's password, so that it can be cut out of any error message.
-    password: Option<String>,
+    /// Live entries one proof key may hold (0: no limit, only in tests of the store itself).
+    per_key_limit: u64,
+    /// Cluster: keys carry the proof key's hash tag (`{…}`), so one script's keys share a slot.
+    hash_tags: bool,
+    /// [`ADMIT`], run by its SHA1 (`EVALSHA`), loaded again when Redis lost it.
+    admit: redis::Script,
+    /// `replay_cache.min_replicas`: `WAIT` for this many replicas after an insert (0: no WAIT).
+    min_replicas: u64,
+    /// The URLs' passwords, so that they can be cut out of any error message.
+    passwords: Vec<String>,
+    metrics: Option<RedisMetrics>,
 }
 
-/// The current connection manager and when it was made.
+/// Counters of the Redis backends, when the gateway's metrics are wired in.
+#[derive(Clone)]
+pub struct RedisMetrics {
+    /// `dpop_gateway_replay_store_failovers_total`: the sentinels named a new master.
+    pub failovers: IntCounter,
+    /// `dpop_gateway_replay_store_wait_shortfalls_total`: `WAIT` saw fewer than `min_replicas`.
+    pub wait_shortfalls: IntCounter,
+}
+
+/// Where the store's connection comes from.
+enum Source {
+    /// `redis`: one server. Boxed: the client's connection info is large.
+    Node(Box<redis::Client>),
+    /// `redis_sentinel`: the master the sentinels name, asked again after any failure.
+    Sentinel(Box<tokio::sync::Mutex<SentinelClient>>),
+    /// `redis_cluster`: the crate's cluster client (slot map, MOVED/ASK, reconnects).
+    Cluster(Box<ClusterClient>),
+}
+
+/// A connection of any backend: each is a cheap handle onto one multiplexed connection (per
+/// node, for a cluster).
+#[derive(Clone)]
+enum Conn {
+    Node(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// The current connection and how it came to be.
 struct Slot {
-    manager: ConnectionManager,
-    built_at: Instant,
+    /// `None` until a connection was established (sentinel, cluster).
+    conn: Option<Conn>,
+    /// The last attempt to (re)establish one.
+    attempted_at: Option<Instant>,
     generation: u64,
+    /// The server the connection is to (sentinel: the master), for failover logs.
+    server: Option<String>,
 }
 
 // === impl RedisStore ===
@@ -80,128 +155,402 @@ impl RedisStore {
         ttl_secs: u64,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
-        let password = client
+        let passwords = client
             .get_connection_info()
             .redis_settings()
             .password()
-            .map(str::to_owned);
-        let manager = new_manager(&client, timeout).map_err(|e| {
-            StoreError::Unavailable(redact(&format!("redis: {e}"), password.as_deref()))
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        let store = Self::new(
+            Source::Node(Box::new(client)),
+            key_prefix,
+            ttl_secs,
+            timeout,
+            passwords,
+        );
+        store.start().await;
+        Ok(store)
+    }
+
+    /// A store on the master that the sentinels at `urls` name `master`, asked again after any
+    /// failure (a failover needs no restart). A URL's `rediss://` and `user:password@` apply to
+    /// the sentinels and, from the first URL, to the master too.
+    pub async fn connect_sentinel(
+        urls: &[&str],
+        master: &str,
+        key_prefix: &str,
+        ttl_secs: u64,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let infos = parse_urls(urls)?;
+        let passwords = passwords_of(&infos);
+        let mut node = SentinelNodeConnectionInfo::default();
+        if let Some(first) = infos.first() {
+            node = node.set_redis_connection_info(first.redis_settings().clone());
+            if matches!(first.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+                node = node.set_tls_mode(redis::TlsMode::Secure);
+            }
+        }
+        let client = SentinelClient::build(infos, master, Some(node), SentinelServerType::Master)
+            .map_err(|e| {
+            StoreError::Unavailable(redact(&format!("replay_cache.redis_urls: {e}"), &passwords))
         })?;
-        let store = Self {
-            client: Box::new(client),
+        let store = Self::new(
+            Source::Sentinel(Box::new(tokio::sync::Mutex::new(client))),
+            key_prefix,
+            ttl_secs,
+            timeout,
+            passwords,
+        );
+        store.start().await;
+        Ok(store)
+    }
+
+    /// A store on the Redis Cluster reached through the seed nodes `urls` (the crate's async
+    /// cluster client: slot map discovery, MOVED/ASK, reconnects). Entry and per-key keys share
+    /// a hash tag, the proof key's, so the admit script's two keys are on one shard and proof
+    /// keys spread over every shard.
+    pub async fn connect_cluster(
+        urls: &[&str],
+        key_prefix: &str,
+        ttl_secs: u64,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let infos = parse_urls(urls)?;
+        let passwords = passwords_of(&infos);
+        // Our own bounds apply to each operation; the client's must not cut a WAIT short.
+        let client = ClusterClient::builder(infos)
+            .connection_timeout(timeout)
+            .response_timeout(timeout.saturating_mul(2))
+            .build()
+            .map_err(|e| {
+                StoreError::Unavailable(redact(
+                    &format!("replay_cache.redis_urls: {e}"),
+                    &passwords,
+                ))
+            })?;
+        let mut store = Self::new(
+            Source::Cluster(Box::new(client)),
+            key_prefix,
+            ttl_secs,
+            timeout,
+            passwords,
+        );
+        store.hash_tags = true;
+        store.start().await;
+        Ok(store)
+    }
+
+    fn new(
+        source: Source,
+        key_prefix: &str,
+        ttl_secs: u64,
+        timeout: Duration,
+        passwords: Vec<String>,
+    ) -> Self {
+        Self {
+            source,
             slot: RwLock::new(Slot {
-                manager,
-                built_at: monotonic(),
+                conn: None,
+                attempted_at: None,
                 generation: 0,
+                server: None,
             }),
             key_prefix: key_prefix.to_owned(),
             // PX 0 is an error in Redis; an entry lives at least 1 ms.
             ttl_ms: ttl_secs.saturating_mul(1000).max(1),
             timeout,
-            password,
-        };
-        // Connect now rather than on the first request; a failure here is not fatal.
-        if !store.ping().await {
-            tracing::warn!("replay store: redis is not reachable yet; checks fail until it is");
+            per_key_limit: 0,
+            admit: redis::Script::new(ADMIT),
+            min_replicas: 0,
+            hash_tags: false,
+            passwords,
+            metrics: None,
         }
-        Ok(store)
     }
 
-    /// Records `key` unless present: one `SET <prefix><hex key> 1 NX PX <ttl_ms>`, atomic across
-    /// every replica using this Redis. `OK` is [`Admission::Fresh`], nil is
-    /// [`Admission::Replayed`]; an error or a reply slower than the timeout is
+    /// Establishes the first connection now rather than on the first request; a failure here
+    /// is not fatal.
+    async fn start(&self) {
+        self.recover(0).await;
+        if !self.ping().await {
+            tracing::warn!("replay store: redis is not reachable yet; checks fail until it is");
+        }
+    }
+
+    /// The store waiting for `n` replicas (`WAIT`) after each insert (`replay_cache.min_replicas`).
+    pub fn with_min_replicas(mut self, n: u64) -> Self {
+        self.min_replicas = n;
+        self
+    }
+
+    /// The store counting failovers and `WAIT` shortfalls in `metrics`.
+    pub fn with_metrics(mut self, metrics: RedisMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The store with at most `limit` live entries per proof key (`replay_cache.per_key_limit`).
+    pub fn with_per_key_limit(mut self, limit: u64) -> Self {
+        self.per_key_limit = limit;
+        self
+    }
+
+    /// Records `key`, a proof of the key whose thumbprint is `jkt`, unless present or `jkt`
+    /// holds its limit of live entries: one [`ADMIT`] script, atomic across every replica using
+    /// this Redis (the entry is `SET <prefix><hex key> 1 PX <ttl_ms>`, as a plain `SET NX`
+    /// would make it). With `min_replicas`, a recorded entry counts only once `WAIT` confirms
+    /// that many replicas have it. An error, a shortfall or a reply slower than the timeout is
     /// [`StoreError::Unavailable`].
     pub async fn check_and_insert(
         &self,
         key: [u8; 16],
+        jkt: &[u8; 32],
         _now: UnixTime,
     ) -> Result<Admission, StoreError> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.redis_key(&key))
-            .arg(1)
-            .arg("NX")
-            .arg("PX")
-            .arg(self.ttl_ms);
-        match self.query(&cmd).await? {
-            Value::Okay => Ok(Admission::Fresh),
-            Value::SimpleString(s) if s == "OK" => Ok(Admission::Fresh),
-            Value::Nil => Ok(Admission::Replayed),
-            other => Err(StoreError::Unavailable(format!(
-                "redis: unexpected reply to SET NX: {}",
-                reply_kind(&other)
-            ))),
+        let mut member = String::with_capacity(32);
+        crate::hex::push(&mut member, &key);
+        let mut invocation = self.admit.key(self.redis_key(&key, jkt));
+        invocation
+            .key(self.counter_key(jkt))
+            .arg(self.ttl_ms)
+            .arg(self.per_key_limit)
+            .arg(member);
+        let reply = self
+            .bounded(self.timeout, async {
+                let (conn, generation) = self.current();
+                let Some(mut conn) = conn else {
+                    return Err((not_connected(), generation));
+                };
+                invocation
+                    .invoke_async::<Value>(&mut conn)
+                    .await
+                    .map_err(|e| (e, generation))
+            })
+            .await?;
+        let admission = match reply {
+            Value::Int(1) => Admission::Fresh,
+            Value::Int(0) => Admission::Replayed,
+            Value::Int(ms) if ms < 0 => Admission::KeyLimited {
+                retry_after: ms.unsigned_abs().div_ceil(1000).max(1),
+            },
+            other => {
+                return Err(StoreError::Unavailable(format!(
+                    "redis: unexpected reply to the admit script: {}",
+                    reply_kind(&other)
+                )))
+            }
+        };
+        if admission == Admission::Fresh && self.min_replicas > 0 {
+            self.wait_for_replicas().await?;
         }
+        Ok(admission)
     }
 
-    /// Whether Redis answers `PING` within the timeout: for readiness.
+    /// `WAIT min_replicas timeout` on the connection that made the insert: Redis answers how
+    /// many replicas acknowledged every write so far (for a cluster, the fewest over the
+    /// masters). Fewer than `min_replicas` is a failure: the entry could be lost in a failover.
+    async fn wait_for_replicas(&self) -> Result<(), StoreError> {
+        let timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(self.min_replicas).arg(timeout_ms);
+        // WAIT itself gives up after `timeout`; the client allows it a little longer to answer.
+        let bound = self.timeout.saturating_add(self.timeout / 2);
+        let reply = self.query_within(bound, &cmd).await?;
+        let acknowledged = match reply {
+            Value::Int(n) => u64::try_from(n).unwrap_or(0),
+            other => {
+                return Err(StoreError::Unavailable(format!(
+                    "redis: unexpected reply to WAIT: {}",
+                    reply_kind(&other)
+                )))
+            }
+        };
+        if acknowledged < self.min_replicas {
+            if let Some(m) = &self.metrics {
+                m.wait_shortfalls.inc();
+            }
+            return Err(StoreError::Unavailable(format!(
+                "redis: WAIT: {acknowledged} of min_replicas {} replicas acknowledged within {} ms",
+                self.min_replicas, timeout_ms
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether Redis answers `PING` within the timeout: for readiness (a cluster: every master).
     pub async fn ping(&self) -> bool {
         let cmd = redis::cmd("PING");
-        match self.query(&cmd).await {
+        match self.query_within(self.timeout, &cmd).await {
             Ok(Value::SimpleString(s)) => s == "PONG",
             Ok(Value::Okay) => true,
             _ => false,
         }
     }
 
-    /// The Redis key for a proof key: the prefix and 32 lowercase hex digits.
-    fn redis_key(&self, key: &[u8; 16]) -> String {
-        let mut out = String::with_capacity(self.key_prefix.len() + 32);
+    /// The Redis key for a proof key: the prefix and 32 lowercase hex digits (a cluster: the
+    /// prefix, the hash tag of the proof key's thumbprint, then the 32 digits).
+    fn redis_key(&self, key: &[u8; 16], jkt: &[u8; 32]) -> String {
+        let mut out = String::with_capacity(self.key_prefix.len() + 68);
         out.push_str(&self.key_prefix);
+        if self.hash_tags {
+            push_tag(&mut out, jkt);
+        }
         crate::hex::push(&mut out, key);
         out
     }
 
-    /// Runs `cmd` on the current manager, bounded by the timeout.
-    async fn query(&self, cmd: &redis::Cmd) -> Result<Value, StoreError> {
-        let (mut manager, generation) = self.current();
-        match tokio::time::timeout(self.timeout, cmd.query_async::<Value>(&mut manager)).await {
+    /// The sorted set of a proof key's live entries: the prefix, `key:` and the hex of the
+    /// thumbprint's first 16 bytes (a cluster: as its hash tag).
+    fn counter_key(&self, jkt: &[u8; 32]) -> String {
+        let mut out = String::with_capacity(self.key_prefix.len() + 38);
+        out.push_str(&self.key_prefix);
+        out.push_str("key:");
+        if self.hash_tags {
+            push_tag(&mut out, jkt);
+        } else {
+            crate::hex::push(&mut out, &jkt[..16]);
+        }
+        out
+    }
+
+    /// Runs `cmd` on the current connection, bounded by `bound`.
+    async fn query_within(&self, bound: Duration, cmd: &Cmd) -> Result<Value, StoreError> {
+        self.bounded(bound, async {
+            let (conn, generation) = self.current();
+            let Some(mut conn) = conn else {
+                return Err((not_connected(), generation));
+            };
+            cmd.query_async::<Value>(&mut conn)
+                .await
+                .map_err(|e| (e, generation))
+        })
+        .await
+    }
+
+    /// `op` (on a connection of the generation it reports with its error), bounded by `bound`.
+    /// A failure may replace the connection (see [`RedisStore::recover`]).
+    async fn bounded<F>(&self, bound: Duration, op: F) -> Result<Value, StoreError>
+    where
+        F: std::future::Future<Output = Result<Value, (RedisError, u64)>>,
+    {
+        match tokio::time::timeout(bound, op).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => {
-                // I/O errors: the manager reconnects by itself. Anything else (authentication,
-                // a read-only replica after failover) sticks to a manager, so make a new one.
-                if !e.is_io_error() {
-                    self.rebuild(generation);
+            Ok(Err((e, generation))) => {
+                // A single server's I/O errors: the manager reconnects by itself. Anything
+                // else (authentication, a read-only replica after failover) sticks to a
+                // manager, so make a new one. Behind sentinels, any failure may be a failover:
+                // ask them again. A cluster client follows MOVED/ASK itself; past that, anew.
+                let renew = match &self.source {
+                    Source::Node(_) => !e.is_io_error(),
+                    Source::Sentinel(_) | Source::Cluster(_) => true,
+                };
+                let err = self.unavailable(&e);
+                if renew {
+                    self.recover(generation).await;
                 }
-                Err(self.unavailable(&e))
+                Err(err)
             }
-            Err(_elapsed) => Err(StoreError::Unavailable(format!(
-                "redis: no reply within {} ms",
-                self.timeout.as_millis()
-            ))),
+            Err(_elapsed) => {
+                let generation = self.current().1;
+                if matches!(self.source, Source::Sentinel(_)) {
+                    // A master that vanished without a reset may only time out.
+                    self.recover(generation).await;
+                }
+                Err(StoreError::Unavailable(format!(
+                    "redis: no reply within {} ms",
+                    bound.as_millis()
+                )))
+            }
         }
     }
 
-    /// A clone of the current manager (it is a handle) and its generation.
-    fn current(&self) -> (ConnectionManager, u64) {
+    /// A clone of the current connection (it is a handle), if any, and its generation.
+    fn current(&self) -> (Option<Conn>, u64) {
         let slot = self
             .slot
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        (slot.manager.clone(), slot.generation)
+        (slot.conn.clone(), slot.generation)
     }
 
-    /// Replaces the manager of generation `seen`, unless another caller already did or the
-    /// current one is younger than [`REBUILD_MIN_INTERVAL`].
-    fn rebuild(&self, seen: u64) {
+    /// Replaces the connection of generation `seen`, unless another caller already did or
+    /// tried within [`REBUILD_MIN_INTERVAL`]. Sentinel: the master is asked again, and a new
+    /// one is logged and counted as a failover.
+    async fn recover(&self, seen: u64) {
+        {
+            let mut slot = self
+                .slot
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let recent = slot
+                .attempted_at
+                .is_some_and(|t| monotonic().duration_since(t) < REBUILD_MIN_INTERVAL);
+            if slot.generation != seen || recent {
+                return;
+            }
+            slot.attempted_at = Some(monotonic());
+        }
+        let bound = self.timeout.max(ESTABLISH_MIN_TIMEOUT);
+        let established = match tokio::time::timeout(bound, self.establish()).await {
+            Ok(Ok(established)) => established,
+            Ok(Err(e)) => {
+                let msg = redact(&format!("redis: {e}"), &self.passwords);
+                tracing::warn!(error = %msg, "replay store: cannot connect");
+                return;
+            }
+            Err(_elapsed) => {
+                tracing::warn!(
+                    after_ms = bound.as_millis(),
+                    "replay store: cannot connect in time"
+                );
+                return;
+            }
+        };
+        let (conn, server) = established;
         let mut slot = self
             .slot
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if slot.generation != seen
-            || monotonic().duration_since(slot.built_at) < REBUILD_MIN_INTERVAL
-        {
-            return;
+        if let (Some(old), Some(new)) = (&slot.server, &server) {
+            if old != new && matches!(self.source, Source::Sentinel(_)) {
+                tracing::warn!(from = %old, to = %new, "replay store: sentinel failover, new master");
+                if let Some(m) = &self.metrics {
+                    m.failovers.inc();
+                }
+            }
         }
-        if let Ok(manager) = new_manager(&self.client, self.timeout) {
-            slot.manager = manager;
-            slot.built_at = monotonic();
-            slot.generation = slot.generation.wrapping_add(1);
+        if server.is_some() {
+            slot.server = server;
+        }
+        slot.conn = Some(conn);
+        slot.generation = slot.generation.wrapping_add(1);
+    }
+
+    /// A new connection and the server it goes to.
+    async fn establish(&self) -> Result<(Conn, Option<String>), RedisError> {
+        match &self.source {
+            Source::Node(client) => {
+                let server = client.get_connection_info().addr().to_string();
+                Ok((Conn::Node(new_manager(client, self.timeout)?), Some(server)))
+            }
+            Source::Sentinel(sentinel) => {
+                let client = sentinel.lock().await.async_get_client().await?;
+                let server = client.get_connection_info().addr().to_string();
+                Ok((
+                    Conn::Node(new_manager(&client, self.timeout)?),
+                    Some(server),
+                ))
+            }
+            Source::Cluster(client) => {
+                Ok((Conn::Cluster(client.get_async_connection().await?), None))
+            }
         }
     }
 
     fn unavailable(&self, e: &RedisError) -> StoreError {
-        StoreError::Unavailable(redact(&format!("redis: {e}"), self.password.as_deref()))
+        StoreError::Unavailable(redact(&format!("redis: {e}"), &self.passwords))
     }
 }
 
@@ -212,7 +561,38 @@ impl std::fmt::Debug for RedisStore {
             .field("key_prefix", &self.key_prefix)
             .field("ttl_ms", &self.ttl_ms)
             .field("timeout", &self.timeout)
+            .field("min_replicas", &self.min_replicas)
             .finish_non_exhaustive()
+    }
+}
+
+// === impl Conn ===
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Node(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Node(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
     }
 }
 
@@ -223,16 +603,47 @@ fn new_manager(client: &redis::Client, timeout: Duration) -> Result<ConnectionMa
         .set_min_delay(CONNECT_MIN_DELAY)
         .set_max_delay(CONNECT_MAX_DELAY)
         .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout));
+        // Each operation is bounded by the store itself; this one must not cut a WAIT short.
+        .set_response_timeout(Some(timeout.saturating_mul(2)));
     ConnectionManager::new_lazy_with_config(client.clone(), config)
 }
 
-/// `msg` with every occurrence of `password` replaced by `***`.
-fn redact(msg: &str, password: Option<&str>) -> String {
-    match password {
-        Some(p) if !p.is_empty() => msg.replace(p, "***"),
-        _ => msg.to_owned(),
+/// `{` + the hex of the thumbprint's first 16 bytes + `}`: a Redis Cluster hash tag.
+fn push_tag(out: &mut String, jkt: &[u8; 32]) {
+    out.push('{');
+    crate::hex::push(out, &jkt[..16]);
+    out.push('}');
+}
+
+/// The error a store without a connection yet answers.
+fn not_connected() -> RedisError {
+    RedisError::from((redis::ErrorKind::Io, "not connected yet"))
+}
+
+/// `redis_urls`, parsed; the parser's messages never carry the URL.
+fn parse_urls(urls: &[&str]) -> Result<Vec<redis::ConnectionInfo>, StoreError> {
+    urls.iter()
+        .map(|u| {
+            u.into_connection_info()
+                .map_err(|e| StoreError::Unavailable(format!("replay_cache.redis_urls: {e}")))
+        })
+        .collect()
+}
+
+fn passwords_of(infos: &[redis::ConnectionInfo]) -> Vec<String> {
+    infos
+        .iter()
+        .filter_map(|i| i.redis_settings().password().map(str::to_owned))
+        .collect()
+}
+
+/// `msg` with every occurrence of each of `passwords` replaced by `***`.
+fn redact(msg: &str, passwords: &[String]) -> String {
+    let mut out = msg.to_owned();
+    for p in passwords.iter().filter(|p| !p.is_empty()) {
+        out = out.replace(p.as_str(), "***");
     }
+    out
 }
 
 /// The kind of an unexpected reply, without its content.
@@ -253,488 +664,7 @@ fn reply_kind(v: &Value) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    //! These tests run against real `redis-server` processes that each test starts on a free
-    //! loopback port and kills when done; they never touch a shared Redis.
+mod tests;
 
-    use std::process::{Child, Command, Stdio};
-    use std::sync::Arc;
-
-    use super::*;
-
-    const NOW: UnixTime = UnixTime(1_700_000_000);
-    const TIMEOUT: Duration = Duration::from_millis(500);
-    const TTL: u64 = 65;
-
-    /// A `redis-server` child on 127.0.0.1:`port`, killed on drop.
-    struct TestRedis {
-        port: u16,
-        password: Option<String>,
-        /// Extra `redis-server` arguments (TLS).
-        args: Vec<String>,
-        child: Option<Child>,
-    }
-
-    impl TestRedis {
-        fn start() -> Self {
-            Self::start_on(free_port(), None)
-        }
-
-        fn start_with_password(password: &str) -> Self {
-            Self::start_on(free_port(), Some(password.to_owned()))
-        }
-
-        fn start_on(port: u16, password: Option<String>) -> Self {
-            let mut this = Self {
-                port,
-                password,
-                args: Vec::new(),
-                child: None,
-            };
-            this.restart();
-            this
-        }
-
-        /// Starts the server (again) on the same port and waits until it accepts.
-        fn restart(&mut self) {
-            let mut cmd = Command::new("redis-server");
-            cmd.args(["--port", &self.port.to_string()]).args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--bind",
-                "127.0.0.1",
-            ]);
-            if let Some(p) = &self.password {
-                cmd.args(["--requirepass", p]);
-            }
-            cmd.args(&self.args);
-            let child = cmd
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed (apt-get install redis-server)");
-            self.child = Some(child);
-            let started = monotonic();
-            while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-                assert!(
-                    started.elapsed() < Duration::from_secs(10),
-                    "redis-server did not start"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-
-        fn stop(&mut self) {
-            if let Some(mut child) = self.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-
-        /// Sends `signal` (`STOP`, `CONT`) to the server: a hung Redis without closing sockets.
-        fn signal(&self, signal: &str) {
-            let pid = self.child.as_ref().unwrap().id().to_string();
-            let status = Command::new("kill")
-                .args([&format!("-{signal}"), &pid])
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-
-        fn url(&self) -> String {
-            match &self.password {
-                Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
-                None => format!("redis://127.0.0.1:{}", self.port),
-            }
-        }
-
-        async fn raw(&self) -> redis::aio::MultiplexedConnection {
-            redis::Client::open(self.url())
-                .unwrap()
-                .get_multiplexed_async_connection()
-                .await
-                .unwrap()
-        }
-    }
-
-    impl Drop for TestRedis {
-        fn drop(&mut self) {
-            self.stop();
-        }
-    }
-
-    #[allow(unreachable_pub)]
-    mod ports {
-        include!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/e2e/support/ports.rs"
-        ));
-    }
-    use ports::free_port;
-
-    fn prefix(test: &str) -> String {
-        format!("dpop-gateway-test:{test}:")
-    }
-
-    async fn store(url: &str, test: &str) -> RedisStore {
-        RedisStore::connect(url, &prefix(test), TTL, TIMEOUT)
-            .await
-            .unwrap()
-    }
-
-    /// Polls `store` with fresh keys until it admits one, for up to 10 s.
-    async fn until_it_works(store: &RedisStore) -> bool {
-        let started = monotonic();
-        let mut n = 0u8;
-        while started.elapsed() < Duration::from_secs(10) {
-            n = n.wrapping_add(1);
-            if store.check_and_insert([n; 16], NOW).await == Ok(Admission::Fresh) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
-    }
-
-    #[test]
-    fn key_is_prefix_and_lowercase_hex() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        // Port 1 on loopback: nothing listens, so this also shows connect does not fail.
-        let s = rt.block_on(RedisStore::connect(
-            "redis://127.0.0.1:1",
-            "p:",
-            1,
-            Duration::from_millis(50),
-        ));
-        let s = s.unwrap();
-        let mut key = [0u8; 16];
-        key[0] = 0xab;
-        key[15] = 0x0f;
-        assert_eq!(s.redis_key(&key), "p:ab00000000000000000000000000000f");
-    }
-
-    #[test]
-    fn redact_removes_every_copy_of_the_password() {
-        assert_eq!(redact("a s3cret b s3cret", Some("s3cret")), "a *** b ***");
-        assert_eq!(redact("nothing here", None), "nothing here");
-        assert_eq!(redact("empty", Some("")), "empty");
-    }
-
-    #[tokio::test]
-    async fn unparseable_url_is_an_error_without_the_password() {
-        let err = RedisStore::connect("http://:s3cret@host/", "p:", 1, TIMEOUT)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&err, StoreError::Unavailable(m) if !m.contains("s3cret")),
-            "{err:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn debug_does_not_show_the_password() {
-        let s = RedisStore::connect(
-            "redis://:s3cret@127.0.0.1:1",
-            "p:",
-            1,
-            Duration::from_millis(50),
-        )
-        .await
-        .unwrap();
-        let dbg = format!("{s:?}");
-        assert!(!dbg.contains("s3cret"), "{dbg}");
-    }
-
-    #[tokio::test]
-    async fn first_use_is_fresh_second_is_replayed() {
-        let redis = TestRedis::start();
-        let s = store(&redis.url(), "fresh").await;
-        assert_eq!(s.check_and_insert([1; 16], NOW).await, Ok(Admission::Fresh));
-        assert_eq!(
-            s.check_and_insert([1; 16], NOW).await,
-            Ok(Admission::Replayed)
-        );
-        assert_eq!(s.check_and_insert([2; 16], NOW).await, Ok(Admission::Fresh));
-        assert!(s.ping().await);
-    }
-
-    #[tokio::test]
-    async fn two_replicas_share_one_redis() {
-        let redis = TestRedis::start();
-        let a = store(&redis.url(), "replicas").await;
-        let b = store(&redis.url(), "replicas").await;
-        assert_eq!(a.check_and_insert([3; 16], NOW).await, Ok(Admission::Fresh));
-        assert_eq!(
-            b.check_and_insert([3; 16], NOW).await,
-            Ok(Admission::Replayed)
-        );
-        assert_eq!(b.check_and_insert([4; 16], NOW).await, Ok(Admission::Fresh));
-        assert_eq!(
-            a.check_and_insert([4; 16], NOW).await,
-            Ok(Admission::Replayed)
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn fifty_concurrent_uses_over_two_replicas_admit_exactly_one() {
-        let redis = TestRedis::start();
-        let a = Arc::new(store(&redis.url(), "concurrent").await);
-        let b = Arc::new(store(&redis.url(), "concurrent").await);
-        let tasks: Vec<_> = (0..50)
-            .map(|i| {
-                let s = Arc::clone(if i % 2 == 0 { &a } else { &b });
-                tokio::spawn(async move { s.check_and_insert([5; 16], NOW).await })
-            })
-            .collect();
-        let mut fresh = 0;
-        for t in tasks {
-            match t.await.unwrap() {
-                Ok(Admission::Fresh) => fresh += 1,
-                Ok(Admission::Replayed) => {}
-                Err(e) => panic!("store error: {e:?}"),
-            }
-        }
-        assert_eq!(fresh, 1);
-    }
-
-    #[tokio::test]
-    async fn entry_expires_within_the_ttl() {
-        let redis = TestRedis::start();
-        let s = store(&redis.url(), "ttl").await;
-        assert_eq!(s.check_and_insert([6; 16], NOW).await, Ok(Admission::Fresh));
-        let mut raw = redis.raw().await;
-        let key = format!("{}{}", prefix("ttl"), "06".repeat(16));
-        let pttl: i64 = redis::cmd("PTTL")
-            .arg(&key)
-            .query_async(&mut raw)
-            .await
-            .unwrap();
-        let ttl_ms = i64::try_from(TTL * 1000).unwrap();
-        assert!(pttl > 0 && pttl <= ttl_ms, "PTTL {pttl}, ttl {ttl_ms}");
-    }
-
-    #[tokio::test]
-    async fn stopped_redis_is_unavailable_within_the_timeout() {
-        let mut redis = TestRedis::start();
-        let s = store(&redis.url(), "stopped").await;
-        assert_eq!(s.check_and_insert([7; 16], NOW).await, Ok(Admission::Fresh));
-        redis.stop();
-        for n in 0..3u8 {
-            let started = monotonic();
-            let got = s.check_and_insert([8 + n; 16], NOW).await;
-            assert!(matches!(got, Err(StoreError::Unavailable(_))), "{got:?}");
-            assert!(started.elapsed() < TIMEOUT + Duration::from_secs(1));
-        }
-        assert!(!s.ping().await);
-    }
-
-    #[tokio::test]
-    async fn restarted_redis_on_the_same_port_is_used_again() {
-        let mut redis = TestRedis::start();
-        let s = store(&redis.url(), "restart").await;
-        assert_eq!(s.check_and_insert([9; 16], NOW).await, Ok(Admission::Fresh));
-        redis.stop();
-        assert!(matches!(
-            s.check_and_insert([10; 16], NOW).await,
-            Err(StoreError::Unavailable(_))
-        ));
-        redis.restart();
-        assert!(until_it_works(&s).await, "the store did not recover");
-        assert!(s.ping().await);
-    }
-
-    #[tokio::test]
-    async fn store_made_while_redis_is_down_works_once_it_starts() {
-        let port = free_port();
-        let url = format!("redis://127.0.0.1:{port}");
-        let s = store(&url, "late").await;
-        assert!(matches!(
-            s.check_and_insert([11; 16], NOW).await,
-            Err(StoreError::Unavailable(_))
-        ));
-        assert!(!s.ping().await);
-        let _redis = TestRedis::start_on(port, None);
-        assert!(until_it_works(&s).await, "the store did not connect");
-    }
-
-    #[tokio::test]
-    async fn password_in_the_url_authenticates() {
-        let redis = TestRedis::start_with_password("s3cret");
-        let s = store(&redis.url(), "acl").await;
-        assert_eq!(
-            s.check_and_insert([12; 16], NOW).await,
-            Ok(Admission::Fresh)
-        );
-        assert_eq!(
-            s.check_and_insert([12; 16], NOW).await,
-            Ok(Admission::Replayed)
-        );
-    }
-
-    #[tokio::test]
-    async fn wrong_password_is_unavailable_and_not_shown() {
-        let redis = TestRedis::start_with_password("s3cret");
-        let url = format!("redis://:wr0ngpass@127.0.0.1:{}", redis.port);
-        let s = store(&url, "wrongpass").await;
-        // Until the client gives up retrying, calls time out; then the server's refusal shows.
-        let started = monotonic();
-        let mut saw_server_refusal = false;
-        while started.elapsed() < Duration::from_secs(10) && !saw_server_refusal {
-            match s.check_and_insert([13; 16], NOW).await {
-                Err(StoreError::Unavailable(m)) => {
-                    assert!(!m.contains("wr0ngpass") && !m.contains("s3cret"), "{m}");
-                    saw_server_refusal = !m.contains("no reply within");
-                }
-                other => panic!("a wrong password must not admit: {other:?}"),
-            }
-        }
-        assert!(saw_server_refusal);
-        assert!(!s.ping().await);
-    }
-
-    #[tokio::test]
-    async fn hung_redis_is_unavailable_within_the_timeout_then_recovers() {
-        let mut redis = TestRedis::start();
-        let s = store(&redis.url(), "hung").await;
-        assert_eq!(
-            s.check_and_insert([14; 16], NOW).await,
-            Ok(Admission::Fresh)
-        );
-        redis.signal("STOP");
-        let started = monotonic();
-        let got = s.check_and_insert([15; 16], NOW).await;
-        let took = started.elapsed();
-        redis.signal("CONT");
-        assert!(matches!(got, Err(StoreError::Unavailable(_))), "{got:?}");
-        assert!(took < TIMEOUT + Duration::from_secs(1), "took {took:?}");
-        assert!(until_it_works(&s).await, "the store did not recover");
-        // The entry written before the hang is still there.
-        assert_eq!(
-            s.check_and_insert([14; 16], NOW).await,
-            Ok(Admission::Replayed)
-        );
-        redis.stop();
-    }
-
-    #[tokio::test]
-    async fn store_recovers_when_its_password_becomes_valid() {
-        let redis = TestRedis::start_with_password("s3cret");
-        let url = format!("redis://:n3wpass@127.0.0.1:{}", redis.port);
-        let s = store(&url, "repass").await;
-        assert!(matches!(
-            s.check_and_insert([16; 16], NOW).await,
-            Err(StoreError::Unavailable(_))
-        ));
-        // The operator fixes the password on the server side: no gateway restart needed.
-        let mut raw = redis.raw().await;
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("requirepass")
-            .arg("n3wpass")
-            .query_async(&mut raw)
-            .await
-            .unwrap();
-        assert!(
-            until_it_works(&s).await,
-            "the store did not pick up the password"
-        );
-    }
-
-    #[tokio::test]
-    async fn rediss_verifies_the_server_with_rustls_ring() {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("dpop-gateway-redis-tls-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-        let cert_pem = ck.cert.pem();
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        std::fs::write(&cert, &cert_pem).unwrap();
-        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-        let mut redis = TestRedis {
-            port,
-            password: None,
-            args: [
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--tls-cert-file",
-                cert.to_str().unwrap(),
-                "--tls-key-file",
-                key.to_str().unwrap(),
-                "--tls-ca-cert-file",
-                cert.to_str().unwrap(),
-                "--tls-auth-clients",
-                "no",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-            child: None,
-        };
-        // `--port` is given twice; the later `--port 0` (no plain listener) wins.
-        redis.restart();
-        let url = format!("rediss://127.0.0.1:{port}");
-        let tls = |root: Vec<u8>| {
-            let certs = redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(root),
-            };
-            redis::Client::build_with_tls(url.as_str(), certs).unwrap()
-        };
-
-        let trusted = tls(cert_pem.into_bytes());
-        let s = RedisStore::with_client(trusted, &prefix("tls"), TTL, TIMEOUT)
-            .await
-            .unwrap();
-        assert_eq!(
-            s.check_and_insert([17; 16], NOW).await,
-            Ok(Admission::Fresh)
-        );
-        assert_eq!(
-            s.check_and_insert([17; 16], NOW).await,
-            Ok(Admission::Replayed)
-        );
-
-        // A server whose certificate the client does not trust is never used.
-        let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-        let untrusted = tls(other.cert.pem().into_bytes());
-        // A generous timeout: the handshake's refusal, not the clock, must decide (a loaded
-        // machine once took over 500 ms).
-        let s = RedisStore::with_client(untrusted, &prefix("tls"), TTL, Duration::from_secs(10))
-            .await
-            .unwrap();
-        let got = s.check_and_insert([18; 16], NOW).await;
-        assert!(
-            matches!(&got, Err(StoreError::Unavailable(m)) if m.contains("certificate")),
-            "{got:?}"
-        );
-        redis.stop();
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn store_and_its_futures_can_be_shared_across_tasks() {
-        fn send_sync<T: Send + Sync>(_: &T) {}
-        fn send<T: Send>(_: T) {}
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let s = rt
-            .block_on(RedisStore::connect(
-                "redis://127.0.0.1:1",
-                "p:",
-                1,
-                Duration::from_millis(50),
-            ))
-            .unwrap();
-        send_sync(&s);
-        send(s.check_and_insert([0; 16], NOW));
-        send(s.ping());
-    }
-}
+#[cfg(test)]
+mod ha_tests;

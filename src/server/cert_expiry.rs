@@ -1,5 +1,5 @@
 //! The `notAfter` of an X.509 certificate (RFC 5280 §4.1.2.5), read from its DER with a minimal
-//! walk: Certificate -> tbsCertificate -> [version] serial signature issuer validity. Only what
+//! walk: Certificate -> tbsCertificate -> \[version\] serial signature issuer validity. Only what
 //! the expiry metric needs; the certificate itself is verified by rustls, not here.
 
 /// Unix time of the certificate's `notAfter`, or `None` when the DER is not a certificate this

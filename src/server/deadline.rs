@@ -16,23 +16,20 @@
 //! final response written makes the connection idle again. An interim `100 Continue` (written
 //! when a request that sent `Expect: 100-continue` has its body read) does not: the request's
 //! body follows, and it is not counted as a head. HTTP/2 (prior knowledge, recognised
-//! by its preface, or ALPN `h2`) passes through: its head limits are hyper's, and its idle
-//! timeout counts open streams ([`Streams`], kept by the service), not bytes, since PING
-//! frames flow on an idle connection; with no stream open for `idle_timeout`, the connection
-//! task is told ([`Streams::is_idle`], checked after each poll of the connection) and shuts
-//! the connection down gracefully (GOAWAY, then whatever is still queued is sent).
+//! by its preface, or ALPN `h2`) passes through: its head limits are hyper's, its idle
+//! timeout is counted in open streams (`h2_idle.rs`).
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::h2_idle::Streams;
 use crate::refusal::Refusal;
 
 /// What a client waiting too long for its head is told before the connection closes (the
@@ -118,18 +115,6 @@ pub(crate) struct Deadlines<IO> {
     interim: usize,
 }
 
-/// The HTTP/2 streams open on one connection and when the last one closed: the service
-/// holds a [`StreamOpen`] per request, [`Deadlines`] reads it for the idle timeout.
-#[derive(Debug)]
-pub(crate) struct Streams {
-    state: Mutex<(usize, Instant)>,
-    idle: AtomicBool,
-}
-
-/// One open stream; dropped with the response body (or the request, if it never got one).
-#[derive(Debug)]
-pub(crate) struct StreamOpen(Arc<Streams>);
-
 /// The counters of `dpop_gateway_connection_refusals_total` [`Deadlines`] adds to.
 #[derive(Clone, Debug)]
 pub(crate) struct RefusalCounters {
@@ -185,24 +170,10 @@ impl<IO> Deadlines<IO> {
         }
     }
 
-    /// HTTP/2, nothing to read: tells the connection task once no stream has been open for
-    /// `idle_timeout`, and sets the timer for when that could (next) be.
+    /// HTTP/2, nothing to read: the idle timeout, by open streams.
     fn h2_idle(&mut self, cx: &mut Context<'_>) {
-        while self.sleep.as_mut().poll(cx).is_ready() {
-            let now = Instant::now();
-            let next = match *self.streams.lock() {
-                (0, closed) if now >= closed + self.limits.idle_timeout => {
-                    // Set within the connection's own poll: the connection task looks at it
-                    // when this poll returns.
-                    self.streams.idle.store(true, Ordering::Relaxed);
-                    cx.waker().wake_by_ref();
-                    now + self.limits.idle_timeout
-                }
-                (0, closed) => closed + self.limits.idle_timeout,
-                _ => now + self.limits.idle_timeout,
-            };
-            self.sleep.as_mut().reset(next);
-        }
+        self.streams
+            .poll_idle(self.sleep.as_mut(), self.limits.idle_timeout, cx);
     }
 
     /// Writes `response` (best effort: the client may not even read it) and ends the
@@ -306,42 +277,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
                 Poll::Ready(Ok(()))
             }
         }
-    }
-}
-
-// === impl Streams ===
-
-impl Streams {
-    /// No stream open, the last closed now.
-    pub(crate) fn new() -> Arc<Streams> {
-        Arc::new(Streams {
-            state: Mutex::new((0, Instant::now())),
-            idle: AtomicBool::new(false),
-        })
-    }
-
-    /// Whether this HTTP/2 connection has had no stream open for `idle_timeout`.
-    pub(crate) fn is_idle(&self) -> bool {
-        self.idle.load(Ordering::Relaxed)
-    }
-
-    /// Counts a stream open until the returned guard drops.
-    pub(crate) fn open(self: &Arc<Self>) -> StreamOpen {
-        self.lock().0 += 1;
-        StreamOpen(Arc::clone(self))
-    }
-
-    /// The count and time, even if a thread panicked holding them (no invariant to break).
-    fn lock(&self) -> MutexGuard<'_, (usize, Instant)> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl Drop for StreamOpen {
-    fn drop(&mut self) {
-        let mut state = self.0.lock();
-        state.0 = state.0.saturating_sub(1);
-        state.1 = Instant::now();
     }
 }
 

@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -18,28 +19,31 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::body::{self, BoxError, GatewayBody};
 use crate::config::Limits;
+use crate::forward::pool::ClientBudget;
 use crate::pipeline;
 use crate::refusal::Reason;
 use crate::state::{ConnMeta, State};
 
-use super::deadline::{Deadlines, HeadLimits, RefusalCounters, StreamOpen, Streams};
+use super::deadline::{Deadlines, HeadLimits, RefusalCounters};
+use super::h2_idle::{StreamOpen, Streams};
 use super::tls::ReloadingAcceptor;
 
 /// Drives one connection until it ends; once the server shuts down, or an HTTP/2 connection
-/// is idle ([`Streams::idle`]), gracefully: HTTP/1 closes after the response in flight,
+/// is idle ([`Streams::idle`]) or its client cancelled too many streams ([`Resets`]), gracefully: HTTP/1 closes after the response in flight,
 /// HTTP/2 sends GOAWAY and closes once its open streams (and what they still queue) are done.
 /// (A macro: the plain and TLS connections are different types.)
 macro_rules! drive {
-    ($conn:expr, $streams:expr, $shutdown:expr) => {{
+    ($conn:expr, $streams:expr, $resets:expr, $shutdown:expr) => {{
         let conn = $conn;
         tokio::pin!(conn);
         let mut shutdown = $shutdown;
         let mut closing = false;
         let streams = $streams;
+        let resets: &Resets = $resets;
         // The connection first; the idle flag is set (and this task woken) by the
         // connection's own reads, so a load after each poll is all it costs.
         let idle = std::future::poll_fn(|_| {
@@ -63,6 +67,14 @@ macro_rules! drive {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
+                () = resets.flooded(), if !closing => {
+                    tracing::info!(
+                        cancelled = resets.cancelled(),
+                        "HTTP/2 client cancelled too many of its streams; GOAWAY"
+                    );
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
                 _ = shutdown.wait_for(|stop| *stop), if !closing => {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
@@ -72,14 +84,59 @@ macro_rules! drive {
     }};
 }
 
-/// Serves `listener` until `shutdown` flips, then drains connections for at most `drain`.
+/// What a listener answers with: `handle` for the proxy (`pipeline::handle`) or the decision
+/// listener (`pipeline::decide`), each request on the same connection handling and limits.
+pub(crate) trait Handler:
+    Fn(Arc<State>, Request<Incoming>, ConnMeta) -> Self::Handled + Clone + Send + Sync + 'static
+{
+    /// The handler's future.
+    type Handled: Future<Output = Result<Response<GatewayBody>, Infallible>> + Send + 'static;
+}
+
+impl<H, F> Handler for H
+where
+    H: Fn(Arc<State>, Request<Incoming>, ConnMeta) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<GatewayBody>, Infallible>> + Send + 'static,
+{
+    type Handled = F;
+}
+
+/// Serves `listener` with the proxy until `shutdown` flips, then drains connections for at
+/// most `drain`.
 pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<ReloadingAcceptor>>,
+    state: Arc<State>,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let label = if tls.is_some() { "https" } else { "http" };
+    serve_with(
+        listener,
+        tls,
+        state,
+        limits,
+        shutdown,
+        drain,
+        label,
+        pipeline::handle::<Incoming>,
+    )
+    .await;
+}
+
+/// Serves `listener` with `handler`, its connections counted under the `listener` label
+/// `label`, until `shutdown` flips; then drains connections for at most `drain`.
+#[allow(clippy::too_many_arguments)] // reason: the listener's parts, each used once
+pub(crate) async fn serve_with<H: Handler>(
     listener: TcpListener,
     tls: Option<Arc<ReloadingAcceptor>>,
     state: Arc<State>,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
+    label: &'static str,
+    handler: H,
 ) {
     let builder = builder(&limits);
     // Each connection task holds a slot until it ends: the drain waits for all of them back.
@@ -87,7 +144,6 @@ pub(crate) async fn serve(
         u32::try_from(limits.max_connections.min(Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
     let slots = Arc::new(Semaphore::new(total as usize));
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let label = scheme;
     let refusals = &state.metrics.connection_refusals;
     let counters = RefusalCounters {
         head_too_large: refusals.with_label_values(&[Reason::HeadTooLarge.as_str()]),
@@ -113,6 +169,10 @@ pub(crate) async fn serve(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
+        // Held by the connection and by every upstream exchange it starts (see ClientBudget).
+        let slot = Arc::new(permit);
+        let budget = ClientBudget::new(limits.max_concurrent_streams as usize, Arc::clone(&slot));
+        let resets = Arc::new(Resets::default());
         let gauge = crate::metrics::GaugeGuard::new(
             state.metrics.open_connections.with_label_values(&[label]),
         );
@@ -121,12 +181,20 @@ pub(crate) async fn serve(
         let streams = Streams::new();
         let service = service_fn({
             let streams = Arc::clone(&streams);
-            move |req: Request<Incoming>| {
+            let resets = Arc::clone(&resets);
+            let handler = handler.clone();
+            move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(budget.clone());
                 // HTTP/2: the stream counts as open until its response body is done, for the
-                // connection's idle timeout (see `Deadlines`).
-                let open = (req.version() == Version::HTTP_2).then(|| streams.open());
+                // connection's idle timeout (see `Deadlines`), and a stream that ends before
+                // that counts as cancelled (see `Resets`).
+                let open = (req.version() == Version::HTTP_2).then(|| Stream {
+                    _open: streams.open(),
+                    resets: resets.opened(),
+                    done: false,
+                });
                 Served {
-                    handled: pipeline::handle(state.clone(), req, meta),
+                    handled: handler(state.clone(), req, meta),
                     open,
                 }
             }
@@ -142,7 +210,7 @@ pub(crate) async fn serve(
             max_head_bytes: limits.max_header_bytes,
         };
         tokio::spawn(async move {
-            let _permit = permit;
+            let _slot = slot;
             let _gauge = gauge;
             match tls {
                 None => {
@@ -150,6 +218,7 @@ pub(crate) async fn serve(
                     drive!(
                         builder.serve_connection(TokioIo::new(io), service),
                         streams,
+                        &resets,
                         shutdown
                     );
                 }
@@ -171,6 +240,7 @@ pub(crate) async fn serve(
                     drive!(
                         builder.serve_connection(TokioIo::new(io), service),
                         streams,
+                        &resets,
                         shutdown
                     );
                 }
@@ -192,7 +262,7 @@ pin_project_lite::pin_project! {
     struct Served<F> {
         #[pin]
         handled: F,
-        open: Option<StreamOpen>,
+        open: Option<Stream>,
     }
 }
 
@@ -210,7 +280,7 @@ where
             Some(open) => response.map(|b| {
                 body::boxed(WhileOpen {
                     body: b,
-                    _open: open,
+                    stream: open,
                 })
             }),
         }))
@@ -220,8 +290,7 @@ where
 /// A response body that keeps its HTTP/2 stream counted as open until it is dropped.
 struct WhileOpen {
     body: GatewayBody,
-    /// Held for its `Drop`.
-    _open: StreamOpen,
+    stream: Stream,
 }
 
 impl Body for WhileOpen {
@@ -232,7 +301,14 @@ impl Body for WhileOpen {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            // Ended, or failed on our side (hyper resets the stream): not the client's cancel.
+            Poll::Ready(None | Some(Err(_))) => self.stream.done = true,
+            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.stream.done = true,
+            _ => {}
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -241,6 +317,79 @@ impl Body for WhileOpen {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+impl Drop for WhileOpen {
+    fn drop(&mut self) {
+        if self.body.is_end_stream() {
+            self.stream.done = true;
+        }
+    }
+}
+
+/// An HTTP/2 stream handed to the pipeline: open (for the idle timeout) while this lives, and
+/// cancelled by the client if dropped before its response was done.
+struct Stream {
+    /// Held for its `Drop`.
+    _open: StreamOpen,
+    resets: Arc<Resets>,
+    done: bool,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if !self.done {
+            self.resets.cancel();
+        }
+    }
+}
+
+/// Cancelled streams a client may have before its HTTP/2 connection gets GOAWAY, once they are
+/// also more than half of all its streams (see [`Resets`]).
+pub(crate) const MAX_CANCELLED_STREAMS: u64 = 100;
+
+/// Streams of one HTTP/2 connection that its client cancelled (RST_STREAM, or its response
+/// dropped unfinished) after the gateway accepted them. h2 counts only streams reset before they
+/// are accepted (`max_pending_accept_reset_streams`, 20 by default); each of these made the
+/// gateway start a request, so past [`MAX_CANCELLED_STREAMS`], when they are more than half of
+/// the connection's streams, the connection gets GOAWAY and closes once its open streams end
+/// (CVE-2023-44487, "rapid reset", after accept). The ratio leaves a client that cancels now and
+/// then on a long-lived connection alone, as Envoy's premature-reset check does.
+#[derive(Default)]
+pub(crate) struct Resets {
+    opened: AtomicU64,
+    cancelled: AtomicU64,
+    tripped: AtomicBool,
+    flood: Notify,
+}
+
+impl Resets {
+    /// Counts a stream handed to the pipeline.
+    fn opened(self: &Arc<Self>) -> Arc<Self> {
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        Arc::clone(self)
+    }
+
+    /// Counts a cancelled stream; wakes [`Resets::flooded`] the first time the limit is passed.
+    fn cancel(&self) {
+        let cancelled = self.cancelled.fetch_add(1, Ordering::Relaxed) + 1;
+        let opened = self.opened.load(Ordering::Relaxed);
+        if cancelled > MAX_CANCELLED_STREAMS
+            && cancelled * 2 > opened
+            && !self.tripped.swap(true, Ordering::Relaxed)
+        {
+            self.flood.notify_one();
+        }
+    }
+
+    fn cancelled(&self) -> u64 {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the connection should get GOAWAY.
+    async fn flooded(&self) {
+        self.flood.notified().await;
     }
 }
 

@@ -3,12 +3,13 @@
 
 mod cert_expiry;
 pub(crate) mod deadline;
+mod h2_idle;
 pub(crate) mod listener;
 pub mod tls;
 mod upstream_ready;
+pub(crate) mod watchers;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,22 +19,15 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Readiness};
 use crate::clock::Clock;
-use crate::config::{Config, KeySource, OnError, UpstreamReadiness};
+use crate::config::{Config, KeySource, UpstreamReadiness};
 use crate::metrics::Metrics;
 use crate::replay::ReplayStore;
 pub use crate::state::StartError;
 use crate::state::State;
-use crate::token::jwt::read_jwks_file;
 use crate::token::TokenValidator;
 
 /// How often TLS files are checked for a change (the contract promises 30 s).
-const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
-
-/// How often `access_token.jwks_file` is checked for a change.
-const FILE_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
-
-/// How often the replay store is probed for readiness and its size exported.
-const DEPENDENCY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A running gateway.
 pub struct Running {
@@ -41,6 +35,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The admin listener's bound address.
     pub admin_addr: SocketAddr,
+    /// The decision listener's bound address (`forward_auth.listen`), when configured.
+    pub forward_auth_addr: Option<SocketAddr>,
     /// The metrics (for tests and embedding).
     pub metrics: Metrics,
     ready: Readiness,
@@ -48,6 +44,8 @@ pub struct Running {
     /// Stops the admin listener: only once the main listener has drained.
     admin_stop: watch::Sender<bool>,
     main: JoinHandle<()>,
+    /// The decision listener, drained with the main one.
+    decisions: Option<JoinHandle<()>>,
     admin: JoinHandle<()>,
 }
 
@@ -105,10 +103,36 @@ impl Running {
         let admin_addr = admin_listener
             .local_addr()
             .map_err(|e| StartError(format!("admin_listen: {e}")))?;
+        let decision_listener = match &config.forward_auth {
+            Some(fa) => {
+                let l = TcpListener::bind(fa.listen)
+                    .await
+                    .map_err(|e| StartError(format!("forward_auth.listen {}: {e}", fa.listen)))?;
+                let addr = l
+                    .local_addr()
+                    .map_err(|e| StartError(format!("forward_auth.listen: {e}")))?;
+                Some((l, addr))
+            }
+            None => None,
+        };
+        let forward_auth_addr = decision_listener.as_ref().map(|(_, a)| *a);
 
         let (shutdown, rx) = watch::channel(false);
         let ready = Readiness::default();
         let state_for_watch = state.clone();
+        // Plain HTTP whatever `tls` says: the ingress reaches it on loopback or its own network.
+        let decisions = decision_listener.map(|(l, _)| {
+            tokio::spawn(listener::serve_with(
+                l,
+                None,
+                state.clone(),
+                config.limits.clone(),
+                rx.clone(),
+                config.shutdown_timeout,
+                crate::metrics::Listener::ForwardAuth.as_str(),
+                crate::pipeline::decide::<hyper::body::Incoming>,
+            ))
+        });
         let main = tokio::spawn(listener::serve(
             listener,
             tls,
@@ -117,16 +141,21 @@ impl Running {
             rx.clone(),
             config.shutdown_timeout,
         ));
-        if let (KeySource::File(path), TokenValidator::Jwt(_)) =
-            (&config.access_token.keys, &state_for_watch.tokens)
-        {
-            let loaded_at = i64::try_from(state_for_watch.clock.now().as_secs()).unwrap_or(0);
-            state_for_watch.metrics.jwks_last_success.set(loaded_at);
-            tokio::spawn(watch_jwks_file(
-                state_for_watch.clone(),
-                path.clone(),
-                rx.clone(),
-            ));
+        let entries = config
+            .access_tokens
+            .iter()
+            .zip(state_for_watch.tokens.entries());
+        for (index, (at, (_, validator))) in entries.enumerate() {
+            if let (KeySource::File(path), TokenValidator::Jwt(_)) = (&at.keys, validator) {
+                let loaded_at = i64::try_from(state_for_watch.clock.now().as_secs()).unwrap_or(0);
+                state_for_watch.metrics.jwks_last_success.set(loaded_at);
+                tokio::spawn(watchers::jwks_file(
+                    state_for_watch.clone(),
+                    index,
+                    path.clone(),
+                    rx.clone(),
+                ));
+            }
         }
         let scrape_state = state_for_watch.clone();
         let before_scrape: admin::BeforeScrape = Arc::new(move || {
@@ -144,6 +173,7 @@ impl Running {
             metrics.clone(),
             ready.clone(),
             before_scrape,
+            state_for_watch.explorer.clone(),
             admin_rx,
         ));
         // Before the latch opens: remote keys are usually not loaded yet.
@@ -154,17 +184,24 @@ impl Running {
             ready.clone(),
             rx.clone(),
         ));
-        tokio::spawn(watch_dependencies(state_for_watch, ready.clone(), rx));
+        tokio::spawn(watchers::dependencies(state_for_watch, ready.clone(), rx));
         ready.set_ready();
-        tracing::info!(%addr, %admin_addr, "dpop-gateway listening");
+        match forward_auth_addr {
+            Some(fa) => {
+                tracing::info!(%addr, %admin_addr, forward_auth = %fa, "dpop-gateway listening");
+            }
+            None => tracing::info!(%addr, %admin_addr, "dpop-gateway listening"),
+        }
         Ok(Running {
             addr,
             admin_addr,
+            forward_auth_addr,
             metrics,
             ready,
             shutdown,
             admin_stop,
             main,
+            decisions,
             admin,
         })
     }
@@ -176,85 +213,10 @@ impl Running {
         self.ready.set_draining();
         let _ = self.shutdown.send(true);
         let _ = self.main.await;
+        if let Some(decisions) = self.decisions {
+            let _ = decisions.await;
+        }
         let _ = self.admin_stop.send(true);
         let _ = self.admin.await;
-    }
-}
-
-/// Every second: the replay cache's size for the metrics, and for readiness whether the token
-/// keys were loaded and whether the shared replay store answers, until shutdown. An unreachable
-/// store makes the gateway unready only with `on_error: reject`: with `allow` it forwards
-/// without the replay check, and taking every replica out of its Service at once would turn a
-/// Redis outage into a full one.
-async fn watch_dependencies(
-    state: Arc<State>,
-    ready: Readiness,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut was_reachable = true;
-    loop {
-        let reachable = match &state.replay {
-            ReplayStore::Memory(m) => {
-                state
-                    .metrics
-                    .replay_entries
-                    .set(i64::try_from(m.len()).unwrap_or(i64::MAX));
-                true
-            }
-            ReplayStore::Redis(r) => r.ping().await,
-        };
-        if reachable != was_reachable {
-            let on_error = match state.on_error {
-                OnError::Reject => "reject",
-                OnError::Allow => "allow",
-            };
-            if reachable {
-                tracing::info!("replay store reachable again");
-            } else {
-                tracing::warn!(on_error, "replay store unreachable");
-            }
-            was_reachable = reachable;
-        }
-        ready.set_replay_store_fatal(!reachable && state.on_error == OnError::Reject);
-        ready.set_keys_loaded(state.tokens.keys_loaded());
-        tokio::select! {
-            _ = tokio::time::sleep(DEPENDENCY_CHECK_INTERVAL) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// Reloads `access_token.jwks_file` when it changes (a ConfigMap update, a symlink swap): a
-/// good new set replaces the keys (and empties the token cache); a bad one is logged and the
-/// old keys stay.
-async fn watch_jwks_file(state: Arc<State>, path: PathBuf, mut shutdown: watch::Receiver<bool>) {
-    let TokenValidator::Jwt(validator) = &state.tokens else {
-        return;
-    };
-    let mut seen = tls::FileStamp::of(&path);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(FILE_RELOAD_INTERVAL) => {}
-            _ = shutdown.changed() => return,
-        }
-        let now = tls::FileStamp::of(&path);
-        if now == seen {
-            continue;
-        }
-        seen = now;
-        let metrics = validator.metrics();
-        match read_jwks_file(&path) {
-            Ok(set) => {
-                tracing::info!(path = %path.display(), keys = set.keys.len(), "JWKS file reloaded");
-                validator.set_keys(set);
-                let now = i64::try_from(state.clock.now().as_secs()).unwrap_or(i64::MAX);
-                metrics.keys_loaded_at.set(now);
-                metrics.key_fetches.inc();
-            }
-            Err(error) => {
-                tracing::warn!(path = %path.display(), %error, "JWKS file change not applied; keeping the previous keys");
-                metrics.key_fetch_failures.inc();
-            }
-        }
     }
 }

@@ -102,7 +102,12 @@ fn host_port(url: &Uri) -> Result<(String, u16), String> {
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    Ok((host.to_owned(), authority.port_u16().unwrap_or(80)))
+    let default = if url.scheme() == Some(&http::uri::Scheme::HTTPS) {
+        443
+    } else {
+        80
+    };
+    Ok((host.to_owned(), authority.port_u16().unwrap_or(default)))
 }
 
 #[cfg(test)]
@@ -115,6 +120,7 @@ mod tests {
             ("http://127.0.0.1:8080/api", ("127.0.0.1", 8080)),
             ("http://app.internal/", ("app.internal", 80)),
             ("http://[::1]:9000/", ("::1", 9000)),
+            ("https://api.internal/v1", ("api.internal", 443)),
         ];
         for (url, (host, port)) in cases {
             let uri: Uri = url.parse().unwrap();

@@ -33,6 +33,8 @@ pub(crate) struct AccessLine<'a> {
     pub path: &'a str,
     /// The route's prefix, or `unmatched`.
     pub route: &'a str,
+    /// The listener that answered: `proxy` or `forward_auth`.
+    pub listener: &'a str,
     /// The response status.
     pub status: u16,
     /// `forwarded`, `local` or the refusal's error code.
@@ -52,6 +54,9 @@ pub(crate) struct AccessLine<'a> {
     pub bytes_out: u64,
     /// Time from the request head to the end of the response body, in microseconds.
     pub duration_us: u64,
+    /// The upstream's name (`default` or a key of `upstreams`); `None` when the request was
+    /// not sent upstream.
+    pub upstream: Option<&'a str>,
     /// Time from sending to the upstream to its response head (or its failure), in
     /// microseconds; `None` when the request was not sent upstream.
     pub upstream_us: Option<u64>,
@@ -95,6 +100,7 @@ pub(crate) fn access(line: &AccessLine<'_>) {
             method = %line.method,
             path = line.path,
             route = %line.route,
+            listener = %line.listener,
             status = line.status,
             outcome = line.outcome,
             reason = line.reason,
@@ -104,6 +110,7 @@ pub(crate) fn access(line: &AccessLine<'_>) {
             bytes_in = line.bytes_in,
             bytes_out = line.bytes_out,
             duration_ms = millis(line.duration_us),
+            upstream = line.upstream,
             upstream_ms = line.upstream_us.map(millis),
         ),
     }
@@ -138,6 +145,7 @@ pub(crate) struct AccessRecord {
     client: SocketAddr,
     start: Instant,
     bytes_in: Arc<AtomicU64>,
+    listener: crate::metrics::Listener,
 }
 
 /// The request's outcome, known once the response head is: what [`AccessRecord::attach`] adds.
@@ -151,8 +159,9 @@ pub(crate) struct AccessOutcome<'a> {
     pub reason: &'static str,
     /// The key whose signature verified on the request's proof, if any.
     pub jkt: Option<Thumbprint>,
-    /// From sending to the upstream to its response head or failure, if it was sent.
-    pub upstream: Option<Duration>,
+    /// The upstream it was sent to, and the time from sending to its response head or
+    /// failure, if it was sent.
+    pub upstream: Option<(&'a Arc<str>, Duration)>,
 }
 
 pin_project_lite::pin_project! {
@@ -182,7 +191,7 @@ pub(super) struct Finished {
     outcome: &'static str,
     reason: &'static str,
     jkt: Option<Thumbprint>,
-    upstream: Option<Duration>,
+    upstream: Option<(Arc<str>, Duration)>,
 }
 
 // === impl AccessRecord ===
@@ -203,7 +212,14 @@ impl AccessRecord {
             client,
             start,
             bytes_in: Arc::new(AtomicU64::new(0)),
+            listener: crate::metrics::Listener::Proxy,
         }
+    }
+
+    /// The record, for a request `listener` answers (default: the proxy).
+    pub(crate) fn on(mut self, listener: crate::metrics::Listener) -> Self {
+        self.listener = listener;
+        self
     }
 
     /// The counter the request body adds the bytes it reads to.
@@ -225,7 +241,7 @@ impl AccessRecord {
             outcome: o.outcome,
             reason: o.reason,
             jkt: o.jkt,
-            upstream: o.upstream,
+            upstream: o.upstream.map(|(name, d)| (Arc::clone(name), d)),
         };
         resp.map(|inner| {
             body::boxed(Logged {
@@ -255,6 +271,7 @@ impl Finished {
             method: r.method.as_str(),
             path: &path,
             route: &self.route,
+            listener: r.listener.as_str(),
             status: self.status,
             outcome: self.outcome,
             reason: self.reason,
@@ -264,7 +281,8 @@ impl Finished {
             bytes_in: r.bytes_in.load(Ordering::Relaxed),
             bytes_out,
             duration_us: micros(r.start.elapsed()),
-            upstream_us: self.upstream.map(micros),
+            upstream: self.upstream.as_ref().map(|(name, _)| &**name),
+            upstream_us: self.upstream.as_ref().map(|(_, d)| micros(*d)),
         });
     }
 }
@@ -330,6 +348,8 @@ impl Format {
                 debug_str(out, l.path);
                 out.extend_from_slice(b" route=");
                 out.extend_from_slice(l.route.as_bytes());
+                out.extend_from_slice(b" listener=");
+                out.extend_from_slice(l.listener.as_bytes());
                 out.extend_from_slice(b" status=");
                 decimal(out, u64::from(l.status));
                 out.extend_from_slice(b" outcome=");
@@ -348,6 +368,10 @@ impl Format {
                 decimal(out, l.bytes_out);
                 out.extend_from_slice(b" duration_ms=");
                 float(out, millis(l.duration_us));
+                if let Some(name) = l.upstream {
+                    out.extend_from_slice(b" upstream=");
+                    debug_str(out, name);
+                }
                 if let Some(us) = l.upstream_us {
                     out.extend_from_slice(b" upstream_ms=");
                     float(out, millis(us));
@@ -364,6 +388,8 @@ impl Format {
                 json_str(out, l.path);
                 out.extend_from_slice(b",\"route\":");
                 json_str(out, l.route);
+                out.extend_from_slice(b",\"listener\":");
+                json_str(out, l.listener);
                 out.extend_from_slice(b",\"status\":");
                 decimal(out, u64::from(l.status));
                 out.extend_from_slice(b",\"outcome\":");
@@ -382,6 +408,8 @@ impl Format {
                 decimal(out, l.bytes_out);
                 out.extend_from_slice(b",\"duration_ms\":");
                 float(out, millis(l.duration_us));
+                out.extend_from_slice(b",\"upstream\":");
+                json_opt_str(out, l.upstream);
                 out.extend_from_slice(b",\"upstream_ms\":");
                 match l.upstream_us {
                     Some(us) => float(out, millis(us)),

@@ -44,6 +44,7 @@ fn line(request_id: &str, client: &str) -> AccessLine<'static> {
         method: "POST",
         path: "/api/items/\u{e9}\"x",
         route: "/api",
+        listener: "proxy",
         status: 401,
         outcome: "invalid_dpop_proof",
         reason: "replay",
@@ -53,6 +54,7 @@ fn line(request_id: &str, client: &str) -> AccessLine<'static> {
         bytes_in: 12,
         bytes_out: 345,
         duration_us: 1234,
+        upstream: Some("billing"),
         upstream_us: Some(1000),
     }
 }
@@ -95,6 +97,7 @@ fn text_access_lines_are_the_ones_tracing_writes() {
         ),
     ] {
         let l = AccessLine {
+            upstream: upstream_us.map(|_| "billing"),
             upstream_us,
             ..line(rid, client)
         };
@@ -105,7 +108,9 @@ fn text_access_lines_are_the_ones_tracing_writes() {
     }
     let text = ours(Format::Text, &line("r", "127.0.0.1:1"));
     assert!(
-        text.contains(" bytes_in=12 bytes_out=345 duration_ms=1.234 upstream_ms=1.0\n"),
+        text.contains(
+            " bytes_in=12 bytes_out=345 duration_ms=1.234 upstream=\"billing\" upstream_ms=1.0\n"
+        ),
         "{text}"
     );
 }
@@ -125,6 +130,7 @@ fn json_access_lines_are_one_flat_object() {
             "method": "POST",
             "path": "/api/items/\u{e9}\"x",
             "route": "/api",
+            "listener": "proxy",
             "status": 401,
             "outcome": "invalid_dpop_proof",
             "reason": "replay",
@@ -134,6 +140,7 @@ fn json_access_lines_are_one_flat_object() {
             "bytes_in": 12,
             "bytes_out": 345,
             "duration_ms": 1.234,
+            "upstream": "billing",
             "upstream_ms": 1.0,
             "target": "dpop_gateway::access",
         })
@@ -142,11 +149,12 @@ fn json_access_lines_are_one_flat_object() {
     let bare = AccessLine {
         jkt: None,
         user_agent: None,
+        upstream: None,
         upstream_us: None,
         ..l
     };
     let v: serde_json::Value = serde_json::from_str(&ours(Format::Json, &bare)).unwrap();
-    for key in ["jkt", "user_agent", "upstream_ms"] {
+    for key in ["jkt", "user_agent", "upstream", "upstream_ms"] {
         assert!(v[key].is_null(), "{key}: {v}");
     }
 }

@@ -42,6 +42,8 @@ pub struct IntrospectionPolicy {
     pub leeway: u64,
     /// `access_token.introspection.cache_ttl`.
     pub cache_ttl: Duration,
+    /// The claims kept in [`TokenInfo::claims`] for route policies.
+    pub claims: Vec<String>,
 }
 
 /// An RFC 7662 client with a verdict cache.
@@ -251,10 +253,28 @@ fn check_answer(
     Ok(TokenInfo {
         sub: string_member(answer, "sub")?,
         client_id: string_member(answer, "client_id")?,
-        scope: string_member(answer, "scope")?,
+        scope: match string_member(answer, "scope")? {
+            Some(scope) => Some(scope),
+            None => scp(answer),
+        },
         jkt: cnf_jkt(answer)?,
         exp: exp.map(UnixTime),
+        iss: Some(policy.issuer.clone()),
+        claims: policy
+            .claims
+            .iter()
+            .filter_map(|name| answer.get(name).map(|v| (name.clone(), v.clone())))
+            .collect(),
     })
+}
+
+/// `scp` as an array of strings (what some servers send instead of `scope`), space-joined.
+fn scp(answer: &Map<String, Value>) -> Option<String> {
+    let Value::Array(items) = answer.get("scp")? else {
+        return None;
+    };
+    let names: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+    Some(names.join(" "))
 }
 
 /// How long to remember `verdict`: an active token for `cache_ttl` but never past its `exp`

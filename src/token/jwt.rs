@@ -43,6 +43,9 @@ pub struct JwtPolicy {
     pub leeway: u64,
     /// `typ` must be `at+jwt` / `application/at+jwt`.
     pub require_typ: bool,
+    /// The claims kept in [`TokenInfo::claims`] for route policies (none: nothing is parsed
+    /// beyond what the checks read).
+    pub claims: Vec<String>,
 }
 
 /// Validates JWT access tokens against a key set, caching verified tokens.
@@ -338,7 +341,56 @@ fn verify(
             ObjectError::Duplicate => "claims have a member twice".into(),
         })
     })?;
-    check_claims(&claims, policy, now)
+    let mut verified = check_claims(&claims, policy, now)?;
+    verified.info.claims = kept_claims(&jws.payload, &policy.claims)?;
+    Ok(verified)
+}
+
+/// The members of the claims text named in `names`, as JSON values. Read again only when a
+/// route needs one; a kept claim that appears twice is refused like a checked one.
+fn kept_claims(payload: &[u8], names: &[String]) -> Result<Vec<(String, Value)>, TokenError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let malformed = || TokenError::Malformed("claims are not a JSON object".into());
+    let pairs: KeptClaims = serde_json::from_slice(payload).map_err(|_| malformed())?;
+    let mut kept: Vec<(String, Value)> = Vec::new();
+    for (name, value) in pairs.0 {
+        if !names.contains(&name) {
+            continue;
+        }
+        if kept.iter().any(|(n, _)| *n == name) {
+            return Err(TokenError::Malformed("claims have a member twice".into()));
+        }
+        kept.push((name, value));
+    }
+    Ok(kept)
+}
+
+/// Every member of a JSON object in order, duplicates included (a `Map` keeps the last).
+struct KeptClaims(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for KeptClaims {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = KeptClaims;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<KeptClaims, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    out.push((k, v));
+                }
+                Ok(KeptClaims(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// RFC 9068 §4 step 2 (and §2.1): `typ` is `at+jwt`, media types being case-insensitive.
@@ -413,9 +465,27 @@ fn check_claims(
             scope,
             jkt,
             exp: Some(UnixTime(exp)),
+            iss: Some(policy.issuer.clone()),
+            claims: Vec::new(),
         },
         nbf,
     })
+}
+
+/// The `iss` of a JWT-shaped `token`, read without checking anything: only to choose which
+/// issuer's entry checks it (which then verifies the signature and `iss` itself). `None` for
+/// anything else (an opaque token, unreadable claims, no string `iss`).
+pub(crate) fn unverified_iss(token: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Iss<'a> {
+        #[serde(default, borrow)]
+        iss: StrMember<'a>,
+        #[serde(flatten)]
+        _rest: IgnoredAny,
+    }
+    let jws = CompactJws::parse(token, MAX_TOKEN_BYTES).ok()?;
+    let claims: Iss<'_> = parse_object(&jws.payload).ok()?;
+    claims.iss.get().ok().flatten().map(str::to_owned)
 }
 
 /// RFC 9449 §6.1 (JWT) and §6.2 (introspection): `cnf.jkt`, when present, is a base64url

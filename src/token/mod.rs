@@ -29,6 +29,11 @@ pub struct TokenInfo {
     pub jkt: Option<Thumbprint>,
     /// `exp`.
     pub exp: Option<UnixTime>,
+    /// `iss`: the issuer whose entry validated the token.
+    pub iss: Option<String>,
+    /// The claims a route's `require.claims` names, as the token has them (absent ones left
+    /// out); no other claim is kept.
+    pub claims: Vec<(String, serde_json::Value)>,
 }
 
 /// Why a token was refused (or could not be checked).
@@ -175,11 +180,19 @@ pub enum Scheme {
 /// Validates tokens; one variant per `access_token.format` and key source.
 pub enum TokenValidator {
     /// JWT access tokens (RFC 9068) with keys from `jwks_file`.
-    Jwt(jwt::JwtValidator),
+    Jwt(Box<jwt::JwtValidator>),
     /// JWT access tokens with keys from `jwks_uri` or the issuer's metadata.
     RemoteJwt(Arc<jwks::RemoteKeys>),
     /// Opaque tokens, asked about by RFC 7662 introspection.
     Introspection(Box<introspection::Introspector>),
+}
+
+/// Every `access_token` entry: a JWT goes to the entry whose issuer is its `iss` (read before
+/// any signature check, then checked again by that entry), never to another issuer's keys; an
+/// opaque token, or a JWT whose `iss` no JWT entry has, goes to the introspection entry when
+/// there is one. With one entry, every token goes to it (as before several were possible).
+pub struct Tokens {
+    entries: Vec<(String, TokenValidator)>,
 }
 
 /// The Prometheus counters the token checks increment: handles into the gateway's registry,
@@ -227,6 +240,68 @@ impl TokenValidator {
             TokenValidator::Jwt(_) | TokenValidator::Introspection(_) => true,
             TokenValidator::RemoteJwt(v) => v.keys_loaded(),
         }
+    }
+}
+
+// === impl Tokens ===
+
+impl Tokens {
+    /// The entries, as `(issuer, validator)` in configuration order.
+    pub fn new(entries: Vec<(String, TokenValidator)>) -> Self {
+        Self { entries }
+    }
+
+    /// The entries, in configuration order.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &TokenValidator)> {
+        self.entries.iter().map(|(i, v)| (i.as_str(), v))
+    }
+
+    /// Validates `token` with the entry that owns it (see [`Tokens`]).
+    pub async fn validate(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<Arc<TokenInfo>, TokenFailure> {
+        match self.owner(token) {
+            Ok(v) => v.validate(token, now).await,
+            Err(e) => Err(TokenFailure::Invalid(e)),
+        }
+    }
+
+    /// Whether every entry's keys were loaded at least once.
+    pub fn keys_loaded(&self) -> bool {
+        self.entries.iter().all(|(_, v)| v.keys_loaded())
+    }
+
+    /// The validator for `token`.
+    fn owner(&self, token: &str) -> Result<&TokenValidator, TokenError> {
+        if let [(_, only)] = self.entries.as_slice() {
+            return Ok(only);
+        }
+        let introspection = self
+            .entries
+            .iter()
+            .find(|(_, v)| matches!(v, TokenValidator::Introspection(_)))
+            .map(|(_, v)| v);
+        let iss = jwt::unverified_iss(token);
+        if let Some(iss) = &iss {
+            let jwt_entry = self
+                .entries
+                .iter()
+                .find(|(i, v)| i == iss && !matches!(v, TokenValidator::Introspection(_)));
+            if let Some((_, v)) = jwt_entry {
+                return Ok(v);
+            }
+        }
+        introspection.ok_or_else(|| TokenError::Issuer {
+            expected: self
+                .entries
+                .iter()
+                .map(|(i, _)| i.as_str())
+                .collect::<Vec<_>>()
+                .join(" or "),
+            got: iss,
+        })
     }
 }
 

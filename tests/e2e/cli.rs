@@ -448,23 +448,90 @@ fn proof_command_prints_a_proof_for_the_url() {
 fn demo_walks_through_forwarded_replayed_and_stolen_token_requests() {
     let out = run_ok(bin().arg("demo"));
     let text = String::from_utf8_lossy(&out.stdout);
-    let statuses: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("-> ")).collect();
+    let statuses: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("-> "))
+        .collect();
     assert_eq!(
         statuses,
-        [
-            "401 Unauthorized",
-            "200 OK",
-            "401 Unauthorized",
-            "401 Unauthorized"
-        ],
+        ["401", "200", "401", "401", "401", "401", "401", "401", "200"],
         "{text}"
     );
-    assert!(text.contains("already used"), "{text}");
-    assert!(text.contains("x-auth-subject: alice"), "{text}");
+    for taught in [
+        "hashed JSON     {\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":",
+        "\"cnf\":{\"jkt\":",
+        "signing input",
+        "base64url(SHA-256(access token))",
+        "x-auth-subject: alice",
+        "(no dpop header)",
+        "already used",
+        "the gateway compared (binding): expected cnf.jkt",
+        "the gateway compared (htm): expected GET / got POST",
+        "the gateway compared (htu)",
+        "the gateway compared (iat)",
+        "error=\"use_dpop_nonce\"",
+        "DPoP-Nonce: ",
+    ] {
+        assert!(text.contains(taught), "{taught}: {text}");
+    }
+    assert!(
+        !text.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
     assert!(
         !text.contains("\"dpop:"),
         "the upstream never sees the proof: {text}"
     );
+}
+
+#[test]
+fn demo_json_is_one_document_with_every_step() {
+    let out = run_ok(bin().args(["demo", "--json"]));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = doc["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 13);
+    let thumbprint = steps[1]["data"]["jkt"].as_str().unwrap();
+    assert_eq!(steps[2]["data"]["token_claims"]["cnf"]["jkt"], thumbprint);
+    let compared: Vec<&str> = steps
+        .iter()
+        .filter_map(|s| s["data"]["compared"]["check"].as_str())
+        .collect();
+    assert_eq!(
+        compared,
+        ["replay", "binding", "htm", "htu", "iat", "nonce"]
+    );
+    assert_eq!(steps[12]["data"]["response"]["status"], 200);
+}
+
+#[test]
+fn demo_keep_running_prints_curl_commands_that_work() {
+    use std::io::{BufRead, BufReader};
+    let mut child = bin()
+        .args(["demo", "--keep-running"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut curl = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let l = line.trim();
+        if l.starts_with("curl -i ") || (!curl.is_empty() && !curl.ends_with('"')) {
+            curl.push_str(l.trim_end_matches('\\'));
+        }
+        if l.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    assert!(curl.contains("proof --key"), "{curl}");
+    let answer = Command::new("bash").args(["-c", &curl]).output().unwrap();
+    let text = String::from_utf8_lossy(&answer.stdout);
+    assert!(text.starts_with("HTTP/1.1 200"), "{curl}\n{text}");
+    assert!(text.contains("x-auth-subject: alice"), "{text}");
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
 }
 
 #[test]
@@ -540,4 +607,69 @@ fn explain_passes_a_good_request_and_names_the_one_failing_check() {
         failed[0].contains("htm") && failed[0].contains("POST"),
         "{text}"
     );
+}
+
+#[test]
+fn explain_names_a_route_policy_or_method_that_refuses() {
+    let dir = temp_dir("cli-explain-policy");
+    let key_path = dir.join("client.jwk");
+    let out = bin().args(["keygen"]).output().unwrap();
+    std::fs::write(&key_path, &out.stdout).unwrap();
+    // The demo token's scope is `read`.
+    let out = run_ok(
+        bin()
+            .args([
+                "token",
+                "--issuer-key",
+                "config/demo/issuer-key.jwk",
+                "--bind",
+            ])
+            .arg(&key_path),
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let shipped = std::fs::read_to_string("config/gateway.yaml").unwrap();
+    let config = shipped.replace(
+        "  - { path_prefix: \"/\", auth: dpop }\n",
+        "  - { path_prefix: \"/accounts\", methods: [GET], auth: dpop, require: { scopes: [read, write] } }\n  - { path_prefix: \"/\", auth: dpop }\n",
+    );
+    assert_ne!(config, shipped, "the routes were replaced");
+    let config_path = dir.join("gateway.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    let explain = |method: &str| {
+        let url = "http://127.0.0.1:8443/accounts";
+        let out = bin()
+            .args(["proof", "--key"])
+            .arg(&key_path)
+            .args(["--method", method, "--url", url, "--token", &token])
+            .output()
+            .unwrap();
+        let proof = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let out = bin()
+            .args(["explain", "-c"])
+            .arg(&config_path)
+            .args(["--proof", &proof, "--token", &token])
+            .args(["--method", method, "--url", url])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = explain("GET");
+    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(failed.len(), 1, "{text}");
+    assert!(
+        failed[0].contains("policy") && failed[0].contains("'write'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("403") && text.contains("insufficient_scope"),
+        "{text}"
+    );
+    let text = explain("DELETE");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("method") && l.contains("GET")),
+        "{text}"
+    );
+    assert!(text.contains("405"), "{text}");
 }

@@ -676,7 +676,9 @@ async fn a_malformed_chunked_body_is_400_not_502() {
         .sum();
     assert_eq!(refused, 2, "{metrics}");
     assert!(
-        metrics.contains("dpop_gateway_upstream_errors_total{kind=\"protocol\"} 0\n"),
+        metrics.contains(
+            "dpop_gateway_upstream_errors_total{kind=\"protocol\",upstream=\"default\"} 0\n"
+        ),
         "{metrics}"
     );
 }

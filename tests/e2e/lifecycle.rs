@@ -349,6 +349,7 @@ async fn the_json_access_log_is_flat_and_names_a_key_only_once_its_signature_ver
             "bytes_in",
             "bytes_out",
             "duration_ms",
+            "upstream",
             "upstream_ms",
         ] {
             assert!(v.get(key).is_some(), "{key} missing: {v}");
@@ -369,6 +370,7 @@ async fn the_json_access_log_is_flat_and_names_a_key_only_once_its_signature_ver
     assert_eq!(ok["jkt"], jkt.as_str());
     assert_eq!(ok["bytes_in"], 5);
     assert!(ok["bytes_out"].as_u64().unwrap() > 0, "{ok}");
+    assert_eq!(ok["upstream"], "default", "the upstream it went to: {ok}");
     let upstream_ms = ok["upstream_ms"].as_f64().expect("upstream_ms");
     assert!(upstream_ms <= ok["duration_ms"].as_f64().unwrap(), "{ok}");
 
@@ -377,6 +379,7 @@ async fn the_json_access_log_is_flat_and_names_a_key_only_once_its_signature_ver
     assert_eq!(signed["reason"], "htm");
     assert_eq!(signed["jkt"], jkt.as_str(), "a verified signer is named");
     assert!(signed["upstream_ms"].is_null());
+    assert!(signed["upstream"].is_null());
     assert_eq!(signed["bytes_in"], 0);
     assert!(
         signed["bytes_out"].as_u64().unwrap() > 0,

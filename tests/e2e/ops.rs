@@ -1097,14 +1097,19 @@ async fn verification_buckets_reach_seconds_and_upstream_response_time_is_by_sta
     let count = |class: &str| {
         sample(
             &m,
-            &format!("dpop_gateway_upstream_response_seconds_count{{status_class=\"{class}\"}}"),
+            &format!(
+                "dpop_gateway_upstream_response_seconds_count{{status_class=\"{class}\",upstream=\"default\"}}"
+            ),
         )
     };
     assert_eq!(count("2xx"), Some(1.0), "{m}");
     assert_eq!(count("5xx"), Some(1.0), "{m}");
     assert_eq!(count("4xx"), Some(0.0), "{m}");
     assert_eq!(
-        sample(&m, "dpop_gateway_upstream_duration_seconds_count"),
+        sample(
+            &m,
+            "dpop_gateway_upstream_duration_seconds_count{upstream=\"default\"}"
+        ),
         Some(3.0)
     );
     gw.shutdown().await;

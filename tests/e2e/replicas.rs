@@ -554,3 +554,57 @@ async fn a_restart_of_a_redis_backed_gateway_keeps_the_shared_window() {
     assert_eq!(send(gw.addr, &token, &unused).await.status(), 200);
     assert_eq!(upstream.requests().len(), 2);
 }
+
+#[tokio::test]
+async fn min_replicas_short_with_reject_never_forwards_a_proof_it_could_not_replicate() {
+    // A lone Redis: no replica can acknowledge, so every insert falls short of min_replicas.
+    let redis = TestRedis::start();
+    let upstream = Upstream::start().await;
+    let issuer = Arc::new(Issuer::new());
+    let mut opts = redis_opts(&redis, "reject", &upstream);
+    opts.replay_cache = opts
+        .replay_cache
+        .map(|block| format!("{block}\n  min_replicas: 1"));
+    let gw = TestGateway::start_full(opts, upstream, issuer.clone()).await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token_for(&key);
+    let refused = send(gw.addr, &token, &mint(&key, &token, None)).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert!(gw.upstream.requests().is_empty());
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "dpop_gateway_replay_store_wait_shortfalls_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn two_gateways_behind_sentinels_refuse_each_others_replays() {
+    let sentinels = crate::support::redis::TestSentinels::start();
+    let upstream = Upstream::start().await;
+    let issuer = Issuer::new();
+    let opts = Options {
+        replay_cache: Some(format!(
+            "replay_cache:\n  backend: redis_sentinel\n  redis_urls: {}\n  sentinel_master: mymaster\n  min_replicas: 1\n  timeout: 1s",
+            sentinels.urls_yaml()
+        )),
+        upstream_url: Some(upstream.url()),
+        extra: format!("public_url: \"{PUBLIC}\""),
+        ..Options::default()
+    };
+    let a = GatewayProcess::spawn(&opts, &upstream, &issuer).await;
+    let b = GatewayProcess::spawn(&opts, &upstream, &issuer).await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = issuer.token_for(&key);
+    for (first, second) in [(a.addr, b.addr), (b.addr, a.addr)] {
+        let proof = mint(&key, &token, None);
+        assert_eq!(send(first, &token, &proof).await.status(), 200);
+        let replay = send(second, &token, &proof).await;
+        assert_eq!(replay.status(), 401);
+        assert_eq!(www_error(&replay).as_deref(), Some("invalid_dpop_proof"));
+    }
+    assert_eq!(upstream.requests().len(), 2);
+}

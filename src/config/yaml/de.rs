@@ -253,7 +253,7 @@ impl DeError {
         self
     }
 
-    /// As an error of the YAML layer; [`super::locate`] will find its position.
+    /// As an error of the YAML layer; [`super::locate()`] will find its position.
     pub(crate) fn into_yaml_error(self) -> YamlError {
         let (path, target) = self.at.unwrap_or((Path::root(), Target::Value));
         YamlError {

@@ -17,7 +17,7 @@
 //! - [`NodeDe`] deserializes the raw configuration from the tree. Its error type is ours, so an
 //!   unknown key or a wrong type arrives as a path and a message we wrote, not as text to take
 //!   apart.
-//! - [`locate`] finds a path's line and column by running serde_yaml once more with a seed that
+//! - [`locate()`] finds a path's line and column by running serde_yaml once more with a seed that
 //!   walks to the path and fails there on purpose; serde_yaml stamps the failing node's mark on
 //!   the error and `location()` reads it.
 //!
@@ -66,7 +66,7 @@ pub(crate) struct YamlError {
     /// What is wrong, without the path.
     pub(crate) message: String,
     /// The 1-based line and column when serde_yaml gave them with the error; otherwise
-    /// [`locate`] finds them from `path` and `target`.
+    /// [`locate()`] finds them from `path` and `target`.
     pub(crate) at: Option<(usize, usize)>,
 }
 

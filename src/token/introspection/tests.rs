@@ -12,6 +12,7 @@ fn policy() -> IntrospectionPolicy {
         audience: Some("https://api.example.com".into()),
         leeway: 30,
         cache_ttl: Duration::from_secs(60),
+        claims: Vec::new(),
     }
 }
 

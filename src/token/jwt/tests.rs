@@ -23,6 +23,7 @@ fn policy() -> JwtPolicy {
         algorithms: Algorithm::ALL.into_iter().collect(),
         leeway: 30,
         require_typ: true,
+        claims: Vec::new(),
     }
 }
 

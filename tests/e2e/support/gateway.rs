@@ -62,6 +62,8 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     /// The admin listener.
     pub admin_addr: SocketAddr,
+    /// The decision listener (`forward_auth.listen`), when configured.
+    pub forward_auth_addr: Option<SocketAddr>,
     /// The recording upstream.
     pub upstream: Upstream,
     /// The token issuer.
@@ -191,6 +193,7 @@ impl TestGateway {
         TestGateway {
             addr: running.addr,
             admin_addr: running.admin_addr,
+            forward_auth_addr: running.forward_auth_addr,
             upstream,
             issuer,
             scheme,

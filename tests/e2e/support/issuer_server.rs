@@ -340,6 +340,12 @@ async fn answer(
 impl RemoteGateway {
     /// A gateway whose `access_token` block is `access_token` (YAML, indented two spaces).
     pub async fn start(access_token: &str) -> RemoteGateway {
+        Self::start_routed(access_token, "\n  - { path_prefix: \"/\", auth: dpop }").await
+    }
+
+    /// [`RemoteGateway::start`] with these `routes` entries (YAML list items, each starting
+    /// with a newline and two spaces).
+    pub async fn start_routed(access_token: &str, routes: &str) -> RemoteGateway {
         let upstream = Upstream::start().await;
         let yaml = format!(
             r#"
@@ -348,8 +354,7 @@ admin_listen: "127.0.0.1:0"
 shutdown_timeout: 5s
 upstream:
   url: "{}"
-routes:
-  - {{ path_prefix: "/", auth: dpop }}
+routes:{routes}
 replay_cache:
   backend: memory
 access_token:
@@ -382,20 +387,30 @@ access_token:
 
     /// A gateway introspecting opaque tokens at `server`.
     pub async fn introspecting(server: &IssuerServer) -> RemoteGateway {
-        Self::start(&format!(
+        Self::introspecting_routed(server, "\n  - { path_prefix: \"/\", auth: dpop }").await
+    }
+
+    /// [`RemoteGateway::introspecting`] with these `routes` entries.
+    pub async fn introspecting_routed(server: &IssuerServer, routes: &str) -> RemoteGateway {
+        Self::start_routed(&format!(
             "  format: introspection\n  issuer: \"{iss}\"\n  audience: \"{AUDIENCE}\"\n  introspection:\n    endpoint: \"{iss}/introspect\"\n    client_id: \"{CLIENT_ID}\"\n    client_secret: \"{CLIENT_SECRET}\"\n    cache_ttl: 60s{opt_in}",
             iss = server.issuer(),
             opt_in = server.opt_in()
-        ))
+        ), routes)
         .await
     }
 
     /// `GET /resource` with `token` (DPoP scheme) and a fresh proof by `key`.
     pub async fn get(&self, key: &PrivateJwk, token: &str) -> Response<Bytes> {
-        let url = format!("http://{}/resource", self.addr);
+        self.get_path(key, token, "/resource").await
+    }
+
+    /// `GET path` with `token` (DPoP scheme) and a fresh proof by `key`.
+    pub async fn get_path(&self, key: &PrivateJwk, token: &str, path: &str) -> Response<Bytes> {
+        let url = format!("http://{}{path}", self.addr);
         let p = proof(key, "GET", &url, Some(token));
         let req = Request::builder()
-            .uri("/resource")
+            .uri(path)
             .header("host", self.addr.to_string())
             .header("authorization", format!("DPoP {token}"))
             .header("dpop", p)

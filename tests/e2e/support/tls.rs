@@ -78,6 +78,64 @@ impl TestPki {
         leaf
     }
 
+    /// A server configuration for this PKI's certificate offering `alpn`, requiring a client
+    /// certificate issued by this CA when `require_client_cert`.
+    pub fn server_config(
+        &self,
+        alpn: &[&[u8]],
+        require_client_cert: bool,
+    ) -> Arc<rustls::ServerConfig> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.cert_path)
+            .expect("cert file")
+            .collect::<Result<_, _>>()
+            .expect("cert PEM");
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&self.key_path).expect("key PEM");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions");
+        let builder = if require_client_cert {
+            let mut roots = RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).expect("CA PEM"))
+                .expect("CA into the root store");
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut config = builder.with_single_cert(chain, key).expect("server config");
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+
+    /// Issues a client certificate (CN `name`) and writes it and its key under this PKI's
+    /// directory; returns the two paths.
+    pub fn client_pair(&self, name: &str) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().expect("client key");
+        let mut params = CertificateParams::new(Vec::new()).expect("client params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.ca).expect("client cert").pem();
+        let cert_path = self.dir.join(format!("{name}.crt"));
+        let key_path = self.dir.join(format!("{name}.key"));
+        write_atomically(&key_path, &key.serialize_pem());
+        write_atomically(&cert_path, &cert);
+        (cert_path, key_path)
+    }
+
+    /// The CA certificate written to a file under this PKI's directory.
+    pub fn ca_file(&self) -> PathBuf {
+        let path = self.dir.join("ca.pem");
+        write_atomically(&path, &self.ca_pem);
+        path
+    }
+
     /// A client configuration trusting only this CA (ring provider), offering `alpn`.
     pub fn client_config(&self, alpn: &[&[u8]]) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();

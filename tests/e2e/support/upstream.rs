@@ -19,6 +19,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -41,6 +42,8 @@ const DOWNLOAD_FRAME: usize = 64 * 1024;
 pub struct Upstream {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections accepted (TLS: handshakes completed).
+    connections: Arc<AtomicUsize>,
     accept: JoinHandle<()>,
 }
 
@@ -74,27 +77,59 @@ struct Download {
 impl Upstream {
     /// Starts an upstream on `127.0.0.1:0`.
     pub async fn start() -> Upstream {
+        Self::start_with(None).await
+    }
+
+    /// Starts an upstream on `127.0.0.1:0` that speaks TLS with `tls` (HTTP/1.1 or HTTP/2,
+    /// whichever the client speaks; ALPN as `tls` offers).
+    pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> Upstream {
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind upstream");
         let addr = listener.local_addr().expect("upstream address");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let recorder = Arc::clone(&seen);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
                 let recorder = Arc::clone(&recorder);
+                let tls = tls.clone();
+                let counter = Arc::clone(&counter);
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| handle(req, Arc::clone(&recorder)));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Some(acceptor) => {
+                            // A handshake the client gives up on (an untrusted certificate) ends here.
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                    }
                 });
             }
         });
-        Upstream { addr, seen, accept }
+        Upstream {
+            addr,
+            seen,
+            connections,
+            accept,
+        }
     }
 
     /// Where it listens.
@@ -102,9 +137,20 @@ impl Upstream {
         self.addr
     }
 
+    /// `https://localhost:PORT`, for `upstream.url` of a TLS upstream (the name its test
+    /// certificate is for).
+    pub fn https_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
     /// `http://127.0.0.1:PORT`, for `upstream.url`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Connections accepted so far (for TLS, handshakes completed).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// Every request received so far, in arrival order.
@@ -171,6 +217,17 @@ async fn handle(
             .and_then(|c| StatusCode::from_u16(c).ok())
             .unwrap_or(StatusCode::BAD_REQUEST);
         r
+    } else if path == "/trailers" {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        trailers.insert("grpc-message", http::HeaderValue::from_static("fine"));
+        Response::builder()
+            .header("content-type", "application/grpc")
+            .body(body::boxed(WithTrailers {
+                data: Some(Bytes::from_static(b"with trailers")),
+                trailers: Some(trailers),
+            }))
+            .expect("response")
     } else if path == "/echo-size" {
         Response::new(body::full(body_len.to_string()))
     } else if path == "/download" {
@@ -248,5 +305,30 @@ impl Body for Download {
         } else {
             SizeHint::default()
         }
+    }
+}
+
+/// A body of one data frame and then trailers.
+pub struct WithTrailers {
+    pub data: Option<Bytes>,
+    pub trailers: Option<HeaderMap>,
+}
+
+impl Body for WithTrailers {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(data) = self.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
     }
 }
