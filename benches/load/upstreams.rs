@@ -7,9 +7,8 @@
 //!
 //! Each upstream counts what it accepted (TLS: completed handshakes; h2c: connections). With
 //! connections reused that stays at most the client connections (one upstream connection per
-//! request in flight; HTTP/2 needs one, but the client pool opens more while the first is
-//! connecting), whatever the request count; a handshake per request is a defect, flagged in
-//! the row.
+//! request in flight; HTTP/2 needs one, more is noted), whatever the request count; a
+//! handshake per request is a defect, flagged in the row.
 
 use std::cell::Cell;
 use std::fmt::Write as _;
@@ -159,7 +158,7 @@ async fn row(r: &Run, jwks: &Path, wire: Wire, load: Load<'_>) -> Phase {
     if wire == Wire::H2c && opened > 1 {
         phase
             .note
-            .push_str("; HTTP/2 would need one: more were opened while the first connected");
+            .push_str("; HTTP/2 needs one: the pool did not multiplex every request on one");
     }
     phase
 }
