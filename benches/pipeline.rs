@@ -114,7 +114,8 @@ fn benches(c: &mut Criterion) -> Vec<(String, String)> {
     g.finish();
 
     // The same, with the decision explorer on: authorize, then record the decision as
-    // `handle` does (decode the proof and token, build the checks, push into the ring).
+    // `handle` does (copy the decoded proof and token segments and the outcome, push into the
+    // ring; rendering waits until the page is read).
     let explored = state_with_explorer(&issuer, &rt);
     let mut g = c.benchmark_group("explorer");
     let f = &fixtures[0];

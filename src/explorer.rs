@@ -8,7 +8,12 @@
 //! Recording happens in `pipeline::handle`, beside the access log: `Explorer::capture` right
 //! after `authorize` (while the request head is still there), `Pending::finish` once the
 //! response is known. With the explorer off, `State::explorer` is `None` and that is the only
-//! branch the request path takes.
+//! branch the request path takes. On, the request path only copies: the proof's and the
+//! token's first two segments base64url-decoded (never a signature, so never a usable proof
+//! or token), the token's SHA-256, the verified key's thumbprint, the computed `htu`, the
+//! outcome as enums and numbers, each bounded ([`MAX_KEPT_JWS`], [`MAX_KEPT_STR`]). Parsing
+//! the JSON, trimming it and writing the checks' expected and actual text happen when
+//! `/explorer/decisions.json` is read, outside the ring's lock.
 //!
 //! Which check failed is the gateway's own decision (its `Reason`), not a second opinion: the
 //! checks before it in the pipeline's order passed, the ones after it were not reached. The
@@ -17,20 +22,20 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::request::Parts;
-use http::{Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::body::{self, GatewayBody};
 use crate::config::AuthMode;
-use crate::jose::{PublicJwk, B64};
+use crate::jose::{PublicJwk, Thumbprint, B64};
 use crate::pipeline::{Access, Decision};
 use crate::refusal::{Reason, Refusal};
 use crate::request_uri;
@@ -54,15 +59,20 @@ const MAX_STRING: usize = 200;
 const MAX_ITEMS: usize = 32;
 /// Deepest nesting kept.
 const MAX_DEPTH: usize = 4;
+/// Most bytes kept of a proof's or token's decoded header and claims together: a larger one
+/// is trimmed (as shown) when it is recorded, and dropped if it is still larger.
+const MAX_KEPT_JWS: usize = 8192;
+/// Most bytes kept of the request path, the computed `htu` and a refusal's description.
+const MAX_KEPT_STR: usize = 4 * MAX_STRING + 4;
 
 /// The ring buffer of the last decisions.
 pub(crate) struct Explorer {
-    ring: Mutex<VecDeque<Record>>,
+    ring: Mutex<VecDeque<Arc<Kept>>>,
     capacity: usize,
     next_id: AtomicU64,
 }
 
-/// One decision as the explorer keeps it.
+/// One decision as the explorer shows it (rendered from a [`Kept`] when read).
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Record {
     /// Increasing from 1 (the page asks for what came after the newest it has).
@@ -121,21 +131,64 @@ pub(crate) struct Check {
     pub actual: Option<String>,
 }
 
-/// A decision being recorded: what was read from the request head, before the response.
+/// A decision being recorded: what was copied from the request head, before the response.
+/// Only copies (bounded: [`MAX_KEPT_JWS`], [`MAX_KEPT_STR`]): nothing is parsed, formatted
+/// or hashed into text until the decision is read.
 pub(crate) struct Pending {
+    at: u64,
+    method: Method,
+    path: Box<str>,
+    route: Box<str>,
+    open: Option<&'static str>,
+    description: Option<Box<str>>,
+    scheme: Option<&'static str>,
+    route_nonce: bool,
+    proof_bytes: Option<usize>,
+    proof: Option<Segments>,
+    token: Option<Segments>,
+    /// The key whose signature verified.
+    signed_by: Option<Thumbprint>,
+    htu: Option<Box<str>>,
+    /// SHA-256 of the token (what `ath` must be), when it is not `ath_as_claimed`.
+    ath_expected: Option<[u8; 32]>,
+    /// The request was authorized: a proof's `ath` was checked and is the token's hash, so
+    /// the token need not be hashed again.
+    ath_as_claimed: bool,
+    limits: Limits,
+}
+
+/// A compact JWS's first two segments, base64url-decoded (the JSON bytes as sent, not
+/// parsed): never the signature, so never a usable proof or token.
+enum Segments {
+    /// The header's bytes, then the claims'.
+    Json { bytes: Box<[u8]>, header_len: usize },
+    /// Larger than [`MAX_KEPT_JWS`] even trimmed: only its decoded size is kept.
+    TooLarge(usize),
+}
+
+/// A recorded decision: its [`Pending`] and its answer.
+struct Kept {
+    id: u64,
+    seen: Pending,
+    outcome: (&'static str, &'static str),
+    failed: Option<Reason>,
+    status: StatusCode,
+    duration_us: u64,
+    upstream_us: Option<u64>,
+}
+
+/// A decision's request, decoded for showing: what [`View::checks`] compares.
+struct View {
     at: u64,
     method: String,
     path: String,
-    route: String,
     open: Option<&'static str>,
-    description: Option<String>,
     scheme: Option<&'static str>,
     route_nonce: bool,
     proof_bytes: Option<usize>,
     proof: Option<Decoded>,
     token: Option<Decoded>,
     jkt: Option<String>,
-    jkt_verified: bool,
     htu: Option<String>,
     ath_expected: Option<String>,
     token_jkt: Option<String>,
@@ -164,8 +217,8 @@ impl Explorer {
         }
     }
 
-    /// Reads what the explorer shows from the request head `authorize` decided on (its path
-    /// normalised). The token string is looked at here and not kept.
+    /// Copies what the explorer shows from the request head `authorize` decided on (its path
+    /// normalised). The token string is hashed and its claims copied, and not kept itself.
     pub(crate) fn capture(
         &self,
         state: &State,
@@ -177,9 +230,9 @@ impl Explorer {
         let route = decision.route;
         let mut p = Pending {
             at: state.clock.now().as_secs(),
-            method: head.method.as_str().to_owned(),
-            path: bounded_str(head.uri.path()),
-            route: route.label().to_owned(),
+            method: head.method.clone(),
+            path: capped(head.uri.path()),
+            route: route.label().into(),
             open: None,
             description: None,
             scheme: None,
@@ -187,11 +240,10 @@ impl Explorer {
             proof_bytes: None,
             proof: None,
             token: None,
-            jkt: decision.signed_by.map(|s| s.jkt().to_string()),
-            jkt_verified: decision.signed_by.is_some(),
+            signed_by: decision.signed_by.map(|s| s.jkt()),
             htu: None,
             ath_expected: None,
-            token_jkt: None,
+            ath_as_claimed: matches!(decision.result, Ok(Access::Authorized(_))),
             limits: Limits {
                 max_age: policy.max_age,
                 clock_skew: policy.clock_skew,
@@ -206,24 +258,14 @@ impl Explorer {
             }
             Ok(Access::Open) => p.open = Some("CORS preflight: forwarded without checks"),
             Ok(Access::Authorized(_)) => {}
-            Err(refusal) => p.description = Some(refusal.description()),
+            Err(refusal) => p.refused(refusal),
         }
         if p.open.is_some() {
             return p;
         }
-        let proof = single_str(head, "dpop");
-        if let Some(proof) = proof {
+        if let Some(proof) = single_str(head, "dpop") {
             p.proof_bytes = Some(proof.len());
-            p.proof = decode_jws(proof);
-            if p.jkt.is_none() {
-                p.jkt = p
-                    .proof
-                    .as_ref()
-                    .and_then(|d| d.header.get("jwk"))
-                    .and_then(Value::as_object)
-                    .and_then(|j| PublicJwk::from_json(j).ok())
-                    .map(|k| k.thumbprint().to_string());
-            }
+            p.proof = Segments::of(proof);
         }
         if let Some(auth) = single_str(head, "authorization") {
             let (scheme, token) = auth.split_once(' ').unwrap_or((auth, ""));
@@ -236,39 +278,43 @@ impl Explorer {
                 None
             };
             if p.scheme.is_some() && !token.is_empty() {
-                let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-                p.ath_expected = Some(B64.encode(digest));
-                p.token = decode_jws(token);
-                p.token_jkt = p
-                    .token
-                    .as_ref()
-                    .and_then(|d| d.claims.get("cnf"))
-                    .and_then(|c| c.get("jkt"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
+                if !p.ath_as_claimed {
+                    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+                    p.ath_expected = digest.as_ref().try_into().ok();
+                }
+                p.token = Segments::of(token);
             }
         }
-        p.htu = request_uri::request_uri(&state.uri_policy, conn.scheme, head);
+        p.htu = request_uri::request_uri(&state.uri_policy, conn.scheme, head).map(|u| capped(&u));
         p
     }
 
-    /// Appends `record`, dropping the oldest past capacity.
-    fn push(&self, mut record: Record) {
-        record.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+    /// Appends `kept`, dropping the oldest past capacity (freed after the lock is let go).
+    fn push(&self, mut kept: Kept) {
+        kept.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let kept = Arc::new(kept);
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-        if ring.len() == self.capacity {
-            ring.pop_front();
-        }
-        ring.push_back(record);
+        let oldest = (ring.len() >= self.capacity)
+            .then(|| ring.pop_front())
+            .flatten();
+        ring.push_back(kept);
+        drop(ring);
+        drop(oldest);
     }
 
-    /// The kept decisions matching `filter`, newest first.
+    /// The kept decisions matching `filter`, newest first, rendered (outside the lock).
     pub(crate) fn decisions(&self, filter: &Filter) -> Vec<Record> {
-        let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-        ring.iter()
-            .rev()
+        let kept: Vec<Arc<Kept>> = {
+            let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+            ring.iter()
+                .rev()
+                .filter(|k| filter.matches_head(k.id, k.outcome.0, k.outcome.1))
+                .cloned()
+                .collect()
+        };
+        kept.iter()
+            .map(|k| k.render())
             .filter(|r| filter.matches(r))
-            .cloned()
             .collect()
     }
 
@@ -301,9 +347,9 @@ impl Explorer {
 // === impl Pending ===
 
 impl Pending {
-    /// Notes a refusal made after `capture` (by the upstream step).
+    /// Notes a refusal (made by `authorize`, or after `capture` by the upstream step).
     pub(crate) fn refused(&mut self, refusal: &Refusal) {
-        self.description = Some(refusal.description());
+        self.description = Some(capped(&refusal.description()));
     }
 
     /// Records the decision with its final answer.
@@ -316,28 +362,161 @@ impl Pending {
         elapsed: Duration,
         upstream: Option<Duration>,
     ) {
-        let checks = self.checks(failed, status);
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        explorer.push(Record {
+        explorer.push(Kept {
             id: 0,
-            at: self.at,
-            method: self.method,
-            path: self.path,
-            route: self.route,
-            outcome: outcome.0,
-            reason: outcome.1,
-            status: status.as_u16(),
-            description: self.description.or(self.open.map(str::to_owned)),
-            jkt: self.jkt,
-            jkt_verified: self.jkt_verified,
+            seen: self,
+            outcome,
+            failed,
+            status,
             duration_us: micros(elapsed),
             upstream_us: upstream.map(micros),
-            proof: self.proof,
-            token: self.token,
-            checks,
         });
     }
 
+    /// What was copied, decoded for showing.
+    fn view(&self) -> View {
+        let proof = self.proof.as_ref().and_then(Segments::decode);
+        let token = self.token.as_ref().and_then(Segments::decode);
+        let jkt = match self.signed_by {
+            Some(k) => Some(k.to_string()),
+            None => proof
+                .as_ref()
+                .and_then(|d| d.header.get("jwk"))
+                .and_then(Value::as_object)
+                .and_then(|j| PublicJwk::from_json(j).ok())
+                .map(|k| k.thumbprint().to_string()),
+        };
+        let token_jkt = token
+            .as_ref()
+            .and_then(|d| d.claims.get("cnf"))
+            .and_then(|c| c.get("jkt"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let ath_expected = if self.ath_as_claimed {
+            proof
+                .as_ref()
+                .and_then(|d| d.claims.get("ath"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        } else {
+            self.ath_expected.map(|d| B64.encode(d))
+        };
+        View {
+            at: self.at,
+            method: self.method.as_str().to_owned(),
+            path: bounded_str(&self.path),
+            open: self.open,
+            scheme: self.scheme,
+            route_nonce: self.route_nonce,
+            proof_bytes: self.proof_bytes,
+            proof,
+            token,
+            jkt,
+            htu: self.htu.as_deref().map(str::to_owned),
+            ath_expected,
+            token_jkt,
+            limits: self.limits,
+        }
+    }
+}
+
+// === impl Segments ===
+
+impl Segments {
+    /// The decoded header and claims of `jws` if it is a compact JWS (three segments, the
+    /// first two base64url), bounded; `None` otherwise (an opaque token).
+    fn of(jws: &str) -> Option<Segments> {
+        let mut parts = jws.split('.');
+        let (h, c, _sig) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let estimate =
+            base64::decoded_len_estimate(h.len()) + base64::decoded_len_estimate(c.len());
+        if estimate > MAX_KEPT_JWS {
+            return Segments::trimmed(jws);
+        }
+        let mut bytes = Vec::with_capacity(estimate);
+        B64.decode_vec(h, &mut bytes).ok()?;
+        let header_len = bytes.len();
+        // Claims that are not base64url show as `null`, as claims that are not JSON do.
+        if B64.decode_vec(c, &mut bytes).is_err() {
+            bytes.truncate(header_len);
+        }
+        Some(Segments::Json {
+            bytes: bytes.into_boxed_slice(),
+            header_len,
+        })
+    }
+
+    /// A JWS too large to keep as sent: decoded and trimmed now, as it would be shown
+    /// (`None` when its header is not a JSON object, as [`Segments::decode`] would find).
+    fn trimmed(jws: &str) -> Option<Segments> {
+        let d = decode_jws(jws)?;
+        let mut bytes = d.header.to_string().into_bytes();
+        let header_len = bytes.len();
+        if !d.claims.is_null() {
+            bytes.extend_from_slice(d.claims.to_string().as_bytes());
+        }
+        if bytes.len() > MAX_KEPT_JWS {
+            return Some(Segments::TooLarge(bytes.len()));
+        }
+        Some(Segments::Json {
+            bytes: bytes.into_boxed_slice(),
+            header_len,
+        })
+    }
+
+    /// The header and claims as shown, bounded; `None` when the header is not a JSON object.
+    fn decode(&self) -> Option<Decoded> {
+        match self {
+            Segments::Json { bytes, header_len } => {
+                let (h, c) = bytes.split_at((*header_len).min(bytes.len()));
+                decode_json(h, c)
+            }
+            Segments::TooLarge(n) => Some(Decoded {
+                header: Value::String(format!(
+                    "not kept: {n} bytes, more than the explorer keeps ({MAX_KEPT_JWS})"
+                )),
+                claims: Value::Null,
+            }),
+        }
+    }
+}
+
+// === impl Kept ===
+
+impl Kept {
+    /// The decision as shown.
+    fn render(&self) -> Record {
+        let p = &self.seen;
+        let view = p.view();
+        let checks = view.checks(self.failed, self.status);
+        Record {
+            id: self.id,
+            at: p.at,
+            method: view.method,
+            path: view.path,
+            route: p.route.to_string(),
+            outcome: self.outcome.0,
+            reason: self.outcome.1,
+            status: self.status.as_u16(),
+            description: p.description.as_deref().or(p.open).map(str::to_owned),
+            jkt: view.jkt,
+            jkt_verified: p.signed_by.is_some(),
+            duration_us: self.duration_us,
+            upstream_us: self.upstream_us,
+            proof: view.proof,
+            token: view.token,
+            checks,
+        }
+    }
+}
+
+// === impl View ===
+
+impl View {
     /// Every check in the pipeline's order; the failed one is the gateway's reason.
     fn checks(&self, failed: Option<Reason>, status: StatusCode) -> Vec<Check> {
         if self.open.is_some() {
@@ -584,17 +763,21 @@ fn decode_jws(jws: &str) -> Option<Decoded> {
     if parts.next().is_some() {
         return None;
     }
-    let json = |part: &str| -> Option<Value> {
-        let bytes = B64.decode(part).ok()?;
-        serde_json::from_slice::<Value>(&bytes).ok()
-    };
-    let header = json(h)?;
+    let header = B64.decode(h).ok()?;
+    let claims = B64.decode(c).unwrap_or_default();
+    decode_json(&header, &claims)
+}
+
+/// A JWS header's and claims' JSON, bounded; `None` when the header is not a JSON object,
+/// claims that are not JSON are `null`.
+fn decode_json(header: &[u8], claims: &[u8]) -> Option<Decoded> {
+    let header = serde_json::from_slice::<Value>(header).ok()?;
     if !header.is_object() {
         return None;
     }
     Some(Decoded {
         header: bounded(header, 0),
-        claims: json(c).map_or(Value::Null, |v| bounded(v, 0)),
+        claims: serde_json::from_slice::<Value>(claims).map_or(Value::Null, |v| bounded(v, 0)),
     })
 }
 
@@ -619,6 +802,22 @@ fn bounded(value: Value, depth: usize) -> Value {
         ),
         other => other,
     }
+}
+
+/// `s` cut to at most [`MAX_KEPT_STR`] bytes (on a character boundary): enough for
+/// [`bounded_str`] to show it as it would the whole.
+fn capped(s: &str) -> Box<str> {
+    if s.len() <= MAX_KEPT_STR {
+        return s.into();
+    }
+    let mut end = MAX_KEPT_STR;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut cut = String::with_capacity(end + '…'.len_utf8());
+    cut.push_str(&s[..end]);
+    cut.push('…');
+    cut.into_boxed_str()
 }
 
 fn bounded_str(s: &str) -> String {
@@ -666,19 +865,24 @@ impl Filter {
         f
     }
 
-    fn matches(&self, r: &Record) -> bool {
+    /// The filters a kept decision answers without being rendered.
+    fn matches_head(&self, id: u64, outcome: &str, reason: &str) -> bool {
         let outcome = match self.outcome.as_deref() {
             None => true,
-            Some("refused") => !matches!(r.outcome, "forwarded" | "local"),
-            Some(o) => r.outcome == o,
+            Some("refused") => !matches!(outcome, "forwarded" | "local"),
+            Some(o) => outcome == o,
         };
         outcome
-            && self.reason.as_deref().is_none_or(|x| r.reason == x)
+            && self.reason.as_deref().is_none_or(|x| reason == x)
+            && self.after.is_none_or(|a| id > a)
+    }
+
+    fn matches(&self, r: &Record) -> bool {
+        self.matches_head(r.id, r.outcome, r.reason)
             && self
                 .jkt
                 .as_deref()
                 .is_none_or(|x| r.jkt.as_deref() == Some(x))
-            && self.after.is_none_or(|a| r.id > a)
     }
 }
 

@@ -6,6 +6,9 @@
 #
 #   benches/callgrind/run.sh            # auth: none and DPoP ES256, N=2000
 #   N=500 benches/callgrind/run.sh none # one case
+#   benches/callgrind/run.sh explorer   # DPoP ES256 with explorer.enabled (recording each one)
+#   benches/callgrind/run.sh decide     # DPoP ES256 decisions asked of forward_auth.listen
+#                                       # (Envoy style: the decision request is the request)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${N:-2000}
@@ -13,14 +16,19 @@ WARM=300
 CASES=${*:-none dpop}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-cargo build --release --quiet
-bin=target/release/dpop-gateway
+# GATEWAY_BIN=path: measure that build instead (e.g. the bench profile's, which cargo bench
+# just built: same code, line tables only), without building.
+bin=${GATEWAY_BIN:-target/release/dpop-gateway}
+[ -n "${GATEWAY_BIN:-}" ] || cargo build --release --quiet
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 up=$(free_port)
 python3 benches/callgrind/upstream.py "$up" &
 for case in $CASES; do
-  port=$(free_port); admin=$(free_port)
-  auth=$case; [ "$case" = dpop ] && auth=dpop
+  port=$(free_port); admin=$(free_port); decide=$(free_port)
+  auth=$case; [ "$case" != none ] && auth=dpop
+  extra=""
+  [ "$case" = explorer ] && extra="explorer: { enabled: true }"
+  [ "$case" = decide ] && extra="forward_auth: { listen: \"127.0.0.1:$decide\" }"
   cat > "$work/gw.yaml" <<YAML
 listen: "127.0.0.1:$port"
 admin_listen: "127.0.0.1:$admin"
@@ -33,14 +41,21 @@ access_token:
 # Minting 2,300 proofs and sending them through callgrind takes minutes: the default 60 s
 # would refuse the last ones as stale (and the measurement would count refusals).
 dpop: { proof_max_age: 30m }
+$extra
 YAML
   RUST_LOG=info taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
     "$bin" run -c "$work/gw.yaml" 2>"$work/gw.log" &
   vg=$!
   for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$admin/healthz" && break; sleep 0.2; done
+  if [ "$case" = explorer ]; then
+    # Off by default: prove it is on, or the figure is the plain DPoP one.
+    curl -sf -o /dev/null "http://127.0.0.1:$admin/explorer/decisions.json" \
+      || { echo "explorer: /explorer/decisions.json does not answer" >&2; trap - EXIT; exit 1; }
+  fi
   url="http://127.0.0.1:$port/r"
+  [ "$case" = decide ] && url="http://127.0.0.1:$decide/r"
   total=$((WARM + N))
-  if [ "$case" = dpop ]; then
+  if [ "$case" != none ]; then
     "$bin" keygen --alg ES256 > "$work/client.jwk"
     token=$("$bin" token --issuer-key config/demo/issuer-key.jwk --bind "$work/client.jwk" --aud https://api.example.com --ttl 3600)
     : > "$work/curl.cfg"
@@ -68,6 +83,6 @@ YAML
     echo "$case: only ${forwarded:-0} of $total requests forwarded; see $work/gw.log" >&2
     trap - EXIT; exit 1
   fi
-  printf '%-5s %8d instructions per request (%s requests, second dump %s)\n' "$case" $((ir / N)) "$N" "$(basename "$second")"
+  printf '%-8s %8d instructions per request (%s requests, second dump %s)\n' "$case" $((ir / N)) "$N" "$(basename "$second")"
   rm -f "$work"/cg.out*
 done

@@ -7,9 +7,11 @@
 //! generator on core 1 of this process, and the built gateway binary (`CARGO_BIN_EXE_dpop-gateway`,
 //! `run -c <generated config>`) as a child under `taskset -c 0`; pre-generates unique ES256 proofs
 //! (never reusing a `jti`) for a few client keys; then measures, in one run:
-//! (a) upstream direct, (b) gateway `auth: none`, (b') the same with an HTTPS upstream, (c) gateway verifying DPoP with the memory
+//! (a) upstream direct, (b) gateway `auth: none`, (b')/(c'')/(b'') HTTPS and HTTP/2 upstreams
+//! (benches/load/upstreams.rs), (c) gateway verifying DPoP with the memory
 //! replay cache, (d) the same with Redis (when a `redis-server` is installed and the gateway
-//! accepts `backend: redis`), (e) nginx as a plain reverse proxy (when installed), then open-loop
+//! accepts `backend: redis`), (e) nginx as a plain reverse proxy (when installed), (f) forward-auth
+//! decisions behind nginx auth_request (benches/load/decide.rs), then open-loop
 //! latency at 50% of (c)'s rate against (a) and (c), and a streamed upload through (c).
 //!
 //! Per run: requests/s, latency p50/p99/p99.9, CPU µs per request of the proxy process(es) (from
@@ -27,10 +29,12 @@
 mod ports;
 
 mod client;
+mod decide;
 mod launch;
 mod process;
 mod requests;
 mod upstream;
+mod upstreams;
 
 use client::*;
 use launch::*;
@@ -259,56 +263,6 @@ impl Run {
     }
 }
 
-/// (b') as (b), the upstream reached over HTTPS (a private CA, one kept-alive TLS connection
-/// per client connection): what TLS to the upstream costs per request.
-async fn tls_upstream_phase(r: &Run, jwks: &Path) -> Phase {
-    let name = "(b') gateway auth: none, HTTPS upstream";
-    let ca_file = r.dir.join("upstream-ca.pem");
-    let acceptor = test_tls(&ca_file);
-    let listener = match TcpListener::bind("127.0.0.1:0").await {
-        Ok(l) => l,
-        Err(e) => return skipped(name, format!("upstream bind: {e}")),
-    };
-    let Ok(tls_up) = listener.local_addr() else {
-        return skipped(name, "upstream addr".into());
-    };
-    tokio::task::spawn_local(tls_upstream(listener, acceptor));
-    let port = free_port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let yaml = gateway_yaml(
-        port,
-        r.upstream,
-        jwks,
-        "  backend: memory\n  capacity: 1000000",
-        60,
-    )
-    .replace(
-        &format!("url: \"http://{}\"", r.upstream),
-        &format!(
-            "url: \"https://localhost:{}\"\n  tls: {{ ca_file: \"{}\" }}",
-            tls_up.port(),
-            ca_file.display()
-        ),
-    );
-    let gw = match start_gateway(&r.dir, "gateway-https-upstream", &yaml, addr) {
-        Ok(g) => g,
-        Err(e) => return skipped(name, format!("the gateway did not start: {e}")),
-    };
-    let mut phase = r
-        .closed(
-            name,
-            addr,
-            Source::Fixed(plain_request(addr, "/open/x")),
-            Some(&gw),
-        )
-        .await;
-    phase
-        .note
-        .push_str("TLS 1.3 to the upstream, connections kept alive");
-    gw.stop();
-    phase
-}
-
 fn skipped(name: &str, why: String) -> Phase {
     Phase {
         name: name.into(),
@@ -424,6 +378,12 @@ async fn run(plan: Plan) -> String {
     // LOADBENCH_ONLY=open runs (c) and then the open-loop pair (for the latency tail);
     // LOADBENCH_ONLY=b runs (a) and (b) (for profiling the proxy hop).
     let only = std::env::var("LOADBENCH_ONLY").unwrap_or_default();
+    // LOADBENCH_ONLY=f runs (b), (c) and the forward-auth decision rows (benches/load/decide.rs).
+    if only == "f" {
+        let out = decide::alone(&r, &gw, gw_addr, &jwks, &keys, &tokens, verify_ns).await;
+        gw.stop();
+        return out;
+    }
     let (d, g, k, t, len) = (&dir, &gw, &keys[0], &tokens[0], plan.upload_bytes);
     let upload = move || upload_phase(d, g, up, gw_addr, k, t, len);
     if only == "upload" {
@@ -453,7 +413,7 @@ async fn run(plan: Plan) -> String {
             )
             .await;
         phases.push(b);
-        phases.push(tls_upstream_phase(&r, &jwks).await);
+        phases.extend(upstreams::rows(&r, &jwks, &keys, &tokens, verify_ns).await);
         if only == "b" {
             gw.stop();
             let rows: Vec<String> = phases.iter().map(Phase::row).collect();
@@ -516,6 +476,14 @@ async fn run(plan: Plan) -> String {
             ..Phase::default()
         }),
     }
+
+    // (f): forward-auth decisions, direct and behind nginx auth_request.
+    let (f_rows, f_lines) = if only_open {
+        (Vec::new(), Vec::new())
+    } else {
+        decide::run(&r, &jwks, &keys, &tokens, verify_ns, &phases).await
+    };
+    phases.extend(f_rows);
 
     // Open loop at 50% of (c)'s max rate, direct and through the gateway.
     let rate = (c_rps * 0.5).max(100.0);
@@ -652,6 +620,9 @@ async fn run(plan: Plan) -> String {
         );
     }
     let _ = writeln!(out, "- {upload_line} (targets >= 80%, < 32 MiB)");
+    for l in f_lines {
+        let _ = writeln!(out, "- {l}");
+    }
     for n in notes {
         let _ = writeln!(out, "- note: {n}");
     }

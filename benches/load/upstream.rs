@@ -1,7 +1,9 @@
-//! The upstream every row forwards to: plain HTTP/1.1, or the same over TLS for the HTTPS
-//! upstream row.
+//! The upstream every row forwards to: plain HTTP/1.1, or the same over TLS or HTTP/2 (h2c)
+//! for the upstream-protocol rows (benches/load/upstreams.rs).
 
+use std::cell::Cell;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -24,36 +26,68 @@ pub async fn upstream(listener: TcpListener) {
     }
 }
 
-/// [`upstream`] over TLS (HTTP/1.1), with `acceptor`'s certificate.
-pub async fn tls_upstream(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor) {
+/// [`upstream`] over TLS (HTTP/1.1), with `acceptor`'s certificate; `handshakes` counts the
+/// completed TLS handshakes (with connections reused, far fewer than requests).
+pub async fn tls_upstream(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshakes: Rc<Cell<u64>>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
+        let handshakes = Rc::clone(&handshakes);
         tokio::task::spawn_local(async move {
             if let Ok(tls) = acceptor.accept(stream).await {
+                handshakes.set(handshakes.get() + 1);
                 serve(tls).await;
             }
         });
     }
 }
 
+/// [`upstream`] over HTTP/2 with prior knowledge (h2c); `connections` counts the accepted
+/// connections (one carries every request as a stream).
+pub async fn h2c_upstream(listener: TcpListener, connections: Rc<Cell<u64>>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        connections.set(connections.get() + 1);
+        tokio::task::spawn_local(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .max_concurrent_streams(1024)
+                .serve_connection(io, service_fn(answer))
+                .await;
+        });
+    }
+}
+
 async fn serve<S: AsyncRead + AsyncWrite + Unpin + 'static>(stream: S) {
     let io = hyper_util::rt::TokioIo::new(stream);
-    let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-        let mut body = req.into_body();
-        let mut n = 0u64;
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Some(d) = frame.data_ref() {
-                n += d.len() as u64;
-            }
+    let _ = http1::Builder::new()
+        .serve_connection(io, service_fn(answer))
+        .await;
+}
+
+/// `200 ok`, or the request body's length when it had one.
+async fn answer(
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<Full<Bytes>>, std::convert::Infallible> {
+    let mut body = req.into_body();
+    let mut n = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(d) = frame.data_ref() {
+            n += d.len() as u64;
         }
-        let text = if n > 0 { format!("{n}") } else { "ok".into() };
-        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(text))))
-    });
-    let _ = http1::Builder::new().serve_connection(io, svc).await;
+    }
+    let text = if n > 0 { format!("{n}") } else { "ok".into() };
+    Ok(http::Response::new(Full::new(Bytes::from(text))))
 }
 
 /// A CA and a `localhost` server certificate it signed: the CA written to `ca_file`, and the

@@ -1,14 +1,12 @@
 use super::*;
 use crate::dpop::ProofCheck;
 
-fn pending() -> Pending {
-    Pending {
+fn view() -> View {
+    View {
         at: 1000,
         method: "GET".into(),
         path: "/x".into(),
-        route: "/".into(),
         open: None,
-        description: None,
         scheme: Some("DPoP"),
         route_nonce: false,
         proof_bytes: Some(500),
@@ -18,10 +16,46 @@ fn pending() -> Pending {
         }),
         token: None,
         jkt: Some("abc".into()),
-        jkt_verified: true,
         htu: Some("https://a/x".into()),
         ath_expected: Some("hash".into()),
         token_jkt: Some("abc".into()),
+        limits: Limits {
+            max_age: 60,
+            clock_skew: 5,
+            max_proof_bytes: 8192,
+            require_ath: true,
+        },
+    }
+}
+
+/// A recorded request: its proof and token as sent (the signatures are dropped).
+fn pending(path: &str, key: u8) -> Pending {
+    let proof = format!(
+        "{}.{}.c2lnbmF0dXJl",
+        B64.encode(br#"{"typ":"dpop+jwt","alg":"ES256"}"#),
+        B64.encode(br#"{"htm":"GET","htu":"https://a/x","iat":958,"jti":"j"}"#)
+    );
+    let token = format!(
+        "{}.{}.dG9rZW5zaWc",
+        B64.encode(br#"{"alg":"ES256"}"#),
+        B64.encode(br#"{"sub":"s","cnf":{"jkt":"abc"}}"#)
+    );
+    Pending {
+        at: 1000,
+        method: Method::GET,
+        path: path.into(),
+        route: "/".into(),
+        open: None,
+        description: None,
+        scheme: Some("DPoP"),
+        route_nonce: false,
+        proof_bytes: Some(proof.len()),
+        proof: Segments::of(&proof),
+        token: Segments::of(&token),
+        signed_by: Some(Thumbprint::from_bytes([key; 32])),
+        htu: Some("https://a/x".into()),
+        ath_expected: Some([7; 32]),
+        ath_as_claimed: false,
         limits: Limits {
             max_age: 60,
             clock_skew: 5,
@@ -37,7 +71,7 @@ fn statuses(checks: &[Check]) -> Vec<(&'static str, &'static str)> {
 
 #[test]
 fn the_gateways_reason_is_the_one_failed_check_and_later_ones_are_not_reached() {
-    let p = pending();
+    let p = view();
     let checks = p.checks(
         Some(Reason::Proof(ProofCheck::Htm)),
         StatusCode::UNAUTHORIZED,
@@ -61,7 +95,7 @@ fn the_gateways_reason_is_the_one_failed_check_and_later_ones_are_not_reached() 
 
 #[test]
 fn every_reason_names_a_listed_check() {
-    let p = pending();
+    let p = view();
     for reason in Reason::all() {
         for bearer in [false, true] {
             let name = failed_check(reason, bearer);
@@ -81,7 +115,7 @@ fn every_reason_names_a_listed_check() {
 
 #[test]
 fn forwarded_passes_all_and_skips_what_does_not_apply() {
-    let p = pending();
+    let p = view();
     let checks = p.checks(None, StatusCode::OK);
     for c in &checks {
         let want = if c.name == "nonce" { "skipped" } else { "pass" };
@@ -98,7 +132,7 @@ fn forwarded_passes_all_and_skips_what_does_not_apply() {
 
 #[test]
 fn a_bearer_request_skips_the_proof_and_fails_at_the_credentials() {
-    let mut p = pending();
+    let mut p = view();
     p.scheme = Some("Bearer");
     let checks = p.checks(
         Some(Reason::Token(TokenCheck::Binding)),
@@ -113,7 +147,7 @@ fn a_bearer_request_skips_the_proof_and_fails_at_the_credentials() {
 
 #[test]
 fn open_routes_list_no_checks() {
-    let mut p = pending();
+    let mut p = view();
     p.open = Some("auth: none route: forwarded without checks");
     assert!(p.checks(None, StatusCode::OK).is_empty());
 }
@@ -122,9 +156,7 @@ fn open_routes_list_no_checks() {
 fn the_ring_keeps_the_last_n_newest_first() {
     let x = Explorer::new(3);
     for i in 0..5 {
-        let mut p = pending();
-        p.path = format!("/{i}");
-        p.finish(
+        pending(&format!("/{i}"), 1).finish(
             &x,
             ("forwarded", "none"),
             None,
@@ -159,9 +191,8 @@ fn filters_parse_and_match() {
 
     let x = Explorer::new(10);
     let record = |outcome, reason| {
-        let mut p = pending();
-        p.jkt = Some(if reason == "htm" { "k1" } else { "k2" }.into());
-        p.finish(
+        let key = if reason == "htm" { 1 } else { 2 };
+        pending("/x", key).finish(
             &x,
             (outcome, reason),
             None,
@@ -178,7 +209,8 @@ fn filters_parse_and_match() {
     assert_eq!(count("outcome=refused"), 1);
     assert_eq!(count("outcome=forwarded"), 1);
     assert_eq!(count("reason=htm"), 1);
-    assert_eq!(count("jkt=k2"), 2);
+    let k2 = Thumbprint::from_bytes([2; 32]).to_string();
+    assert_eq!(count(&format!("jkt={k2}")), 2);
     assert_eq!(count("after=1"), 2);
 }
 
@@ -225,4 +257,86 @@ fn off_answers_404_and_on_serves_the_page_with_its_policy() {
         Explorer::respond(Some(&x), &other).status(),
         StatusCode::NOT_FOUND
     );
+}
+
+#[test]
+fn a_recorded_decision_is_decoded_when_read_and_keeps_no_signature() {
+    let x = Explorer::new(4);
+    pending("/x", 3).finish(
+        &x,
+        ("forwarded", "none"),
+        None,
+        StatusCode::OK,
+        Duration::from_micros(9),
+        Some(Duration::from_micros(4)),
+    );
+    let kept = x.decisions(&Filter::default());
+    let r = &kept[0];
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/x"));
+    assert_eq!(
+        r.jkt.as_deref(),
+        Some(Thumbprint::from_bytes([3; 32]).to_string().as_str())
+    );
+    assert!(r.jkt_verified);
+    let proof = r.proof.as_ref().unwrap();
+    assert_eq!(proof.header["typ"], "dpop+jwt");
+    assert_eq!(proof.claims["htu"], "https://a/x");
+    assert_eq!(r.token.as_ref().unwrap().claims["sub"], "s");
+    let check = |name: &str| r.checks.iter().find(|c| c.name == name).unwrap();
+    assert_eq!(check("binding").expected.as_deref(), Some("cnf.jkt abc"));
+    assert_eq!(
+        check("ath").expected.as_deref(),
+        Some(B64.encode([7; 32]).as_str())
+    );
+    assert_eq!(check("htm").actual.as_deref(), Some("GET"));
+    let text = serde_json::to_string(&kept).unwrap();
+    assert!(!text.contains("c2lnbmF0dXJl") && !text.contains("dG9rZW5zaWc"));
+}
+
+#[test]
+fn what_a_decision_keeps_is_bounded_in_bytes() {
+    let jws = |claims: &Value| {
+        format!(
+            "{}.{}.c2ln",
+            B64.encode(br#"{"alg":"ES256"}"#),
+            B64.encode(claims.to_string())
+        )
+    };
+    let size = |s: &Segments| match s {
+        Segments::Json { bytes, .. } => bytes.len(),
+        Segments::TooLarge(_) => 0,
+    };
+    // Long strings: trimmed when recorded, shown as before.
+    let long = jws(&serde_json::json!({"sub": "x".repeat(100_000)}));
+    let kept = Segments::of(&long).unwrap();
+    assert!(size(&kept) <= MAX_KEPT_JWS);
+    let d = kept.decode().unwrap();
+    assert_eq!(
+        d.claims["sub"].as_str().unwrap().chars().count(),
+        MAX_STRING + 1
+    );
+    // Still too large trimmed (32 members of 200 characters at each of 4 levels): not kept.
+    let wide: Value = (0..32)
+        .map(|i| {
+            let inner: Map<String, Value> = (0..32)
+                .map(|j| (format!("{j}"), Value::from("y".repeat(300))))
+                .collect();
+            (format!("{i}"), Value::Object(inner))
+        })
+        .collect::<Map<String, Value>>()
+        .into();
+    let wide = Segments::of(&jws(&wide)).unwrap();
+    assert!(matches!(wide, Segments::TooLarge(_)));
+    assert!(wide.decode().unwrap().header.is_string());
+    // The path and the computed htu are capped too.
+    let path = format!("/{}", "p".repeat(100_000));
+    assert!(capped(&path).len() <= MAX_KEPT_STR + 3);
+    assert_eq!(
+        bounded_str(&capped(&path)),
+        bounded_str(&path),
+        "shown as the whole would be"
+    );
+    // Opaque tokens and garbage are not kept.
+    assert!(Segments::of("opaque").is_none());
+    assert!(Segments::of("!!.??.x").is_none());
 }
