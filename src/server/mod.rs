@@ -172,6 +172,7 @@ impl Running {
             rx.clone(),
             config.shutdown_timeout,
         ));
+        ready.set_upstream_ok(config.upstream.readiness == UpstreamReadiness::None);
         let tasks = spawn_generation(&state, &config, &ready, &rx);
         let scrape_live = live.clone();
         let before_scrape: admin::BeforeScrape = Arc::new(move || {
@@ -271,7 +272,10 @@ pub(crate) fn spawn_generation(
     }
     // Before the latch opens (at start): remote keys are usually not loaded yet.
     ready.set_keys_loaded(state.tokens.keys_loaded());
-    ready.set_upstream_ok(config.upstream.readiness == UpstreamReadiness::None);
+    // A check's result stands until the new check's first one (no flap at a reload).
+    if config.upstream.readiness == UpstreamReadiness::None {
+        ready.set_upstream_ok(true);
+    }
     let task = tokio::spawn(upstream_ready::watch(
         config.upstream.clone(),
         ready.clone(),

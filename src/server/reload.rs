@@ -34,6 +34,20 @@ pub(crate) type Live = Arc<ArcSwap<State>>;
 /// been the same for one more interval (a file being written is not read half-way).
 pub(crate) const CONFIG_WATCH_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How long a reload waits for the new state's remote keys (`jwks_uri`, discovery) when the
+/// running state has its keys.
+const KEYS_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether `state`'s token keys are loaded, waiting for them at most `limit`.
+async fn keys_loaded_within(state: &State, limit: Duration) -> bool {
+    let waited = tokio::time::timeout(limit, async {
+        while !state.tokens.keys_loaded() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    waited.await.is_ok()
+}
+
 /// Reloads the configuration from its file; cheap to clone.
 #[derive(Clone)]
 pub struct Reloader {
@@ -72,10 +86,6 @@ pub enum ReloadOutcome {
     Failed(String),
 }
 
-/// Starts the tasks that belong to one generation of the state (see [`Generation::tasks`]).
-pub(crate) type SpawnGeneration =
-    fn(&Arc<State>, &Config, &Readiness, &watch::Receiver<bool>) -> Vec<AbortHandle>;
-
 // === impl Reloader ===
 
 impl Reloader {
@@ -102,10 +112,6 @@ impl Reloader {
     /// names what asked (`SIGHUP`, `file change`) in the log line. Counted in
     /// `dpop_gateway_config_reloads_total{result}`.
     pub async fn reload(&self, trigger: &'static str) -> ReloadOutcome {
-        self.reload_with(trigger, super::spawn_generation).await
-    }
-
-    async fn reload_with(&self, trigger: &'static str, spawn: SpawnGeneration) -> ReloadOutcome {
         let inner = &self.inner;
         let mut current = inner.current.lock().await;
         let path = inner.path.clone();
@@ -122,6 +128,22 @@ impl Reloader {
         })
         .await
         .unwrap_or_else(|e| Err(format!("the reload task failed: {e}")));
+        // Remote keys load in the background: swapped in before they are, the new state would
+        // refuse every token (and make the pod unready) where the running one checks them.
+        let had_keys = inner.live.load().tokens.keys_loaded();
+        let built = match built {
+            Ok((config, needs_restart, state)) if had_keys => {
+                if keys_loaded_within(&state, KEYS_WAIT).await {
+                    Ok((config, needs_restart, state))
+                } else {
+                    Err(format!(
+                        "the authorization server's keys for the new configuration did not load within {}s",
+                        KEYS_WAIT.as_secs()
+                    ))
+                }
+            }
+            other => other,
+        };
         let file = inner.path.display().to_string();
         match built {
             Ok((config, needs_restart, state)) => {
@@ -130,7 +152,8 @@ impl Reloader {
                 for task in current.tasks.drain(..) {
                     task.abort();
                 }
-                current.tasks = spawn(&state, &config, &inner.ready, &inner.shutdown);
+                current.tasks =
+                    super::spawn_generation(&state, &config, &inner.ready, &inner.shutdown);
                 for key in &needs_restart {
                     tracing::warn!(
                         %file,

@@ -936,8 +936,20 @@ fn check_manifests_agree(what: &str, config: &Yaml, docs: &[Yaml]) {
     assert_eq!(gw["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(gw["readinessProbe"]["httpGet"]["port"], "admin");
 
-    // Mounts where the config (and the image's CMD) look; the TLS Secret only with TLS.
-    assert_eq!(mount_path(gw, "config"), "/etc/dpop-gateway/gateway.yaml");
+    // Mounts where the config (the gateway's args) looks, a directory so that ConfigMap updates
+    // arrive (and are reloaded); the TLS Secret only with TLS.
+    assert_eq!(mount_path(gw, "config"), "/etc/dpop-gateway/config");
+    let args: Vec<&str> = gw["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(
+        args,
+        ["run", "-c", "/etc/dpop-gateway/config/gateway.yaml"],
+        "{what}"
+    );
     let jwks = Path::new(config["access_token"]["jwks_file"].as_str().unwrap());
     assert_eq!(Path::new(mount_path(gw, "jwks")), jwks.parent().unwrap());
     let volumes = pod["volumes"].as_sequence().unwrap();
