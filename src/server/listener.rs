@@ -183,9 +183,8 @@ pub(crate) async fn serve_with<H: Handler>(
         let slot = Arc::new(permit);
         let budget = ClientBudget::new(limits.max_concurrent_streams as usize, Arc::clone(&slot));
         let resets = Arc::new(Resets::default());
-        let gauge = crate::metrics::GaugeGuard::new(
-            metrics.open_connections.with_label_values(&[label]),
-        );
+        let gauge =
+            crate::metrics::GaugeGuard::new(metrics.open_connections.with_label_values(&[label]));
         let live = live.clone();
         let meta = ConnMeta { remote, scheme };
         let streams = Streams::new();

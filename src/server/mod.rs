@@ -26,9 +26,9 @@ use crate::config::{Config, KeySource, UpstreamReadiness};
 use crate::metrics::Metrics;
 use crate::replay::ReplayStore;
 pub use crate::state::StartError;
-pub use reload::{ReloadOutcome, Reloader};
 use crate::state::State;
 use crate::token::TokenValidator;
+pub use reload::{ReloadOutcome, Reloader};
 
 /// How often TLS files are checked for a change (the contract promises 30 s).
 pub(crate) const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
@@ -194,7 +194,11 @@ impl Running {
             state.explorer.clone(),
             admin_rx,
         ));
-        tokio::spawn(watchers::dependencies(live.clone(), ready.clone(), rx.clone()));
+        tokio::spawn(watchers::dependencies(
+            live.clone(),
+            ready.clone(),
+            rx.clone(),
+        ));
         let reloader = match (path, stamp) {
             (Some(path), Some(stamp)) => {
                 let generation = reload::Generation {

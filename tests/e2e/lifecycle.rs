@@ -65,7 +65,11 @@ async fn sighup_reloads_and_the_request_in_flight_completes() {
         .lines()
         .filter(|l| l.contains("configuration reloaded") && l.contains("SIGHUP"))
         .collect::<Vec<_>>();
-    assert_eq!(reloaded.len(), 2, "one reload, and its line, per SIGHUP:\n{text}");
+    assert_eq!(
+        reloaded.len(),
+        2,
+        "one reload, and its line, per SIGHUP:\n{text}"
+    );
     assert!(reloaded.iter().all(|l| l.contains("INFO")), "{text}");
 }
 

@@ -108,16 +108,18 @@ impl Fixture {
     }
 
     /// Sends SIGHUP and waits for the `result` counter to reach `n`.
-    async fn reload(&self, result: &str, n: u64) {
+    async fn reload(&self, result: &'static str, n: u64) {
         self.gw.signal("HUP");
         self.until_reloads(result, n, 10).await;
     }
 
     async fn until_reloads(&self, result: &'static str, n: u64, secs: u64) {
         let gw = &self.gw;
-        eventually(&format!("{result} reloads reach {n}"), secs, || async move {
-            reloads(gw, result).await >= n
-        })
+        eventually(
+            &format!("{result} reloads reach {n}"),
+            secs,
+            || async move { reloads(gw, result).await >= n },
+        )
         .await;
         assert_eq!(reloads(gw, result).await, n, "one reload per trigger");
     }
@@ -128,8 +130,16 @@ impl Fixture {
         get(self.gw.addr, path).await
     }
 
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap()
+    /// Waits until the log (written in batches) satisfies `f`; panics with it after 10 s.
+    async fn until_logged(&self, what: &str, f: impl Fn(&str) -> bool) {
+        for _ in 0..100 {
+            if f(&std::fs::read_to_string(&self.log).unwrap()) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let log = std::fs::read_to_string(&self.log).unwrap();
+        panic!("not logged within 10 s: {what}\n{log}");
     }
 }
 
@@ -221,12 +231,11 @@ async fn sighup_applies_new_routes_and_upstreams_while_a_slow_request_keeps_its_
         (200, "/one/x/slow".into()),
         "the request in flight completes with the config it started with"
     );
-    let log = f.log_text();
-    assert!(
+    f.until_logged("the reload", |log| {
         log.lines()
-            .any(|l| l.contains("configuration reloaded") && l.contains("SIGHUP")),
-        "{log}"
-    );
+            .any(|l| l.contains("configuration reloaded") && l.contains("SIGHUP"))
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -269,9 +278,11 @@ async fn reload_under_load_answers_from_the_old_or_the_new_config_never_a_mix() 
         f.reload("success", i as u64 + 1).await;
         let want = if v == 1 { "/one/x" } else { "/two/x" };
         let last = &last;
-        eventually(&format!("a client is answered by v{v}"), 10, || async move {
-            *last.lock().unwrap() == want
-        })
+        eventually(
+            &format!("a client is answered by v{v}"),
+            10,
+            || async move { *last.lock().unwrap() == want },
+        )
         .await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -294,18 +305,26 @@ async fn an_invalid_file_is_logged_at_its_position_and_the_running_config_is_kep
     f.write_text("listen: \"127.0.0.1:1\"\nroutes: [ { path_prefix: /x\n");
     f.reload("failure", 1).await;
     assert_eq!(f.get("/x").await, (200, "/one/x".into()), "v1 still serves");
-    let log = f.log_text();
-    assert!(failure_logged(&log, &file, None, ""), "{log}");
+    f.until_logged("the syntax error", |log| {
+        failure_logged(log, &file, None, "")
+    })
+    .await;
 
     // An unknown key, on a line of its own.
     let good = config_yaml(&f.options(1), &f.a, &f.issuer);
     let text = format!("{good}bogus_key: 1\n");
-    let line = text.lines().position(|l| l.starts_with("bogus_key")).unwrap() + 1;
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("bogus_key"))
+        .unwrap()
+        + 1;
     f.write_text(&text);
     f.reload("failure", 2).await;
     assert_eq!(f.get("/x").await, (200, "/one/x".into()), "v1 still serves");
-    let log = f.log_text();
-    assert!(failure_logged(&log, &file, Some(line), "bogus_key"), "{log}");
+    f.until_logged("the unknown key", |log| {
+        failure_logged(log, &file, Some(line), "bogus_key")
+    })
+    .await;
 
     // Valid YAML naming a file that does not exist: refused before anything is swapped.
     let missing = good.replace(
@@ -315,8 +334,10 @@ async fn an_invalid_file_is_logged_at_its_position_and_the_running_config_is_kep
     f.write_text(&missing);
     f.reload("failure", 3).await;
     assert_eq!(f.get("/x").await, (200, "/one/x".into()), "v1 still serves");
-    let log = f.log_text();
-    assert!(failure_logged(&log, &file, None, "jwks_file"), "{log}");
+    f.until_logged("the missing jwks_file", |log| {
+        failure_logged(log, &file, None, "jwks_file")
+    })
+    .await;
     assert_eq!(reloads(&f.gw, "success").await, 0);
 
     // A later valid file applies.
@@ -347,12 +368,11 @@ async fn a_listen_change_is_logged_as_needing_a_restart_and_the_rest_applies() {
         tokio::net::TcpStream::connect(elsewhere).await.is_err(),
         "nothing listens on the new address"
     );
-    let log = f.log_text();
-    assert!(
+    f.until_logged("listen needs a restart", |log| {
         log.lines()
-            .any(|l| l.contains("needs a restart") && l.contains("listen")),
-        "{log}"
-    );
+            .any(|l| l.contains("needs a restart") && l.contains("key=\"listen\""))
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -380,7 +400,11 @@ async fn a_proof_accepted_before_a_reload_is_refused_as_replayed_after_it() {
     f.reload("success", 1).await;
 
     let again = send(signed).await;
-    assert_eq!(again.status(), 401, "the memory replay store outlives the reload");
+    assert_eq!(
+        again.status(),
+        401,
+        "the memory replay store outlives the reload"
+    );
     assert_eq!(www_error(&again).as_deref(), Some("invalid_dpop_proof"));
     assert!(
         !f.a.requests().iter().any(|r| r.uri == "/zero/r"),
@@ -398,10 +422,9 @@ async fn a_change_of_the_file_is_reloaded_without_a_signal() {
     // Checked every 5 s, applied once it has settled for one check.
     f.until_reloads("success", 1, 30).await;
     assert_eq!(f.get("/x").await, (200, "/two/x".into()));
-    let log = f.log_text();
-    assert!(
+    f.until_logged("the reload", |log| {
         log.lines()
-            .any(|l| l.contains("configuration reloaded") && l.contains("file change")),
-        "{log}"
-    );
+            .any(|l| l.contains("configuration reloaded") && l.contains("file change"))
+    })
+    .await;
 }
