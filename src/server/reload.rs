@@ -288,7 +288,7 @@ mod tests {
     use crate::config::ProcessEnv;
 
     fn config(yaml: &str) -> Config {
-        let base = "access_token: { issuer: \"https://as.example.com\", audience: \"a\", jwks_file: config/demo/jwks.json }\n";
+        let base = "upstream: { url: \"http://127.0.0.1:8080\" }\naccess_token: { issuer: \"https://as.example.com\", audience: \"a\", jwks_file: config/demo/jwks.json }\n";
         Config::from_yaml_str(&format!("{base}{yaml}"), "<inline>", &ProcessEnv).unwrap()
     }
 
