@@ -273,6 +273,11 @@ async fn reload_under_load_answers_from_the_old_or_the_new_config_never_a_mix() 
             }
         }));
     }
+    let ready = &sent;
+    eventually("the clients are answered by v1", 10, || async move {
+        ready.load(Ordering::Relaxed) >= 4
+    })
+    .await;
     for (i, v) in [2, 1, 2, 1, 2, 1].into_iter().enumerate() {
         f.write(v);
         f.reload("success", i as u64 + 1).await;
