@@ -227,6 +227,7 @@ fn runtime_builder() -> (tokio::runtime::Builder, &'static str) {
 }
 
 fn run(arg: Option<PathBuf>) -> ExitCode {
+    let path = config_path(arg.clone());
     let config = match load(arg) {
         Ok(c) => c,
         Err(code) => return code,
@@ -244,9 +245,9 @@ fn run(arg: Option<PathBuf>) -> ExitCode {
     runtime.block_on(async move {
         // Before anything that takes time: until a handler is installed, SIGHUP's default
         // action ends the process (exit 129) and SIGTERM's skips the drain.
-        let signals = Signals::install();
+        let mut signals = Signals::install();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let running = match Running::start(config, clock).await {
+        let running = match Running::start_reloadable(config, path, clock).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
@@ -254,6 +255,9 @@ fn run(arg: Option<PathBuf>) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        if let Some(reloader) = running.reloader() {
+            signals.reload_on_hangup(reloader.clone());
+        }
         signals.shutdown_requested().await;
         tracing::info!("shutting down: not ready, draining in-flight requests");
         running.shutdown().await;
@@ -314,10 +318,12 @@ fn demo(options: crate::demo::Options) -> ExitCode {
     }
 }
 
-/// The signals `run` handles: SIGTERM and SIGINT begin the drain; SIGHUP is logged and
-/// ignored (config reload is not implemented yet, and its default action would end the process
-/// mid-request).
+/// The signals `run` handles: SIGTERM and SIGINT begin the drain; SIGHUP reloads the config
+/// file (its default action would end the process mid-request: it is handled from the start,
+/// and one received while starting is answered once the gateway runs).
 struct Signals {
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
     #[cfg(unix)]
     term: Option<tokio::signal::unix::Signal>,
     #[cfg(unix)]
@@ -325,30 +331,37 @@ struct Signals {
 }
 
 impl Signals {
-    /// Installs the handlers; SIGHUP is answered by a task that lives as long as the runtime.
+    /// Installs the handlers.
     #[cfg(unix)]
     fn install() -> Signals {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::hangup()) {
-            Ok(mut hup) => {
-                tokio::spawn(async move {
-                    while hup.recv().await.is_some() {
-                        tracing::info!("SIGHUP received: reload is not implemented yet, ignoring");
-                    }
-                });
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP"),
-        }
         let handle = |kind: SignalKind, name: &str| {
             signal(kind)
                 .map_err(|e| tracing::warn!(error = %e, signal = name, "cannot handle the signal"))
                 .ok()
         };
         Signals {
+            hup: handle(SignalKind::hangup(), "SIGHUP"),
             term: handle(SignalKind::terminate(), "SIGTERM"),
             int: handle(SignalKind::interrupt(), "SIGINT"),
         }
     }
+
+    /// Answers each SIGHUP with a reload, one at a time, for as long as the runtime lives.
+    #[cfg(unix)]
+    fn reload_on_hangup(&mut self, reloader: crate::server::Reloader) {
+        if let Some(mut hup) = self.hup.take() {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP received: reloading the configuration");
+                    let _ = reloader.reload("SIGHUP").await;
+                }
+            });
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn reload_on_hangup(&mut self, _reloader: crate::server::Reloader) {}
 
     #[cfg(not(unix))]
     fn install() -> Signals {

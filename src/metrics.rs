@@ -91,6 +91,11 @@ pub struct Metrics {
     /// `dpop_gateway_jwks_last_success_timestamp_seconds`: when the token signing keys were
     /// last loaded (file read or fetch); the keys' age is `time() - this`.
     pub jwks_last_success: IntGauge,
+    /// `dpop_gateway_config_reloads_total{result}`: SIGHUP or config file change.
+    pub config_reloads: IntCounterVec,
+    /// `dpop_gateway_config_last_reload_success_timestamp_seconds`: when the running
+    /// configuration was loaded (at start, then by each successful reload).
+    pub config_last_reload_success: IntGauge,
 }
 
 /// One upstream's series of the upstream metrics, resolved once when the upstream is built so
@@ -324,6 +329,17 @@ impl Metrics {
                 "dpop_gateway_jwks_last_success_timestamp_seconds",
                 "Unix time the access-token signing keys were last loaded (0: never).",
             )?,
+            config_reloads: IntCounterVec::new(
+                Opts::new(
+                    "dpop_gateway_config_reloads_total",
+                    "Configuration reloads (SIGHUP or a change of the file) by result (success, failure).",
+                ),
+                &["result"],
+            )?,
+            config_last_reload_success: IntGauge::new(
+                "dpop_gateway_config_last_reload_success_timestamp_seconds",
+                "Unix time the running configuration was loaded (at start, then by each successful reload).",
+            )?,
             registry,
         };
         m.register_all()?;
@@ -346,6 +362,7 @@ impl Metrics {
             m.tls_reloads.with_label_values(&[result]);
             m.jwks_fetches.with_label_values(&[result]);
             m.introspections.with_label_values(&[result]);
+            m.config_reloads.with_label_values(&[result]);
         }
         let build = IntGaugeVec::new(
             Opts::new(
@@ -383,6 +400,8 @@ impl Metrics {
         r.register(Box::new(self.jwks_fetches.clone()))?;
         r.register(Box::new(self.introspections.clone()))?;
         r.register(Box::new(self.jwks_last_success.clone()))?;
+        r.register(Box::new(self.config_reloads.clone()))?;
+        r.register(Box::new(self.config_last_reload_success.clone()))?;
         Ok(())
     }
 

@@ -43,8 +43,9 @@ pub struct State {
     pub(crate) proofs: ProofVerifier,
     /// Token checks.
     pub(crate) tokens: Tokens,
-    /// The replay store.
-    pub(crate) replay: ReplayStore,
+    /// The replay store: built once at start and shared by every reloaded state (a reload
+    /// never reopens a replay window).
+    pub(crate) replay: Arc<ReplayStore>,
     /// `replay_cache.on_error`.
     pub(crate) on_error: OnError,
     /// The upstreams, each with its own pool: `upstream` first, then `upstreams` in order
@@ -78,6 +79,20 @@ pub struct State {
     pub(crate) decision_path_prefix: Option<String>,
     /// The decision explorer, when `explorer.enabled` (`None`: nothing is recorded).
     pub(crate) explorer: Option<Arc<crate::explorer::Explorer>>,
+    /// `limits`, for the listener's new connections.
+    pub(crate) limits: crate::config::Limits,
+}
+
+/// What a reload carries from the running [`State`] to the next one, never rebuilt: the replay
+/// store (and the restart rule that goes with a memory store), the metrics, the explorer's ring
+/// and the clock.
+#[derive(Clone)]
+pub(crate) struct Carried {
+    replay: Arc<ReplayStore>,
+    process_start: Option<crate::replay::ProcessStart>,
+    explorer: Option<Arc<crate::explorer::Explorer>>,
+    metrics: Metrics,
+    clock: Arc<dyn Clock>,
 }
 
 /// What the listener knows about the connection a request came on.
@@ -238,6 +253,32 @@ impl State {
         clock: Arc<dyn Clock>,
         metrics: Metrics,
     ) -> Result<State, StartError> {
+        let carried = Carried::start(config, clock, metrics).await?;
+        State::build(config, carried)
+    }
+
+    /// What a reload keeps of this state (see [`Carried`]).
+    pub(crate) fn carried(&self) -> Carried {
+        Carried {
+            replay: Arc::clone(&self.replay),
+            process_start: self.process_start,
+            explorer: self.explorer.clone(),
+            metrics: self.metrics.clone(),
+            clock: Arc::clone(&self.clock),
+        }
+    }
+
+    /// The state for `config` around `carried`: routes, proof and token checks, nonce keys,
+    /// upstream pools, limits. Reads the files `config` names (`jwks_file`, CA and client
+    /// certificates) and awaits nothing: a reload runs it on a blocking thread.
+    pub(crate) fn build(config: &Config, carried: Carried) -> Result<State, StartError> {
+        let Carried {
+            replay,
+            process_start,
+            explorer,
+            metrics,
+            clock,
+        } = carried;
         let tokens = Tokens::new(
             config
                 .access_tokens
@@ -248,6 +289,60 @@ impl State {
                 })
                 .collect::<Result<_, _>>()?,
         );
+        let nonces = nonce_keys(config)?;
+        let router = Router::new(&config.routes, config.dpop.nonce.enabled);
+        if router.needs_nonces() && nonces.is_none() {
+            return Err(StartError(
+                "dpop.nonce.secrets: required when a route requires nonces".into(),
+            ));
+        }
+        Ok(State {
+            router,
+            uri_policy: UriPolicy {
+                public_url: config.public_url.clone(),
+                trust_forwarded: config.trust_forwarded_headers,
+            },
+            proofs: ProofVerifier::new(proof_policy(config)),
+            tokens,
+            replay,
+            on_error: config.replay_cache.on_error,
+            upstreams: build_upstreams(config, &metrics)?,
+            forward: config.forward.clone(),
+            metrics,
+            clock,
+            algs: config.dpop.algorithms.to_names(),
+            cors_allow_origins: config.cors_allow_origins.clone(),
+            idle_timeout: config.limits.idle_timeout,
+            max_header_bytes: config.limits.max_header_bytes,
+            encoded_slashes: config.paths.encoded_slashes,
+            nonces,
+            resource_metadata: config
+                .resource_metadata
+                .then(|| crate::resource_metadata::ResourceMetadata::from_config(config)),
+            process_start,
+            decision_path_prefix: config
+                .forward_auth
+                .as_ref()
+                .and_then(|f| f.path_prefix.clone()),
+            explorer,
+            limits: config.limits.clone(),
+        })
+    }
+}
+
+impl Carried {
+    /// The metrics every state records into.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// What the first state starts with: a new replay store (a Redis one connects now), the
+    /// process start for a memory store, the explorer when `explorer.enabled`.
+    async fn start(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+    ) -> Result<Carried, StartError> {
         let ttl = config.dpop.proof_max_age.as_secs() + config.dpop.clock_skew.as_secs();
         let process_start = match &config.replay_cache.backend {
             ReplayBackend::Memory { .. } => {
@@ -305,45 +400,15 @@ impl State {
                 )?)
             }
         };
-        let nonces = nonce_keys(config)?;
-        let router = Router::new(&config.routes, config.dpop.nonce.enabled);
-        if router.needs_nonces() && nonces.is_none() {
-            return Err(StartError(
-                "dpop.nonce.secrets: required when a route requires nonces".into(),
-            ));
-        }
-        Ok(State {
-            router,
-            uri_policy: UriPolicy {
-                public_url: config.public_url.clone(),
-                trust_forwarded: config.trust_forwarded_headers,
-            },
-            proofs: ProofVerifier::new(proof_policy(config)),
-            tokens,
-            replay,
-            on_error: config.replay_cache.on_error,
-            upstreams: build_upstreams(config, &metrics)?,
-            forward: config.forward.clone(),
-            metrics,
-            clock,
-            algs: config.dpop.algorithms.to_names(),
-            cors_allow_origins: config.cors_allow_origins.clone(),
-            idle_timeout: config.limits.idle_timeout,
-            max_header_bytes: config.limits.max_header_bytes,
-            encoded_slashes: config.paths.encoded_slashes,
-            nonces,
-            resource_metadata: config
-                .resource_metadata
-                .then(|| crate::resource_metadata::ResourceMetadata::from_config(config)),
+        Ok(Carried {
+            replay: Arc::new(replay),
             process_start,
-            decision_path_prefix: config
-                .forward_auth
-                .as_ref()
-                .and_then(|f| f.path_prefix.clone()),
             explorer: config
                 .explorer
                 .enabled
                 .then(|| Arc::new(crate::explorer::Explorer::new(config.explorer.decisions))),
+            metrics,
+            clock,
         })
     }
 }

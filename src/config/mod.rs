@@ -108,7 +108,7 @@ pub struct ExplorerConfig {
 }
 
 /// `tls`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsConfig {
     /// PEM certificate chain.
     pub cert: PathBuf,
@@ -267,7 +267,7 @@ pub struct NonceConfig {
 }
 
 /// `replay_cache`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplayCacheConfig {
     /// `backend` and its settings.
     pub backend: ReplayBackend,
@@ -282,7 +282,7 @@ pub struct ReplayCacheConfig {
 }
 
 /// `replay_cache.backend`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplayBackend {
     /// `memory` with `capacity` (default 1,000,000).
     Memory {
@@ -447,7 +447,7 @@ pub enum EncodedSlashes {
 }
 
 /// `limits`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// `max_proof_bytes` (default 8192).
     pub max_proof_bytes: usize,

@@ -30,6 +30,7 @@ use crate::state::{ConnMeta, State};
 
 use super::deadline::{Deadlines, HeadLimits, RefusalCounters};
 use super::h2_idle::{StreamOpen, Streams};
+use super::reload::Live;
 use super::tls::ReloadingAcceptor;
 
 /// Drives one connection until it ends; once the server shuts down, or an HTTP/2 connection
@@ -106,8 +107,7 @@ where
 pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<Arc<ReloadingAcceptor>>,
-    state: Arc<State>,
-    limits: Limits,
+    live: Live,
     shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
@@ -115,8 +115,7 @@ pub(crate) async fn serve(
     serve_with(
         listener,
         tls,
-        state,
-        limits,
+        live,
         shutdown,
         drain,
         label,
@@ -126,25 +125,29 @@ pub(crate) async fn serve(
 }
 
 /// Serves `listener` with `handler`, its connections counted under the `listener` label
-/// `label`, until `shutdown` flips; then drains connections for at most `drain`.
-#[allow(clippy::too_many_arguments)] // reason: the listener's parts, each used once
+/// `label`, until `shutdown` flips; then drains connections for at most `drain`. Each request
+/// is handled with the state current when it starts; each connection gets the `limits` current
+/// when it is accepted (but `max_connections`, fixed at start).
 pub(crate) async fn serve_with<H: Handler>(
     listener: TcpListener,
     tls: Option<Arc<ReloadingAcceptor>>,
-    state: Arc<State>,
-    limits: Limits,
+    live: Live,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
     label: &'static str,
     handler: H,
 ) {
-    let builder = builder(&limits);
+    let (mut limits, metrics) = {
+        let state = live.load();
+        (state.limits.clone(), state.metrics.clone())
+    };
+    let mut builder = builder(&limits);
     // Each connection task holds a slot until it ends: the drain waits for all of them back.
     let total =
         u32::try_from(limits.max_connections.min(Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
     let slots = Arc::new(Semaphore::new(total as usize));
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let refusals = &state.metrics.connection_refusals;
+    let refusals = &metrics.connection_refusals;
     let counters = RefusalCounters {
         head_too_large: refusals.with_label_values(&[Reason::HeadTooLarge.as_str()]),
         head_timeout: refusals.with_label_values(&[Reason::HeadTimeout.as_str()]),
@@ -169,14 +172,20 @@ pub(crate) async fn serve_with<H: Handler>(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
+        {
+            let current = live.load();
+            if current.limits != limits {
+                limits = current.limits.clone();
+                builder = self::builder(&limits);
+            }
+        }
         // Held by the connection and by every upstream exchange it starts (see ClientBudget).
         let slot = Arc::new(permit);
         let budget = ClientBudget::new(limits.max_concurrent_streams as usize, Arc::clone(&slot));
         let resets = Arc::new(Resets::default());
-        let gauge = crate::metrics::GaugeGuard::new(
-            state.metrics.open_connections.with_label_values(&[label]),
-        );
-        let state = state.clone();
+        let gauge =
+            crate::metrics::GaugeGuard::new(metrics.open_connections.with_label_values(&[label]));
+        let live = live.clone();
         let meta = ConnMeta { remote, scheme };
         let streams = Streams::new();
         let service = service_fn({
@@ -194,7 +203,8 @@ pub(crate) async fn serve_with<H: Handler>(
                     done: false,
                 });
                 Served {
-                    handled: handler(state.clone(), req, meta),
+                    // The state when the request starts, kept until it is done.
+                    handled: handler(live.load_full(), req, meta),
                     open,
                 }
             }

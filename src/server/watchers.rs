@@ -16,7 +16,7 @@ use crate::token::jwt::read_jwks_file;
 use crate::token::TokenValidator;
 
 /// How often `access_token.jwks_file` is checked for a change.
-const FILE_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const FILE_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How often the replay store is probed for readiness and its size exported.
 const DEPENDENCY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -35,13 +35,14 @@ pub(crate) struct FileStamp {
 /// without the replay check, and taking every replica out of its Service at once would turn a
 /// Redis outage into a full one.
 pub(super) async fn dependencies(
-    state: Arc<State>,
+    live: super::reload::Live,
     ready: Readiness,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut was_reachable = true;
     loop {
-        let reachable = match &state.replay {
+        let state = live.load_full();
+        let reachable = match &*state.replay {
             ReplayStore::Memory(m) => {
                 state
                     .metrics
@@ -65,6 +66,7 @@ pub(super) async fn dependencies(
         }
         ready.set_replay_store_fatal(!reachable && state.on_error == OnError::Reject);
         ready.set_keys_loaded(state.tokens.keys_loaded());
+        drop(state);
         tokio::select! {
             _ = tokio::time::sleep(DEPENDENCY_CHECK_INTERVAL) => {}
             _ = shutdown.changed() => return,

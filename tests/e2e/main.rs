@@ -27,6 +27,7 @@ mod paths;
 mod per_key;
 mod policy;
 mod proof_checks;
+mod reload;
 mod remote_keys;
 mod replay;
 mod replicas;

@@ -936,8 +936,20 @@ fn check_manifests_agree(what: &str, config: &Yaml, docs: &[Yaml]) {
     assert_eq!(gw["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(gw["readinessProbe"]["httpGet"]["port"], "admin");
 
-    // Mounts where the config (and the image's CMD) look; the TLS Secret only with TLS.
-    assert_eq!(mount_path(gw, "config"), "/etc/dpop-gateway/gateway.yaml");
+    // Mounts where the config (the gateway's args) looks, a directory so that ConfigMap updates
+    // arrive (and are reloaded); the TLS Secret only with TLS.
+    assert_eq!(mount_path(gw, "config"), "/etc/dpop-gateway/config");
+    let args: Vec<&str> = gw["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(
+        args,
+        ["run", "-c", "/etc/dpop-gateway/config/gateway.yaml"],
+        "{what}"
+    );
     let jwks = Path::new(config["access_token"]["jwks_file"].as_str().unwrap());
     assert_eq!(Path::new(mount_path(gw, "jwks")), jwks.parent().unwrap());
     let volumes = pod["volumes"].as_sequence().unwrap();
@@ -1020,7 +1032,7 @@ fn kubernetes_manifests_agree_with_the_config() {
     check_manifests_agree("base files", &config, &[docs, vec![monitor]].concat());
 
     // What kustomize renders: the base, and the TLS overlay, each with the config it
-    // generates, mounted under the generated (hash-suffixed) name.
+    // generates, under a fixed name (updated in place, reloaded by the gateway).
     for dir in ["deploy/kubernetes/base", "deploy/kubernetes/overlays/tls"] {
         let Some(k) = kustomize() else {
             return;
@@ -1034,7 +1046,7 @@ fn kubernetes_manifests_agree_with_the_config() {
         let config: Yaml =
             serde_yaml::from_str(configmaps[0]["data"]["gateway.yaml"].as_str().unwrap()).unwrap();
         let name = configmaps[0]["metadata"]["name"].as_str().unwrap();
-        assert!(name.starts_with("dpop-gateway-config-"), "{name}");
+        assert_eq!(name, "dpop-gateway-config", "{dir}");
         let deployment = doc(&docs, "Deployment");
         let volumes = deployment["spec"]["template"]["spec"]["volumes"]
             .as_sequence()

@@ -178,6 +178,11 @@ impl GatewayProcess {
             .map(|r| r.status().as_u16())
     }
 
+    /// The config file it runs with (rewrite it, then SIGHUP, to reload).
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
