@@ -516,6 +516,41 @@ mod method_tests {
     }
 
     #[test]
+    fn a_preflight_answer_lists_the_prefixs_methods_and_its_issuers_need_every_route() {
+        let mut get = r("/api", Some(&[Method::GET, Method::HEAD]), AuthMode::Dpop);
+        get.issuers = Some(vec!["https://a".into()]);
+        let mut post = r("/api", Some(&[Method::POST, Method::GET]), AuthMode::Dpop);
+        post.issuers = Some(vec!["https://b".into(), "https://a".into()]);
+        let rt = Router::new(
+            &[
+                get,
+                post,
+                r("/open", None, AuthMode::None),
+                r("/", None, AuthMode::Dpop),
+            ],
+            false,
+        );
+        let api = rt.find("/api/x");
+        assert_eq!(rt.cors_methods(api), "GET, HEAD, POST");
+        assert_eq!(
+            rt.accepted_issuers(api),
+            Some(vec!["https://a", "https://b"])
+        );
+        let open = rt.find("/open");
+        assert_eq!(rt.cors_methods(open), CORS_DEFAULT_METHODS);
+        assert_eq!(rt.accepted_issuers(open), None);
+        assert_eq!(rt.for_resource("/api").label(), "/api");
+        assert_eq!(rt.for_resource("").label(), "/");
+        assert_eq!(rt.for_resource("/api/deeper").label(), "/api");
+        let fallback = Router::new(&[r("/a", None, AuthMode::Dpop)], false);
+        assert_eq!(
+            fallback.cors_methods(fallback.find("/b")),
+            CORS_DEFAULT_METHODS
+        );
+        assert_eq!(fallback.accepted_issuers(fallback.find("/b")), None);
+    }
+
+    #[test]
     fn head_is_taken_only_where_listed() {
         let rt = Router::new(&[r("/a", Some(&[Method::GET]), AuthMode::Dpop)], false);
         assert_eq!(
