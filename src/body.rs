@@ -2,7 +2,8 @@
 //! constructors, [`IdleTimeoutBody`], which fails a body whose next frame is too slow to
 //! come (`limits.idle_timeout` between body reads), [`Watched`], which remembers how a
 //! client's body failed ([`BodyFault`]) so that a failed exchange is blamed on the right side,
-//! and [`CountedBody`], which counts bytes.
+//! [`CountedBody`], which counts bytes, and [`LimitedBody`], which fails a body that grows past
+//! a route's `max_body_bytes` before the frame that would cross it is passed on.
 //!
 //! Bodies are never collected here: frames go through as they arrive.
 
@@ -60,6 +61,18 @@ pin_project! {
     }
 }
 
+pin_project! {
+    /// Wraps a client's body and fails it with [`BodyTooLarge`] instead of passing on the data
+    /// frame that would take it past `limit` bytes: what follows it never sees more than
+    /// `limit` bytes, nor the body's end. Frames are passed as they come, never held.
+    pub struct LimitedBody<B> {
+        #[pin]
+        inner: B,
+        limit: u64,
+        seen: u64,
+    }
+}
+
 /// How a client's request body failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyFault {
@@ -67,6 +80,15 @@ pub enum BodyFault {
     Broken,
     /// No data for `idle_timeout` ([`IdleTimeout`]).
     TimedOut,
+    /// It grew past the route's `max_body_bytes` ([`BodyTooLarge`]).
+    TooLarge,
+}
+
+/// The error of a [`LimitedBody`] that grew past its limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyTooLarge {
+    /// The limit, in bytes.
+    pub limit: u64,
 }
 
 /// Reads what the [`Watched`] body made with it recorded.
@@ -133,6 +155,8 @@ where
                 let e: BoxError = e.into();
                 let fault = if e.downcast_ref::<IdleTimeout>().is_some() {
                     BodyFault::TimedOut
+                } else if e.downcast_ref::<BodyTooLarge>().is_some() {
+                    BodyFault::TooLarge
                 } else {
                     BodyFault::Broken
                 };
@@ -264,6 +288,71 @@ impl<B: Body> Body for CountedBody<B> {
     }
 }
 
+// === impl LimitedBody ===
+
+impl<B> LimitedBody<B> {
+    /// Wraps `inner`: at most `limit` bytes of data pass.
+    pub fn new(inner: B, limit: u64) -> Self {
+        Self {
+            inner,
+            limit,
+            seen: 0,
+        }
+    }
+}
+
+impl<B> Body for LimitedBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        match std::task::ready!(this.inner.poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.seen = this.seen.saturating_add(data.remaining() as u64);
+                    if *this.seen > *this.limit {
+                        let limit = *this.limit;
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit }))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+// === impl BodyTooLarge ===
+
+impl std::fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body is over {} bytes (max_body_bytes)",
+            self.limit
+        )
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
 // === impl IdleTimeout ===
 
 impl std::fmt::Display for IdleTimeout {
@@ -378,6 +467,30 @@ mod tests {
         ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
             Poll::Ready(Some(Err("invalid chunk size".into())))
         }
+    }
+
+    #[tokio::test]
+    async fn a_limited_body_passes_up_to_its_limit_and_fails_before_the_frame_past_it() {
+        let (tx, body) = channel_body();
+        let (body, watch) = watched(LimitedBody::new(body, 4));
+        tx.send(Bytes::from_static(b"ab")).await.unwrap();
+        tx.send(Bytes::from_static(b"cd")).await.unwrap();
+        drop(tx);
+        assert_eq!(&body.collect().await.unwrap().to_bytes()[..], b"abcd");
+        assert_eq!(watch.fault(), None);
+
+        let (tx, body) = channel_body();
+        let (mut body, watch) = watched(LimitedBody::new(body, 4));
+        tx.send(Bytes::from_static(b"abc")).await.unwrap();
+        tx.send(Bytes::from_static(b"de")).await.unwrap();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"abc");
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<BodyTooLarge>(),
+            Some(&BodyTooLarge { limit: 4 })
+        );
+        assert_eq!(watch.fault(), Some(BodyFault::TooLarge));
     }
 
     #[tokio::test]

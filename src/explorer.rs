@@ -257,6 +257,7 @@ impl Explorer {
                 p.open = Some("auth: none route: forwarded without checks")
             }
             Ok(Access::Open) => p.open = Some("CORS preflight: forwarded without checks"),
+            Ok(Access::Preflight(_)) => p.open = Some("CORS preflight: answered by the gateway"),
             Ok(Access::Authorized(_)) => {}
             Err(refusal) => p.refused(refusal),
         }
@@ -741,7 +742,8 @@ fn failed_check(reason: Reason, bearer: bool) -> &'static str {
         | R::UpstreamTimeout
         | R::UpstreamProtocol
         | R::RequestBody
-        | R::RequestBodyTimeout => "upstream",
+        | R::RequestBodyTimeout
+        | R::BodyTooLarge => "upstream",
     }
 }
 

@@ -12,6 +12,7 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub(crate) mod cors;
 pub(crate) mod credentials;
 pub(crate) mod demo;
 pub mod dpop;

@@ -28,7 +28,9 @@ use http::header::{HeaderValue, ACCESS_CONTROL_EXPOSE_HEADERS, ORIGIN};
 use http::request::Parts;
 use http::{Method, Request, Response};
 
-use crate::body::{self, BoxError, CountedBody, GatewayBody, IdleTimeoutBody};
+use crate::body::{
+    self, BodyFault, BoxError, CountedBody, GatewayBody, IdleTimeoutBody, LimitedBody,
+};
 use crate::clock::{self, UnixTime};
 use crate::config::{AuthMode, OnError};
 use crate::credentials::{self, Credentials};
@@ -52,6 +54,9 @@ pub enum Access {
     Local(Response<GatewayBody>),
     /// Forwarded without checks or identity: an `auth: none` route or a CORS preflight.
     Open,
+    /// A CORS preflight answered by the gateway (`cors.preflight: answer`): the proxy sends
+    /// this answer; the decision listener allows the preflight as it does an `Open` request.
+    Preflight(Response<GatewayBody>),
     /// Forwarded with the identity the checks proved.
     Authorized(Authorized),
 }
@@ -139,7 +144,7 @@ where
     let jkt = decision.signed_by.map(|s| s.jkt());
     let mut upstream = None;
     let (resp, outcome) = match decision.result {
-        Ok(Access::Local(resp)) => (resp, Outcome::Local),
+        Ok(Access::Local(resp) | Access::Preflight(resp)) => (resp, Outcome::Local),
         Ok(access) => {
             let sent = clock::monotonic();
             let forwarded = forward(&state, route, parts, body, conn, access).await;
@@ -154,7 +159,7 @@ where
                         state: &state,
                         conn,
                         head: None,
-                        nonce_route: route.nonce,
+                        route,
                         origin: origin.as_ref(),
                     };
                     refused(&state, route, &refusal, &answering)
@@ -166,7 +171,7 @@ where
                 state: &state,
                 conn,
                 head: Some(&parts),
-                nonce_route: route.nonce,
+                route,
                 origin: origin.as_ref(),
             };
             refused(&state, route, &refusal, &answering)
@@ -188,7 +193,7 @@ where
             listener: Listener::Proxy,
             route,
             method: &method,
-            origin: origin.is_some(),
+            origin: origin.as_ref(),
             request_id,
             labels,
             start,
@@ -205,8 +210,8 @@ struct Answered<'a> {
     listener: Listener,
     route: &'a Route,
     method: &'a Method,
-    /// The request had an `Origin`.
-    origin: bool,
+    /// The request's `Origin`.
+    origin: Option<&'a HeaderValue>,
     request_id: HeaderValue,
     /// `outcome` and `reason` labels.
     labels: (&'static str, &'static str),
@@ -216,19 +221,24 @@ struct Answered<'a> {
     upstream: Option<(&'a Arc<str>, Duration)>,
 }
 
-/// What every answer gets, whichever listener gave it: the CORS expose header, the request
-/// id, one metrics record and one access-log line.
+/// What every answer gets, whichever listener gave it: the CORS headers, the request id, one
+/// metrics record and one access-log line.
 fn answer(
     state: &State,
     mut resp: Response<GatewayBody>,
     a: Answered<'_>,
 ) -> Response<GatewayBody> {
-    if a.origin {
+    if let Some(origin) = a.origin {
         // RFC 9449 §7.1: browsers may only read these if they are exposed.
         resp.headers_mut().append(
             ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static("WWW-Authenticate, DPoP-Nonce"),
         );
+        // Preflights answered here: the upstream's responses get the origin it does not know
+        // to send.
+        if let (Some(cors), Some(_)) = (&state.cors_answer, a.upstream) {
+            cors.on_forwarded(state, &mut resp, origin);
+        }
     }
     resp.headers_mut()
         .insert(telemetry::X_REQUEST_ID, a.request_id);
@@ -357,6 +367,10 @@ async fn authorize_on(
         return Ok(Access::Local(resp));
     }
     if route.auth == AuthMode::None || preflight {
+        if let (true, Some(cors)) = (preflight, &state.cors_answer) {
+            let origin = crate::cors::origin_of(head);
+            return Ok(Access::Preflight(cors.answer(state, route, origin)));
+        }
         return Ok(Access::Open);
     }
     let verify_start = clock::monotonic();
@@ -584,7 +598,7 @@ where
 {
     let authorized = match &access {
         Access::Authorized(Authorized(v)) => Some(v),
-        Access::Open | Access::Local(_) => None,
+        Access::Open | Access::Local(_) | Access::Preflight(_) => None,
     };
     // 9 headers. The authority htu was checked against (absolute-form or :authority, else
     // the one Host) is the Host the upstream gets: the two must not differ. A request the rule
@@ -615,10 +629,24 @@ where
     };
     fwd_headers::prepare_request(&mut head.headers, &ctx);
 
-    // 10 upstream, streaming the body
+    // 10 upstream, streaming the body (within the route's max_body_bytes)
     let version = head.version;
-    let (body, client_body) = body::watched(IdleTimeoutBody::new(body, state.idle_timeout));
-    let body = body::boxed(body);
+    let (body, client_body) = match route.max_body_bytes {
+        None => {
+            let (body, watch) = body::watched(IdleTimeoutBody::new(body, state.idle_timeout));
+            (body::boxed(body), watch)
+        }
+        Some(limit) => {
+            // A declared length over the limit: refused before anything is sent (hyper checks
+            // that the body keeps to the length it declared; a chunked one is counted).
+            if http_body::Body::size_hint(&body).lower() > limit {
+                return Err(Refusal::RequestBody(BodyFault::TooLarge));
+            }
+            let idle = IdleTimeoutBody::new(body, state.idle_timeout);
+            let (body, watch) = body::watched(LimitedBody::new(idle, limit));
+            (body::boxed(body), watch)
+        }
+    };
     let upstream = state.upstream_of(route);
     if let Some(prefix) = route.strip() {
         // Only an encoded slash routes a path here that is not under the prefix: it has no
@@ -731,7 +759,12 @@ fn resource_metadata(state: &State, head: &Parts, conn: ConnMeta) -> Option<Resp
         return None;
     }
     let base = crate::refusal::base_url(state, conn, head)?;
-    let mut resp = Response::new(body::full(rm.document(&format!("{base}{path}"))));
+    // RFC 9728 §3.1: the document of the resource at `path`, whose routes may name issuers.
+    let issuers = state
+        .router
+        .accepted_issuers(state.router.for_resource(path));
+    let doc = rm.document(&format!("{base}{path}"), issuers.as_deref());
+    let mut resp = Response::new(body::full(doc));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -19,6 +19,7 @@ use crate::policy::PolicyError;
 use crate::replay::IssuedBeforeStart;
 use crate::request_uri::{self, HostError};
 use crate::resource_metadata;
+use crate::route::Route;
 use crate::state::{ConnMeta, State};
 use crate::token::{TokenCheck, TokenError, TokenFailure};
 
@@ -86,8 +87,9 @@ pub enum Refusal {
     /// headers within `upstream.request_timeout` (504).
     Upstream(ForwardError),
     /// The client's request body failed while it was being forwarded: malformed (a bad
-    /// chunk size) or cut short (400), or no data for `idle_timeout` (408). The client's
-    /// fault, not the upstream's; the connection closes.
+    /// chunk size) or cut short (400), or no data for `idle_timeout` (408); or it is over the
+    /// route's `max_body_bytes`, declared (`Content-Length`, before anything is sent) or grown
+    /// while streamed (413). The client's fault, not the upstream's; the connection closes.
     RequestBody(BodyFault),
     /// The request head is over `limits.max_header_bytes` (431, then the connection closes).
     HeadTooLarge,
@@ -186,6 +188,8 @@ pub enum Reason {
     RequestBody,
     /// The client's request body stalled past `idle_timeout` while being forwarded.
     RequestBodyTimeout,
+    /// The client's request body is over the route's `max_body_bytes` (413).
+    BodyTooLarge,
     /// The request head is over `limits.max_header_bytes`.
     HeadTooLarge,
     /// The request head was too slow.
@@ -224,8 +228,8 @@ pub(crate) struct Answering<'a> {
     /// The request's head, while it was not forwarded (`None` for an upstream failure, which
     /// carries no challenge).
     pub(crate) head: Option<&'a http::request::Parts>,
-    /// Whether the request's route requires server nonces.
-    pub(crate) nonce_route: bool,
+    /// The request's route: its nonce rule, and the RFC 9728 document a 401 names.
+    pub(crate) route: &'a Route,
     /// The request's `Origin`.
     pub(crate) origin: Option<&'a HeaderValue>,
 }
@@ -293,6 +297,7 @@ impl Reason {
             R::UpstreamTls,
             R::RequestBody,
             R::RequestBodyTimeout,
+            R::BodyTooLarge,
             R::HeadTooLarge,
             R::HeadTimeout,
             R::UriTooLong,
@@ -333,6 +338,7 @@ impl Reason {
             Reason::UpstreamTls => "tls",
             Reason::RequestBody => "request_body",
             Reason::RequestBodyTimeout => "request_body_timeout",
+            Reason::BodyTooLarge => "body_too_large",
             Reason::HeadTooLarge => "head_too_large",
             Reason::HeadTimeout => "head_timeout",
             Reason::UriTooLong => "uri_too_long",
@@ -426,6 +432,9 @@ impl Refusal {
             Refusal::RequestBody(BodyFault::TimedOut) => {
                 (408, C::InvalidRequest, R::RequestBodyTimeout, false, None)
             }
+            Refusal::RequestBody(BodyFault::TooLarge) => {
+                (413, C::InvalidRequest, R::BodyTooLarge, false, None)
+            }
             Refusal::HeadTooLarge => (431, C::InvalidRequest, R::HeadTooLarge, false, None),
             Refusal::HeadTimeout => (408, C::InvalidRequest, R::HeadTimeout, false, None),
             Refusal::UriTooLong => (414, C::InvalidRequest, R::UriTooLong, false, None),
@@ -505,6 +514,9 @@ impl Refusal {
             Refusal::RequestBody(BodyFault::TimedOut) => {
                 "the request body stopped arriving (idle_timeout)".to_owned()
             }
+            Refusal::RequestBody(BodyFault::TooLarge) => {
+                "the request body is over this route's max_body_bytes".to_owned()
+            }
             Refusal::HeadTooLarge => "the request head is over max_header_bytes".to_owned(),
             Refusal::HeadTimeout => "the request head did not arrive in time".to_owned(),
             Refusal::UriTooLong => "the request line is over max_header_bytes".to_owned(),
@@ -525,15 +537,21 @@ impl Refusal {
         let unauthorized = status == StatusCode::UNAUTHORIZED;
         // On a nonce route every 401 carries a fresh nonce, so a client's next proof can use it
         // without another round trip (RFC 9449 §8).
-        let nonce = match (&state.nonces, req.nonce_route && unauthorized) {
+        let nonce = match (&state.nonces, req.route.nonce && unauthorized) {
             (Some(keys), true) => Some(keys.issue(state.clock.now())),
             _ => None,
         };
-        // RFC 9728 §5.1: every 401 names the resource's metadata.
+        // RFC 9728 §5.1: every 401 names the resource's metadata: the route's own document
+        // when its routes name `issuers` (`authorization_servers` differ there), else the
+        // root's.
         let resource_metadata = match (&state.resource_metadata, req.head, unauthorized) {
-            (Some(_), Some(head), true) => {
-                base_url(state, req.conn, head).map(|base| resource_metadata::metadata_url(&base))
-            }
+            (Some(_), Some(head), true) => base_url(state, req.conn, head).map(|base| {
+                let path = match state.router.accepted_issuers(req.route) {
+                    Some(_) => req.route.prefix.trim_end_matches('/'),
+                    None => "",
+                };
+                resource_metadata::metadata_url(&format!("{base}{path}"))
+            }),
             _ => None,
         };
         let wire = Wire {
@@ -793,6 +811,17 @@ mod tests {
         assert_eq!(resp.headers()[http::header::ALLOW], "GET, HEAD");
         assert!(resp.headers().get(WWW_AUTHENTICATE).is_none());
         assert_eq!(r.parts().code.as_str(), "method_not_allowed");
+    }
+
+    #[test]
+    fn a_body_over_its_limit_is_413_closed_without_a_challenge() {
+        let r = Refusal::RequestBody(BodyFault::TooLarge);
+        let resp = r.render(&wire());
+        assert_eq!(resp.status(), 413);
+        assert!(resp.headers().get(WWW_AUTHENTICATE).is_none());
+        assert_eq!(resp.headers()[http::header::CONNECTION], "close");
+        assert_eq!(r.parts().reason.as_str(), "body_too_large");
+        assert_eq!(r.parts().code.as_str(), "invalid_request");
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! OAuth 2.0 Protected Resource Metadata (RFC 9728): the document the gateway serves at
 //! `/.well-known/oauth-protected-resource[/<path>]`, and the URL of that document for the
 //! `resource_metadata` parameter of 401 challenges (§5.1). Pure: no I/O.
+//!
+//! One document per resource path (§3.1): `authorization_servers` lists the issuers accepted
+//! there, the `issuers` of the routes of the path's prefix when every one of them names some,
+//! else every configured issuer. A 401 on such a route names its prefix's document; others
+//! name the root's.
 
 use serde_json::{json, Value};
 
@@ -43,11 +48,20 @@ impl ResourceMetadata {
     }
 
     /// The JSON document for `resource` (RFC 9728 §2; §3.3: `resource` must be the URL the
-    /// metadata was asked for, less the well-known segment).
-    pub(crate) fn document(&self, resource: &str) -> String {
+    /// metadata was asked for, less the well-known segment), whose routes accept `issuers`
+    /// (`None`: every configured issuer).
+    pub(crate) fn document(&self, resource: &str, issuers: Option<&[&str]>) -> String {
+        let servers: Vec<&str> = match issuers {
+            Some(only) => only.to_vec(),
+            None => self
+                .authorization_servers
+                .iter()
+                .map(String::as_str)
+                .collect(),
+        };
         let doc: Value = json!({
             "resource": resource,
-            "authorization_servers": self.authorization_servers,
+            "authorization_servers": servers,
             "bearer_methods_supported": ["header"],
             "dpop_signing_alg_values_supported": self.dpop_algorithms,
             "dpop_bound_access_tokens_required": self.bound_tokens_required,
@@ -100,8 +114,10 @@ access_token:
     }
 
     fn doc(routes: &str, resource: &str) -> Value {
-        serde_json::from_str(&ResourceMetadata::from_config(&config(routes)).document(resource))
-            .unwrap()
+        serde_json::from_str(
+            &ResourceMetadata::from_config(&config(routes)).document(resource, None),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -120,6 +136,18 @@ access_token:
                 "dpop_bound_access_tokens_required": true,
             })
         );
+    }
+
+    #[test]
+    fn a_path_whose_routes_name_issuers_lists_only_those() {
+        let rm = ResourceMetadata::from_config(&config("\n  - { path_prefix: /, auth: dpop }"));
+        let d: Value = serde_json::from_str(&rm.document(
+            "https://api.example.com/partners",
+            Some(&["https://p.example"]),
+        ))
+        .unwrap();
+        assert_eq!(d["resource"], "https://api.example.com/partners");
+        assert_eq!(d["authorization_servers"], json!(["https://p.example"]));
     }
 
     #[test]

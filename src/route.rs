@@ -23,6 +23,10 @@ pub(crate) struct Router {
 /// The `route` label of requests no route matched.
 const UNMATCHED: &str = "unmatched";
 
+/// What a CORS preflight answer allows on a route that takes every method: the methods
+/// browsers send from `fetch` (CONNECT, TRACE and OPTIONS itself are not among them).
+pub(crate) const CORS_DEFAULT_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE";
+
 /// One matched route.
 #[derive(Clone, Debug)]
 pub struct Route {
@@ -42,6 +46,9 @@ pub struct Route {
     pub issuers: Option<Vec<String>>,
     /// What the token must say (scopes, claims).
     pub require: Require,
+    /// The largest request body forwarded (`max_body_bytes`, else `limits.max_body_bytes`;
+    /// `None`: no limit).
+    pub max_body_bytes: Option<u64>,
 }
 
 /// What [`Router::find_for`] found for a path and method.
@@ -81,6 +88,7 @@ impl Router {
                 strip_prefix: r.strip_prefix,
                 issuers: r.issuers.clone(),
                 require: r.require.clone(),
+                max_body_bytes: r.max_body_bytes,
             })
             .collect();
         Self {
@@ -94,8 +102,81 @@ impl Router {
                 strip_prefix: false,
                 issuers: None,
                 require: Require::default(),
+                max_body_bytes: None,
             },
         }
+    }
+
+    /// Gives every route without its own `max_body_bytes`, and the fallback, `default`
+    /// (`limits.max_body_bytes`).
+    pub(crate) fn with_body_limit(mut self, default: Option<u64>) -> Self {
+        for r in self
+            .routes
+            .iter_mut()
+            .chain(std::iter::once(&mut self.fallback))
+        {
+            r.max_body_bytes = r.max_body_bytes.or(default);
+        }
+        self
+    }
+
+    /// The routes sharing `route`'s prefix (its group when `route` is the first of it, as
+    /// [`Router::find`] returns); none for the fallback.
+    fn members_of<'r>(&'r self, route: &'r Route) -> impl Iterator<Item = &'r Route> {
+        self.routes.iter().filter(move |r| r.prefix == route.prefix)
+    }
+
+    /// The issuers accepted on `route`'s prefix, in configuration order, when every route of
+    /// it names `issuers`; `None` when one of them (or the fallback) takes any issuer.
+    pub(crate) fn accepted_issuers<'r>(&'r self, route: &'r Route) -> Option<Vec<&'r str>> {
+        let mut out: Vec<&str> = Vec::new();
+        let mut any = false;
+        for r in self.members_of(route) {
+            any = true;
+            for i in r.issuers.as_ref()? {
+                if !out.contains(&i.as_str()) {
+                    out.push(i);
+                }
+            }
+        }
+        any.then_some(out)
+    }
+
+    /// The route whose RFC 9728 document `path` (the resource's path, `""` for the root) asks
+    /// for: the first route whose prefix, less a trailing `/`, is `path` (what 401s point at),
+    /// else the route `path` matches.
+    pub(crate) fn for_resource(&self, path: &str) -> &Route {
+        match self
+            .routes
+            .iter()
+            .find(|r| r.prefix.trim_end_matches('/') == path)
+        {
+            Some(r) => r,
+            None => self.find(if path.is_empty() { "/" } else { path }),
+        }
+    }
+
+    /// The methods a CORS preflight answer allows on `route`'s prefix: the `methods` of its
+    /// routes, each once, or [`CORS_DEFAULT_METHODS`] when one of them (or the fallback) takes
+    /// every method.
+    pub(crate) fn cors_methods(&self, route: &Route) -> String {
+        let mut seen: Vec<&Method> = Vec::new();
+        let mut any = false;
+        for r in self.members_of(route) {
+            any = true;
+            let Some(methods) = &r.methods else {
+                return CORS_DEFAULT_METHODS.to_owned();
+            };
+            for m in methods {
+                if !seen.contains(&m) {
+                    seen.push(m);
+                }
+            }
+        }
+        if !any {
+            return CORS_DEFAULT_METHODS.to_owned();
+        }
+        join_methods(&seen)
     }
 
     /// The route for `path` whatever the method: the first of [`Router::find_for`]'s group.
@@ -198,11 +279,17 @@ impl<'r> Group<'r> {
                 }
             }
         }
-        seen.iter()
-            .map(|m| m.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        join_methods(&seen)
     }
+}
+
+/// `GET, POST` from the methods.
+fn join_methods(methods: &[&Method]) -> String {
+    methods
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 // === impl Route ===
@@ -426,6 +513,41 @@ mod method_tests {
         );
         // Any method (a preflight): the first route of the group.
         assert_eq!(rt.find("/api/x").auth, AuthMode::Dpop);
+    }
+
+    #[test]
+    fn a_preflight_answer_lists_the_prefixs_methods_and_its_issuers_need_every_route() {
+        let mut get = r("/api", Some(&[Method::GET, Method::HEAD]), AuthMode::Dpop);
+        get.issuers = Some(vec!["https://a".into()]);
+        let mut post = r("/api", Some(&[Method::POST, Method::GET]), AuthMode::Dpop);
+        post.issuers = Some(vec!["https://b".into(), "https://a".into()]);
+        let rt = Router::new(
+            &[
+                get,
+                post,
+                r("/open", None, AuthMode::None),
+                r("/", None, AuthMode::Dpop),
+            ],
+            false,
+        );
+        let api = rt.find("/api/x");
+        assert_eq!(rt.cors_methods(api), "GET, HEAD, POST");
+        assert_eq!(
+            rt.accepted_issuers(api),
+            Some(vec!["https://a", "https://b"])
+        );
+        let open = rt.find("/open");
+        assert_eq!(rt.cors_methods(open), CORS_DEFAULT_METHODS);
+        assert_eq!(rt.accepted_issuers(open), None);
+        assert_eq!(rt.for_resource("/api").label(), "/api");
+        assert_eq!(rt.for_resource("").label(), "/");
+        assert_eq!(rt.for_resource("/api/deeper").label(), "/api");
+        let fallback = Router::new(&[r("/a", None, AuthMode::Dpop)], false);
+        assert_eq!(
+            fallback.cors_methods(fallback.find("/b")),
+            CORS_DEFAULT_METHODS
+        );
+        assert_eq!(fallback.accepted_issuers(fallback.find("/b")), None);
     }
 
     #[test]

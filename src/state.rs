@@ -61,6 +61,9 @@ pub struct State {
     pub(crate) algs: String,
     /// `cors.allow_origins` (`*` allows any).
     pub(crate) cors_allow_origins: Vec<String>,
+    /// The gateway's own preflight answers, with `cors.preflight: answer` (`None`: preflights
+    /// are forwarded).
+    pub(crate) cors_answer: Option<crate::cors::Preflights>,
     /// `limits.idle_timeout`, between body reads.
     pub(crate) idle_timeout: std::time::Duration,
     /// `limits.max_header_bytes`, for heads the connection's count did not see.
@@ -290,7 +293,8 @@ impl State {
                 .collect::<Result<_, _>>()?,
         );
         let nonces = nonce_keys(config)?;
-        let router = Router::new(&config.routes, config.dpop.nonce.enabled);
+        let router = Router::new(&config.routes, config.dpop.nonce.enabled)
+            .with_body_limit(config.limits.max_body_bytes);
         if router.needs_nonces() && nonces.is_none() {
             return Err(StartError(
                 "dpop.nonce.secrets: required when a route requires nonces".into(),
@@ -312,6 +316,7 @@ impl State {
             clock,
             algs: config.dpop.algorithms.to_names(),
             cors_allow_origins: config.cors_allow_origins.clone(),
+            cors_answer: crate::cors::Preflights::from_config(config),
             idle_timeout: config.limits.idle_timeout,
             max_header_bytes: config.limits.max_header_bytes,
             encoded_slashes: config.paths.encoded_slashes,

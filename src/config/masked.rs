@@ -13,9 +13,9 @@ use http::HeaderName;
 use serde_yaml::{Mapping, Value};
 
 use super::{
-    duration, env, AccessTokenConfig, AuthMode, Config, EncodedSlashes, ForwardAuthorization,
-    KeySource, OnError, ReplayBackend, RouteConfig, TokenFormat, UpstreamConfig, UpstreamProtocol,
-    UpstreamReadiness,
+    duration, env, AccessTokenConfig, AuthMode, Config, CorsPreflight, EncodedSlashes,
+    ForwardAuthorization, KeySource, OnError, ReplayBackend, RouteConfig, TokenFormat,
+    UpstreamConfig, UpstreamProtocol, UpstreamReadiness,
 };
 use crate::jose::AlgorithmSet;
 
@@ -49,13 +49,7 @@ pub(crate) fn to_masked_yaml(config: &Config) -> String {
         "resource_metadata",
         Entries::one("enabled", Value::Bool(c.resource_metadata)),
     );
-    doc.put(
-        "cors",
-        Entries::one(
-            "allow_origins",
-            list(c.cors_allow_origins.iter().map(|o| text(o))),
-        ),
-    );
+    doc.put("cors", cors(c));
     doc.put("upstream", upstream(&c.upstream));
     if !c.upstreams.is_empty() {
         let mut named = Entries::default();
@@ -207,6 +201,9 @@ fn route(r: &RouteConfig, c: &Config) -> Value {
     }
     if r.strip_prefix {
         e.put("strip_prefix", Value::Bool(true));
+    }
+    if let Some(n) = r.max_body_bytes {
+        e.put("max_body_bytes", num(n));
     }
     if let Some(issuers) = &r.issuers {
         e.put("issuers", list(issuers.iter().map(|i| text(i))));
@@ -382,6 +379,30 @@ fn limits(c: &Config) -> Value {
         "max_concurrent_streams",
         num(u64::from(l.max_concurrent_streams)),
     );
+    if let Some(n) = l.max_body_bytes {
+        e.put("max_body_bytes", num(n));
+    }
+    e.into()
+}
+
+/// `cors`: `allow_headers` and `max_age` only with `answer` (they are refused otherwise).
+fn cors(c: &Config) -> Value {
+    let mut e = Entries::default();
+    e.put(
+        "allow_origins",
+        list(c.cors_allow_origins.iter().map(|o| text(o))),
+    );
+    match c.cors.preflight {
+        CorsPreflight::Forward => e.put("preflight", text("forward")),
+        CorsPreflight::Answer => {
+            e.put("preflight", text("answer"));
+            e.put(
+                "allow_headers",
+                list(c.cors.allow_headers.iter().map(|h| text(h.as_str()))),
+            );
+            e.put("max_age", dur(c.cors.max_age));
+        }
+    }
     e.into()
 }
 

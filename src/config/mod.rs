@@ -59,6 +59,8 @@ pub struct Config {
     pub resource_metadata: bool,
     /// `cors.allow_origins` (default empty: no `Access-Control-Allow-Origin` on refusals).
     pub cors_allow_origins: Vec<String>,
+    /// `cors.preflight`, `cors.allow_headers`, `cors.max_age`: who answers CORS preflights.
+    pub cors: CorsConfig,
     /// `upstream`: the default upstream (named `default` in metrics and logs).
     pub upstream: UpstreamConfig,
     /// `upstreams`: more upstreams by name, in the order written.
@@ -105,6 +107,34 @@ pub struct ExplorerConfig {
     pub enabled: bool,
     /// `explorer.decisions` (default 200, 1 to 10000): how many of the last decisions are kept.
     pub decisions: usize,
+}
+
+/// `cors` besides `allow_origins`: who answers CORS preflights, and with what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorsConfig {
+    /// `cors.preflight` (default `forward`).
+    pub preflight: CorsPreflight,
+    /// `cors.allow_headers` (default `[content-type]`; `answer` only): the request headers a
+    /// preflight answer allows besides `Authorization` and `DPoP`, which it always allows. A
+    /// fixed list, not an echo of what the browser asked: the answer is the same for every
+    /// preflight, and a header nobody listed is refused by the browser, not sent upstream.
+    pub allow_headers: Vec<HeaderName>,
+    /// `cors.max_age` (default 600s; `answer` only): `Access-Control-Max-Age`, how long a
+    /// browser may reuse the answer (Chromium caps it at 2 h).
+    pub max_age: Duration,
+}
+
+/// `cors.preflight`: who answers a CORS preflight (`OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method`, no credentials, no body).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CorsPreflight {
+    /// `forward`: sent to the upstream without a proof; the upstream owns its CORS policy.
+    #[default]
+    Forward,
+    /// `answer`: the gateway answers it (204) and the upstream never sees it; forwarded
+    /// responses to allowed origins get `Access-Control-Allow-Origin` when the upstream sent
+    /// none (a CORS-unaware legacy API). Needs `cors.allow_origins`.
+    Answer,
 }
 
 /// `tls`.
@@ -214,6 +244,10 @@ pub struct RouteConfig {
     pub issuers: Option<Vec<String>>,
     /// `require`: what the token must say, checked after it is verified and bound.
     pub require: Require,
+    /// `max_body_bytes`: the largest request body the route forwards (`None`:
+    /// `limits.max_body_bytes`). A declared `Content-Length` over it is 413 before anything
+    /// is sent; a streamed body that grows past it is cut off (the upstream never gets it whole).
+    pub max_body_bytes: Option<u64>,
 }
 
 /// `routes[].require`: authorization rules on a verified, bound token (403
@@ -461,6 +495,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// `max_concurrent_streams` (default 100).
     pub max_concurrent_streams: u32,
+    /// `max_body_bytes` (default unset: no limit): the request body limit of every route that
+    /// sets none (and of paths no route matches).
+    pub max_body_bytes: Option<u64>,
 }
 
 // === impl Secret ===

@@ -12,7 +12,7 @@ use super::env::EnvLookup;
 use super::scalars::*;
 use super::yaml::{self, NodeDe, YamlError};
 use super::{
-    AuthMode, EncodedSlashes, ForwardAuthorization, OnError, PublicUrl, TokenFormat,
+    AuthMode, CorsPreflight, EncodedSlashes, ForwardAuthorization, OnError, PublicUrl, TokenFormat,
     UpstreamProtocol, UpstreamReadiness,
 };
 use crate::jose::Algorithm;
@@ -82,9 +82,15 @@ pub(crate) struct RawResourceMetadata {
 
 /// `cors`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with allow_origins")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with allow_origins, preflight, allow_headers, max_age"
+)]
 pub(crate) struct RawCors {
     pub(crate) allow_origins: Option<Vec<Scalar<Origin>>>,
+    pub(crate) preflight: Option<Scalar<CorsPreflight>>,
+    pub(crate) allow_headers: Option<Vec<Scalar<FieldName>>>,
+    pub(crate) max_age: Option<Scalar<Dur<true>>>,
 }
 
 /// `upstream`.
@@ -123,7 +129,7 @@ pub(crate) struct RawUpstreams(pub(crate) Vec<(String, RawUpstream)>);
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a route: a mapping with path_prefix, auth and optionally methods, nonce, issuers, require, upstream, strip_prefix"
+    expecting = "a route: a mapping with path_prefix, auth and optionally methods, nonce, issuers, require, upstream, strip_prefix, max_body_bytes"
 )]
 pub(crate) struct RawRoute {
     pub(crate) path_prefix: Option<Scalar<PathPrefix>>,
@@ -134,6 +140,7 @@ pub(crate) struct RawRoute {
     pub(crate) require: Option<RawRequire>,
     pub(crate) upstream: Option<Scalar<UpstreamName>>,
     pub(crate) strip_prefix: Option<Scalar<Flag>>,
+    pub(crate) max_body_bytes: Option<Scalar<Int<0, { u64::MAX }>>>,
 }
 
 /// `routes[].require`.
@@ -285,6 +292,7 @@ pub(crate) struct RawLimits {
     pub(crate) idle_timeout: Option<Scalar<Dur<false>>>,
     pub(crate) max_connections: Option<Scalar<Int<1, { u64::MAX }>>>,
     pub(crate) max_concurrent_streams: Option<Scalar<Int<1, { u32::MAX as u64 }>>>,
+    pub(crate) max_body_bytes: Option<Scalar<Int<0, { u64::MAX }>>>,
 }
 
 /// `paths`.

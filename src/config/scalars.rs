@@ -14,8 +14,8 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 use super::{
-    duration, AuthMode, EncodedSlashes, ForwardAuthorization, OnError, PublicUrl, Secret,
-    TokenFormat, UpstreamProtocol, UpstreamReadiness,
+    duration, AuthMode, CorsPreflight, EncodedSlashes, ForwardAuthorization, OnError, PublicUrl,
+    Secret, TokenFormat, UpstreamProtocol, UpstreamReadiness,
 };
 use crate::jose::Algorithm;
 
@@ -71,6 +71,11 @@ pub(crate) struct Header(pub(crate) HeaderName);
 /// `*` or `scheme://host[:port]`.
 #[derive(Debug)]
 pub(crate) struct Origin(pub(crate) String);
+
+/// A request header name a CORS preflight answer allows (`cors.allow_headers`); `*` is
+/// refused (a wildcard would not cover `Authorization`, and the list is meant to be explicit).
+#[derive(Debug)]
+pub(crate) struct FieldName(pub(crate) HeaderName);
 
 /// A path prefix starting with `/`.
 #[derive(Debug)]
@@ -356,6 +361,19 @@ impl ScalarValue for Header {
             ));
         }
         Ok(Header(name))
+    }
+}
+
+impl ScalarValue for FieldName {
+    const EXPECTING: &'static str = "a header name such as Content-Type";
+
+    fn parse(text: &str) -> Result<Self, String> {
+        if text == "*" {
+            return Err("list the header names; a wildcard is not accepted".into());
+        }
+        HeaderName::from_bytes(text.as_bytes())
+            .map(FieldName)
+            .map_err(|_| format!("invalid header name {text:?}"))
     }
 }
 
@@ -656,6 +674,18 @@ impl ScalarValue for ForwardAuthorization {
             ("bearer", ForwardAuthorization::Bearer),
             ("keep", ForwardAuthorization::Keep),
             ("strip", ForwardAuthorization::Strip),
+        ];
+        one_of(text, &names, Self::EXPECTING)
+    }
+}
+
+impl ScalarValue for CorsPreflight {
+    const EXPECTING: &'static str = "forward or answer";
+
+    fn parse(text: &str) -> Result<Self, String> {
+        let names = [
+            ("forward", CorsPreflight::Forward),
+            ("answer", CorsPreflight::Answer),
         ];
         one_of(text, &names, Self::EXPECTING)
     }

@@ -1288,3 +1288,80 @@ fn access_token_may_list_several_issuers_each_once_and_one_introspection() {
         "access_token[1].format: access_token[0] already uses introspection",
     );
 }
+
+// --- cors.preflight and max_body_bytes ---
+
+#[test]
+fn preflight_answers_need_origins_and_their_settings_need_answers() {
+    let c = parse(BASE).unwrap();
+    assert_eq!(c.cors.preflight, CorsPreflight::Forward);
+    let yaml = format!("{BASE}cors:\n  allow_origins: [\"https://spa.example\"]\n  preflight: answer\n  allow_headers: [X-Request-Id, content-type, X-Request-Id]\n  max_age: 1h\n");
+    let c = parse(&yaml).unwrap();
+    assert_eq!(c.cors.preflight, CorsPreflight::Answer);
+    let names: Vec<&str> = c.cors.allow_headers.iter().map(|h| h.as_str()).collect();
+    assert_eq!(names, ["x-request-id", "content-type"]);
+    assert_eq!(c.cors.max_age, Duration::from_secs(3600));
+    let again = parse(&c.to_masked_yaml()).unwrap();
+    assert_eq!(again.cors, c.cors);
+    let defaults = parse(&format!(
+        "{BASE}cors:\n  allow_origins: [\"*\"]\n  preflight: answer\n"
+    ))
+    .unwrap();
+    assert_eq!(defaults.cors.allow_headers, [http::header::CONTENT_TYPE]);
+    assert_eq!(defaults.cors.max_age, Duration::from_secs(600));
+
+    assert_error(
+        &format!("{BASE}cors:\n  preflight: answer\n"),
+        8,
+        3,
+        "cors.preflight: answer needs cors.allow_origins",
+    );
+    assert_error(
+        &format!("{BASE}cors:\n  allow_origins: []\n  preflight: answer\n"),
+        9,
+        3,
+        "cors.preflight: answer needs cors.allow_origins",
+    );
+    assert_error(
+        &format!("{BASE}cors:\n  allow_origins: [\"*\"]\n  max_age: 5m\n"),
+        9,
+        3,
+        "cors.max_age: only used when the gateway answers preflights",
+    );
+    assert_error(
+        &format!("{BASE}cors:\n  allow_origins: [\"*\"]\n  preflight: ask\n"),
+        9,
+        14,
+        "unknown value \"ask\", expected forward or answer",
+    );
+    assert_error(
+        &format!("{BASE}cors:\n  allow_origins: [\"*\"]\n  preflight: answer\n  allow_headers: [\"*\"]\n"),
+        10,
+        19,
+        "a wildcard is not accepted",
+    );
+}
+
+#[test]
+fn a_route_body_limit_overrides_the_global_one() {
+    let yaml = format!("{BASE}routes:\n  - {{ path_prefix: /upload, auth: dpop, max_body_bytes: 1048576 }}\n  - {{ path_prefix: /, auth: dpop }}\nlimits:\n  max_body_bytes: 65536\n");
+    let c = parse(&yaml).unwrap();
+    assert_eq!(c.routes[0].max_body_bytes, Some(1_048_576));
+    assert_eq!(c.routes[1].max_body_bytes, None);
+    assert_eq!(c.limits.max_body_bytes, Some(65_536));
+    let router =
+        crate::route::Router::new(&c.routes, false).with_body_limit(c.limits.max_body_bytes);
+    assert_eq!(router.find("/upload/x").max_body_bytes, Some(1_048_576));
+    assert_eq!(router.find("/other").max_body_bytes, Some(65_536));
+    let out = c.to_masked_yaml();
+    assert!(out.contains("max_body_bytes: 1048576"), "{out}");
+    assert!(out.contains("max_body_bytes: 65536"), "{out}");
+    assert_eq!(parse(&out).unwrap().routes, c.routes);
+    assert!(parse(BASE).unwrap().limits.max_body_bytes.is_none());
+    assert_error(
+        &format!("{BASE}limits:\n  max_body_bytes: 1MiB\n"),
+        8,
+        19,
+        "limits.max_body_bytes: expected a whole number",
+    );
+}

@@ -7,17 +7,17 @@ use std::time::Duration;
 use http::HeaderName;
 
 use super::raw::{
-    OneOrMany, RawAccessToken, RawConfig, RawDpop, RawForward, RawForwardAuth, RawIntrospection,
-    RawLimits, RawReplayCache, RawRoute, RawUpstream, RawUpstreams,
+    OneOrMany, RawAccessToken, RawConfig, RawCors, RawDpop, RawForward, RawForwardAuth,
+    RawIntrospection, RawLimits, RawReplayCache, RawRoute, RawUpstream, RawUpstreams,
 };
 use super::scalars::{value, BackendKind, Dur, RedisUrl, Scalar, Text};
 use super::Secret;
 use super::{
-    AccessTokenConfig, AuthMode, Config, ConfigError, DpopConfig, ExplorerConfig,
-    ForwardAuthConfig, ForwardAuthorization, ForwardConfig, IdentityHeaders, IntrospectionConfig,
-    KeySource, Limits, NamedUpstream, NonceConfig, OnError, PathsConfig, ReplayBackend,
-    ReplayCacheConfig, RouteConfig, TlsConfig, TokenFormat, UpstreamConfig, UpstreamProtocol,
-    UpstreamReadiness, UpstreamTls, DEFAULT_UPSTREAM,
+    AccessTokenConfig, AuthMode, Config, ConfigError, CorsConfig, CorsPreflight, DpopConfig,
+    ExplorerConfig, ForwardAuthConfig, ForwardAuthorization, ForwardConfig, IdentityHeaders,
+    IntrospectionConfig, KeySource, Limits, NamedUpstream, NonceConfig, OnError, PathsConfig,
+    ReplayBackend, ReplayCacheConfig, RouteConfig, TlsConfig, TokenFormat, UpstreamConfig,
+    UpstreamProtocol, UpstreamReadiness, UpstreamTls, DEFAULT_UPSTREAM,
 };
 use crate::jose::{Algorithm, AlgorithmSet};
 
@@ -62,6 +62,7 @@ pub(crate) fn resolve(raw: RawConfig, text: &str, origin: &str) -> Result<Config
     let access_tokens = access_tokens(raw.access_token, &cx)?;
     let issuers: Vec<&str> = access_tokens.iter().map(|a| a.issuer.as_str()).collect();
     route_issuers_known(&routes, &issuers, &cx)?;
+    let (cors_allow_origins, cors) = cors(raw.cors.unwrap_or_default(), &cx)?;
     Ok(Config {
         listen: value(raw.listen).map_or_else(|| ([0, 0, 0, 0], 8443).into(), |a| a.0),
         tls,
@@ -71,11 +72,8 @@ pub(crate) fn resolve(raw: RawConfig, text: &str, origin: &str) -> Result<Config
         public_url: value(raw.public_url),
         trust_forwarded_headers: flag(raw.trust_forwarded_headers, false),
         resource_metadata: flag(raw.resource_metadata.and_then(|r| r.enabled), true),
-        cors_allow_origins: raw
-            .cors
-            .and_then(|c| c.allow_origins)
-            .map(|v| v.into_iter().map(|o| o.0 .0).collect())
-            .unwrap_or_default(),
+        cors_allow_origins,
+        cors,
         upstream,
         upstreams,
         routes,
@@ -104,6 +102,58 @@ pub(crate) fn resolve(raw: RawConfig, text: &str, origin: &str) -> Result<Config
             }
         },
     })
+}
+
+/// `cors`: `allow_origins`, and how preflights are answered. `answer` needs origins to answer
+/// for; `allow_headers` and `max_age` shape the gateway's answers, so they need `answer`.
+fn cors(raw: RawCors, cx: &Cx<'_>) -> Result<(Vec<String>, CorsConfig), ConfigError> {
+    let origins: Vec<String> = raw
+        .allow_origins
+        .map(|v| v.into_iter().map(|o| o.0 .0).collect())
+        .unwrap_or_default();
+    let preflight = value(raw.preflight).unwrap_or_default();
+    if preflight == CorsPreflight::Answer && origins.is_empty() {
+        return Err(cx.err(
+            "cors.preflight",
+            "cors.preflight: answer needs cors.allow_origins (the origins whose preflights the \
+             gateway answers)",
+        ));
+    }
+    if preflight == CorsPreflight::Forward {
+        for (key, set) in [
+            ("allow_headers", raw.allow_headers.is_some()),
+            ("max_age", raw.max_age.is_some()),
+        ] {
+            if set {
+                return Err(cx.err(
+                    &format!("cors.{key}"),
+                    format!(
+                        "cors.{key}: only used when the gateway answers preflights \
+                         (cors.preflight: answer); the upstream answers them now"
+                    ),
+                ));
+            }
+        }
+    }
+    let mut allow_headers: Vec<HeaderName> = Vec::new();
+    match raw.allow_headers {
+        None => allow_headers.push(http::header::CONTENT_TYPE),
+        Some(list) => {
+            for name in list {
+                if !allow_headers.contains(&name.0 .0) {
+                    allow_headers.push(name.0 .0);
+                }
+            }
+        }
+    }
+    Ok((
+        origins,
+        CorsConfig {
+            preflight,
+            allow_headers,
+            max_age: dur(raw.max_age, 600),
+        },
+    ))
 }
 
 /// `forward_auth`. The decision listener trusts the forwarded headers it is sent (they describe
@@ -358,6 +408,7 @@ fn routes(
             strip_prefix: flag(r.strip_prefix, false),
             issuers: route_issuers,
             require,
+            max_body_bytes: value(r.max_body_bytes).map(|n| n.0),
         });
     }
     Ok(routes)
@@ -881,5 +932,6 @@ fn limits(raw: RawLimits, cx: &Cx<'_>) -> Result<Limits, ConfigError> {
             cx,
         )?,
         max_concurrent_streams: u32::try_from(max_streams).unwrap_or(u32::MAX),
+        max_body_bytes: value(raw.max_body_bytes).map(|n| n.0),
     })
 }

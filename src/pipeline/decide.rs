@@ -63,7 +63,7 @@ where
                 state: &state,
                 conn,
                 head: Some(&head),
-                nonce_route: route.nonce,
+                route,
                 origin: origin.as_ref(),
             };
             refused(&state, route, &refusal, &answering)
@@ -76,7 +76,7 @@ where
             listener: Listener::ForwardAuth,
             route,
             method: &method,
-            origin: origin.is_some(),
+            origin: origin.as_ref(),
             request_id,
             labels: outcome.labels(),
             start,
@@ -212,7 +212,9 @@ fn allowed(state: &State, access: Access) -> (Response<GatewayBody>, Outcome) {
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     match access {
-        Access::Open => (resp, Outcome::Forwarded),
+        // A preflight the proxy would answer: the ingress forwards it, or answers it itself
+        // (a decision cannot carry a response to the client).
+        Access::Open | Access::Preflight(_) => (resp, Outcome::Forwarded),
         Access::Local(_) => {
             // The RFC 9728 document: a 2xx decision would send the request upstream instead.
             *resp.body_mut() = body::full(

@@ -7,8 +7,10 @@
 
 mod support;
 
+mod body_limit;
 mod bypass;
 mod cli;
+mod cors;
 mod edge;
 mod explain_agrees;
 mod explorer;
@@ -22,6 +24,7 @@ mod interop;
 mod introspection;
 mod lifecycle;
 mod limits;
+mod metadata_paths;
 mod ops;
 mod paths;
 mod per_key;

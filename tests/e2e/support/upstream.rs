@@ -8,6 +8,7 @@
 //! | `/status/NNN` | status NNN, the default body |
 //! | `/echo-size` | `200`, the received body's byte count as text |
 //! | `/download?bytes=N` | `200`, N bytes of [`pattern`] streamed in 64 KiB frames |
+//! | `/with-cors` | the default answer with `Access-Control-Allow-Origin: https://upstream.example` |
 //! | anything else | `200`, `{"upstream":"ok","method":..,"path":..}` |
 //!
 //! A request is recorded once its body has been read, before the answer (so a `/slow` request
@@ -62,6 +63,8 @@ pub struct Seen {
     pub body_len: u64,
     /// The body's SHA-256, computed while it streamed.
     pub body_sha256: [u8; 32],
+    /// Whether the body reached its end (not broken off: a connection cut, a stream reset).
+    pub body_complete: bool,
 }
 
 /// The body of `/download?bytes=N`: byte `i` is `i % 251` (a prime, so frames differ).
@@ -172,9 +175,13 @@ async fn handle(
     let (parts, mut incoming) = req.into_parts();
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
     let mut body_len = 0u64;
+    let mut body_complete = true;
     while let Some(frame) = incoming.frame().await {
         // A body that breaks off is recorded as far as it came.
-        let Ok(frame) = frame else { break };
+        let Ok(frame) = frame else {
+            body_complete = false;
+            break;
+        };
         if let Some(data) = frame.data_ref() {
             digest.update(data);
             body_len += data.len() as u64;
@@ -194,6 +201,7 @@ async fn handle(
         headers: parts.headers,
         body_len,
         body_sha256,
+        body_complete,
     });
 
     let query = parts.uri.query().unwrap_or("");
@@ -228,6 +236,13 @@ async fn handle(
                 trailers: Some(trailers),
             }))
             .expect("response")
+    } else if path == "/with-cors" {
+        let mut r = default();
+        r.headers_mut().insert(
+            "access-control-allow-origin",
+            http::HeaderValue::from_static("https://upstream.example"),
+        );
+        r
     } else if path == "/echo-size" {
         Response::new(body::full(body_len.to_string()))
     } else if path == "/download" {
