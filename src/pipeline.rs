@@ -602,6 +602,10 @@ where
         }
     }
     let host = head.headers.get(http::header::HOST).cloned();
+    // Before the hop-by-hop fields go: a WebSocket handshake gets its own connection and keeps
+    // `Upgrade` (forward/tunnel.rs). HTTP/2 has no `Upgrade` (RFC 9113 §8.2.2).
+    let websocket = head.version == http::Version::HTTP_11
+        && crate::forward::tunnel::wants_websocket(&head.headers);
     let ctx = fwd_headers::ForwardContext {
         config: &state.forward,
         identity: authorized.map(|a| fwd_headers::Identity {
@@ -630,9 +634,12 @@ where
         }
     }
     let upstream_start = clock::monotonic();
-    let result = upstream
-        .send(Request::from_parts(head, body), route.strip())
-        .await;
+    let req = Request::from_parts(head, body);
+    let result = if websocket {
+        upstream.tunnel(req, route.strip(), &state.tunnels).await
+    } else {
+        upstream.send(req, route.strip()).await
+    };
     let elapsed = upstream_start.elapsed();
     upstream.metrics.duration.observe(elapsed.as_secs_f64());
     // A failed exchange whose request body failed first is the client's fault (400, 408),

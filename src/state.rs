@@ -78,6 +78,8 @@ pub struct State {
     pub(crate) decision_path_prefix: Option<String>,
     /// The decision explorer, when `explorer.enabled` (`None`: nothing is recorded).
     pub(crate) explorer: Option<Arc<crate::explorer::Explorer>>,
+    /// Open WebSocket tunnels' shutdown signal.
+    pub(crate) tunnels: crate::forward::tunnel::Tunnels,
 }
 
 /// What the listener knows about the connection a request came on.
@@ -312,6 +314,7 @@ impl State {
                 "dpop.nonce.secrets: required when a route requires nonces".into(),
             ));
         }
+        let tunnels = crate::forward::tunnel::Tunnels::new(metrics.clone());
         Ok(State {
             router,
             uri_policy: UriPolicy {
@@ -344,6 +347,7 @@ impl State {
                 .explorer
                 .enabled
                 .then(|| Arc::new(crate::explorer::Explorer::new(config.explorer.decisions))),
+            tunnels,
         })
     }
 }

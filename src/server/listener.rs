@@ -112,6 +112,7 @@ pub(crate) async fn serve(
     drain: Duration,
 ) {
     let label = if tls.is_some() { "https" } else { "http" };
+    let tunnels = Arc::clone(&state);
     serve_with(
         listener,
         tls,
@@ -123,6 +124,9 @@ pub(crate) async fn serve(
         pipeline::handle::<Incoming>,
     )
     .await;
+    // The drain waited for open tunnels too (each holds its connection's slot): the ones
+    // still open now are closed.
+    tunnels.tunnels.close();
 }
 
 /// Serves `listener` with `handler`, its connections counted under the `listener` label
@@ -216,7 +220,7 @@ pub(crate) async fn serve_with<H: Handler>(
                 None => {
                     let io = Deadlines::new(stream, head_limits, counters, streams.clone(), false);
                     drive!(
-                        builder.serve_connection(TokioIo::new(io), service),
+                        builder.serve_connection_with_upgrades(TokioIo::new(io), service),
                         streams,
                         &resets,
                         shutdown
@@ -238,7 +242,7 @@ pub(crate) async fn serve_with<H: Handler>(
                     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     let io = Deadlines::new(tls_stream, head_limits, counters, streams.clone(), h2);
                     drive!(
-                        builder.serve_connection(TokioIo::new(io), service),
+                        builder.serve_connection_with_upgrades(TokioIo::new(io), service),
                         streams,
                         &resets,
                         shutdown
