@@ -256,7 +256,7 @@ pub(crate) async fn serve_with<H: Handler>(
         .await
         .is_err()
     {
-        tracing::warn!("shutdown_timeout elapsed with requests still in flight");
+        tracing::warn!("shutdown_timeout elapsed with requests or tunnels still open");
     }
 }
 

@@ -35,3 +35,4 @@ mod tls;
 mod token;
 mod transparency;
 mod upstreams;
+mod websocket;
