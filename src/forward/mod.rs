@@ -549,4 +549,44 @@ mod tests {
         };
         assert!(t.to_string().contains("30s"));
     }
+
+    #[tokio::test]
+    async fn a_101_to_a_request_that_asked_for_no_upgrade_is_an_error() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n")
+                .await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let fwd = forwarder(&config(&format!("http://{addr}"), Duration::from_secs(5)));
+        let req = Request::get("/")
+            .header("host", "h")
+            .body(body::empty())
+            .unwrap();
+        let err = fwd.send(req, None).await.unwrap_err();
+        assert!(err.to_string().contains("101"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_websocket_handshake_to_an_http2_only_upstream_is_refused_before_connecting() {
+        let mut cfg = config("http://127.0.0.1:1", Duration::from_secs(5));
+        cfg.protocol = crate::config::UpstreamProtocol::Http2;
+        let fwd = forwarder(&cfg);
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        let req = Request::get("/")
+            .header("host", "h")
+            .body(body::empty())
+            .unwrap();
+        let err = fwd
+            .tunnel(req, None, &tunnel::Tunnels::new(metrics))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("HTTP/1.1"), "{err}");
+    }
 }

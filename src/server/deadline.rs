@@ -609,6 +609,53 @@ mod tests {
         assert_eq!(run(&[&[b'\n'; 65]]), Phase::TooLarge);
     }
 
+    fn counters() -> RefusalCounters {
+        let c = || prometheus::IntCounter::new("c", "c").unwrap();
+        RefusalCounters {
+            head_too_large: c(),
+            head_timeout: c(),
+            uri_too_long: c(),
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_101_the_bytes_are_a_tunnels_and_only_a_whole_idle_timeout_ends_it() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (server, mut client) = tokio::io::duplex(4096);
+        let mut io = Deadlines::new(server, LIMITS, counters(), Streams::new(), false);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\nupgrade: websocket\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = io.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        assert_eq!(io.phase, Phase::Busy);
+        io.write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(io.phase, Phase::Tunnel { active: true });
+        // Frames well over max_header_bytes (64) with no empty line: not a head, passed on.
+        let frames = vec![0x82u8; 1000];
+        client.write_all(&frames).await.unwrap();
+        let mut got = 0;
+        while got < frames.len() {
+            got += io.read(&mut buf).await.unwrap();
+        }
+        assert_eq!(io.phase, Phase::Tunnel { active: true });
+        // Nothing either way: the first check finds it was active, the next one ends it.
+        let err = io.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        drop(io);
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.ok();
+        assert!(
+            out.ends_with(b"\r\n\r\n"),
+            "no refusal written into the tunnel"
+        );
+        assert!(!String::from_utf8_lossy(&out).contains("431"));
+    }
+
     #[test]
     fn only_an_exact_100_continue_is_interim() {
         let mut m = 0;
