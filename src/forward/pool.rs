@@ -348,6 +348,11 @@ impl Pool {
             .connect_h1()
             .await
             .map_err(SendError::Connect)?;
+        if connected.h2 {
+            return Err(SendError::Connect(ConnectError::Tls(
+                "the upstream chose h2 by ALPN although only http/1.1 was offered".into(),
+            )));
+        }
         let (tx, conn) = http1::handshake(TokioIo::new(connected.io))
             .await
             .map_err(SendError::Http)?;

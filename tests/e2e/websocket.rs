@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::support::process::GatewayProcess;
+use crate::support::tls::TestPki;
 use crate::support::upstream::Upstream;
 use crate::support::{assert_eventually, client, proof, Options, TestGateway};
 use dpop_gateway::jose::sign::PrivateJwk;
@@ -51,8 +52,20 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Self::start_with(&["serve"])
+    }
+
+    /// Over TLS with `pki`'s certificate, offering h2 and http/1.1 by ALPN.
+    fn start_tls(pki: &TestPki) -> Server {
+        let cert = pki.cert_path.display().to_string();
+        let key = pki.key_path.display().to_string();
+        Self::start_with(&["serve-tls", &cert, &key])
+    }
+
+    fn start_with(args: &[&str]) -> Server {
         let mut child = Command::new("python3")
-            .args([SCRIPT, "serve"])
+            .arg(SCRIPT)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -342,4 +355,39 @@ async fn shutdown_ends_an_open_tunnel_once_shutdown_timeout_passes_and_the_gatew
     let _ = client.wait();
     assert_eventually("the gateway process ended", || !gw.is_running()).await;
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_an_https_upstream_offering_h2_the_handshake_goes_on_http_1_1() {
+    if !have_websockets() {
+        return;
+    }
+    let pki = TestPki::new();
+    let server = Server::start_tls(&pki);
+    let gw = TestGateway::start_with(Options {
+        upstream_url: Some(format!("https://127.0.0.1:{}", server.port)),
+        upstream: format!("tls:\n  ca_file: \"{}\"", pki.ca_file().display()),
+        ..dpop_route()
+    })
+    .await;
+    let key = PrivateJwk::generate(Algorithm::ES256).unwrap();
+    let token = gw.issuer.token_for(&key);
+    let spec = json!({"headers": [["authorization", format!("DPoP {token}")],
+                                  ["dpop", proof(&key, "GET", &gw.url("/tls"), Some(&token))]],
+                      "mode": "echo"});
+    let url = format!("ws://{}/tls", gw.addr);
+    let results = tokio::task::spawn_blocking(move || ws_connections(url, vec![spec]))
+        .await
+        .unwrap();
+    assert_eq!(results[0]["status"], 101, "{results:?}");
+    assert_eq!(results[0]["text"], "hello", "{results:?}");
+    assert_eq!(results[0]["big"], true, "{results:?}");
+    assert_eq!(results[0]["close_code"], 1000, "{results:?}");
+    gw.shutdown().await;
+    let (handshakes, _) = server.log();
+    assert_eq!(handshakes.len(), 1, "{handshakes:?}");
+    assert_eq!(
+        handshakes[0]["alpn"], "http/1.1",
+        "protocol: auto offers only http/1.1 for a handshake: {handshakes:?}"
+    );
 }

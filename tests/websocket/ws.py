@@ -5,6 +5,9 @@
                        names lower-cased) and `CLOSED <code>` when a connection's close
                        handshake ends. A text message `close-me` is answered with a close frame
                        (code 4001) instead of an echo. Runs until stdin closes.
+  ws.py serve-tls CERT KEY
+                       the same over TLS (ALPN offers h2 and http/1.1; each HANDSHAKE line
+                       says which one the connection chose, `alpn`).
   ws.py client URL     reads one JSON object per line on stdin, each a connection to open:
                          {"headers": [[name, value], ...], "mode": "echo" | "hold"}
                        and prints one JSON result per line:
@@ -16,6 +19,7 @@
 """
 
 import json
+import ssl
 import sys
 import threading
 
@@ -32,12 +36,16 @@ def out(line):
     sys.stdout.flush()
 
 
-def run_server():
+def run_server(tls=None):
     def process_request(connection, request):
         headers = {}
         for name, value in request.headers.raw_items():
             headers.setdefault(name.lower(), []).append(value)
-        out("HANDSHAKE " + json.dumps({"path": request.path, "headers": headers}))
+        alpn = None
+        if tls is not None:
+            alpn = connection.socket.selected_alpn_protocol()
+        out("HANDSHAKE " + json.dumps({"path": request.path, "headers": headers,
+                                       "alpn": alpn}))
         return None
 
     def handler(ws):
@@ -51,8 +59,13 @@ def run_server():
             pass
         out("CLOSED %s" % (ws.close_code,))
 
+    ssl_context = None
+    if tls is not None:
+        ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ssl_context.load_cert_chain(tls[0], tls[1])
+        ssl_context.set_alpn_protocols(["h2", "http/1.1"])
     server = serve(handler, "127.0.0.1", 0, process_request=process_request, max_size=MAX_SIZE,
-                   ping_interval=None)
+                   ping_interval=None, ssl=ssl_context)
     out("PORT %d" % server.socket.getsockname()[1])
     threading.Thread(target=server.serve_forever, daemon=True).start()
     sys.stdin.read()
@@ -112,5 +125,7 @@ def run_client(url):
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         run_server()
+    elif sys.argv[1] == "serve-tls":
+        run_server((sys.argv[2], sys.argv[3]))
     else:
         run_client(sys.argv[2])
