@@ -603,8 +603,11 @@ where
     }
     let host = head.headers.get(http::header::HOST).cloned();
     // Before the hop-by-hop fields go: a WebSocket handshake gets its own connection and keeps
-    // `Upgrade` (forward/tunnel.rs). HTTP/2 has no `Upgrade` (RFC 9113 §8.2.2).
-    let websocket = head.version == http::Version::HTTP_11
+    // `Upgrade` (forward/tunnel.rs). hyper gives a request a way to upgrade its connection only
+    // when it asked (HTTP/1.1 with `Upgrade`, or CONNECT): one lookup in the extensions, which
+    // hash by type id, on every other request.
+    let websocket = head.extensions.get::<hyper::upgrade::OnUpgrade>().is_some()
+        && head.version == http::Version::HTTP_11
         && crate::forward::tunnel::wants_websocket(&head.headers);
     let ctx = fwd_headers::ForwardContext {
         config: &state.forward,

@@ -35,9 +35,9 @@ pub(crate) struct Tunnels {
     metrics: Metrics,
 }
 
-/// Whether an HTTP/1.1 request head asks to upgrade to WebSocket: `Upgrade` lists the
-/// `websocket` token and `Connection` the `upgrade` option (RFC 9110 §7.8, RFC 6455 §4.1).
-/// The one check on every request's path is the `Upgrade` lookup.
+/// Whether a request head asks to upgrade to WebSocket: `Upgrade` lists the `websocket` token
+/// and `Connection` the `upgrade` option (RFC 9110 §7.8, RFC 6455 §4.1). Asked only of the
+/// requests hyper lets upgrade (HTTP/1.1 with `Upgrade`, or CONNECT).
 pub(crate) fn wants_websocket(headers: &HeaderMap) -> bool {
     let Some(upgrade) = headers.get(header::UPGRADE) else {
         return false;
