@@ -608,6 +608,7 @@ where
     // hash by type id, on every other request.
     let websocket = head.extensions.get::<hyper::upgrade::OnUpgrade>().is_some()
         && head.version == http::Version::HTTP_11
+        && head.method == Method::GET
         && crate::forward::tunnel::wants_websocket(&head.headers);
     let ctx = fwd_headers::ForwardContext {
         config: &state.forward,

@@ -1,4 +1,4 @@
-//! WebSocket tunnels (RFC 6455 over HTTP/1.1, RFC 9110 §7.8): an `Upgrade: websocket` request
+//! WebSocket tunnels (RFC 6455 over HTTP/1.1, RFC 9110 §7.8): an `Upgrade: websocket` `GET`
 //! is checked like any request on its route; once authorized it goes to the upstream on a
 //! connection of its own (never one of the pool's, never back to it) with `Upgrade: websocket`
 //! and `Connection: upgrade`, the only hop-by-hop fields passed on. When the upstream answers

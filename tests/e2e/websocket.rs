@@ -179,6 +179,7 @@ async fn a_verified_handshake_becomes_a_tunnel_and_a_refused_or_replayed_one_nev
         &format!("ws://{}/chat?room=1", gw.addr),
         Some(&token),
     );
+    let forbidden = proof(&key, "GET", &gw.url("/forbidden"), Some(&token));
     let specs = vec![
         json!({"headers": [["authorization", auth], ["dpop", first]], "mode": "echo"}),
         json!({"headers": [["authorization", auth], ["dpop", second]], "mode": "echo",
@@ -189,12 +190,15 @@ async fn a_verified_handshake_becomes_a_tunnel_and_a_refused_or_replayed_one_nev
         json!({"headers": [["authorization", auth], ["dpop", ws_scheme]]}),
         // The first handshake's proof again.
         json!({"headers": [["authorization", auth], ["dpop", first]]}),
+        // Verified, and the upstream refuses it: its answer is the client's.
+        json!({"headers": [["authorization", auth], ["dpop", forbidden]],
+               "url": format!("ws://{}/forbidden", gw.addr)}),
     ];
     let url = format!("ws://{}/chat?room=1", gw.addr);
     let results = tokio::task::spawn_blocking(move || ws_connections(url, specs))
         .await
         .unwrap();
-    assert_eq!(results.len(), 5, "{results:?}");
+    assert_eq!(results.len(), 6, "{results:?}");
 
     for (i, echo) in results[..2].iter().enumerate() {
         assert_eq!(echo["status"], 101, "{echo}");
@@ -211,7 +215,11 @@ async fn a_verified_handshake_becomes_a_tunnel_and_a_refused_or_replayed_one_nev
         let code = if i == 0 { 1000 } else { 4001 };
         assert_eq!(echo["close_code"], code, "close handshake: {echo}");
     }
-    for refused in &results[2..] {
+    assert_eq!(
+        results[5]["status"], 403,
+        "the upstream's refusal: {results:?}"
+    );
+    for refused in &results[2..5] {
         assert_eq!(refused["status"], 401, "{refused}");
         assert!(
             refused["headers"]["www-authenticate"]
@@ -246,10 +254,11 @@ async fn a_verified_handshake_becomes_a_tunnel_and_a_refused_or_replayed_one_nev
     let (handshakes, closed) = server.log();
     assert_eq!(
         handshakes.len(),
-        2,
+        3,
         "refused handshakes never reach the upstream: {handshakes:?}"
     );
-    for h in &handshakes {
+    assert_eq!(handshakes[2]["path"], "/forbidden", "{handshakes:?}");
+    for h in &handshakes[..2] {
         assert_eq!(h["path"], "/chat?room=1", "{h}");
         let headers = &h["headers"];
         assert!(headers.get("dpop").is_none(), "no proof upstream: {h}");

@@ -4,12 +4,14 @@
                        `HANDSHAKE <json>` line per handshake it received (its path and headers,
                        names lower-cased) and `CLOSED <code>` when a connection's close
                        handshake ends. A text message `close-me` is answered with a close frame
-                       (code 4001) instead of an echo. Runs until stdin closes.
+                       (code 4001) instead of an echo. A handshake for /forbidden... is
+                       answered 403. Runs until stdin closes.
   ws.py serve-tls CERT KEY
                        the same over TLS (ALPN offers h2 and http/1.1; each HANDSHAKE line
                        says which one the connection chose, `alpn`).
   ws.py client URL     reads one JSON object per line on stdin, each a connection to open:
-                         {"headers": [[name, value], ...], "mode": "echo" | "hold"}
+                         {"headers": [[name, value], ...], "mode": "echo" | "hold",
+                          "url": another URL (optional)}
                        and prints one JSON result per line:
                          refused:  {"status": 401, "headers": {...}}
                          echo:     {"status": 101, "text": ..., "binary": ..., "big": ...,
@@ -46,6 +48,8 @@ def run_server(tls=None):
             alpn = connection.socket.selected_alpn_protocol()
         out("HANDSHAKE " + json.dumps({"path": request.path, "headers": headers,
                                        "alpn": alpn}))
+        if request.path.startswith("/forbidden"):
+            return connection.respond(403, "not for you\n")
         return None
 
     def handler(ws):
@@ -75,7 +79,7 @@ def run_server(tls=None):
 def one_client(url, spec):
     headers = [tuple(h) for h in spec.get("headers", [])]
     try:
-        ws = connect(url, additional_headers=headers, max_size=MAX_SIZE, open_timeout=10,
+        ws = connect(spec.get("url", url), additional_headers=headers, max_size=MAX_SIZE, open_timeout=10,
                      ping_interval=None, close_timeout=10)
     except InvalidStatus as e:
         return {"status": e.response.status_code,
