@@ -314,7 +314,8 @@ impl State {
                 "dpop.nonce.secrets: required when a route requires nonces".into(),
             ));
         }
-        let tunnels = crate::forward::tunnel::Tunnels::new(metrics.clone());
+        let tunnels =
+            crate::forward::tunnel::Tunnels::new(metrics.clone(), config.limits.idle_timeout);
         Ok(State {
             router,
             uri_policy: UriPolicy {

@@ -584,7 +584,11 @@ mod tests {
             .body(body::empty())
             .unwrap();
         let err = fwd
-            .tunnel(req, None, &tunnel::Tunnels::new(metrics))
+            .tunnel(
+                req,
+                None,
+                &tunnel::Tunnels::new(metrics, Duration::from_secs(1)),
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("HTTP/1.1"), "{err}");

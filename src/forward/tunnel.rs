@@ -14,10 +14,13 @@
 //! no byte either way (`server::deadline`, phase `Tunnel`); at shutdown, open tunnels are
 //! closed once `shutdown_timeout` has passed ([`Tunnels::close`]).
 
+use std::time::Duration;
+
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use super::pool::Lease;
@@ -33,6 +36,8 @@ pub(crate) const CONNECTION_UPGRADE: HeaderValue = HeaderValue::from_static("upg
 pub(crate) struct Tunnels {
     closing: watch::Sender<bool>,
     metrics: Metrics,
+    /// `limits.idle_timeout`: how long the other direction may go on once one has ended.
+    idle_timeout: Duration,
 }
 
 /// Whether a request head asks to upgrade to WebSocket: `Upgrade` lists the `websocket` token
@@ -75,10 +80,11 @@ pub(crate) fn switching(mut headers: HeaderMap) -> Response<GatewayBody> {
 
 impl Tunnels {
     /// No tunnel open, not closing.
-    pub(crate) fn new(metrics: Metrics) -> Tunnels {
+    pub(crate) fn new(metrics: Metrics, idle_timeout: Duration) -> Tunnels {
         Tunnels {
             closing: watch::Sender::new(false),
             metrics,
+            idle_timeout,
         }
     }
 
@@ -92,18 +98,21 @@ impl Tunnels {
     pub(crate) fn spawn(&self, client: OnUpgrade, upstream: OnUpgrade, lease: Option<Lease>) {
         let closing = self.closing.subscribe();
         let metrics = self.metrics.clone();
-        tokio::spawn(run(client, upstream, lease, closing, metrics));
+        let idle = self.idle_timeout;
+        tokio::spawn(run(client, upstream, lease, closing, metrics, idle));
     }
 }
 
-/// Copies bytes both ways until either side closes (each direction's end is passed on as a
-/// write shutdown), an I/O error, or the shutdown's drain ends.
+/// Copies bytes both ways until both sides have closed (each direction's end is passed on as
+/// a write shutdown; once one has ended the other gets `idle` to end too), an I/O error on
+/// either (the client side's idle timeout is one), or the shutdown's drain ends.
 async fn run(
     client: OnUpgrade,
     upstream: OnUpgrade,
     lease: Option<Lease>,
     mut closing: watch::Receiver<bool>,
     metrics: Metrics,
+    idle: Duration,
 ) {
     let _lease = lease;
     let (client, upstream) = match tokio::try_join!(client, upstream) {
@@ -115,17 +124,44 @@ async fn run(
     };
     metrics.tunnels.inc();
     let _open = GaugeGuard::new(metrics.tunnels_open.clone());
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    tokio::select! {
-        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => match copied {
-            Ok((up, down)) => tracing::debug!(to_upstream = up, to_client = down, "tunnel closed"),
+    let (mut client_rx, mut client_tx) = tokio::io::split(TokioIo::new(client));
+    let (mut upstream_rx, mut upstream_tx) = tokio::io::split(TokioIo::new(upstream));
+    let up = one_way(&mut client_rx, &mut upstream_tx);
+    let down = one_way(&mut upstream_rx, &mut client_tx);
+    tokio::pin!(up, down);
+    let both = async {
+        // The first direction to end: an error ends the tunnel, an end of stream gives the
+        // other direction `idle` to finish (a half-closed tunnel must not stay forever).
+        let rest = tokio::select! {
+            r = &mut up => r.map(|_| down.as_mut()),
+            r = &mut down => r.map(|_| up.as_mut()),
+        };
+        match rest {
+            Ok(rest) => match tokio::time::timeout(idle, rest).await {
+                Ok(Ok(_)) => tracing::debug!("tunnel closed"),
+                Ok(Err(e)) => tracing::debug!(error = %e, "tunnel ended"),
+                Err(_) => tracing::debug!("tunnel closed: half-closed past idle_timeout"),
+            },
             Err(e) => tracing::debug!(error = %e, "tunnel ended"),
-        },
+        }
+    };
+    tokio::select! {
+        () = both => {}
         _ = closing.wait_for(|closing| *closing) => {
             tracing::info!("tunnel closed: shutdown_timeout passed");
         }
     }
+}
+
+/// Copies `from` to `to` until `from` ends, then shuts `to`'s write side down.
+async fn one_way<R, W>(from: &mut R, to: &mut W) -> std::io::Result<u64>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let n = tokio::io::copy(from, to).await?;
+    to.shutdown().await?;
+    Ok(n)
 }
 
 #[cfg(test)]
