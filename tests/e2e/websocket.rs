@@ -5,7 +5,7 @@
 //! binary and 1 MiB messages and both close handshakes pass. A handshake without a proof, with
 //! a proof naming the `ws://` URL, or with a replayed proof is a 401 and never reaches the
 //! upstream; tunnels count in the metrics; shutdown ends an open tunnel. `Upgrade: h2c` is
-//! never tunnelled.
+//! never tunnelled, and an HTTP/2 extended CONNECT (RFC 8441, not supported) is reset.
 //!
 //! Needs `python3` with `websockets` (.ci/run installs it); without it the tests are skipped,
 //! and fail under CI.
@@ -399,4 +399,57 @@ async fn over_an_https_upstream_offering_h2_the_handshake_goes_on_http_1_1() {
         handshakes[0]["alpn"], "http/1.1",
         "protocol: auto offers only http/1.1 for a handshake: {handshakes:?}"
     );
+}
+
+/// RFC 8441 is not supported: the gateway does not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL,
+/// and an extended CONNECT sent anyway is reset, not left hanging, and never forwarded.
+#[tokio::test]
+async fn an_http2_extended_connect_is_reset_and_never_forwarded() {
+    let gw = TestGateway::start_with(Options {
+        routes: "\n  - { path_prefix: /, auth: none }".into(),
+        ..Options::default()
+    })
+    .await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    // The server's SETTINGS have arrived once a request got an answer.
+    let req = http::Request::get(format!("http://{}/warm", gw.addr))
+        .body(())
+        .unwrap();
+    let (resp, _) = client.send_request(req, true).unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+    assert!(!client.is_extended_connect_protocol_enabled());
+
+    let mut client = client.ready().await.unwrap();
+    let mut req = http::Request::builder()
+        .method("CONNECT")
+        .uri(format!("http://{}/chat", gw.addr))
+        .header("sec-websocket-version", "13")
+        .body(())
+        .unwrap();
+    req.extensions_mut()
+        .insert(h2::ext::Protocol::from("websocket"));
+    let outcome = match client.send_request(req, false) {
+        Err(e) => format!("refused to send: {e}"),
+        Ok((resp, _stream)) => {
+            // A bound so that a hang fails the test instead of stalling it.
+            match tokio::time::timeout(Duration::from_secs(10), resp).await {
+                Ok(Err(e)) => {
+                    assert_eq!(e.reason(), Some(h2::Reason::PROTOCOL_ERROR), "{e}");
+                    format!("reset: {e}")
+                }
+                Ok(Ok(r)) => panic!("answered {}", r.status()),
+                Err(_) => panic!("no answer: the stream hangs"),
+            }
+        }
+    };
+    println!("extended CONNECT: {outcome}");
+    let seen = gw.upstream.requests();
+    assert!(
+        seen.iter().all(|r| r.uri != "/chat"),
+        "never forwarded: {seen:?}"
+    );
+    gw.shutdown().await;
 }
