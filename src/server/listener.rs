@@ -112,7 +112,7 @@ pub(crate) async fn serve(
     drain: Duration,
 ) {
     let label = if tls.is_some() { "https" } else { "http" };
-    let tunnels = Arc::clone(&state);
+    let after_drain = Arc::clone(&state);
     serve_with(
         listener,
         tls,
@@ -126,7 +126,7 @@ pub(crate) async fn serve(
     .await;
     // The drain waited for open tunnels too (each holds its connection's slot): the ones
     // still open now are closed.
-    tunnels.tunnels.close();
+    after_drain.tunnels.close();
 }
 
 /// Serves `listener` with `handler`, its connections counted under the `listener` label
