@@ -57,6 +57,10 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// `dpop_gateway_open_connections{listener}`.
     pub open_connections: IntGaugeVec,
+    /// `dpop_gateway_tunnels_open`: WebSocket tunnels open now.
+    pub tunnels_open: IntGauge,
+    /// `dpop_gateway_tunnels_total`: WebSocket tunnels opened (upstream and client upgraded).
+    pub tunnels: IntCounter,
     /// `dpop_gateway_replay_cache_entries`.
     pub replay_entries: IntGauge,
     /// `dpop_gateway_replay_cache_capacity`.
@@ -258,6 +262,14 @@ impl Metrics {
                 Opts::new("dpop_gateway_open_connections", "Client connections open now."),
                 &["listener"],
             )?,
+            tunnels_open: IntGauge::new(
+                "dpop_gateway_tunnels_open",
+                "WebSocket tunnels open now (client and upstream connections upgraded).",
+            )?,
+            tunnels: IntCounter::new(
+                "dpop_gateway_tunnels_total",
+                "WebSocket tunnels opened.",
+            )?,
             replay_entries: IntGauge::new(
                 "dpop_gateway_replay_cache_entries",
                 "Live entries in the in-memory replay cache.",
@@ -387,6 +399,8 @@ impl Metrics {
         r.register(Box::new(self.connection_refusals.clone()))?;
         r.register(Box::new(self.in_flight.clone()))?;
         r.register(Box::new(self.open_connections.clone()))?;
+        r.register(Box::new(self.tunnels_open.clone()))?;
+        r.register(Box::new(self.tunnels.clone()))?;
         r.register(Box::new(self.replay_entries.clone()))?;
         r.register(Box::new(self.replay_capacity.clone()))?;
         r.register(Box::new(self.replay_full.clone()))?;

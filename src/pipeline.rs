@@ -616,6 +616,14 @@ where
         }
     }
     let host = head.headers.get(http::header::HOST).cloned();
+    // Before the hop-by-hop fields go: a WebSocket handshake gets its own connection and keeps
+    // `Upgrade` (forward/tunnel.rs). hyper gives a request a way to upgrade its connection only
+    // when it asked (HTTP/1.1 with `Upgrade`, or CONNECT): one lookup in the extensions, which
+    // hash by type id, on every other request.
+    let websocket = head.extensions.get::<hyper::upgrade::OnUpgrade>().is_some()
+        && head.version == http::Version::HTTP_11
+        && head.method == Method::GET
+        && crate::forward::tunnel::wants_websocket(&head.headers);
     let ctx = fwd_headers::ForwardContext {
         config: &state.forward,
         identity: authorized.map(|a| fwd_headers::Identity {
@@ -658,9 +666,12 @@ where
         }
     }
     let upstream_start = clock::monotonic();
-    let result = upstream
-        .send(Request::from_parts(head, body), route.strip())
-        .await;
+    let req = Request::from_parts(head, body);
+    let result = if websocket {
+        upstream.tunnel(req, route.strip(), &state.tunnels).await
+    } else {
+        upstream.send(req, route.strip()).await
+    };
     let elapsed = upstream_start.elapsed();
     upstream.metrics.duration.observe(elapsed.as_secs_f64());
     // A failed exchange whose request body failed first is the client's fault (400, 408),

@@ -82,6 +82,8 @@ pub struct State {
     pub(crate) decision_path_prefix: Option<String>,
     /// The decision explorer, when `explorer.enabled` (`None`: nothing is recorded).
     pub(crate) explorer: Option<Arc<crate::explorer::Explorer>>,
+    /// Open WebSocket tunnels' shutdown signal (one for the process: carried across reloads).
+    pub(crate) tunnels: Arc<crate::forward::tunnel::Tunnels>,
     /// `limits`, for the listener's new connections.
     pub(crate) limits: crate::config::Limits,
 }
@@ -96,6 +98,7 @@ pub(crate) struct Carried {
     explorer: Option<Arc<crate::explorer::Explorer>>,
     metrics: Metrics,
     clock: Arc<dyn Clock>,
+    tunnels: Arc<crate::forward::tunnel::Tunnels>,
 }
 
 /// What the listener knows about the connection a request came on.
@@ -268,6 +271,7 @@ impl State {
             explorer: self.explorer.clone(),
             metrics: self.metrics.clone(),
             clock: Arc::clone(&self.clock),
+            tunnels: Arc::clone(&self.tunnels),
         }
     }
 
@@ -281,6 +285,7 @@ impl State {
             explorer,
             metrics,
             clock,
+            tunnels,
         } = carried;
         let tokens = Tokens::new(
             config
@@ -330,6 +335,7 @@ impl State {
                 .as_ref()
                 .and_then(|f| f.path_prefix.clone()),
             explorer,
+            tunnels,
             limits: config.limits.clone(),
         })
     }
@@ -405,6 +411,10 @@ impl Carried {
                 )?)
             }
         };
+        let tunnels = Arc::new(crate::forward::tunnel::Tunnels::new(
+            metrics.clone(),
+            config.limits.idle_timeout,
+        ));
         Ok(Carried {
             replay: Arc::new(replay),
             process_start,
@@ -414,6 +424,7 @@ impl Carried {
                 .then(|| Arc::new(crate::explorer::Explorer::new(config.explorer.decisions))),
             metrics,
             clock,
+            tunnels,
         })
     }
 }

@@ -47,6 +47,9 @@ pub(crate) struct Connector {
 /// changes) and the name verified.
 pub(crate) struct TlsClient {
     current: RwLock<TlsConnector>,
+    /// The same configuration offering only `http/1.1` (ALPN), for a WebSocket handshake's
+    /// connection when `current` offers `h2` too (`protocol: auto`).
+    h1: Option<RwLock<TlsConnector>>,
     server_name: ServerName<'static>,
     settings: TlsSettings,
 }
@@ -138,9 +141,28 @@ impl Connector {
         self.tls.as_ref()
     }
 
+    /// Whether connections of this connector speak only HTTP/2 (`protocol: http2`).
+    pub(crate) fn only_h2(&self) -> bool {
+        self.prior_knowledge_h2
+            || self
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.settings.alpn == [b"h2".to_vec()])
+    }
+
     /// Opens a connection, within `connect_timeout` for TCP and TLS together.
     pub(crate) async fn connect(&self) -> Result<Connected, ConnectError> {
-        match tokio::time::timeout(self.timeout, self.open()).await {
+        self.connect_with(false).await
+    }
+
+    /// Opens an HTTP/1.1 connection (ALPN `http/1.1` only), for a WebSocket handshake. Not
+    /// for an upstream that [`Connector::only_h2`].
+    pub(crate) async fn connect_h1(&self) -> Result<Connected, ConnectError> {
+        self.connect_with(true).await
+    }
+
+    async fn connect_with(&self, h1_only: bool) -> Result<Connected, ConnectError> {
+        match tokio::time::timeout(self.timeout, self.open(h1_only)).await {
             Ok(result) => result,
             Err(_) => Err(ConnectError::Tcp(format!(
                 "no connection within connect_timeout ({:?})",
@@ -149,7 +171,7 @@ impl Connector {
         }
     }
 
-    async fn open(&self) -> Result<Connected, ConnectError> {
+    async fn open(&self, h1_only: bool) -> Result<Connected, ConnectError> {
         let mut tcp = self.tcp.clone();
         std::future::poll_fn(|cx| tower_service::Service::poll_ready(&mut tcp, cx))
             .await
@@ -165,7 +187,7 @@ impl Connector {
             });
         };
         let stream = tls
-            .connector()
+            .connector(h1_only)
             .connect(tls.server_name.clone(), stream)
             .await
             .map_err(|e| ConnectError::Tls(crate::error_chain(&e)))?;
@@ -233,9 +255,16 @@ impl TlsClient {
             client_cert: cfg.client_cert.clone(),
             alpn,
         };
-        let config = settings.client_config()?;
+        let config = settings.client_config(&settings.alpn)?;
+        let h1 = match settings.alpn.len() {
+            2.. => Some(RwLock::new(TlsConnector::from(
+                settings.client_config(&[b"http/1.1".to_vec()])?,
+            ))),
+            _ => None,
+        };
         Ok(TlsClient {
             current: RwLock::new(TlsConnector::from(config)),
+            h1,
             server_name,
             settings,
         })
@@ -245,12 +274,13 @@ impl TlsClient {
         self.settings.alpn.iter().any(|p| p == b"h2")
     }
 
-    fn connector(&self) -> TlsConnector {
+    fn connector(&self, h1_only: bool) -> TlsConnector {
+        let current = match (&self.h1, h1_only) {
+            (Some(h1), true) => h1,
+            _ => &self.current,
+        };
         // A poisoned lock still holds a complete connector: the writer only assigns.
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Polls the client certificate and key every `interval`; when either changed and the
@@ -274,10 +304,18 @@ impl TlsClient {
                     continue;
                 }
                 seen = now;
-                match tls.settings.client_config() {
-                    Ok(config) => {
+                let h1 = match &tls.h1 {
+                    Some(_) => tls.settings.client_config(&[b"http/1.1".to_vec()]).map(Some),
+                    None => Ok(None),
+                };
+                match tls.settings.client_config(&tls.settings.alpn).and_then(|c| Ok((c, h1?))) {
+                    Ok((config, h1_config)) => {
                         *tls.current.write().unwrap_or_else(|p| p.into_inner()) =
                             TlsConnector::from(config);
+                        if let (Some(slot), Some(c)) = (&tls.h1, h1_config) {
+                            *slot.write().unwrap_or_else(|p| p.into_inner()) =
+                                TlsConnector::from(c);
+                        }
                         tracing::info!(upstream = %upstream, cert = %cert.display(), "upstream client certificate reloaded");
                     }
                     Err(error) => tracing::warn!(upstream = %upstream, %error, "upstream client certificate change not applied; keeping the previous pair"),
@@ -290,7 +328,7 @@ impl TlsClient {
 // === impl TlsSettings ===
 
 impl TlsSettings {
-    fn client_config(&self) -> Result<Arc<ClientConfig>, String> {
+    fn client_config(&self, alpn: &[Vec<u8>]) -> Result<Arc<ClientConfig>, String> {
         let builder =
             ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
@@ -308,7 +346,7 @@ impl TlsSettings {
                     )
                 })?,
         };
-        config.alpn_protocols.clone_from(&self.alpn);
+        config.alpn_protocols = alpn.to_vec();
         Ok(Arc::new(config))
     }
 }

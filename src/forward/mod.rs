@@ -7,12 +7,15 @@
 //!
 //! Header policy (what is stripped and set) lives in [`headers`]; the pipeline applies it before
 //! [`Forwarder::send`], which only adds a `Host` when the request has none (HTTP/2) and removes
-//! hop-by-hop headers from the response. Upgrades (WebSocket) are not forwarded: `Upgrade` and
-//! `Connection` are hop-by-hop and are removed.
+//! hop-by-hop headers from the response. A WebSocket handshake goes through
+//! [`Forwarder::tunnel`] instead ([`tunnel`]: its own connection, `Upgrade` kept); any other
+//! `Upgrade` is hop-by-hop and removed, and a 101 to a request that is not a WebSocket
+//! handshake is a 502.
 
 pub(crate) mod connect;
 pub(crate) mod headers;
 pub(crate) mod pool;
+pub(crate) mod tunnel;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +109,112 @@ impl Forwarder {
         mut req: Request<GatewayBody>,
         strip: Option<&str>,
     ) -> Result<Response<GatewayBody>, ForwardError> {
+        self.target(&mut req, strip)?;
+
+        // One of the client connection's upstream exchanges (it waits while all are taken),
+        // then the exchange, within request_timeout together.
+        let budget = req.extensions_mut().remove::<pool::ClientBudget>();
+        let deadline = crate::clock::monotonic() + self.request_timeout;
+        let send = async {
+            let lease = match &budget {
+                Some(b) => b.lease().await,
+                None => None,
+            };
+            self.pool.send(req, lease, deadline).await
+        };
+        let response = self.within_timeout(send).await?;
+        let (mut parts, incoming) = response.into_parts();
+        if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            // Only `tunnel` asks for an upgrade; this connection is not the tunnel's.
+            return Err(ForwardError::Other(
+                "the upstream answered 101 to a request that asked for no upgrade".into(),
+            ));
+        }
+        headers::strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, body::boxed(incoming)))
+    }
+
+    /// Sends a WebSocket handshake (`req` prepared like any request, see
+    /// [`tunnel::wants_websocket`]) on a new HTTP/1.1 connection of its own, with
+    /// `Upgrade: websocket` and `Connection: upgrade`. On a 101 for `websocket` the tunnel
+    /// starts (once the client's 101 is written) and the client's 101 is returned; any other
+    /// answer is returned as a normal response. Within `request_timeout`, like `send`.
+    pub(crate) async fn tunnel(
+        &self,
+        mut req: Request<GatewayBody>,
+        strip: Option<&str>,
+        tunnels: &tunnel::Tunnels,
+    ) -> Result<Response<GatewayBody>, ForwardError> {
+        if self.pool.only_h2() {
+            return Err(ForwardError::Other(
+                "a WebSocket handshake needs HTTP/1.1 to the upstream, and it is protocol: http2"
+                    .into(),
+            ));
+        }
+        let client = req
+            .extensions_mut()
+            .remove::<hyper::upgrade::OnUpgrade>()
+            .ok_or_else(|| ForwardError::Other("the client connection cannot upgrade".into()))?;
+        self.target(&mut req, strip)?;
+        req.headers_mut().insert(header::UPGRADE, tunnel::WEBSOCKET);
+        req.headers_mut()
+            .insert(header::CONNECTION, tunnel::CONNECTION_UPGRADE);
+        let budget = req.extensions_mut().remove::<pool::ClientBudget>();
+        let exchange = async {
+            let lease = match &budget {
+                Some(b) => b.lease().await,
+                None => None,
+            };
+            let mut tx = self.pool.dedicated_h1().await?;
+            let resp = tx.send_request(req).await.map_err(pool::SendError::Http)?;
+            Ok((resp, lease))
+        };
+        let (mut resp, lease) = self.within_timeout(exchange).await?;
+        if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+            let (mut parts, incoming) = resp.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers);
+            // The connection goes when the body is done: it is never pooled.
+            return Ok(Response::from_parts(parts, body::boxed(incoming)));
+        }
+        let websocket = resp
+            .headers()
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+        if !websocket {
+            return Err(ForwardError::Other(
+                "the upstream answered 101 for another protocol than websocket".into(),
+            ));
+        }
+        let upstream = hyper::upgrade::on(&mut resp);
+        tunnels.spawn(client, upstream, lease);
+        Ok(tunnel::switching(std::mem::take(resp.headers_mut())))
+    }
+
+    /// `exchange` within `request_timeout`, its error as a [`ForwardError`].
+    async fn within_timeout<T>(
+        &self,
+        exchange: impl std::future::Future<Output = Result<T, pool::SendError>>,
+    ) -> Result<T, ForwardError> {
+        match tokio::time::timeout(self.request_timeout, exchange).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(pool::SendError::Connect(connect::ConnectError::Tls(e)))) => {
+                Err(ForwardError::Tls(e))
+            }
+            Ok(Err(e @ pool::SendError::Connect(_))) => Err(ForwardError::Connect(error_chain(&e))),
+            Ok(Err(e)) => Err(ForwardError::Other(error_chain(&e))),
+            Err(_elapsed) => Err(ForwardError::Timeout {
+                after: self.request_timeout,
+            }),
+        }
+    }
+
+    /// `req` made the upstream's: `Host` (when it has none), origin-form target onto the
+    /// upstream's URL (less `strip`), HTTP/1.1.
+    fn target(
+        &self,
+        req: &mut Request<GatewayBody>,
+        strip: Option<&str>,
+    ) -> Result<(), ForwardError> {
         // An HTTP/2 request carries its host in `:authority`; an HTTP/1.1 upstream and legacy
         // APIs build URLs from `Host`, so it must see the one the client used. A request
         // with neither (HTTP/1.0) gets the upstream's.
@@ -119,36 +228,7 @@ impl Forwarder {
         }
         *req.uri_mut() = self.upstream_uri(req.uri(), strip)?;
         *req.version_mut() = Version::HTTP_11;
-
-        // One of the client connection's upstream exchanges (it waits while all are taken),
-        // then the exchange, within request_timeout together.
-        let budget = req.extensions_mut().remove::<pool::ClientBudget>();
-        let deadline = crate::clock::monotonic() + self.request_timeout;
-        let send = async {
-            let lease = match &budget {
-                Some(b) => b.lease().await,
-                None => None,
-            };
-            self.pool.send(req, lease, deadline).await
-        };
-        let response = match tokio::time::timeout(self.request_timeout, send).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(pool::SendError::Connect(connect::ConnectError::Tls(e)))) => {
-                return Err(ForwardError::Tls(e))
-            }
-            Ok(Err(e @ pool::SendError::Connect(_))) => {
-                return Err(ForwardError::Connect(error_chain(&e)))
-            }
-            Ok(Err(e)) => return Err(ForwardError::Other(error_chain(&e))),
-            Err(_elapsed) => {
-                return Err(ForwardError::Timeout {
-                    after: self.request_timeout,
-                })
-            }
-        };
-        let (mut parts, incoming) = response.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, body::boxed(incoming)))
+        Ok(())
     }
 
     /// The origin-form target for the upstream: `upstream.url`'s path + the request's path
@@ -468,5 +548,49 @@ mod tests {
             after: Duration::from_secs(30),
         };
         assert!(t.to_string().contains("30s"));
+    }
+
+    #[tokio::test]
+    async fn a_101_to_a_request_that_asked_for_no_upgrade_is_an_error() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n")
+                .await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let fwd = forwarder(&config(&format!("http://{addr}"), Duration::from_secs(5)));
+        let req = Request::get("/")
+            .header("host", "h")
+            .body(body::empty())
+            .unwrap();
+        let err = fwd.send(req, None).await.unwrap_err();
+        assert!(err.to_string().contains("101"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_websocket_handshake_to_an_http2_only_upstream_is_refused_before_connecting() {
+        let mut cfg = config("http://127.0.0.1:1", Duration::from_secs(5));
+        cfg.protocol = crate::config::UpstreamProtocol::Http2;
+        let fwd = forwarder(&cfg);
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        let req = Request::get("/")
+            .header("host", "h")
+            .body(body::empty())
+            .unwrap();
+        let err = fwd
+            .tunnel(
+                req,
+                None,
+                &tunnel::Tunnels::new(metrics, Duration::from_secs(1)),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("HTTP/1.1"), "{err}");
     }
 }

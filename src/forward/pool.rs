@@ -333,6 +333,37 @@ impl Pool {
         Ok(Conn::H1(tx))
     }
 
+    /// Whether the upstream speaks only HTTP/2 (`protocol: http2`).
+    pub(crate) fn only_h2(&self) -> bool {
+        self.connector.only_h2()
+    }
+
+    /// A new HTTP/1.1 connection of its own, driven with upgrades on, for a WebSocket
+    /// handshake: it never comes back to the pool (after a 101 it is the tunnel's). An
+    /// upstream that speaks only HTTP/2 (`protocol: http2`, or ALPN chose `h2`) cannot take
+    /// one: RFC 8441 to the upstream is not spoken.
+    pub(crate) async fn dedicated_h1(&self) -> Result<SendRequest<GatewayBody>, SendError> {
+        let connected = self
+            .connector
+            .connect_h1()
+            .await
+            .map_err(SendError::Connect)?;
+        if connected.h2 {
+            return Err(SendError::Connect(ConnectError::Tls(
+                "the upstream chose h2 by ALPN although only http/1.1 was offered".into(),
+            )));
+        }
+        let (tx, conn) = http1::handshake(TokioIo::new(connected.io))
+            .await
+            .map_err(SendError::Http)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream upgrade connection ended");
+            }
+        });
+        Ok(tx)
+    }
+
     /// Returns `tx` once it can take the next request; a closed connection is dropped.
     /// `lease` is released once the connection is back (or gone): the exchange is over only
     /// then, and a request waiting for the lease finds the connection idle.

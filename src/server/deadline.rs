@@ -18,6 +18,11 @@
 //! body follows, and it is not counted as a head. HTTP/2 (prior knowledge, recognised
 //! by its preface, or ALPN `h2`) passes through: its head limits are hyper's, its idle
 //! timeout is counted in open streams (`h2_idle.rs`).
+//!
+//! A `101 Switching Protocols` written (only ever for a WebSocket tunnel, `forward/tunnel.rs`)
+//! ends HTTP on the connection: its bytes are the tunnel's, never a head, and the connection is
+//! closed (a read error, which ends the tunnel) once no byte has gone either way for
+//! `idle_timeout` (checked every `idle_timeout`: between one and two of them).
 
 use std::future::Future;
 use std::io;
@@ -56,6 +61,9 @@ fn head_too_large() -> &'static [u8] {
 /// body read (RFC 9110 §10.1.1, §15.2.1): the request goes on, its body is still to come.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
+/// How a `101` response starts: the connection is a tunnel from there on.
+const SWITCHING: &[u8] = b"HTTP/1.1 101 ";
+
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -74,6 +82,8 @@ enum Phase {
     Busy,
     /// HTTP/2: only the idle timeout, by open streams.
     Passthrough,
+    /// After a `101`: a tunnel's bytes, only the idle timeout (`active` since the last check).
+    Tunnel { active: bool },
 }
 
 /// Where the bytes of a head read so far end, to find its end where hyper's parser (httparse)
@@ -170,6 +180,24 @@ impl<IO> Deadlines<IO> {
         }
     }
 
+    /// A tunnel with nothing to read: once a whole `idle_timeout` passed without a byte either
+    /// way, the tunnel ends.
+    fn tunnel_idle(&mut self, cx: &mut Context<'_>, mut active: bool) -> Poll<io::Result<()>> {
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            if !active {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "tunnel idle past idle_timeout",
+                )));
+            }
+            active = false;
+            self.phase = Phase::Tunnel { active };
+            let next = Instant::now() + self.limits.idle_timeout;
+            self.sleep.as_mut().reset(next);
+        }
+        Poll::Pending
+    }
+
     /// HTTP/2, nothing to read: the idle timeout, by open streams.
     fn h2_idle(&mut self, cx: &mut Context<'_>) {
         self.streams
@@ -203,6 +231,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
         let this = self.get_mut();
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if matches!(this.phase, Phase::Tunnel { .. }) => {
+                if buf.filled().len() > before {
+                    this.phase = Phase::Tunnel { active: true };
+                }
+                Poll::Ready(Ok(()))
+            }
             Poll::Ready(Ok(())) => {
                 let new = &buf.filled()[before..];
                 match this.preface {
@@ -261,6 +295,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlines<IO> {
                 if this.phase == Phase::Busy {
                     return Poll::Pending;
                 }
+                if let Phase::Tunnel { active } = this.phase {
+                    return this.tunnel_idle(cx, active);
+                }
                 if this.sleep.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
@@ -291,7 +328,11 @@ fn advance(phase: &mut Phase, sleep: Pin<&mut Sleep>, limits: &HeadLimits, new: 
             (Line::Leading, 0)
         }
         Phase::Head { line, len } => (line, len),
-        Phase::Busy | Phase::Passthrough | Phase::TooLarge | Phase::UriTooLong => return,
+        Phase::Busy
+        | Phase::Passthrough
+        | Phase::Tunnel { .. }
+        | Phase::TooLarge
+        | Phase::UriTooLong => return,
     };
     let mut i = 0;
     while i < new.len() {
@@ -384,9 +425,25 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
         let this = self.get_mut();
         let res = Pin::new(&mut this.inner).poll_write(cx, data);
         if let Poll::Ready(Ok(n)) = res {
+            if let Phase::Tunnel { .. } = this.phase {
+                if n > 0 {
+                    this.phase = Phase::Tunnel { active: true };
+                }
+                return res;
+            }
             if n > 0 && this.phase == Phase::Busy && interim(&mut this.interim, &data[..n]) {
                 // All of it is (a part of) `100 Continue`: the request's body is still to
                 // come, and it is a body, not the next head.
+                return res;
+            }
+            if n > 0 && this.phase == Phase::Busy && data[..n].starts_with(SWITCHING) {
+                // hyper writes a head in one piece; a 101 ends HTTP on this connection.
+                this.interim = 0;
+                this.phase = Phase::Tunnel { active: true };
+                this.sleep
+                    .as_mut()
+                    .reset(Instant::now() + this.limits.idle_timeout);
+                cx.waker().wake_by_ref();
                 return res;
             }
             if n > 0 && this.phase != Phase::Passthrough {
@@ -550,6 +607,53 @@ mod tests {
         assert_eq!(run(&[fields.as_bytes()]), Phase::TooLarge);
         // Only empty lines: too large, not a request line.
         assert_eq!(run(&[&[b'\n'; 65]]), Phase::TooLarge);
+    }
+
+    fn counters() -> RefusalCounters {
+        let c = || prometheus::IntCounter::new("c", "c").unwrap();
+        RefusalCounters {
+            head_too_large: c(),
+            head_timeout: c(),
+            uri_too_long: c(),
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_101_the_bytes_are_a_tunnels_and_only_a_whole_idle_timeout_ends_it() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (server, mut client) = tokio::io::duplex(4096);
+        let mut io = Deadlines::new(server, LIMITS, counters(), Streams::new(), false);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\nupgrade: websocket\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = io.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        assert_eq!(io.phase, Phase::Busy);
+        io.write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(io.phase, Phase::Tunnel { active: true });
+        // Frames well over max_header_bytes (64) with no empty line: not a head, passed on.
+        let frames = vec![0x82u8; 1000];
+        client.write_all(&frames).await.unwrap();
+        let mut got = 0;
+        while got < frames.len() {
+            got += io.read(&mut buf).await.unwrap();
+        }
+        assert_eq!(io.phase, Phase::Tunnel { active: true });
+        // Nothing either way: the first check finds it was active, the next one ends it.
+        let err = io.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        drop(io);
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.ok();
+        assert!(
+            out.ends_with(b"\r\n\r\n"),
+            "no refusal written into the tunnel"
+        );
+        assert!(!String::from_utf8_lossy(&out).contains("431"));
     }
 
     #[test]

@@ -112,6 +112,8 @@ pub(crate) async fn serve(
     drain: Duration,
 ) {
     let label = if tls.is_some() { "https" } else { "http" };
+    // One for the process: every reloaded state carries the same.
+    let tunnels = Arc::clone(&live.load().tunnels);
     serve_with(
         listener,
         tls,
@@ -122,6 +124,9 @@ pub(crate) async fn serve(
         pipeline::handle::<Incoming>,
     )
     .await;
+    // The drain waited for open tunnels too (each holds its connection's slot): the ones
+    // still open now are closed.
+    tunnels.close();
 }
 
 /// Serves `listener` with `handler`, its connections counted under the `listener` label
@@ -226,7 +231,7 @@ pub(crate) async fn serve_with<H: Handler>(
                 None => {
                     let io = Deadlines::new(stream, head_limits, counters, streams.clone(), false);
                     drive!(
-                        builder.serve_connection(TokioIo::new(io), service),
+                        builder.serve_connection_with_upgrades(TokioIo::new(io), service),
                         streams,
                         &resets,
                         shutdown
@@ -248,7 +253,7 @@ pub(crate) async fn serve_with<H: Handler>(
                     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     let io = Deadlines::new(tls_stream, head_limits, counters, streams.clone(), h2);
                     drive!(
-                        builder.serve_connection(TokioIo::new(io), service),
+                        builder.serve_connection_with_upgrades(TokioIo::new(io), service),
                         streams,
                         &resets,
                         shutdown
@@ -262,7 +267,7 @@ pub(crate) async fn serve_with<H: Handler>(
         .await
         .is_err()
     {
-        tracing::warn!("shutdown_timeout elapsed with requests still in flight");
+        tracing::warn!("shutdown_timeout elapsed with requests or tunnels still open");
     }
 }
 

@@ -39,3 +39,4 @@ mod tls;
 mod token;
 mod transparency;
 mod upstreams;
+mod websocket;
