@@ -6,6 +6,9 @@
 #
 #   benches/callgrind/run.sh            # auth: none and DPoP ES256, N=2000
 #   N=500 benches/callgrind/run.sh none # one case
+#   GATEWAY_BIN=/tmp/old/dpop-gateway KEEP=/tmp/cg-old benches/callgrind/run.sh none
+#     # another build (no cargo build), the measured dump kept as /tmp/cg-old/none.out for
+#     # `callgrind_annotate` (a per-function before/after diff)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${N:-2000}
@@ -13,8 +16,12 @@ WARM=300
 CASES=${*:-none dpop}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-cargo build --release --quiet
-bin=target/release/dpop-gateway
+if [ -n "${GATEWAY_BIN:-}" ]; then
+  bin=$GATEWAY_BIN
+else
+  cargo build --release --quiet
+  bin=target/release/dpop-gateway
+fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 up=$(free_port)
 python3 benches/callgrind/upstream.py "$up" &
@@ -68,6 +75,7 @@ YAML
     echo "$case: only ${forwarded:-0} of $total requests forwarded; see $work/gw.log" >&2
     trap - EXIT; exit 1
   fi
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$second" "$KEEP/$case.out"; fi
   printf '%-5s %8d instructions per request (%s requests, second dump %s)\n' "$case" $((ir / N)) "$N" "$(basename "$second")"
   rm -f "$work"/cg.out*
 done
