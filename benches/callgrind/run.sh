@@ -9,6 +9,9 @@
 #   benches/callgrind/run.sh explorer   # DPoP ES256 with explorer.enabled (recording each one)
 #   benches/callgrind/run.sh decide     # DPoP ES256 decisions asked of forward_auth.listen
 #                                       # (Envoy style: the decision request is the request)
+#   GATEWAY_BIN=/tmp/old/dpop-gateway KEEP=/tmp/cg-old benches/callgrind/run.sh none
+#     # another build (no cargo build), the measured dump kept as /tmp/cg-old/none.out for
+#     # `callgrind_annotate` (a per-function before/after diff)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${N:-2000}
@@ -83,6 +86,7 @@ YAML
     echo "$case: only ${forwarded:-0} of $total requests forwarded; see $work/gw.log" >&2
     trap - EXIT; exit 1
   fi
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$second" "$KEEP/$case.out"; fi
   printf '%-8s %8d instructions per request (%s requests, second dump %s)\n' "$case" $((ir / N)) "$N" "$(basename "$second")"
   rm -f "$work"/cg.out*
 done

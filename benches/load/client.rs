@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dpop_gateway::clock;
 use dpop_gateway::jose::sign::PrivateJwk;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::launch::start_nginx;
@@ -20,7 +20,10 @@ use crate::requests::{dpop_request, Source};
 // === the load generator ===
 
 /// Reads one HTTP/1.1 response (content-length or chunked); returns its status.
-pub async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+pub async fn read_response<S: AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<u16> {
     let mut tmp = [0u8; 16 * 1024];
     let head_end = loop {
         if let Some(p) = find(buf, b"\r\n\r\n") {
@@ -75,6 +78,9 @@ pub struct ConnStats {
     pub lat_ns: Vec<u64>,
     pub ok: u64,
     pub errors: u64,
+    /// Open loop: how late each request was sent after its scheduled time (the generator's
+    /// own lateness, not the server's).
+    pub late_ns: Vec<u64>,
 }
 
 /// Closed loop: `conns` connections, each sending its next request as soon as the previous
@@ -184,6 +190,11 @@ pub async fn open_loop(
                 let sent = clock::monotonic();
                 // Late because this connection was still busy: count from the schedule.
                 let from = if last_done > next { next } else { sent };
+                if last_done <= next {
+                    // The connection was free at the scheduled time: any delay is ours.
+                    st.late_ns
+                        .push(sent.saturating_duration_since(next).as_nanos() as u64);
+                }
                 if s.write_all(&req).await.is_err() {
                     st.errors += 1;
                     break;
@@ -210,6 +221,7 @@ pub async fn open_loop(
     for t in tasks {
         if let Ok(st) = t.await {
             all.lat_ns.extend(st.lat_ns);
+            all.late_ns.extend(st.late_ns);
             all.ok += st.ok;
             all.errors += st.errors;
         }

@@ -33,6 +33,8 @@ mod decide;
 mod launch;
 mod process;
 mod requests;
+mod same_rate;
+mod tls;
 mod upstream;
 mod upstreams;
 
@@ -99,6 +101,8 @@ struct Phase {
     cpu_us_per_req: Option<f64>,
     peak_rss_kib: Option<u64>,
     note: String,
+    /// p50, p99, p99.9 in µs when the client reported only those (wrk), instead of `lat_ns`.
+    pct_us: Option<[u64; 3]>,
 }
 
 // === impl Plan ===
@@ -139,6 +143,10 @@ impl Phase {
     }
 
     fn pct(&self, p: f64) -> String {
+        if let Some(pct) = self.pct_us {
+            let i = usize::from(p > 0.5) + usize::from(p > 0.99);
+            return format!("{}", pct[i]);
+        }
         if self.lat_ns.is_empty() {
             return "-".into();
         }
@@ -179,6 +187,19 @@ impl Run {
         source: Source,
         proxy: Option<&Proxy>,
     ) -> Phase {
+        self.closed_n(name, target, source, proxy, self.plan.connections)
+            .await
+    }
+
+    /// [`Run::closed`] over `conns` connections.
+    async fn closed_n(
+        &self,
+        name: &str,
+        target: SocketAddr,
+        source: Source,
+        proxy: Option<&Proxy>,
+        conns: usize,
+    ) -> Phase {
         let source = Rc::new(source);
         let t0 = clock::monotonic();
         let measure_from = t0 + self.plan.warmup;
@@ -201,14 +222,7 @@ impl Run {
         if let Some(p) = proxy {
             p.reset_peak();
         }
-        let (st, secs) = closed_loop(
-            target,
-            source,
-            self.plan.connections,
-            measure_from,
-            deadline,
-        )
-        .await;
+        let (st, secs) = closed_loop(target, source, conns, measure_from, deadline).await;
         let mut ph = self.phase(name, st, secs);
         if let (Some(p), Some(s)) = (proxy, sampler) {
             let ran_full = secs + 0.05 >= self.plan.measure.as_secs_f64();
@@ -245,8 +259,9 @@ impl Run {
             dur,
         )
         .await;
+        let late = same_rate::late_p99_us(&st);
         let mut ph = self.phase(name, st, secs);
-        ph.note = format!("open loop at {rate:.0} req/s; ");
+        ph.note = format!("open loop at {rate:.0} req/s, generator late p99 {late:.0} µs; ");
         ph
     }
 
@@ -391,6 +406,16 @@ async fn run(plan: Plan) -> String {
         gw.stop();
         return format!("{line}\n");
     }
+    // LOADBENCH_ONLY=hop: the plain hop rows; LOADBENCH_ONLY=tls: the TLS rows.
+    if only == "hop" || only == "tls" {
+        let rows = if only == "hop" {
+            same_rate::hop_only(&r, &gw).await
+        } else {
+            tls::rows(&r, &jwks).await
+        };
+        gw.stop();
+        return same_rate::table(&rows, verify_ns);
+    }
     let only_c = only == "c";
     let only_open = only == "open";
     if !only_c && !only_open {
@@ -449,6 +474,8 @@ async fn run(plan: Plan) -> String {
     // (d): Redis, when there is one and the gateway takes it.
     if !only_open {
         phases.push(redis_phase(&r, &jwks, &keys, &tokens, verify_ns).await);
+        // (b64), (b64w), (b@c): the hop at 64 connections, with wrk, and at (c)'s rate.
+        phases.extend(same_rate::gateway_rows(&r, &gw, Some(c_rps)).await);
     }
 
     // (e): nginx.
@@ -468,6 +495,7 @@ async fn run(plan: Plan) -> String {
                 )
                 .await;
             phases.push(e);
+            phases.extend(same_rate::nginx_rows(&r, &ngx, Some(c_rps)).await);
             ngx.stop();
         }
         Err(e) => phases.push(Phase {
@@ -484,6 +512,11 @@ async fn run(plan: Plan) -> String {
         decide::run(&r, &jwks, &keys, &tokens, verify_ns, &phases).await
     };
     phases.extend(f_rows);
+
+    // (t): TLS termination, the gateway and nginx.
+    if !only_open {
+        phases.extend(tls::rows(&r, &jwks).await);
+    }
 
     // Open loop at 50% of (c)'s max rate, direct and through the gateway.
     let rate = (c_rps * 0.5).max(100.0);
@@ -532,6 +565,8 @@ async fn run(plan: Plan) -> String {
         .copied();
     phases.push(oa.clone());
     phases.push(oc.clone());
+    // (e'): nginx at the same rate, for the added p99.
+    phases.push(same_rate::nginx_open(&r, up, rate).await);
     if only_open {
         gw.stop();
         let rows: Vec<String> = phases.iter().map(Phase::row).collect();
@@ -620,8 +655,12 @@ async fn run(plan: Plan) -> String {
         );
     }
     let _ = writeln!(out, "- {upload_line} (targets >= 80%, < 32 MiB)");
-    for l in f_lines {
-        let _ = writeln!(out, "- {l}");
+    for line in f_lines
+        .into_iter()
+        .chain(same_rate::targets(&phases, verify_ns))
+        .chain(tls::targets(&phases))
+    {
+        let _ = writeln!(out, "- {line}");
     }
     for n in notes {
         let _ = writeln!(out, "- note: {n}");

@@ -19,7 +19,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 
 use crate::body::{self, BoxError, GatewayBody};
 use crate::config::Limits;
@@ -376,7 +376,12 @@ pub(crate) struct Resets {
     opened: AtomicU64,
     cancelled: AtomicU64,
     tripped: AtomicBool,
-    flood: Notify,
+    /// The connection task's waker, stored by its first poll of [`Resets::flooded`]: the
+    /// connection task is the only one polling it, and its waker does not change. (A `Notify`
+    /// took a lock on every poll of the connection task, every request of every HTTP/1
+    /// connection included.)
+    waker: std::sync::Mutex<Option<std::task::Waker>>,
+    registered: AtomicBool,
 }
 
 impl Resets {
@@ -392,9 +397,16 @@ impl Resets {
         let opened = self.opened.load(Ordering::Relaxed);
         if cancelled > MAX_CANCELLED_STREAMS
             && cancelled * 2 > opened
-            && !self.tripped.swap(true, Ordering::Relaxed)
+            && !self.tripped.swap(true, Ordering::AcqRel)
         {
-            self.flood.notify_one();
+            let waker = self
+                .waker
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
         }
     }
 
@@ -404,7 +416,23 @@ impl Resets {
 
     /// Resolves once the connection should get GOAWAY.
     async fn flooded(&self) {
-        self.flood.notified().await;
+        std::future::poll_fn(|cx| {
+            if self.tripped.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            if !self.registered.swap(true, Ordering::AcqRel) {
+                *self
+                    .waker
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cx.waker().clone());
+                // Tripped between the check and the store: its wake found no waker.
+                if self.tripped.load(Ordering::Acquire) {
+                    return Poll::Ready(());
+                }
+            }
+            Poll::Pending
+        })
+        .await;
     }
 }
 
