@@ -11,7 +11,7 @@
 //! branch the request path takes. On, the request path only copies: the proof's and the
 //! token's first two segments base64url-decoded (never a signature, so never a usable proof
 //! or token), the token's SHA-256, the verified key's thumbprint, the computed `htu`, the
-//! outcome as enums and numbers, each bounded ([`MAX_KEPT_JWS`], [`MAX_KEPT_STR`]). Parsing
+//! outcome as enums and numbers, each bounded (`MAX_KEPT_JWS`, `MAX_KEPT_STR`). Parsing
 //! the JSON, trimming it and writing the checks' expected and actual text happen when
 //! `/explorer/decisions.json` is read, outside the ring's lock.
 //!
