@@ -25,6 +25,7 @@
 //! one upstream needs, on the path every forwarded request takes. Each upstream has its own.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -87,14 +88,32 @@ pub(crate) struct Pool {
     /// The shared HTTP/2 connection, when the upstream speaks HTTP/2; `None` when it cannot
     /// (nothing to look at on the HTTP/1.1-only path).
     h2: Option<Mutex<Option<http2::SendRequest<GatewayBody>>>>,
+    /// While the upstream may speak HTTP/2 and no answer said it does not, connections are
+    /// opened one at a time: a burst of first requests waits for the one connection that
+    /// becomes the shared one instead of opening one each. Holds the last failure, which the
+    /// requests that waited for that attempt get at once (an upstream that is down does not
+    /// make each of them wait its own `connect_timeout` in turn).
+    h2_connect: tokio::sync::Mutex<Option<Failed>>,
+    /// A connection of this pool came up HTTP/1.1 (ALPN chose `http/1.1`): connections are
+    /// opened in parallel, as for any HTTP/1.1 upstream.
+    h1_chosen: AtomicBool,
     /// Set once the sweep task runs (it starts with the first connection).
     sweeping: std::sync::Once,
+}
+
+/// A failed attempt to open a connection: when it ended, and why.
+struct Failed {
+    at: Instant,
+    error: String,
+    tls: bool,
 }
 
 /// A new connection's sender.
 enum Conn {
     H1(SendRequest<GatewayBody>),
     H2(http2::SendRequest<GatewayBody>),
+    /// The shared HTTP/2 connection another request opened while this one waited.
+    Shared(http2::SendRequest<GatewayBody>),
 }
 
 /// An idle connection and when it came back.
@@ -143,6 +162,8 @@ impl Pool {
             connector,
             scheme,
             h2,
+            h2_connect: tokio::sync::Mutex::new(None),
+            h1_chosen: AtomicBool::new(false),
             idle: Mutex::new(Vec::new()),
             sweeping: std::sync::Once::new(),
         })
@@ -179,6 +200,14 @@ impl Pool {
                 Some(tx) => tx,
                 None => match self.connect().await? {
                     Conn::H1(tx) => tx,
+                    Conn::Shared(tx) => match self.send_h2(tx, req, true).await? {
+                        Ok(resp) => return Ok(leased(resp, lease)),
+                        Err(unsent) => {
+                            req = unsent;
+                            fresh_only = true;
+                            continue;
+                        }
+                    },
                     Conn::H2(tx) => {
                         return match self.send_h2(tx, req, false).await? {
                             Ok(resp) => Ok(leased(resp, lease)),
@@ -293,8 +322,47 @@ impl Pool {
         None
     }
 
-    /// Opens a connection and starts driving it; an HTTP/2 one becomes the shared one.
+    /// A connection for a request that found none to reuse: a new one, or (HTTP/2) the shared
+    /// one that another request opened while this one waited its turn (see `h2_connect`).
     async fn connect(self: &Arc<Self>) -> Result<Conn, SendError> {
+        if self.h2.is_none() || self.h1_chosen.load(Ordering::Relaxed) {
+            return self.open().await;
+        }
+        let asked = crate::clock::monotonic();
+        let mut last = self.h2_connect.lock().await;
+        if let Some(tx) = self.shared_h2() {
+            return Ok(Conn::Shared(tx));
+        }
+        if self.h1_chosen.load(Ordering::Relaxed) {
+            drop(last);
+            return self.open().await;
+        }
+        if let Some(failed) = last.as_ref().filter(|f| f.at >= asked) {
+            let error = failed.error.clone();
+            return Err(SendError::Connect(if failed.tls {
+                ConnectError::Tls(error)
+            } else {
+                ConnectError::Tcp(error)
+            }));
+        }
+        let opened = self.open().await;
+        *last = match &opened {
+            Ok(Conn::H1(_)) => {
+                self.h1_chosen.store(true, Ordering::Relaxed);
+                None
+            }
+            Ok(_) => None,
+            Err(e) => Some(Failed {
+                at: crate::clock::monotonic(),
+                error: e.to_string(),
+                tls: matches!(e, SendError::Connect(ConnectError::Tls(_))),
+            }),
+        };
+        opened
+    }
+
+    /// Opens a connection and starts driving it; an HTTP/2 one becomes the shared one.
+    async fn open(self: &Arc<Self>) -> Result<Conn, SendError> {
         let connected = self.connector.connect().await.map_err(SendError::Connect)?;
         let io = TokioIo::new(connected.io);
         self.sweeping.call_once(|| {
@@ -687,9 +755,13 @@ mod tests {
     const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
     fn pool(target: Uri) -> Arc<Pool> {
+        pool_speaking(target, crate::config::UpstreamProtocol::Auto)
+    }
+
+    fn pool_speaking(target: Uri, protocol: crate::config::UpstreamProtocol) -> Arc<Pool> {
         let cfg = crate::config::UpstreamConfig {
             url: target,
-            protocol: crate::config::UpstreamProtocol::Auto,
+            protocol,
             tls: None,
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(30),
@@ -931,6 +1003,70 @@ mod tests {
         assert_eq!(pool.idle_count(), 2);
         let _ = text(pool.send(get(), None, far()).await.unwrap()).await;
         assert_eq!(conns.load(Ordering::SeqCst), 2);
+    }
+
+    /// An h2c upstream (hyper's server) answering `ok`; returns its address and the
+    /// connections it accepted.
+    async fn h2c_upstream() -> (Uri, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let c = Arc::clone(&conns);
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                c.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(Response::new(body::full("ok")))
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(s), service)
+                        .await;
+                });
+            }
+        });
+        (format!("http://{addr}/").parse().unwrap(), conns)
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_first_requests_to_an_http2_upstream_opens_one_connection() {
+        let (target, conns) = h2c_upstream().await;
+        let pool = pool_speaking(target, crate::config::UpstreamProtocol::Http2);
+        let mut burst = tokio::task::JoinSet::new();
+        for _ in 0..32 {
+            let pool = Arc::clone(&pool);
+            burst.spawn(async move { text(pool.send(get(), None, far()).await.unwrap()).await });
+        }
+        while let Some(done) = burst.join_next().await {
+            assert_eq!(done.unwrap(), "ok");
+        }
+        assert_eq!(
+            conns.load(Ordering::SeqCst),
+            1,
+            "every stream on the one shared connection"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_burst_to_an_http2_upstream_that_is_down_fails_each_request_as_a_connect_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let target: Uri = format!("http://{addr}/").parse().unwrap();
+        let pool = pool_speaking(target, crate::config::UpstreamProtocol::Http2);
+        let mut burst = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let pool = Arc::clone(&pool);
+            burst.spawn(async move { pool.send(get(), None, far()).await });
+        }
+        while let Some(done) = burst.join_next().await {
+            let err = done.unwrap().unwrap_err();
+            assert!(
+                matches!(err, SendError::Connect(ConnectError::Tcp(_))),
+                "{err}"
+            );
+        }
     }
 
     /// An upstream that answers each request head `delay` later with `response`.

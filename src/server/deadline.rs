@@ -19,8 +19,9 @@
 //! by its preface, or ALPN `h2`) passes through: its head limits are hyper's, its idle
 //! timeout is counted in open streams (`h2_idle.rs`).
 //!
-//! A `101 Switching Protocols` written (only ever for a WebSocket tunnel, `forward/tunnel.rs`)
-//! ends HTTP on the connection: its bytes are the tunnel's, never a head, and the connection is
+//! A `101 Switching Protocols` written (only ever for a WebSocket tunnel, `forward/tunnel.rs`;
+//! the service marks the connection before hyper writes its head, so that response-body
+//! bytes which merely look like one change nothing) ends HTTP on the connection: its bytes are the tunnel's, never a head, and the connection is
 //! closed (a read error, which ends the tunnel) once no byte has gone either way for
 //! `idle_timeout` (checked every `idle_timeout`: between one and two of them).
 
@@ -436,8 +437,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
                 // come, and it is a body, not the next head.
                 return res;
             }
-            if n > 0 && this.phase == Phase::Busy && data[..n].starts_with(SWITCHING) {
-                // hyper writes a head in one piece; a 101 ends HTTP on this connection.
+            if n > 0
+                && this.phase == Phase::Busy
+                && data[..n].starts_with(SWITCHING)
+                && this.streams.take_switching()
+            {
+                // hyper writes a head in one piece; a 101 the service returned (never bytes
+                // of a response body that look like one) ends HTTP on this connection.
                 this.interim = 0;
                 this.phase = Phase::Tunnel { active: true };
                 this.sleep
@@ -622,7 +628,8 @@ mod tests {
     async fn after_a_101_the_bytes_are_a_tunnels_and_only_a_whole_idle_timeout_ends_it() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (server, mut client) = tokio::io::duplex(4096);
-        let mut io = Deadlines::new(server, LIMITS, counters(), Streams::new(), false);
+        let streams = Streams::new();
+        let mut io = Deadlines::new(server, LIMITS, counters(), Arc::clone(&streams), false);
         client
             .write_all(b"GET / HTTP/1.1\r\nhost: a\r\nupgrade: websocket\r\n\r\n")
             .await
@@ -631,6 +638,8 @@ mod tests {
         let n = io.read(&mut buf).await.unwrap();
         assert!(n > 0);
         assert_eq!(io.phase, Phase::Busy);
+        // The service returned a 101 (the listener marks it): its head is the next write.
+        streams.mark_switching();
         io.write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n")
             .await
             .unwrap();
@@ -654,6 +663,46 @@ mod tests {
             "no refusal written into the tunnel"
         );
         assert!(!String::from_utf8_lossy(&out).contains("431"));
+    }
+
+    #[tokio::test]
+    async fn response_bytes_that_look_like_a_101_do_not_lift_the_head_limits() {
+        // A legacy API's body may start with anything, a client's next head may arrive
+        // pipelined while that body is written: `HTTP/1.1 101 ` bytes the service did not
+        // return as a 101 head must leave the next head under max_header_bytes.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (server, mut client) = tokio::io::duplex(4096);
+        let mut io = Deadlines::new(server, LIMITS, counters(), Streams::new(), false);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        assert!(io.read(&mut buf).await.unwrap() > 0);
+        assert_eq!(io.phase, Phase::Busy);
+        io.write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(
+            io.phase,
+            Phase::Idle,
+            "a final response's bytes, not a tunnel"
+        );
+        // The next head is still counted: over the limit, refused with 431.
+        let over = format!("GET / HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(100));
+        client.write_all(over.as_bytes()).await.unwrap();
+        let err = loop {
+            match io.read(&mut buf).await {
+                Ok(0) => panic!("closed without a refusal"),
+                Ok(_) => continue,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        drop(io);
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.ok();
+        assert!(String::from_utf8_lossy(&out).contains(" 431 "), "{out:?}");
     }
 
     #[test]

@@ -20,6 +20,9 @@ use tokio::time::{Instant, Sleep};
 pub(crate) struct Streams {
     state: Mutex<(usize, Instant)>,
     idle: AtomicBool,
+    /// HTTP/1.1: the service returned a `101` (a WebSocket tunnel), whose head is the next
+    /// write; [`Deadlines`](super::deadline::Deadlines) switches to the tunnel only then.
+    switching: AtomicBool,
 }
 
 /// One open stream; dropped with the response body (or the request, if it never got one).
@@ -34,7 +37,18 @@ impl Streams {
         Arc::new(Streams {
             state: Mutex::new((0, Instant::now())),
             idle: AtomicBool::new(false),
+            switching: AtomicBool::new(false),
         })
+    }
+
+    /// The service returned a `101` on this HTTP/1.1 connection: its head is the next write.
+    pub(crate) fn mark_switching(&self) {
+        self.switching.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a `101` was returned since the last call (and clears it).
+    pub(super) fn take_switching(&self) -> bool {
+        self.switching.swap(false, Ordering::Relaxed)
     }
 
     /// Whether this HTTP/2 connection has had no stream open for `idle_timeout`.

@@ -202,15 +202,19 @@ pub(crate) async fn serve_with<H: Handler>(
                 // HTTP/2: the stream counts as open until its response body is done, for the
                 // connection's idle timeout (see `Deadlines`), and a stream that ends before
                 // that counts as cancelled (see `Resets`).
-                let open = (req.version() == Version::HTTP_2).then(|| Stream {
-                    _open: streams.open(),
-                    resets: resets.opened(),
-                    done: false,
-                });
+                let conn = if req.version() == Version::HTTP_2 {
+                    Conn::H2(Stream {
+                        _open: streams.open(),
+                        resets: resets.opened(),
+                        done: false,
+                    })
+                } else {
+                    Conn::H1(Arc::clone(&streams))
+                };
                 Served {
                     // The state when the request starts, kept until it is done.
                     handled: handler(live.load_full(), req, meta),
-                    open,
+                    conn: Some(conn),
                 }
             }
         });
@@ -273,12 +277,22 @@ pub(crate) async fn serve_with<H: Handler>(
 
 pin_project_lite::pin_project! {
     /// The pipeline's future; for an HTTP/2 request, its response body carries the stream's
-    /// [`StreamOpen`] (without a second future around the pipeline's, which is large).
+    /// [`StreamOpen`] (without a second future around the pipeline's, which is large); for
+    /// an HTTP/1.x one, a `101` marks the connection (see [`Conn::H1`]).
     struct Served<F> {
         #[pin]
         handled: F,
-        open: Option<Stream>,
+        conn: Option<Conn>,
     }
+}
+
+/// What [`Served`] tells its connection about the response.
+enum Conn {
+    /// HTTP/2: the stream, counted open until the response body is done.
+    H2(Stream),
+    /// HTTP/1.x: a `101` marks the connection, whose bytes are a tunnel's once its head is
+    /// written (`Deadlines`); bytes that merely look like a 101 must not do that.
+    H1(Arc<Streams>),
 }
 
 impl<F> Future for Served<F>
@@ -290,9 +304,15 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = std::task::ready!(this.handled.poll(cx))?;
-        Poll::Ready(Ok(match this.open.take() {
+        Poll::Ready(Ok(match this.conn.take() {
             None => response,
-            Some(open) => response.map(|b| {
+            Some(Conn::H1(streams)) => {
+                if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                    streams.mark_switching();
+                }
+                response
+            }
+            Some(Conn::H2(open)) => response.map(|b| {
                 body::boxed(WhileOpen {
                     body: b,
                     stream: open,
