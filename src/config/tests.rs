@@ -202,22 +202,37 @@ fn discovery_is_used_when_no_key_source_is_set() {
 }
 
 #[test]
-fn contract_example_parses_once_it_picks_one_key_source() {
+fn contract_example_is_refused_only_for_what_it_shows_side_by_side() {
+    // The example sets both jwks_uri and jwks_file, and upstream.tls beside a plain http://
+    // URL, to show every key; each is refused at its line, and with one key source and an
+    // https:// URL the rest of it, every key of it, is a valid config.
     let text = include_str!("../../tests/fixtures/config/contract.yaml");
     let vars = env(&[
         ("DPOP_NONCE_SECRET", &"n".repeat(32)),
         ("INTROSPECTION_SECRET", "s"),
     ]);
+    let line_of =
+        |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
     let err = Config::from_yaml_str(text, "contract.yaml", &vars).unwrap_err();
+    assert!(err.message.contains("only for https:// upstreams"), "{err}");
+    assert_eq!(
+        err.line,
+        line_of(
+            text,
+            "  tls:                                # https upstreams only"
+        )
+    );
+    let https = text.replace(
+        "url: \"http://127.0.0.1:8080\"",
+        "url: \"https://127.0.0.1:8080\"",
+    );
+    let err = Config::from_yaml_str(&https, "contract.yaml", &vars).unwrap_err();
     assert!(
         err.message.contains("set jwks_uri or jwks_file, not both"),
         "{err}"
     );
-    assert_eq!(
-        err.line,
-        text.lines().position(|l| l.contains("jwks_file:")).unwrap() + 1
-    );
-    let one_source: String = text
+    assert_eq!(err.line, line_of(&https, "jwks_file:"));
+    let one_source: String = https
         .lines()
         .filter(|l| !l.contains("jwks_uri:"))
         .map(|l| format!("{l}\n"))
@@ -226,7 +241,32 @@ fn contract_example_parses_once_it_picks_one_key_source() {
     assert_eq!(c.listen, "0.0.0.0:8443".parse().unwrap());
     assert!(c.tls.is_some() && c.resource_metadata && c.public_url.is_some());
     assert_eq!(c.cors_allow_origins, ["*"]);
-    assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.upstreams.len(), 1);
+    assert_eq!(c.upstreams[0].name, "billing");
+    assert!(c.upstream.tls.is_some() && c.upstreams[0].config.tls.is_some());
+    assert_eq!(c.routes.len(), 3);
+    let billing = &c.routes[1];
+    assert_eq!(billing.path_prefix, "/billing");
+    assert_eq!(
+        billing.methods,
+        Some(vec![http::Method::GET, http::Method::HEAD])
+    );
+    assert_eq!(billing.nonce, Some(true));
+    assert!(billing.strip_prefix && billing.upstream.is_some());
+    assert_eq!(
+        billing.issuers,
+        Some(vec!["https://as.example.com".to_string()])
+    );
+    assert_eq!(billing.require.scopes, ["billing:read"]);
+    assert_eq!(
+        billing.require.claims,
+        [("tenant".to_string(), "acme".to_string())]
+    );
+    assert_eq!(c.replay_cache.min_replicas, 0);
+    assert_eq!(
+        c.forward_auth.as_ref().map(|f| f.listen),
+        Some("127.0.0.1:8081".parse().unwrap())
+    );
     assert_eq!(
         c.access_tokens[0]
             .clone()

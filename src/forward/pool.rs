@@ -198,7 +198,9 @@ impl Pool {
             let reused = pooled.is_some();
             let mut tx = match pooled {
                 Some(tx) => tx,
-                None => match self.connect().await? {
+                // Boxed: opening a connection is the rare path, and its future (TLS, the
+                // HTTP/2 handshake, the wait for the shared one) would make every send larger.
+                None => match Box::pin(self.connect()).await? {
                     Conn::H1(tx) => tx,
                     Conn::Shared(tx) => match self.send_h2(tx, req, true).await? {
                         Ok(resp) => return Ok(leased(resp, lease)),
