@@ -9,6 +9,8 @@
 #   benches/callgrind/run.sh explorer   # DPoP ES256 with explorer.enabled (recording each one)
 #   benches/callgrind/run.sh decide     # DPoP ES256 decisions asked of forward_auth.listen
 #                                       # (Envoy style: the decision request is the request)
+#   benches/callgrind/run.sh decide_none # decisions for an `auth: none` path: no checks and
+#                                       # no upstream hop, so `none` - `decide_none` is the hop
 #   GATEWAY_BIN=/tmp/old/dpop-gateway KEEP=/tmp/cg-old benches/callgrind/run.sh none
 #     # another build (no cargo build), the measured dump kept as /tmp/cg-old/none.out for
 #     # `callgrind_annotate` (a per-function before/after diff)
@@ -28,10 +30,10 @@ up=$(free_port)
 python3 benches/callgrind/upstream.py "$up" &
 for case in $CASES; do
   port=$(free_port); admin=$(free_port); decide=$(free_port)
-  auth=$case; [ "$case" != none ] && auth=dpop
+  auth=dpop; case $case in none|decide_none) auth=none ;; esac
   extra=""
   [ "$case" = explorer ] && extra="explorer: { enabled: true }"
-  [ "$case" = decide ] && extra="forward_auth: { listen: \"127.0.0.1:$decide\" }"
+  case $case in decide*) extra="forward_auth: { listen: \"127.0.0.1:$decide\" }" ;; esac
   cat > "$work/gw.yaml" <<YAML
 listen: "127.0.0.1:$port"
 admin_listen: "127.0.0.1:$admin"
@@ -56,9 +58,9 @@ YAML
       || { echo "explorer: /explorer/decisions.json does not answer" >&2; trap - EXIT; exit 1; }
   fi
   url="http://127.0.0.1:$port/r"
-  [ "$case" = decide ] && url="http://127.0.0.1:$decide/r"
+  case $case in decide*) url="http://127.0.0.1:$decide/r" ;; esac
   total=$((WARM + N))
-  if [ "$case" != none ]; then
+  if [ "$auth" = dpop ]; then
     "$bin" keygen --alg ES256 > "$work/client.jwk"
     token=$("$bin" token --issuer-key config/demo/issuer-key.jwk --bind "$work/client.jwk" --aud https://api.example.com --ttl 3600)
     : > "$work/curl.cfg"

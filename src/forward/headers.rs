@@ -112,6 +112,35 @@ pub(crate) struct IdentityValues {
     pub issuer: Option<HeaderValue>,
 }
 
+impl IdentityValues {
+    /// Each configured identity header that has a value for this caller, with that value.
+    pub(crate) fn headers<'a>(
+        &'a self,
+        names: &'a IdentityHeaders,
+    ) -> impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)> {
+        [
+            (&names.subject, &self.subject),
+            (&names.client_id, &self.client_id),
+            (&names.scope, &self.scope),
+            (&names.jkt, &self.jkt),
+            (&names.issuer, &self.issuer),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.as_ref()?, value.as_ref()?)))
+    }
+}
+
+/// Every identity header name, configured or not (`null` disables one).
+fn identity_names(names: &IdentityHeaders) -> [&Option<HeaderName>; 5] {
+    [
+        &names.subject,
+        &names.client_id,
+        &names.scope,
+        &names.jkt,
+        &names.issuer,
+    ]
+}
+
 /// A claim that would not reach the upstream as the token has it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IdentityClaimError {
@@ -161,7 +190,7 @@ fn is_hop_by_hop(name: &HeaderName, nominated: &[HeaderName]) -> bool {
 /// Removes every header `doomed` picks, in one pass over the headers present: a request has
 /// a handful, while the names to drop are a dozen or more, and a `remove` per name hashes it
 /// whether it is there or not.
-fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+pub(crate) fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
     let found: Vec<HeaderName> = headers.keys().filter(|n| doomed(n)).cloned().collect();
     for name in found {
         headers.remove(name);
@@ -231,13 +260,7 @@ pub(crate) fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>)
     // 1. What the client sent that the upstream must not see or must not trust: the proof,
     // hop-by-hop headers, identity headers and (unless trusted) forwarding claims.
     let names = &ctx.config.identity_headers;
-    let identity_names = [
-        &names.subject,
-        &names.client_id,
-        &names.scope,
-        &names.jkt,
-        &names.issuer,
-    ];
+    let identity_names = identity_names(names);
     let nominated = nominated(headers);
     remove_where(headers, |name| {
         *name == DPOP
@@ -260,18 +283,8 @@ pub(crate) fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext<'_>)
     }
     if let Some(identity) = &ctx.identity {
         set_authorization(headers, ctx.config.authorization, identity.token);
-        let v = identity.values;
-        let values = [
-            (&names.subject, &v.subject),
-            (&names.client_id, &v.client_id),
-            (&names.scope, &v.scope),
-            (&names.jkt, &v.jkt),
-            (&names.issuer, &v.issuer),
-        ];
-        for (name, value) in values {
-            if let (Some(name), Some(value)) = (name, value) {
-                headers.insert(name.clone(), value.clone());
-            }
+        for (name, value) in identity.values.headers(names) {
+            headers.insert(name.clone(), value.clone());
         }
     }
     if let Some(auth) = headers.get_mut(header::AUTHORIZATION) {
@@ -313,7 +326,7 @@ fn is_underscore_alias(name: &HeaderName, identity: &[&Option<HeaderName>]) -> b
 /// read as `-` (the decision listener refuses a request that carries one: the ingress, not the
 /// gateway, builds the upstream's request there, and must not pass a client's copy on).
 pub(crate) fn names_identity(name: &HeaderName, names: &IdentityHeaders) -> bool {
-    [&names.subject, &names.client_id, &names.scope, &names.jkt]
+    identity_names(names)
         .into_iter()
         .flatten()
         .any(|n| same_field(name.as_str().as_bytes(), n.as_str().as_bytes()))

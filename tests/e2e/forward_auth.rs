@@ -22,6 +22,9 @@ use crate::support::client::{self, Mode};
 use crate::support::ports::free_port;
 use crate::support::{json_body, now, proof, temp_dir, www_error, Options, TestGateway};
 
+/// The test issuer's name: the value of the issuer identity header.
+const ISSUER: &str = "https://as.example.com";
+
 const NONCE_SECRET: &str = "0123456789abcdef0123456789abcdef-nonce";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -260,6 +263,7 @@ async fn plain_cases(kind: Kind) {
                 ("authorization", &dpop_auth),
                 ("dpop", &p),
                 ("x-auth-subject", "admin"),
+                ("x-auth-issuer", "https://evil.example"),
             ],
         )
         .await;
@@ -277,6 +281,9 @@ async fn plain_cases(kind: Kind) {
     assert!(r.headers.get("dpop").is_none(), "{kind:?}: {:?}", r.headers);
     let subjects: Vec<_> = r.headers.get_all("x-auth-subject").iter().collect();
     assert_eq!(subjects, ["alice"], "{kind:?}: {:?}", r.headers);
+    // The issuer header too: the decision carries it, so the ingress overwrites a client's copy.
+    let issuers: Vec<_> = r.headers.get_all("x-auth-issuer").iter().collect();
+    assert_eq!(issuers, [ISSUER], "{kind:?}: {:?}", r.headers);
     assert_eq!(
         r.headers["authorization"],
         format!("Bearer {token}").as_str()
@@ -374,12 +381,25 @@ async fn plain_cases(kind: Kind) {
 
     // An `auth: none` route: through without credentials, with no identity.
     let resp = ing
-        .send("GET", "/open/page", &[("x-auth-subject", "admin")])
+        .send(
+            "GET",
+            "/open/page",
+            &[
+                ("x-auth-subject", "admin"),
+                ("x-auth-issuer", "https://evil.example"),
+            ],
+        )
         .await;
     assert_eq!(resp.status(), 200, "{kind:?} open: {resp:?}");
     let reqs = gw.upstream.requests();
     assert_eq!(reqs.len(), 3);
-    for name in ["x-auth-subject", "x-dpop-jkt", "authorization", "dpop"] {
+    for name in [
+        "x-auth-subject",
+        "x-auth-issuer",
+        "x-dpop-jkt",
+        "authorization",
+        "dpop",
+    ] {
         assert!(
             reqs[2].headers.get(name).is_none(),
             "{kind:?} {name}: {:?}",
@@ -563,6 +583,7 @@ async fn envoy_ext_authz_convention_and_described_requests() {
     let resp = send("/ext_authz/api/items?x=1", envoy(&p)).await;
     assert_eq!(resp.status(), 200, "{resp:?}");
     assert_eq!(header(&resp, "x-auth-subject"), Some("alice"));
+    assert_eq!(header(&resp, "x-auth-issuer"), Some(ISSUER));
     assert_eq!(
         header(&resp, "authorization"),
         Some(format!("Bearer {token}").as_str())
@@ -585,7 +606,13 @@ async fn envoy_ext_authz_convention_and_described_requests() {
 
     // Client copies of identity headers, in either spelling, are refused: an ingress that
     // passes the client's headers on would hand them to the API.
-    for name in ["x-auth-subject", "x_auth_subject", "X-DPoP_Jkt"] {
+    for name in [
+        "x-auth-subject",
+        "x_auth_subject",
+        "X-DPoP_Jkt",
+        "x-auth-issuer",
+        "X_Auth_Issuer",
+    ] {
         let p = proof(
             &key,
             "GET",
